@@ -1,0 +1,185 @@
+"""Module inventory: what every module is and what its output looked like over the audit data.
+
+Costs nothing beyond the shared walk (one hooked forward per batch). Findings: non-finite outputs
+(where they first appear), dead units, reused and unused modules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from typing import ClassVar
+
+from auditor.analyses.base import AuditContext
+from auditor.config import InventoryParams
+from auditor.findings import Finding, Severity
+from auditor.report.figures import new_figure, to_figure
+from auditor.report.schema import Cost, Figure, ModuleRow, Section, Table
+from auditor.subject import Modality, Task
+from auditor.walk.rows import module_rows
+
+
+class ModuleInventory:
+    """Flags modules with NaN/Inf outputs, dead units, more than one call per forward, or no call."""
+
+    id: ClassVar[str] = "inventory"
+    title: ClassVar[str] = "Module inventory"
+    modalities: ClassVar[frozenset[Modality]] = frozenset({"text", "image", "tabular"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding"})
+
+    def __init__(self, params: InventoryParams | None = None) -> None:
+        self.params = params
+
+    def cost(self, ctx: AuditContext) -> Cost:
+        return Cost(note="reads the shared walk (one hooked forward per batch)")
+
+    def run(self, ctx: AuditContext) -> Section:
+        params = self.params or ctx.config.inventory
+        rows = module_rows(ctx.tree, ctx.walk.records, ctx.walk.forwards)
+        findings = [*_non_finite(rows), *_dead_units(rows, params), *_reuse(rows), *_unused(rows)]
+        root = rows[0]
+        parents = {r.parent for r in rows}
+        leaves = [r for r in rows if r.name not in parents]
+        metrics = {
+            "modules": float(len(rows)),
+            "leaf_modules": float(len(leaves)),
+            "parameters": float(root.params),
+            "trainable_parameters": float(root.trainable_params),
+            "non_finite_modules": float(sum(1 for r in rows if r.nan_count or r.inf_count)),
+            "modules_with_dead_units": float(sum(1 for f in findings if f.id == "inventory.dead_units")),
+            "reused_modules": float(sum(1 for r in rows if r.calls_per_forward > 1)),
+        }
+        summary = (
+            f"{len(rows)} modules ({len(leaves)} leaves), {root.params:,} parameters "
+            f"({root.trainable_params:,} trainable), walked in {ctx.walk.forwards} hooked forward pass"
+            f"{'es' * (ctx.walk.forwards != 1)} over {len(ctx.subject)} samples."
+        )
+        return Section(
+            id=self.id, title=self.title, summary=summary, metrics=metrics, findings=findings,
+            tables=[_by_type(rows)], figures=_profile_figure(rows),
+        )
+
+
+_PASS_THROUGH = re.compile(r"Pool|Dropout|Flatten|Identity|Unflatten", re.IGNORECASE)
+_NEVER_CALLED_BY_DESIGN = ("ModuleList", "ModuleDict", "ParameterList", "ParameterDict")
+
+
+def _non_finite(rows: list[ModuleRow]) -> list[Finding]:
+    """One finding at the module where NaN/Inf first appear in execution order, with the spread."""
+    bad = sorted((r for r in rows if r.nan_count or r.inf_count), key=lambda r: (r.order is None, r.order))
+    if not bad:
+        return []
+    first = bad[0]
+    return [Finding(
+        id="inventory.non_finite", severity=Severity.FAIL, module=first.name or "(model)",
+        message=(f"{first.name or 'The model'} ({first.type}) produces non-finite values "
+                 f"({first.nan_count:,} NaN, {first.inf_count:,} Inf) on the audit data; "
+                 f"{len(bad) - 1} later module{'s' * (len(bad) != 2)} inherit them."),
+        evidence={"nan": first.nan_count, "inf": first.inf_count, "affected_modules": len(bad)},
+    )]
+
+
+def _dead_units(rows: list[ModuleRow], params: InventoryParams) -> list[Finding]:
+    """Modules where too many units never activate; a container repeating its child's output is skipped."""
+    flagged = [r for r in rows if r.units and r.dead_units is not None and r.units >= params.dead_unit_min_units
+               and r.dead_units / r.units > params.dead_unit_warn_fraction]
+    # The same dead channels show again downstream (pooling, dropout, a container returning its last
+    # child's output): report them once, at the module that computes them, and name the others.
+    parents = {r.parent for r in rows}
+    groups: dict[tuple[object, ...], list[ModuleRow]] = defaultdict(list)
+    for r in flagged:
+        groups[(r.dead_units, r.units)].append(r)
+    findings = []
+    for same in groups.values():
+        row = min(same, key=lambda r: (r.name in parents or _PASS_THROUGH.search(r.type) is not None,
+                                       r.order if r.order is not None else 1 << 30))
+        assert row.units is not None and row.dead_units is not None
+        fraction = row.dead_units / row.units
+        findings.append(Finding(
+            id="inventory.dead_units", severity=Severity.WARN, module=row.name,
+            message=(f"{fraction:.0%} of the units of {row.name} ({row.dead_units} of {row.units}) "
+                     "are zero for every audit sample."),
+            evidence={"dead_units": row.dead_units, "units": row.units, "dead_fraction": round(fraction, 4),
+                      "threshold": params.dead_unit_warn_fraction,
+                      "also_seen_as": ", ".join(r.name for r in same if r is not row)},
+        ))
+    return findings
+
+
+def _reuse(rows: list[ModuleRow]) -> list[Finding]:
+    findings = []
+    for r in rows:
+        if r.calls_per_forward > 1:
+            findings.append(Finding(
+                id="inventory.reused_module", severity=Severity.INFO, module=r.name,
+                message=(f"{r.name} ({r.type}) runs {r.calls_per_forward:g} times per forward pass; its "
+                         "statistics cover all calls, and per-module analyses see every use at once."),
+                evidence={"calls_per_forward": r.calls_per_forward},
+            ))
+        if r.aliases:
+            findings.append(Finding(
+                id="inventory.shared_module", severity=Severity.INFO, module=r.name,
+                message=f"{r.name} is also registered as {', '.join(r.aliases)} (one module, several names).",
+                evidence={"aliases": ", ".join(r.aliases)},
+            ))
+    return findings
+
+
+def _unused(rows: list[ModuleRow]) -> list[Finding]:
+    unused = [r for r in rows if r.order is None and r.type not in _NEVER_CALLED_BY_DESIGN]
+    if not unused:
+        return []
+    names = [r.name for r in unused]
+    return [Finding(
+        id="inventory.unused_module", severity=Severity.INFO, module=None,
+        message=(f"{len(unused)} module{'s' * (len(unused) != 1)} never ran during the audit: "
+                 f"{', '.join(names[:8])}{' …' if len(names) > 8 else ''}."),
+        evidence={"count": len(unused), "params": sum(r.params for r in unused if r.parent not in names)},
+    )]
+
+
+def _by_type(rows: list[ModuleRow]) -> Table:
+    count: Counter[str] = Counter()
+    params: Counter[str] = Counter()
+    share: defaultdict[str, float] = defaultdict(float)
+    parents = {r.parent for r in rows}
+    for r in rows[1:]:
+        count[r.type] += 1
+        params[r.type] += r.own_params
+        if r.name not in parents and r.time_share is not None:  # containers would count children twice
+            share[r.type] += r.time_share
+    return Table(
+        id="inventory.by_type", title="Modules by type",
+        columns=["type", "count", "own parameters", "leaf time share"],
+        rows=[[t, count[t], params[t], round(share[t], 4)] for t in sorted(count, key=lambda t: -params[t])],
+        caption="Own parameters are those registered directly on modules of the type; time share sums leaf modules.",
+    )
+
+
+def _profile_figure(rows: list[ModuleRow]) -> list[Figure]:
+    """Output spread and zero fraction of each leaf module, in execution order."""
+    parents = {r.parent for r in rows}
+    leaves = sorted((r for r in rows if r.name not in parents and r.order is not None and r.std is not None),
+                    key=lambda r: r.order or 0)
+    if len(leaves) < 2:
+        return []
+    xs = list(range(len(leaves)))
+    with new_figure(8.0, 3.0) as (fig, ax):
+        ax.plot(xs, [r.std for r in leaves], marker="o", ms=3, lw=1.2, color="#2563eb", label="output std")
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_xlabel("leaf module, in execution order")
+        ax.set_ylabel("std of output", color="#2563eb")
+        twin = ax.twinx()
+        twin.bar(xs, [100 * (r.zero_fraction or 0.0) for r in leaves], color="#f59e0b", alpha=0.35, width=0.8)
+        twin.set_ylabel("exact zeros (%)", color="#b45309")
+        twin.set_ylim(0, 100)
+        bad = [i for i, r in enumerate(leaves) if r.nan_count or r.inf_count]
+        for i in bad:
+            ax.axvline(i, color="#dc2626", lw=1.5)
+        ax.set_xlim(-0.6, len(leaves) - 0.4)
+        ax.spines["top"].set_visible(False)
+        return [to_figure(fig, id="inventory.profile", title="Activation profile",
+                          alt="Line chart of each leaf module's output standard deviation with bars of the "
+                              "fraction of exact zeros, in execution order",
+                          caption="Blue: standard deviation of each leaf module's output (symmetric log "
+                                  "scale); amber bars: share of exact zeros; red lines: non-finite outputs.")]

@@ -1,0 +1,172 @@
+"""Performance on the labelled audit data, from the scores the walk already computed (no extra pass).
+
+Accuracy beside the majority-class rate with a one-sided binomial test, so an untrained or wrongly
+loaded model cannot pass quietly; per-class precision/recall; expected calibration error (Guo et al.,
+2017, "On Calibration of Modern Neural Networks"); a confusion matrix and a reliability diagram.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+from scipy.stats import binomtest
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from auditor.analyses.base import AuditContext
+from auditor.config import PerformanceParams
+from auditor.findings import Finding, Severity
+from auditor.report.figures import new_figure, to_figure
+from auditor.report.schema import Cost, Figure, Section, Table
+from auditor.subject import Modality, Task
+
+
+def probabilities(scores: torch.Tensor) -> torch.Tensor:
+    """Class probabilities: softmax over logits; one logit is binary (sigmoid)."""
+    if scores.shape[1] == 1:
+        scores = torch.cat([torch.zeros_like(scores), scores], dim=1)
+    return torch.softmax(scores.double(), dim=1)
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int) -> tuple[float, list[tuple[float, float, int]]]:
+    """ECE over equal-width confidence bins, and (mean confidence, accuracy, count) per non-empty bin."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece, table = 0.0, []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            conf, acc = float(confidence[mask].mean()), float(correct[mask].mean())
+            ece += mask.mean() * abs(conf - acc)
+            table.append((conf, acc, int(mask.sum())))
+    return float(ece), table
+
+
+class Performance:
+    """Accuracy, per-class precision and recall, calibration; fails a model near chance level."""
+
+    id: ClassVar[str] = "performance"
+    title: ClassVar[str] = "Performance"
+    modalities: ClassVar[frozenset[Modality]] = frozenset({"text", "image", "tabular"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification"})
+
+    def __init__(self, params: PerformanceParams | None = None) -> None:
+        self.params = params
+
+    def cost(self, ctx: AuditContext) -> Cost:
+        return Cost(note="reads the scores of the shared walk")
+
+    def run(self, ctx: AuditContext) -> Section:
+        params = self.params or ctx.config.performance
+        labels_t = ctx.subject.labels
+        if labels_t is None:
+            return Section(id=self.id, title=self.title,
+                           summary="The audit data has no labels, so performance was not measured.")
+        probs = probabilities(ctx.walk.scores)
+        labels = labels_t.numpy()
+        predicted = probs.argmax(dim=1).numpy()
+        n, n_classes = len(labels), probs.shape[1]
+        names = ctx.subject.class_names
+        correct = predicted == labels
+        accuracy = float(correct.mean())
+        counts = np.bincount(labels, minlength=n_classes)
+        majority_rate = float(counts.max() / n)
+        p_value = float(binomtest(int(correct.sum()), n, majority_rate, alternative="greater").pvalue) \
+            if majority_rate < 1.0 else 1.0
+        nll = float(-torch.log(probs[torch.arange(n), labels_t].clamp_min(1e-12)).mean())
+        confidence = probs.max(dim=1).values.numpy()
+        ece, bins = expected_calibration_error(confidence, correct, params.calibration_bins)
+        precision, recall, f1, support = precision_recall_fscore_support(
+            labels, predicted, labels=list(range(n_classes)), zero_division=0)
+        present = support > 0
+        macro_f1 = float(f1[present].mean()) if present.any() else 0.0
+        metrics = {"accuracy": accuracy, "majority_rate": majority_rate, "macro_f1": macro_f1,
+                   "ece": ece, "nll": nll, "binomial_p_value": p_value, "samples": float(n)}
+        findings = []
+        margin = accuracy - majority_rate
+        if p_value > params.near_chance_alpha or margin < params.near_chance_margin:
+            findings.append(Finding(
+                id="performance.near_chance", severity=Severity.FAIL,
+                message=(f"Accuracy {accuracy:.1%} is not clearly above the majority-class rate "
+                         f"{majority_rate:.1%} (one-sided binomial p = {p_value:.2g}): the model may be "
+                         "untrained, wrongly loaded, or fed the wrong data."),
+                evidence={"accuracy": round(accuracy, 4), "majority_rate": round(majority_rate, 4),
+                          "p_value": p_value, "samples": n},
+            ))
+        if ece > params.ece_warn:
+            findings.append(Finding(
+                id="performance.miscalibrated", severity=Severity.WARN,
+                message=(f"Confidence does not match accuracy: expected calibration error {ece:.3f} "
+                         f"(above {params.ece_warn:g}); treat the model's probabilities with care."),
+                evidence={"ece": round(ece, 4), "threshold": params.ece_warn},
+            ))
+        for c in np.flatnonzero(present):
+            if recall[c] < 0.5 * accuracy and support[c] >= 5:
+                findings.append(Finding(
+                    id="performance.weak_class", severity=Severity.WARN,
+                    message=(f"Class {names[c]!r} is recalled {recall[c]:.0%} of the time, against "
+                             f"{accuracy:.0%} overall accuracy."),
+                    evidence={"class": names[c], "recall": round(float(recall[c]), 4), "support": int(support[c])},
+                ))
+        table = Table(
+            id="performance.per_class", title="Per-class metrics",
+            columns=["class", "support", "precision", "recall", "f1"],
+            rows=[[names[c], int(support[c]), round(float(precision[c]), 4), round(float(recall[c]), 4),
+                   round(float(f1[c]), 4)] for c in range(n_classes)],
+        )
+        matrix = confusion_matrix(labels, predicted, labels=list(range(n_classes)))
+        figures = [_confusion_figure(matrix, names), _reliability_figure(bins, ece)]
+        summary = (f"Accuracy {accuracy:.1%} on {n} labelled samples (majority class {majority_rate:.1%}); "
+                   f"macro F1 {macro_f1:.3f}; expected calibration error {ece:.3f}.")
+        return Section(id=self.id, title=self.title, summary=summary, metrics=metrics, tables=[table],
+                       figures=figures, findings=findings,
+                       details={"confusion_matrix": matrix.tolist(), "class_names": names})
+
+
+def _confusion_figure(matrix: np.ndarray, names: list[str]) -> Figure:
+    k = len(names)
+    size = min(7.5, max(3.2, 0.45 * k + 1.8))
+    with new_figure(size, size * 0.85) as (fig, ax):
+        rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(k), [_short(n) for n in names], rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
+        ax.set_yticks(range(k), [_short(n) for n in names])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        if k <= 20:
+            for i in range(k):
+                for j in range(k):
+                    if matrix[i, j]:
+                        ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8 if k > 10 else 9,
+                                color="white" if rates[i, j] > 0.6 else "#1f2937")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+        return to_figure(fig, id="performance.confusion", title="Confusion matrix",
+                         alt="Confusion matrix of true against predicted classes, with counts",
+                         caption="Rows: true class; columns: predicted class; colour: share of the row, numbers: counts.")
+
+
+def _reliability_figure(bins: list[tuple[float, float, int]], ece: float) -> Figure:
+    with new_figure(4.2, 3.6) as (fig, ax):
+        ax.plot([0, 1], [0, 1], ls="--", color="#9ca3af", lw=1, label="perfect calibration")
+        if bins:
+            conf, acc, count = zip(*bins)
+            sizes = [20 + 200 * c / max(count) for c in count]
+            ax.scatter(conf, acc, s=sizes, color="#2563eb", alpha=0.7, label="confidence bins")
+            ax.plot(conf, acc, color="#2563eb", lw=1)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("mean confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"ECE = {ece:.3f}", fontsize=10)
+        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        return to_figure(fig, id="performance.reliability", title="Reliability diagram",
+                         alt="Reliability diagram: accuracy against mean confidence per confidence bin",
+                         caption="Each dot is a confidence bin (size: number of samples); dots on the diagonal are well calibrated.")
+
+
+def _short(name: str, limit: int = 14) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+__all__ = ["Performance", "expected_calibration_error", "probabilities"]

@@ -1,0 +1,65 @@
+"""The two embedded default models and `run_demo`, which audits both and writes their reports."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from auditor.config import AuditConfig, DataSpec, ModelSpec
+from auditor.progress import Progress, SilentProgress
+from auditor.report.schema import AuditReport
+
+DEMOS = ("digits_cnn", "minilm_sentiment")
+
+
+def cache_dir() -> Path:
+    """Where trained demo weights live: $AUDITOR_CACHE_DIR, else the user's cache directory."""
+    override = os.environ.get("AUDITOR_CACHE_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("auditor")) / "demo"
+
+
+def demo_config(name: str, *, progress: Progress | None = None, seed: int = 0) -> tuple[AuditConfig, dict[str, str | float]]:
+    """The audit configuration of one demo model (training and caching it first if needed)."""
+    progress = progress or SilentProgress()
+    if name == "digits_cnn":
+        from auditor.demo import digits
+
+        progress.note("digits CNN: preparing (trains once, ~5 s, then cached)")
+        info = digits.prepare(cache_dir(), seed=seed)
+        config = AuditConfig(
+            model=ModelSpec(path="auditor.demo.digits:build_model", weights=str(info["weights"]), name="digits-cnn"),
+            data=DataSpec(path=str(info["data"])), seed=seed, batch_size=64,
+        )
+    elif name == "minilm_sentiment":
+        from auditor.demo import sentiment
+
+        progress.note("MiniLM sentiment: preparing (embeds 1,100 sentences once, ~10 s, then cached)")
+        info = sentiment.prepare(cache_dir(), seed=seed)
+        config = AuditConfig(
+            model=ModelSpec(path=str(info["encoder"]), head=str(info["head"]), name="minilm-sentiment"),
+            data=DataSpec(path=str(info["data"])), seed=seed, batch_size=32,
+        )
+    else:
+        raise ValueError(f"unknown demo {name!r}; known: {DEMOS}")
+    notes = {"heldout_accuracy_at_training": round(float(info["heldout_accuracy"]), 4),
+             "train_samples": info["train_samples"], "heldout_samples": info["heldout_samples"]}
+    return config, notes
+
+
+def run_demo(out_dir: str | Path, *, names: tuple[str, ...] = DEMOS, progress: Progress | None = None,
+             formats: tuple[str, ...] = ("json", "html", "pdf")) -> dict[str, AuditReport]:
+    """Audits the embedded models and writes `out_dir/<name>/{audit.json,report.html,report.pdf}`."""
+    from auditor.pipeline import run_audit
+
+    progress = progress or SilentProgress()
+    reports = {}
+    for name in names:
+        config, notes = demo_config(name, progress=progress)
+        report = run_audit(config, progress=progress, notes=notes)
+        report.save(str(Path(out_dir) / name), formats=formats)
+        reports[name] = report
+    return reports

@@ -1,0 +1,188 @@
+"""The audit as one pass through clear stages: load subject -> walk modules -> analyses -> findings.
+
+Rendering (HTML, PDF, JSON) is separate and pure: `AuditReport.save` or `auditor.report.io`.
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from auditor.analyses import ALL_ANALYSES, AuditContext, applies, run_one
+from auditor.config import AuditConfig
+from auditor.errors import ConfigError, DataError
+from auditor.findings import Finding
+from auditor.progress import Progress, SilentProgress
+from auditor.report.schema import AuditReport, Metadata, Section, decide_verdict
+from auditor.subject import Subject, Task, build_subject, load_subject
+from auditor.subject.data import AuditData, cap_samples
+from auditor.subject.loading import LoadedModel
+from auditor.walk.rows import module_rows
+from auditor.walk.tree import ModuleTree
+from auditor.walk.walker import walk
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_audit(config: AuditConfig, *, progress: Progress | None = None,
+              notes: Mapping[str, Any] | None = None) -> AuditReport:
+    """Audits the model and data that `config` names (what `auditor run` does, minus writing files)."""
+    progress = progress or SilentProgress()
+    seed_everything(config.seed)
+    started = time.perf_counter()
+    subject = load_subject(config)
+    return audit_subject(subject, config, progress=progress, notes=notes,
+                         load_seconds=time.perf_counter() - started)
+
+
+def audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress, load_seconds: float = 0.0,
+                  notes: Mapping[str, Any] | None = None) -> AuditReport:
+    """Walks the loaded subject, runs every applicable analysis, and gathers the findings."""
+    wall = time.perf_counter()
+    stages = {"load": load_seconds}
+    seed_everything(config.seed)
+    tree = ModuleTree(subject.model)
+    started = time.perf_counter()
+    result = walk(subject, tree, batch_size=config.batch_size, progress=progress)
+    stages["walk"] = time.perf_counter() - started
+    ctx = AuditContext(subject=subject, tree=tree, walk=result, config=config, progress=progress)
+    sections = [run_one(a, ctx) for a in _selected(config, ctx)]
+    for section in sections:
+        stages[section.id] = section.seconds
+    findings = sorted((f for s in sections for f in s.findings), key=lambda f: -f.severity.rank)
+    metrics = {f"{s.id}.{k}": v for s in sections for k, v in s.metrics.items()}
+    metadata = _metadata(subject, config, stages, total=load_seconds + time.perf_counter() - wall, notes=notes)
+    return AuditReport(metadata=metadata, verdict=decide_verdict(findings),
+                       modules=module_rows(tree, result.records, result.forwards),
+                       sections=sections, findings=findings, metrics=metrics)
+
+
+def _selected(config: AuditConfig, ctx: AuditContext) -> list[Any]:
+    known = {a.id: a for a in ALL_ANALYSES}
+    if config.analyses is not None:
+        unknown = [a for a in config.analyses if a not in known]
+        if unknown:
+            raise ConfigError(f"unknown analyses {unknown}; known: {sorted(known)}")
+        chosen = [known[a]() for a in config.analyses]
+    else:
+        chosen = [a() for a in ALL_ANALYSES]
+    return [a for a in chosen if applies(a, ctx)]
+
+
+def _metadata(subject: Subject, config: AuditConfig, stages: dict[str, float], *, total: float,
+              notes: Mapping[str, Any] | None) -> Metadata:
+    loaded = subject.loaded
+    return Metadata(
+        model_name=loaded.name, model_source=loaded.source, model_class=type(loaded.module).__name__,
+        weights_sha256=loaded.weights_sha256, modality=subject.modality, task=subject.task,
+        n_samples=len(subject), n_classes=len(subject.class_names) if subject.task == "classification" else None,
+        class_names=subject.class_names, data_source=subject.data.source,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        auditor_version=_version("model-auditor") or "0+unknown", torch_version=torch.__version__,
+        transformers_version=_version("transformers"), python_version=platform.python_version(),
+        platform=f"{platform.system()} {platform.machine()}", device=str(subject.device), seed=config.seed,
+        config=config.model_dump(mode="json"), stage_seconds={k: round(v, 4) for k, v in stages.items()},
+        total_seconds=round(total, 3),
+        notes={k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+               for k, v in (notes or {}).items()},
+    )
+
+
+def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None, tokenizer: Any = None,
+          config: AuditConfig | None = None, progress: Progress | None = None,
+          notes: Mapping[str, Any] | None = None, **options: Any) -> AuditReport:
+    """Audits a model on data and returns the report (save it with `report.save(dir)`).
+
+    Args:
+        model: an `nn.Module` (a Hugging Face model or any module), or what `auditor run --model` takes:
+            a Hugging Face directory or a factory `package.module:function`.
+        data: a path (image folder, .npz, .csv, .jsonl), a tuple `(x, y)` of arrays or tensors, or for
+            text models a mapping `{"text": [...], "label": [...]}` (pass `tokenizer`).
+        task: "classification" or "embedding"; by default classification when the model has a head.
+        tokenizer: the tokenizer of an in-memory text model.
+        config: a full AuditConfig; `options` override its fields (e.g. `batch_size=16`, `seed=1`,
+            `max_samples=256` for data options).
+        progress: a Progress to report on (silent by default).
+        notes: facts to record in the report's metadata.
+
+    Returns:
+        The AuditReport: `report.verdict`, `report.findings`, `report.section("inventory")`, ...
+    """
+    config = config or AuditConfig()
+    data_fields = set(type(config.data).model_fields)
+    overrides = {(f"data.{k}" if k in data_fields else k): v for k, v in options.items()}
+    if isinstance(model, (str, Path)):
+        overrides["model.path"] = str(model)
+    if isinstance(data, (str, Path)):
+        overrides["data.path"] = str(data)
+    config = config.with_overrides(overrides)
+    seed_everything(config.seed)
+    started = time.perf_counter()
+    if isinstance(model, (str, Path)) and isinstance(data, (str, Path)):
+        subject = load_subject(config)
+    else:
+        from auditor.subject.data import load_data
+        from auditor.subject.loading import load_model
+
+        loaded = load_model(config.model) if isinstance(model, (str, Path)) else _wrap_module(model, tokenizer)
+        audit_data = load_data(config.data, seed=config.seed) if isinstance(data, (str, Path)) \
+            else _in_memory_data(data, max_samples=config.data.max_samples, seed=config.seed)
+        subject = build_subject(loaded, audit_data, config, task=task)
+    return audit_subject(subject, config, progress=progress or SilentProgress(), notes=notes,
+                         load_seconds=time.perf_counter() - started)
+
+
+def _wrap_module(model: nn.Module, tokenizer: Any) -> LoadedModel:
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be an nn.Module or a path/factory string, not {type(model).__name__}")
+    model.eval()
+    names: list[str] = [str(c) for c in getattr(model, "class_names", None) or []]
+    id2label = getattr(getattr(model, "config", None), "id2label", None)
+    if not names and id2label and not all(str(v).startswith("LABEL_") for v in id2label.values()):
+        names = [str(id2label[i]) for i in sorted(id2label)]
+    is_hf = hasattr(model, "config") and hasattr(model, "base_model_prefix")
+    kind = "hf_text" if tokenizer is not None else ("hf_image" if is_hf else "module")
+    return LoadedModel(module=model, kind=kind, name=type(model).__name__, source="python object",
+                       tokenizer=tokenizer, class_names=names)
+
+
+def _in_memory_data(data: Any, *, max_samples: int, seed: int) -> AuditData:
+    if isinstance(data, Mapping) and "text" in data:
+        texts = [str(t) for t in data["text"]]
+        labels = list(data["label"]) if data.get("label") is not None else None
+        audit_data = AuditData(kind="text", source="python object", texts=texts, labels=labels)
+    elif isinstance(data, Sequence) and len(data) == 2 and not isinstance(data, str):
+        x, y = data
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        y_list = None if y is None else (y.tolist() if hasattr(y, "tolist") else list(y))
+        audit_data = AuditData(kind="arrays", source="python object", arrays=x.astype(np.float32),
+                               labels=[int(v) if isinstance(v, (int, np.integer)) else str(v) for v in y_list]
+                               if y_list is not None else None)
+    else:
+        raise DataError("data must be a path, an (x, y) pair, or {'text': [...], 'label': [...]}")
+    return cap_samples(audit_data, max_samples=max_samples, seed=seed)
+
+
+__all__ = ["audit", "audit_subject", "run_audit", "Finding", "Section"]

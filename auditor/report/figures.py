@@ -1,0 +1,35 @@
+"""Figures as embedded PNGs (matplotlib, Agg backend): no file beside the report, nothing fetched."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from auditor.report.schema import Figure
+
+
+@contextmanager
+def new_figure(width: float, height: float) -> Iterator[tuple[Any, Any]]:
+    """A fresh matplotlib figure and axes, closed afterwards even if drawing raises."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    try:
+        yield fig, ax
+    finally:
+        plt.close(fig)
+
+
+def to_figure(fig: Any, *, id: str, title: str, alt: str, caption: str = "") -> Figure:
+    """Encodes a matplotlib figure as an embedded PNG Figure."""
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return Figure(id=id, title=title, media_type="image/png", alt=alt, caption=caption,
+                  data_base64=base64.b64encode(buffer.getvalue()).decode("ascii"))

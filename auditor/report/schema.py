@@ -1,0 +1,214 @@
+"""The versioned audit.json schema. Everything here is plain data: renderers never touch torch, so an
+old release's audit.json still renders and diffs."""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from auditor.findings import Finding, Severity
+
+SCHEMA_VERSION = "1.0"
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+Cell = float | int | str | bool | None
+
+
+class Cost(BaseModel):
+    """What an analysis costs, in passes over the audit data (one pass = one forward per batch)."""
+
+    model_config = _FROZEN
+
+    forwards: int = 0
+    backwards: int = 0
+    note: str = ""
+
+
+class Table(BaseModel):
+    """A table a reader can sort; `columns` name the cells of every row, in order."""
+
+    model_config = _FROZEN
+
+    id: str
+    title: str
+    columns: list[str]
+    rows: list[list[Cell]]
+    caption: str = ""
+
+
+class Figure(BaseModel):
+    """A figure embedded in the report (no file beside it, nothing fetched)."""
+
+    model_config = _FROZEN
+
+    id: str
+    title: str
+    media_type: Literal["image/png", "image/svg+xml"] = "image/png"
+    data_base64: str
+    alt: str
+    caption: str = ""
+
+
+class SectionError(BaseModel):
+    """Why an analysis did not finish: the rest of the report still renders."""
+
+    model_config = _FROZEN
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> SectionError:
+        tail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
+        return cls(type=type(exc).__name__, message=str(exc) or type(exc).__name__, traceback=tail)
+
+
+class Section(BaseModel):
+    """What one analysis found: its summary, metrics, tables, figures and findings, or its error."""
+
+    model_config = _FROZEN
+
+    id: str
+    title: str
+    summary: str = ""
+    cost: Cost = Cost()
+    seconds: float = 0.0
+    metrics: dict[str, float] = {}
+    tables: list[Table] = []
+    figures: list[Figure] = []
+    findings: list[Finding] = []
+    details: dict[str, Any] = {}
+    """Structured data specific to the analysis, for its template and for machines."""
+    error: SectionError | None = None
+
+    @classmethod
+    def failed(cls, id: str, title: str, exc: BaseException, *, seconds: float = 0.0) -> Section:
+        """An analysis that raised: an error entry, and a finding so the verdict cannot pass quietly."""
+        error = SectionError.from_exception(exc)
+        finding = Finding(
+            id=f"{id}.analysis_failed",
+            severity=Severity.FAIL,
+            message=f"The {title.lower()} analysis failed ({error.type}: {error.message[:200]}); "
+            "its checks did not run.",
+            evidence={"error_type": error.type},
+        )
+        return cls(id=id, title=title, error=error, findings=[finding], seconds=seconds)
+
+
+class ModuleRow(BaseModel):
+    """One `named_modules()` entry and what the walk saw of its output over the audit data."""
+
+    model_config = _FROZEN
+
+    name: str
+    type: str
+    depth: int
+    parent: str | None
+    params: int
+    trainable_params: int
+    own_params: int
+    aliases: list[str] = []
+    calls_per_forward: float = 0.0
+    order: int | None = None
+    output_shape: list[int | None] | None = None
+    """None marks a dimension that varied between calls (batch size, sequence length)."""
+    output_dtype: str | None = None
+    n_outputs: int = 0
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    zero_fraction: float | None = None
+    units: int | None = None
+    dead_units: int | None = None
+    nan_count: int = 0
+    inf_count: int = 0
+    time_share: float | None = None
+
+
+class Metadata(BaseModel):
+    """Who and what: enough to reproduce the audit and to tell two audits apart."""
+
+    model_config = _FROZEN | ConfigDict(protected_namespaces=())
+
+    model_name: str
+    model_source: str
+    model_class: str
+    weights_sha256: str | None = None
+    modality: str
+    task: str
+    n_samples: int
+    n_classes: int | None = None
+    class_names: list[str] = []
+    data_source: str
+    created_at: str
+    auditor_version: str
+    torch_version: str
+    transformers_version: str | None = None
+    python_version: str
+    platform: str
+    device: str
+    seed: int
+    config: dict[str, Any]
+    stage_seconds: dict[str, float] = {}
+    total_seconds: float = 0.0
+    notes: dict[str, Cell] = {}
+    """Facts the caller adds, e.g. the demo's held-out accuracy at training time."""
+
+
+class Verdict(BaseModel):
+    """The report's one-word answer and the count behind it."""
+
+    model_config = _FROZEN
+
+    status: Literal["pass", "warn", "fail"]
+    counts: dict[str, int]
+    headline: str
+
+
+class AuditReport(BaseModel):
+    """The whole audit: metadata, the module table, one section per analysis, and all findings."""
+
+    model_config = _FROZEN
+
+    schema_version: str = SCHEMA_VERSION
+    metadata: Metadata
+    verdict: Verdict
+    modules: list[ModuleRow]
+    sections: list[Section]
+    findings: list[Finding] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+    def section(self, id: str) -> Section:
+        """The section of analysis `id` (KeyError when it did not run)."""
+        for section in self.sections:
+            if section.id == id:
+                return section
+        raise KeyError(f"no section {id!r}; sections: {[s.id for s in self.sections]}")
+
+    def findings_by_id(self, id: str) -> list[Finding]:
+        return [f for f in self.findings if f.id == id]
+
+    def save(self, out_dir: str, *, formats: tuple[str, ...] = ("json", "html", "pdf")) -> dict[str, str]:
+        """Writes audit.json, report.html and report.pdf into `out_dir`, atomically; returns the paths."""
+        from auditor.report.io import save_report
+
+        return {k: str(v) for k, v in save_report(self, out_dir, formats=formats).items()}
+
+
+def decide_verdict(findings: list[Finding]) -> Verdict:
+    """fail if any finding fails, warn if any warns, else pass."""
+    counts = {s.value: sum(1 for f in findings if f.severity == s) for s in Severity}
+    if counts["fail"]:
+        status: Literal["pass", "warn", "fail"] = "fail"
+        headline = f"Not fit to release: {counts['fail']} failing finding{'s' * (counts['fail'] != 1)}."
+    elif counts["warn"]:
+        status = "warn"
+        headline = f"Release with care: {counts['warn']} warning{'s' * (counts['warn'] != 1)} to review."
+    else:
+        status = "pass"
+        headline = "No failing or warning findings."
+    return Verdict(status=status, counts=counts, headline=headline)

@@ -1,0 +1,142 @@
+"""Stage 1, load subject: the model, the audit data and the task, checked against each other."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from auditor.config import AuditConfig
+from auditor.errors import AuditorError, DataError
+from auditor.subject.adapters import ModelAdapter
+from auditor.subject.data import AuditData, RawLabel, load_data
+from auditor.subject.loading import LoadedModel, load_model
+
+Modality = Literal["text", "image", "tabular"]
+Task = Literal["classification", "embedding"]
+
+
+@dataclass
+class Batch:
+    """One batch of model inputs, with the class indices of its samples when the data is labelled."""
+
+    start: int
+    stop: int
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor | None
+
+
+@dataclass
+class Subject:
+    """What is audited: a loaded model, its data, how to feed it, and what its outputs mean."""
+
+    loaded: LoadedModel
+    data: AuditData
+    adapter: ModelAdapter
+    device: torch.device
+    modality: Modality
+    task: Task
+    n_outputs: int
+    labels: torch.Tensor | None
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.module
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        for start in range(0, len(self.data), batch_size):
+            stop = min(start + batch_size, len(self.data))
+            labels = self.labels[start:stop].to(self.device) if self.labels is not None else None
+            yield Batch(start, stop, self.adapter.encode(start, stop), labels)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AuditorError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def load_subject(config: AuditConfig) -> Subject:
+    """Loads the model and the data that `config` names and checks them against each other."""
+    return build_subject(load_model(config.model), load_data(config.data, seed=config.seed), config)
+
+
+def build_subject(loaded: LoadedModel, data: AuditData, config: AuditConfig, *, task: Task | None = None) -> Subject:
+    """Runs one probe forward on two samples, decides the task, and maps labels to class indices."""
+    if len(data) == 0:
+        raise DataError("the audit data holds no samples")
+    device = resolve_device(config.device)
+    adapter = ModelAdapter(loaded, data, config.data, device)
+    loaded.module.to(device)
+    probe_inputs = adapter.encode(0, min(2, len(data)))
+    try:
+        with torch.no_grad():
+            output = adapter.call(loaded.module, probe_inputs)
+    except AuditorError:
+        raise
+    except Exception as err:
+        shapes = {k: tuple(v.shape) for k, v in probe_inputs.items()}
+        message = " ".join(str(err).split())[:300]
+        raise DataError(f"the model rejected the data (inputs {shapes}): {type(err).__name__}: {message}") from None
+    scores = adapter.scores(output, probe_inputs)
+    n_outputs = int(scores.shape[1])
+    if task is None:
+        task = "classification" if loaded.has_head else "embedding"
+    modality: Modality = "text" if data.kind == "text" else (
+        "image" if data.kind == "images" or (data.arrays is not None and data.arrays.ndim >= 4) else "tabular")
+    labels = None
+    class_names = loaded.class_names[:n_outputs] if task == "classification" else []
+    if data.labels is not None and task == "classification":
+        indices, class_names = map_labels(data.labels, n_outputs=n_outputs, model_names=loaded.class_names)
+        labels = torch.tensor(indices, dtype=torch.long)
+    if task == "classification" and not class_names:
+        class_names = [str(i) for i in range(max(n_outputs, 2))]
+    return Subject(loaded=loaded, data=data, adapter=adapter, device=device, modality=modality, task=task,
+                   n_outputs=n_outputs, labels=labels, class_names=class_names)
+
+
+def _as_int(label: RawLabel) -> int | None:
+    if isinstance(label, int):
+        return label
+    text = label.strip()
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def map_labels(raw: list[RawLabel], *, n_outputs: int, model_names: list[str]) -> tuple[list[int], list[str]]:
+    """Class indices for raw labels, and the class names to show.
+
+    Integer labels (or digit strings) are indices; names are matched to the model's own class names when
+    it has them (case-insensitive), else sorted and numbered. A label the model has no class for is an
+    error, not a silently wrong accuracy.
+    """
+    n_classes = max(n_outputs, 2) if n_outputs == 1 else n_outputs  # one logit = binary (sigmoid)
+    as_ints = [_as_int(label) for label in raw]
+    lowered = {name.lower(): i for i, name in enumerate(model_names)}
+    if all(v is not None for v in as_ints) and not (
+        model_names and all(str(label).strip().lower() in lowered for label in raw)
+    ):
+        indices = [int(v) for v in as_ints]  # type: ignore[arg-type]  # all checked not None above
+        bad = sorted({i for i in indices if not 0 <= i < n_classes})
+        if bad:
+            raise DataError(f"labels {bad[:5]} have no class: the model has {n_classes} classes (0..{n_classes - 1})")
+        names = model_names[:n_classes] if len(model_names) >= n_classes else [str(i) for i in range(n_classes)]
+        return indices, names
+    if model_names:
+        unknown = sorted({str(label) for label in raw if str(label).strip().lower() not in lowered})
+        if unknown:
+            raise DataError(f"labels {unknown[:5]} are not classes of the model (its classes: {model_names})")
+        return [lowered[str(label).strip().lower()] for label in raw], model_names[:n_classes]
+    names = sorted({str(label) for label in raw})
+    if len(names) > n_classes:
+        raise DataError(f"the data has {len(names)} label values {names[:6]}, but the model has only "
+                        f"{n_classes} classes")
+    order = {name: i for i, name in enumerate(names)}
+    return [order[str(label)] for label in raw], names + [str(i) for i in range(len(names), n_classes)]

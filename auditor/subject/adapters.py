@@ -1,0 +1,146 @@
+"""Feeding a model and reading its answer: samples -> model inputs, raw output -> (batch, outputs) scores.
+
+One place knows the calling conventions (Hugging Face keyword inputs or one positional tensor) and the
+output conventions (a tensor, a tuple, a dict or ModelOutput with `logits`, a bare encoder's hidden
+states, pooled), so the walk and every analysis see the same (batch, classes) scores.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from auditor.config import DataSpec
+from auditor.errors import DataError, ModelLoadError
+from auditor.subject.data import AuditData
+from auditor.subject.heads import pool_hidden
+from auditor.subject.loading import LoadedModel
+
+
+class ModelAdapter:
+    """Turns audit samples into inputs for `loaded.module` and its output into 2-D scores."""
+
+    def __init__(self, loaded: LoadedModel, data: AuditData, spec: DataSpec, device: torch.device) -> None:
+        self.loaded = loaded
+        self.data = data
+        self.spec = spec
+        self.device = device
+        self.keyword_inputs = loaded.kind != "module" or data.kind == "text"
+        self.output_kind = "logits"
+        self._accepted = self._accepted_keywords(loaded.module)
+        if data.kind == "text" and loaded.tokenizer is None:
+            raise DataError(
+                f"{data.source} is text, but the model {loaded.name!r} has no tokenizer: text data needs a "
+                "Hugging Face model directory with its tokenizer files"
+            )
+        if data.kind != "text" and loaded.kind == "hf_text" and loaded.image_processor is None:
+            raise DataError(f"{data.source} is not text, but {loaded.name!r} is a text model")
+
+    @staticmethod
+    def _accepted_keywords(module: nn.Module) -> set[str] | None:
+        try:
+            params = inspect.signature(module.forward).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return None
+        return {p.name for p in params}
+
+    # --- inputs -----------------------------------------------------------------------------------
+
+    def encode(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        """Model inputs for samples [start, stop), on the audit device."""
+        data = self.data
+        if data.kind == "text":
+            assert data.texts is not None
+            inputs = dict(self.loaded.tokenizer(
+                data.texts[start:stop], padding=True, truncation=True,
+                max_length=self.spec.max_length, return_tensors="pt",
+            ))
+            if self._accepted is not None:
+                inputs = {k: v for k, v in inputs.items() if k in self._accepted}
+        elif data.kind == "images":
+            inputs = self._encode_images(start, stop)
+        else:
+            assert data.arrays is not None
+            x = torch.from_numpy(np.ascontiguousarray(data.arrays[start:stop]))
+            inputs = {"pixel_values": x} if self.loaded.kind == "hf_image" else {"x": x}
+        return {k: v.to(self.device) for k, v in inputs.items()}
+
+    def _encode_images(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        from PIL import Image, UnidentifiedImageError
+
+        assert self.data.image_paths is not None
+        images = []
+        for path in self.data.image_paths[start:stop]:
+            try:
+                with Image.open(path) as img:
+                    mode = "RGB" if self.loaded.image_processor is not None else self.spec.image_mode
+                    images.append(img.convert(mode))
+            except (UnidentifiedImageError, OSError) as err:
+                raise DataError(f"cannot read image {path}: {err}") from None
+        if self.loaded.image_processor is not None:
+            return {"pixel_values": self.loaded.image_processor(images=images, return_tensors="pt")["pixel_values"]}
+        if self.spec.image_size:
+            images = [im.resize((self.spec.image_size, self.spec.image_size)) for im in images]
+        sizes = {im.size for im in images}
+        if len(sizes) > 1:
+            raise DataError(f"images in {self.data.source} differ in size ({sorted(sizes)[:4]}); "
+                            "set --image-size to resize them")
+        arrays = [np.asarray(im, dtype=np.float32) / 255.0 for im in images]
+        x = np.stack([a[None] if a.ndim == 2 else a.transpose(2, 0, 1) for a in arrays])
+        return {"x": torch.from_numpy(x)}
+
+    # --- outputs ----------------------------------------------------------------------------------
+
+    def call(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> Any:
+        """Runs the model on one batch of inputs and returns its raw output."""
+        if self.keyword_inputs:
+            return model(**inputs)
+        return model(*inputs.values())
+
+    def scores(self, output: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's answer as (batch, outputs): logits, or a bare encoder's pooled hidden state."""
+        batch = next(iter(inputs.values())).shape[0]
+        tensor = self._pick(output, inputs)
+        if tensor.dim() == 1:
+            tensor = tensor.unsqueeze(1)
+        if tensor.dim() == 3 and not self.loaded.has_head:
+            tensor = pool_hidden(tensor, inputs.get("attention_mask"), "mean")
+        if tensor.dim() != 2 or tensor.shape[0] != batch:
+            raise ModelLoadError(
+                f"the model's output has shape {tuple(tensor.shape)}; expected (batch={batch}, classes)"
+            )
+        return tensor
+
+    def _pick(self, output: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if isinstance(output, torch.Tensor):
+            return output
+        if isinstance(output, Mapping) or hasattr(output, "keys"):
+            keys = list(output.keys())
+            if output.get("logits") is not None:
+                return output["logits"]
+            if not self.loaded.has_head and output.get("last_hidden_state") is not None:
+                self.output_kind = "pooled hidden state (mask-aware mean over tokens)"
+                hidden = output["last_hidden_state"]
+                if hidden.dim() == 4:  # conv encoders: (batch, channels, h, w)
+                    return hidden.mean(dim=(2, 3))
+                return hidden
+            tensors = [v for v in output.values() if isinstance(v, torch.Tensor)]
+            if len(tensors) == 1:
+                return tensors[0]
+            raise ModelLoadError(
+                f"the model returns a {type(output).__name__} with keys {keys} and no 'logits': "
+                "return the class scores as a tensor or under 'logits'"
+            )
+        if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+            return output[0]
+        raise ModelLoadError(f"the model returned {type(output).__name__}; expected a tensor of class scores")
+
+    def forward(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.scores(self.call(model, inputs), inputs)

@@ -1,0 +1,178 @@
+"""Reading audit data: an image folder (one sub-folder per class), a .npz (`x`, `y`), or CSV / JSONL text.
+
+The result is a small in-memory description (texts, image paths or an array, plus raw labels); turning
+it into model inputs is the adapter's job, batch by batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from auditor.config import DataSpec
+from auditor.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+RawLabel = str | int
+
+
+@dataclass
+class AuditData:
+    """The samples of one audit, already capped to `max_samples`."""
+
+    kind: Literal["text", "images", "arrays"]
+    source: str
+    texts: list[str] | None = None
+    image_paths: list[Path] | None = None
+    arrays: np.ndarray | None = None
+    labels: list[RawLabel] | None = None
+    total_available: int = 0
+
+    def __len__(self) -> int:
+        if self.texts is not None:
+            return len(self.texts)
+        if self.image_paths is not None:
+            return len(self.image_paths)
+        assert self.arrays is not None
+        return int(self.arrays.shape[0])
+
+    def _take(self, keep: list[int]) -> None:
+        if self.texts is not None:
+            self.texts = [self.texts[i] for i in keep]
+        if self.image_paths is not None:
+            self.image_paths = [self.image_paths[i] for i in keep]
+        if self.arrays is not None:
+            self.arrays = self.arrays[keep]
+        if self.labels is not None:
+            self.labels = [self.labels[i] for i in keep]
+
+
+def load_data(spec: DataSpec, *, seed: int) -> AuditData:
+    """Reads `spec.path`; more than `spec.max_samples` samples are subsampled with `seed` (order kept)."""
+    if not spec.path:
+        raise DataError("no data given: pass --data PATH (or [data] path in the config)")
+    path = Path(spec.path)
+    if not path.exists():
+        raise DataError(f"data not found: {path}")
+    if path.is_dir():
+        data = _image_folder(path)
+    elif path.suffix == ".npz":
+        data = _npz(path, spec)
+    elif path.suffix in (".csv", ".tsv"):
+        data = _table(path, spec, _read_csv(path))
+    elif path.suffix in (".jsonl", ".ndjson"):
+        data = _table(path, spec, _read_jsonl(path))
+    else:
+        raise DataError(f"unsupported data {path}: expected an image folder, .npz, .csv or .jsonl")
+    return cap_samples(data, max_samples=spec.max_samples, seed=seed)
+
+
+def cap_samples(data: AuditData, *, max_samples: int, seed: int) -> AuditData:
+    """Keeps at most `max_samples` samples, drawn with `seed`, in their original order."""
+    n = len(data)
+    if n == 0:
+        raise DataError(f"data {data.source} holds no samples")
+    data.total_available = n
+    if n > max_samples:
+        data._take(np.sort(np.random.default_rng(seed).permutation(n)[:max_samples]).tolist())
+    return data
+
+
+def _image_folder(path: Path) -> AuditData:
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"image folder {path} has no class sub-folders (expected {path}/<class>/<image>)")
+    paths: list[Path] = []
+    labels: list[RawLabel] = []
+    for folder in classes:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(file)
+                labels.append(folder.name)
+    if not paths:
+        raise DataError(f"image folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return AuditData(kind="images", source=str(path), image_paths=paths, labels=labels)
+
+
+def _npz(path: Path, spec: DataSpec) -> AuditData:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as err:  # zipfile.BadZipFile, ValueError for object arrays, ...
+        raise DataError(f"{path} is not a readable .npz of plain arrays: {type(err).__name__}: {err}") from None
+    if "x" not in arrays:
+        raise DataError(f"{path} has arrays {sorted(arrays)}; expected 'x' (inputs) and 'y' (labels)")
+    x = arrays["x"]
+    if not np.issubdtype(x.dtype, np.number) or x.ndim < 2:
+        raise DataError(f"{path}: 'x' must be a numeric array (samples, ...); it is {x.dtype} {x.shape}")
+    labels: list[RawLabel] | None = None
+    if spec.label_column:
+        if "y" not in arrays:
+            raise DataError(f"{path} has no 'y' labels (arrays: {sorted(arrays)}); "
+                            "pass --unlabeled to audit without labels")
+        y = arrays["y"]
+        if y.shape[:1] != x.shape[:1] or y.ndim != 1:
+            raise DataError(f"{path}: 'y' has shape {y.shape}; expected ({x.shape[0]},) to match 'x'")
+        labels = [int(v) if np.issubdtype(y.dtype, np.integer) else str(v) for v in y.tolist()]
+    return AuditData(kind="arrays", source=str(path), arrays=x.astype(np.float32, copy=False), labels=labels)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")
+            rows = list(reader)
+            return list(reader.fieldnames or []), rows
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path} is not a readable UTF-8 CSV file: {err}") from None
+
+
+def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    rows = []
+    columns: dict[str, None] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text: {err}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{number} is not valid JSON: {err.msg}") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number} is not a JSON object")
+        columns.update(dict.fromkeys(row))
+        rows.append(row)
+    return list(columns), rows
+
+
+def _table(path: Path, spec: DataSpec, table: tuple[list[str], list[dict[str, str]]]) -> AuditData:
+    columns, rows = table
+    if not rows:
+        raise DataError(f"data {path} holds no rows")
+    if spec.text_column not in columns:
+        raise DataError(f"{path} has no text column {spec.text_column!r} (columns: {columns}); "
+                        "set --text-column")
+    if spec.label_column and spec.label_column not in columns:
+        raise DataError(f"{path} has no label column {spec.label_column!r} (columns: {columns}); "
+                        "set --label-column, or pass --unlabeled to audit without labels")
+    texts: list[str] = []
+    labels: list[RawLabel] = []
+    for number, row in enumerate(rows, start=1):
+        text = row.get(spec.text_column)
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{path}: row {number} has an empty or non-text {spec.text_column!r}")
+        texts.append(text)
+        if spec.label_column:
+            label = row.get(spec.label_column)
+            if label is None or (isinstance(label, str) and not label.strip()):
+                raise DataError(f"{path}: row {number} has no {spec.label_column!r}")
+            labels.append(label if isinstance(label, int) and not isinstance(label, bool) else str(label).strip())
+    return AuditData(kind="text", source=str(path), texts=texts, labels=labels if spec.label_column else None)

@@ -1,0 +1,260 @@
+"""Loading a model: a Hugging Face directory, a factory `package.module:function` plus weights, or —
+only with `trust_pickle` — a fully pickled module. Every failure is a one-line ModelLoadError."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import pickle
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from auditor.config import ModelSpec
+from auditor.errors import ModelLoadError
+from auditor.subject.heads import EncoderClassifier, load_linear_head
+
+ModelKind = Literal["hf_text", "hf_image", "hf_encoder", "module"]
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to audit, with what is needed to feed it and to name it in the report."""
+
+    module: nn.Module
+    kind: ModelKind
+    name: str
+    source: str
+    weights_sha256: str | None = None
+    tokenizer: Any = None
+    image_processor: Any = None
+    class_names: list[str] = field(default_factory=list)
+    has_head: bool = True
+    """False for a bare encoder without `head`: the audit targets its pooled hidden state."""
+
+
+def sha256_files(paths: list[Path]) -> str | None:
+    """One digest over the files' bytes, in the given order (None when there are none)."""
+    if not paths:
+        return None
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Loads the model that `spec` names, in eval mode on the CPU."""
+    if not spec.path:
+        raise ModelLoadError("no model given: pass --model PATH_OR_FACTORY (or [model] path in the config)")
+    path = Path(spec.path)
+    if path.is_dir():
+        loaded = _load_hf_dir(path, spec)
+    elif path.is_file():
+        loaded = _load_pickled_module(path, trust=spec.trust_pickle)
+    elif _FACTORY.match(spec.path):
+        loaded = _load_factory(spec)
+    else:
+        raise ModelLoadError(
+            f"model not found: {spec.path!r} is neither an existing path nor a factory 'package.module:function'"
+        )
+    if spec.name:
+        loaded.name = spec.name
+    loaded.module.eval()
+    return loaded
+
+
+# --- Hugging Face directories ------------------------------------------------------------------------
+
+def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
+    import transformers
+
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelLoadError(f"{path} is a directory without config.json: not a Hugging Face model directory")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{config_file} is not valid JSON: {err}") from None
+    weight_files = sorted(path.glob("*.safetensors")) or sorted(path.glob("pytorch_model*.bin"))
+    if not weight_files:
+        raise ModelLoadError(f"{path} holds no weights (*.safetensors or pytorch_model*.bin)")
+    architectures = " ".join(config.get("architectures") or [])
+    if "ForSequenceClassification" in architectures:
+        auto, kind = transformers.AutoModelForSequenceClassification, "hf_text"
+    elif "ForImageClassification" in architectures:
+        auto, kind = transformers.AutoModelForImageClassification, "hf_image"
+    else:
+        auto, kind = transformers.AutoModel, "hf_encoder"
+    try:
+        module = auto.from_pretrained(str(path), local_files_only=True)
+    except Exception as err:  # transformers raises OSError, ValueError, SafetensorError, ...
+        raise ModelLoadError(f"could not load the model in {path}: {_one_line(err)}") from None
+    tokenizer = image_processor = None
+    if (path / "preprocessor_config.json").is_file():
+        try:
+            image_processor = transformers.AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
+        except Exception as err:
+            raise ModelLoadError(f"could not load the image processor in {path}: {_one_line(err)}") from None
+    if any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except Exception as err:
+            raise ModelLoadError(f"could not load the tokenizer in {path}: {_one_line(err)}") from None
+    if kind == "hf_encoder":
+        kind = "hf_image" if image_processor is not None and tokenizer is None else "hf_text"
+        is_bare = True
+    else:
+        is_bare = False
+    id2label = getattr(module.config, "id2label", None) or {}
+    class_names = [str(id2label[i]) for i in sorted(id2label)] if id2label else []
+    if all(_DEFAULT_LABEL.match(n) for n in class_names):
+        class_names = []
+    hashed = list(weight_files)
+    has_head = True
+    if is_bare:
+        if spec.head:
+            hidden = int(getattr(module.config, "hidden_size", 0) or 0)
+            head, pooling, labels = load_linear_head(spec.head, hidden_size=hidden)
+            module = EncoderClassifier(module, head, pooling=pooling, class_names=labels)
+            class_names = labels
+            hashed.append(Path(spec.head))
+        else:
+            has_head = False
+            class_names = []
+    elif spec.head:
+        raise ModelLoadError(f"--head applies to a bare encoder; {path} already has a classification head")
+    return LoadedModel(
+        module=module, kind=kind, name=path.name, source=str(path), weights_sha256=sha256_files(hashed),
+        tokenizer=tokenizer, image_processor=image_processor, class_names=class_names, has_head=has_head,
+    )
+
+
+# --- factories and weight files ------------------------------------------------------------------------
+
+def _load_factory(spec: ModelSpec) -> LoadedModel:
+    assert spec.path is not None
+    module_name, _, attr = spec.path.partition(":")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # a factory in the user's project, as `python -m` would find it
+    try:
+        py_module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise ModelLoadError(f"factory module {module_name!r} not found ({err})") from None
+    except Exception as err:
+        raise ModelLoadError(f"importing factory module {module_name!r} failed: {_one_line(err)}") from None
+    factory: Any = py_module
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise ModelLoadError(f"factory {spec.path!r} not found: module {module_name!r} has no {attr!r}")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise ModelLoadError(f"factory {spec.path!r} is not callable")
+    try:
+        module = factory()
+    except Exception as err:
+        raise ModelLoadError(f"factory {spec.path!r} raised {_one_line(err)}") from None
+    if not isinstance(module, nn.Module):
+        raise ModelLoadError(f"factory {spec.path!r} returned {type(module).__name__}, not a torch.nn.Module")
+    sha = None
+    if spec.weights:
+        weights = Path(spec.weights)
+        load_weights(module, weights, trust_pickle=spec.trust_pickle)
+        sha = sha256_files([weights])
+    class_names = [str(c) for c in getattr(module, "class_names", None) or []]
+    return LoadedModel(module=module, kind="module", name=attr.split(".")[-1], source=spec.path,
+                       weights_sha256=sha, class_names=class_names)
+
+
+def read_state_dict(path: Path, *, trust_pickle: bool) -> dict[str, torch.Tensor]:
+    """A state_dict from .safetensors, or from a torch file read with weights_only=True."""
+    if not path.is_file():
+        raise ModelLoadError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as err:  # SafetensorError, or OSError on a truncated header
+            raise ModelLoadError(f"{path} is not a valid safetensors file (corrupt or truncated?): "
+                                 f"{_one_line(err)}") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not trust_pickle:
+            raise ModelLoadError(
+                f"{path} holds more than tensors (a pickled object) and was not unpickled: unpickling runs "
+                "arbitrary code. Save a state_dict or safetensors instead, or pass --trust-pickle if you "
+                f"trust this file ({_one_line(err)[:160]})"
+            ) from None
+        obj = _unpickle(path)
+    except Exception as err:
+        raise ModelLoadError(f"{path} is not a readable torch weights file: {_one_line(err)}") from None
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelLoadError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    return obj
+
+
+def load_weights(module: nn.Module, path: Path, *, trust_pickle: bool) -> None:
+    """Loads a state_dict into `module`, strictly: every key and shape must match."""
+    state = read_state_dict(path, trust_pickle=trust_pickle)
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s) e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s) e.g. {unexpected[:3]}")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatch(es) e.g. {mismatched[:2]}")
+        raise ModelLoadError(f"weights {path} do not match the model: " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+def _unpickle(path: Path) -> Any:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ModelLoadError(f"could not unpickle {path}: {_one_line(err)}") from None
+
+
+def _load_pickled_module(path: Path, *, trust: bool) -> LoadedModel:
+    """A model file given directly: a whole pickled nn.Module, loadable only with --trust-pickle."""
+    if path.suffix == ".safetensors":
+        raise ModelLoadError(
+            f"{path} holds weights only: pass a factory as --model and this file as --weights"
+        )
+    if not trust:
+        raise ModelLoadError(
+            f"{path} is a model file; loading a whole pickled model runs arbitrary code, so it needs "
+            "--trust-pickle. Safer: a factory 'package.module:function' with --weights (safetensors)"
+        )
+    module = _unpickle(path)
+    if not isinstance(module, nn.Module):
+        raise ModelLoadError(f"{path} unpickled to {type(module).__name__}, not a torch.nn.Module")
+    class_names = [str(c) for c in getattr(module, "class_names", None) or []]
+    return LoadedModel(module=module, kind="module", name=path.stem, source=str(path),
+                       weights_sha256=sha256_files([path]), class_names=class_names)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"{type(err).__name__}: {text[:300]}"

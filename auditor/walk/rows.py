@@ -1,0 +1,43 @@
+"""The module table of the report: the tree joined with what the walk recorded."""
+
+from __future__ import annotations
+
+import math
+
+from auditor.report.schema import ModuleRow
+from auditor.walk.recorder import ModuleRecord
+from auditor.walk.tree import ModuleTree
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def module_rows(tree: ModuleTree, records: dict[str, ModuleRecord], forwards: int) -> list[ModuleRow]:
+    """One row per `named_modules()` entry, in that order."""
+    total_seconds = records[""].seconds if "" in records and records[""].seconds > 0 else None
+    rows = []
+    for name, node in tree.nodes.items():
+        record = records.get(name, ModuleRecord())
+        stats = record.stats
+        seen = stats.numel > 0
+        rows.append(ModuleRow(
+            name=name, type=node.type, depth=node.depth, parent=node.parent, params=node.params,
+            trainable_params=node.trainable_params, own_params=node.own_params, aliases=list(node.aliases),
+            calls_per_forward=record.calls / forwards if forwards else 0.0,
+            order=record.order,
+            output_shape=record.shape,
+            output_dtype=record.dtype,
+            n_outputs=record.n_outputs,
+            mean=stats.mean if stats.n else None,
+            std=stats.std if stats.n else None,
+            min=_finite(stats.min) if stats.n else None,
+            max=_finite(stats.max) if stats.n else None,
+            zero_fraction=stats.zero_fraction if seen else None,
+            units=stats.units if not stats.units_vary else None,
+            dead_units=stats.dead_units,
+            nan_count=stats.nan,
+            inf_count=stats.inf,
+            time_share=(record.seconds / total_seconds) if total_seconds and record.calls else None,
+        ))
+    return rows

@@ -1,0 +1,163 @@
+"""The walk: one hooked pass records every module's output statistics, and no hook outlives it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from auditor.walk import ModuleTree, Recorder
+from auditor.walk.rows import module_rows
+
+
+def _hooks_left(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks]
+
+
+def _record(model: nn.Module, *batches: torch.Tensor) -> Recorder:
+    tree = ModuleTree(model)
+    with torch.no_grad(), Recorder(tree) as recorder:
+        for x in batches:
+            recorder.begin_forward()
+            model(x)
+    return recorder
+
+
+class InplaceCNN(nn.Module):
+    """conv -> in-place ReLU -> pool -> linear; the ReLU rewrites the conv's output tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.relu(self.conv(x))).flatten(1))
+
+
+class Twice(nn.Module):
+    """One Linear applied twice per forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = nn.Linear(4, 4)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.shared(torch.tanh(self.shared(x))))
+
+
+class DictOut(nn.Module):
+    """Returns a dict, like a Hugging Face ModelOutput."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.lin(x), "hidden": x * 2}
+
+
+class Explodes(nn.Module):
+    """Raises on every forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+
+def test_statistics_match_numpy_over_all_batches() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5))
+    batches = [torch.randn(7, 6), torch.randn(3, 6)]
+    recorder = _record(model, *batches)
+    with torch.no_grad():
+        expected = torch.cat([model(b) for b in batches]).numpy().astype(np.float64)
+    stats = recorder.records["0"].stats
+    assert stats.mean == pytest.approx(expected.mean(), abs=1e-5)
+    assert stats.std == pytest.approx(expected.std(), rel=1e-4)
+    assert stats.min == pytest.approx(expected.min(), abs=1e-6)
+    assert stats.max == pytest.approx(expected.max(), abs=1e-6)
+    assert recorder.records["0"].shape == [None, 5]  # the batch size varied between calls
+    assert recorder.records["0"].calls == 2 and recorder.forwards == 2
+
+
+def test_inplace_relu_does_not_rewrite_the_conv_statistics() -> None:
+    torch.manual_seed(0)
+    model = InplaceCNN()
+    recorder = _record(model, torch.randn(8, 1, 8, 8))
+    conv, relu = recorder.records["conv"].stats, recorder.records["relu"].stats
+    assert conv.min < 0, "the conv output was summarized after the in-place ReLU clipped it"
+    assert relu.min == 0.0 and relu.zero_fraction > 0.2
+    assert conv.zero_fraction == pytest.approx(0.0, abs=1e-3)
+
+
+def test_dead_channels_are_counted_per_channel() -> None:
+    model = InplaceCNN()
+    with torch.no_grad():
+        model.conv.bias[:2] = -100.0  # channels 0 and 1 can never pass the ReLU
+    recorder = _record(model, torch.rand(16, 1, 8, 8), torch.rand(5, 1, 8, 8))
+    assert recorder.records["relu"].stats.units == 4
+    assert recorder.records["relu"].stats.dead_units == 2
+    assert recorder.records["conv"].stats.dead_units == 0
+
+
+def test_a_module_used_twice_is_counted_twice_per_forward() -> None:
+    model = Twice()
+    recorder = _record(model, torch.randn(4, 4), torch.randn(4, 4))
+    rows = {r.name: r for r in module_rows(ModuleTree(model), recorder.records, recorder.forwards)}
+    assert rows["shared"].calls_per_forward == 2.0
+    assert rows["out"].calls_per_forward == 1.0
+
+
+def test_dict_outputs_and_parameterless_modules_are_recorded() -> None:
+    model = nn.Sequential(DictOut())
+    tree = ModuleTree(model)
+    with torch.no_grad(), Recorder(tree) as recorder:
+        recorder.begin_forward()
+        model(torch.randn(3, 4))
+    root = recorder.records["0"]
+    assert root.n_outputs == 2 and root.shape == [3, 2]
+    flatten = nn.Sequential(nn.Flatten(), nn.Identity())
+    rec = _record(flatten, torch.randn(2, 3, 4))
+    assert rec.records["1"].shape == [2, 12] and tree.nodes["0.lin"].params == 10
+
+
+def test_nan_and_inf_are_counted_and_other_stats_stay_finite() -> None:
+    model = nn.Sequential(nn.Identity())
+    x = torch.tensor([[1.0, float("nan"), 3.0], [float("inf"), 0.0, -1.0]])
+    stats = _record(model, x).records["0"].stats
+    assert (stats.nan, stats.inf) == (1, 1)
+    assert stats.mean == pytest.approx(0.75) and math.isfinite(stats.std)  # over 1, 3, 0, -1
+    assert (stats.min, stats.max) == (-1.0, 3.0)
+    assert stats.zero_fraction == pytest.approx(1 / 6)
+
+
+def test_hooks_are_removed_when_the_model_raises() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), Explodes())
+    with pytest.raises(RuntimeError, match="boom"):
+        _record(model, torch.randn(2, 4))
+    assert _hooks_left(model) == []
+
+
+def test_time_shares_are_fractions_of_the_whole_forward() -> None:
+    model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 64))
+    recorder = _record(model, *(torch.randn(64, 64) for _ in range(3)))
+    rows = module_rows(ModuleTree(model), recorder.records, recorder.forwards)
+    shares = [r.time_share for r in rows]
+    assert shares[0] == pytest.approx(1.0)
+    assert all(s is not None and 0.0 <= s <= 1.0 for s in shares)
+    assert sum(s for s in shares[1:] if s is not None) <= 1.0 + 1e-6
+
+
+def test_shared_module_registered_twice_is_named_as_alias() -> None:
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    tree = ModuleTree(model)
+    assert len(tree) == len(list(model.named_modules()))
+    assert tree.nodes["0"].aliases == ("2",)
+    assert _record(model, torch.randn(2, 3)).records["0"].calls == 2
