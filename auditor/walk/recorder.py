@@ -128,19 +128,20 @@ class Recorder:
             primary = tensors[0]
             record.merge_shape(tuple(primary.shape))
             record.dtype = str(primary.dtype).removeprefix("torch.")
-            record.stats.add(self._summary(primary, module))
+            record.stats.add(self._summary(primary, module, need_alive=not record.stats.all_alive))
             for extra in tensors[1:]:  # secondary outputs (e.g. attention weights): only non-finite counts
                 if not bool(torch.isfinite(extra).all()):
                     record.stats.nan += int(torch.isnan(extra).sum())
                     record.stats.inf += int(torch.isinf(extra).sum())
         self._overhead += time.perf_counter() - now
 
-    def _summary(self, t: torch.Tensor, module: nn.Module) -> CallSummary:
+    def _summary(self, t: torch.Tensor, module: nn.Module, *, need_alive: bool) -> CallSummary:
         key = (t.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, t._version,
                type(module).__name__ if t.dim() == 3 else None)
         hit = self._seen.get(key)
-        if hit is not None and hit[0]() is not None:
+        if hit is not None and hit[0]() is not None and (hit[1].alive is not None or not need_alive
+                                                         or hit[1].nonzero == t.numel()):
             return hit[1]
-        summary = summarize(t, module, self._scratch)
+        summary = summarize(t, module, self._scratch, need_alive=need_alive)
         self._seen[key] = (weakref.ref(t), summary)
         return summary

@@ -80,8 +80,12 @@ def _moments(flat: torch.Tensor, signs: torch.Tensor) -> list[float]:
     return [mean, max(sq_mean - mean * mean, 0.0), lo_f, hi_f, nonzero]
 
 
-def summarize(t: torch.Tensor, module: nn.Module, scratch: Scratch | None = None) -> CallSummary:
-    """Reduces one floating-point output tensor; `t` must not be modified while this runs."""
+def summarize(t: torch.Tensor, module: nn.Module, scratch: Scratch | None = None, *,
+              need_alive: bool = True) -> CallSummary:
+    """Reduces one floating-point output tensor; `t` must not be modified while this runs.
+
+    `need_alive=False` skips the per-unit activity pass (the caller already saw every unit active).
+    """
     x = t.detach()
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()
@@ -97,7 +101,7 @@ def summarize(t: torch.Tensor, module: nn.Module, scratch: Scratch | None = None
     all_finite = all(map(math.isfinite, (mean_f, var_f, lo_f, hi_f, nonzero_f)))
     nonzero = round(nonzero_f) if all_finite else int(torch.count_nonzero(x))
     alive = None
-    if udim is not None and nonzero < n:
+    if need_alive and udim is not None and nonzero < n:
         others = tuple(d for d in range(x.dim()) if d != udim)
         # `signs` still holds |x|.sign() in x's logical order; with NaN, use the exact (slower) test.
         alive = (signs.view(x.shape).amax(dim=others) > 0) if all_finite \
@@ -129,8 +133,8 @@ class RunningStats:
     units: int | None = None
     units_vary: bool = False
     ever_alive: torch.Tensor | None = None
-    all_nonzero_seen: bool = False
-    """True once some call had no zeros at all, so every unit was alive in it."""
+    all_alive: bool = False
+    """Every unit has been non-zero at least once: no later call can make one dead."""
 
     def add(self, s: CallSummary) -> None:
         numel = s.n + s.nan + s.inf
@@ -154,9 +158,11 @@ class RunningStats:
         if self.units_vary or s.units is None:
             return
         if s.alive is None:
-            self.all_nonzero_seen = self.all_nonzero_seen or numel > 0
+            if s.nonzero == numel and numel > 0:
+                self.all_alive = True
             return
         self.ever_alive = s.alive.clone() if self.ever_alive is None else self.ever_alive | s.alive
+        self.all_alive = bool(self.ever_alive.all())
 
     @property
     def std(self) -> float:
@@ -171,6 +177,6 @@ class RunningStats:
         """Units that were exactly zero for every sample and position seen."""
         if self.units is None or self.units_vary or self.numel == 0:
             return None
-        if self.all_nonzero_seen:
+        if self.all_alive:
             return 0
         return self.units if self.ever_alive is None else int((~self.ever_alive).sum())
