@@ -1,0 +1,229 @@
+"""The self-contained HTML report: a pure function of `AuditReport` (no torch, nothing fetched)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from auditor.findings import Severity
+from auditor.report.schema import AuditReport, Cell, Figure, ModuleRow, Section, Table
+
+GENERIC_SECTION = "sections/_generic.html.j2"
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_SECTION_ID = re.compile(r"[a-z][a-z0-9_]*")
+_MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/svg+xml": b""}
+
+
+def templates_dir() -> Path:
+    """The templates folder: `auditor/templates` in an installed wheel, `<repo>/templates` in a checkout."""
+    package = Path(__file__).resolve().parents[1]  # auditor/, without importing the package
+    for candidate in (package / "templates", package.parent / "templates"):
+        if (candidate / "report.html.j2").is_file():
+            return candidate
+    raise FileNotFoundError(f"no report templates in {package / 'templates'} or {package.parent / 'templates'}")
+
+
+def render_html(report: AuditReport, *, for_pdf: bool = False) -> str:
+    """Renders the report as one HTML page; `for_pdf` drops the script and the interactive controls."""
+    assets = templates_dir()
+    env = build_environment(assets)
+    css = (assets / "css" / "screen.css").read_text(encoding="utf-8")
+    print_css = (assets / "css" / "print.css").read_text(encoding="utf-8")
+    js = "" if for_pdf else (assets / "js" / "report.js").read_text(encoding="utf-8")
+    script_hash = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
+    sections = [(section, section_template_name(env, section.id)) for section in report.sections]
+    findings = sorted(report.findings, key=lambda f: -f.severity.rank)
+    return env.get_template("report.html.j2").render(
+        report=report,
+        for_pdf=for_pdf,
+        css=css,
+        print_css=print_css,
+        js=js,
+        script_src=f"'sha256-{script_hash}'" if js else "'none'",
+        sections=sections,
+        top_findings=[f for f in findings if f.severity is not Severity.INFO],
+        info_findings=[f for f in findings if f.severity is Severity.INFO],
+        anchors=_finding_anchors(report),
+        module_types=sorted({row.type for row in report.modules}),
+    )
+
+
+def build_environment(directory: Path) -> Environment:
+    """A Jinja environment over `directory` that escapes everything and fails on undefined names."""
+    env = Environment(
+        loader=FileSystemLoader(str(directory)),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        num=format_number, si=format_count, pct=format_percent, shape=format_shape,
+        seconds=format_seconds, sort_key=sort_key, data_uri=data_uri, pretty_json=pretty_json,
+        cell=format_cell, dead=format_dead,
+    )
+    env.globals.update(table_kinds=table_kinds, row_flag=row_flag, cost_line=cost_line, section_status=section_status)
+    return env
+
+
+def section_template_name(env: Environment, section_id: str) -> str:
+    """`sections/<id>.html.j2` when the analysis ships one, else the generic section template."""
+    names = [f"sections/{section_id}.html.j2"] if _SECTION_ID.fullmatch(section_id) else []
+    return str(env.select_template([*names, GENERIC_SECTION]).name)
+
+
+def data_uri(figure: Figure) -> str:
+    """`data:<type>;base64,<data>` for a well-formed figure, else "" (the template says it is missing)."""
+    data = figure.data_base64
+    if not data or len(data) % 4 or not _BASE64.fullmatch(data):
+        return ""
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return ""
+    if not raw.startswith(_MAGIC.get(figure.media_type, b"\0")):
+        return ""
+    return f"data:{figure.media_type};base64,{data}"
+
+
+def format_number(value: float | int | None) -> str:
+    """A compact number: 0.123, 12.3, 1234, 1.23e-05; blank for None."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    if value == 0:
+        return "0"
+    if value.is_integer() and abs(value) < 1e15:  # counts stored as floats (metrics are floats)
+        return f"{int(value):,}"
+    size = abs(value)
+    if 1e-3 <= size < 1e5:
+        return f"{value:.4g}" if size >= 1000 else f"{value:.3g}"
+    if 1e5 <= size < 1e15:
+        return f"{value:,.0f}"
+    return f"{value:.2e}"
+
+
+def format_count(value: int | float | None) -> str:
+    """A count in k / M / B: 812, 12.3k, 1.2M."""
+    if value is None:
+        return ""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.1f}".removesuffix(".0") + suffix
+    return f"{value:g}"
+
+
+def format_percent(fraction: float | None) -> str:
+    """A fraction as a percentage with one decimal; blank for None."""
+    if fraction is None or math.isnan(fraction):
+        return ""
+    return f"{fraction * 100:.1f}%"
+
+
+def format_shape(shape: list[int | None] | None) -> str:
+    """An output shape with varying dimensions as `*`: (*, 128, 768)."""
+    if shape is None:
+        return ""
+    return "(" + ", ".join("*" if d is None else str(d) for d in shape) + ")"
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration a person reads at a glance: 12 ms, 3.4 s, 2 min 5 s."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def format_dead(row: ModuleRow) -> str:
+    """Dead units as `3/64`; blank when the walk did not count units."""
+    if row.dead_units is None:
+        return ""
+    return f"{row.dead_units}/{row.units if row.units is not None else '?'}"
+
+
+def format_cell(value: Cell) -> str:
+    """A table cell: numbers compact, booleans yes/no, None blank."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    return format_number(value)
+
+
+def sort_key(value: Cell) -> str:
+    """The raw number a `data-sort` attribute holds; "" sorts last (None, NaN, text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return ""
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)
+
+
+def pretty_json(value: Any) -> str:
+    """Indented JSON for a <pre> block (the template escapes it)."""
+    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def table_kinds(table: Table) -> list[str]:
+    """"num" for each column whose non-empty cells are all numbers, else "text"."""
+    kinds = []
+    for index in range(len(table.columns)):
+        cells = [row[index] for row in table.rows if index < len(row) and row[index] is not None]
+        numeric = bool(cells) and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in cells)
+        kinds.append("num" if numeric else "text")
+    return kinds
+
+
+def row_flag(row: ModuleRow) -> str:
+    """The CSS class of a module row: `bad` with NaN/Inf outputs, `dead` with dead units."""
+    if row.nan_count or row.inf_count:
+        return "bad"
+    return "dead" if row.dead_units else ""
+
+
+def cost_line(section: Section) -> str:
+    """What a section cost: `2 forward / 1 backward passes, 3.4 s`."""
+    cost = section.cost
+    passes = f"{cost.forwards} forward / {cost.backwards} backward passes, {format_seconds(section.seconds)}"
+    return f"{passes} ({cost.note})" if cost.note else passes
+
+
+@dataclass(frozen=True)
+class SectionStatus:
+    """What the table of contents and a section header show: worst severity and a label."""
+
+    level: str
+    label: str
+
+
+def section_status(section: Section) -> SectionStatus:
+    """`error`, else the worst finding severity with its count, else `ok`."""
+    if section.error is not None:
+        return SectionStatus("fail", "error")
+    worst = max((f.severity for f in section.findings), key=lambda s: s.rank, default=None)
+    if worst is None or worst is Severity.INFO:
+        return SectionStatus("pass", "ok")
+    n = sum(1 for f in section.findings if f.severity is worst)
+    return SectionStatus(worst.value, f"{n} {worst.value}")
+
+
+def _finding_anchors(report: AuditReport) -> dict[str, str]:
+    """Finding id → the anchor of the section it came from (its id prefix)."""
+    ids = {section.id for section in report.sections}
+    return {f.id: f"section-{f.id.split('.')[0]}" for f in report.findings if f.id.split(".")[0] in ids}

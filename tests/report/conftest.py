@@ -1,0 +1,19 @@
+"""Fixtures for the renderer tests: the hand-built sample report and its HTML."""
+
+from __future__ import annotations
+
+import pytest
+
+from auditor.report.html import render_html
+from auditor.report.schema import AuditReport
+from tests.report.sample_report import make_sample_report
+
+
+@pytest.fixture(scope="session")
+def sample_report() -> AuditReport:
+    return make_sample_report()
+
+
+@pytest.fixture(scope="session")
+def sample_html(sample_report: AuditReport) -> str:
+    return render_html(sample_report)
