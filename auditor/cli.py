@@ -42,12 +42,12 @@ DataOpt = Annotated[Optional[Path], typer.Option(
 
 
 def _fail(error: AuditorError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(str(error))}")
+    err.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
     return typer.Exit(int(ExitCode.BAD_INPUT))
 
 
 def _internal(error: Exception) -> typer.Exit:
-    err.print(f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))}")
+    err.print(f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))}", soft_wrap=True)
     err.print("[dim]Run with AUDITOR_DEBUG=1 for the traceback; please report it with the command you ran.[/]")
     if os.environ.get("AUDITOR_DEBUG"):
         err.print_exception()

@@ -9,6 +9,8 @@ import json
 import pickle
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -97,7 +99,8 @@ def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
     else:
         auto, kind = transformers.AutoModel, "hf_encoder"
     try:
-        module = auto.from_pretrained(str(path), local_files_only=True)
+        with _no_hf_progress_bars():
+            module = auto.from_pretrained(str(path), local_files_only=True)
     except Exception as err:  # transformers raises OSError, ValueError, SafetensorError, ...
         raise ModelLoadError(f"could not load the model in {path}: {_one_line(err)}") from None
     tokenizer = image_processor = None
@@ -138,6 +141,20 @@ def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
         module=module, kind=kind, name=path.name, source=str(path), weights_sha256=sha256_files(hashed),
         tokenizer=tokenizer, image_processor=image_processor, class_names=class_names, has_head=has_head,
     )
+
+
+@contextmanager
+def _no_hf_progress_bars() -> Iterator[None]:
+    """transformers 5 draws a 'Loading weights' bar on stderr; auditor reports its own progress (or none)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 # --- factories and weight files ------------------------------------------------------------------------

@@ -1,0 +1,264 @@
+"""Stage 1, load subject: every supported way of naming a model and its data yields the right Subject."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from auditor.config import AuditConfig, DataSpec, ModelSpec
+from auditor.errors import DataError
+from auditor.subject import Subject, load_subject, map_labels
+from tests.conftest import CLASS_NAMES, IMAGE_CLASSES, SCRIPT_TEXT, TEXT_ROWS
+from tests.models import TinyCNN, build_tiny_cnn
+
+
+def load(model: str | Path, data: str | Path, **spec: object) -> Subject:
+    """load_subject for `model` on `data`, on the CPU; `spec` sets ModelSpec / DataSpec fields."""
+    model_fields = {k: v for k, v in spec.items() if k in ModelSpec.model_fields}
+    data_fields = {k: v for k, v in spec.items() if k in DataSpec.model_fields}
+    seed = spec.pop("seed", 0)
+    config = AuditConfig(model=ModelSpec(path=str(model), **model_fields),
+                         data=DataSpec(path=str(data), **data_fields), device="cpu", seed=seed)
+    return load_subject(config)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- Hugging Face text models --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data_fixture", ["text_csv", "text_jsonl"])
+def test_hf_text_classifier_on_text_data(data_fixture: str, tiny_bert_dir: Path,
+                                        request: pytest.FixtureRequest) -> None:
+    subject = load(tiny_bert_dir, request.getfixturevalue(data_fixture))
+
+    assert (subject.modality, subject.task) == ("text", "classification")
+    assert subject.class_names == CLASS_NAMES
+    assert subject.labels is not None
+    assert subject.labels.tolist() == [CLASS_NAMES.index(label) for _, label in TEXT_ROWS]
+    assert subject.n_outputs == 2 and len(subject) == len(TEXT_ROWS)
+
+
+def test_markup_in_text_is_kept_as_data(tiny_bert_dir: Path, text_csv: Path) -> None:
+    subject = load(tiny_bert_dir, text_csv)
+
+    assert subject.data.texts is not None and SCRIPT_TEXT in subject.data.texts
+
+
+def test_batches_feed_the_text_model(tiny_bert_dir: Path, text_csv: Path) -> None:
+    subject = load(tiny_bert_dir, text_csv)
+
+    batches = list(subject.batches(5))
+    assert [(b.start, b.stop) for b in batches] == [(0, 5), (5, 10), (10, 12)]
+    with torch.no_grad():
+        scores = subject.adapter.forward(subject.model, batches[0].inputs)
+    assert tuple(scores.shape) == (5, 2)
+    assert batches[0].labels is not None and batches[0].labels.tolist() == subject.labels[:5].tolist()
+
+
+def test_bare_encoder_is_audited_as_an_embedding_without_labels(tiny_encoder_dir: Path, text_csv: Path) -> None:
+    subject = load(tiny_encoder_dir, text_csv)
+
+    assert (subject.modality, subject.task) == ("text", "embedding")
+    assert subject.labels is None and subject.class_names == []
+    assert subject.n_outputs == 32  # the pooled hidden state
+    assert subject.loaded.has_head is False
+
+
+def test_bare_encoder_with_head_is_a_classifier(tiny_encoder_dir: Path, encoder_head_file: Path,
+                                                text_csv: Path) -> None:
+    bare = load(tiny_encoder_dir, text_csv)
+    subject = load(tiny_encoder_dir, text_csv, head=str(encoder_head_file))
+
+    assert subject.task == "classification"
+    assert subject.class_names == CLASS_NAMES
+    assert subject.labels is not None
+    assert subject.labels.tolist() == [CLASS_NAMES.index(label) for _, label in TEXT_ROWS]
+    assert len(list(subject.model.named_modules())) == len(list(bare.model.named_modules())) + 2
+    head = subject.model.get_submodule("head")
+    assert torch.equal(head.weight, load_file(str(encoder_head_file))["weight"])
+
+
+def test_head_file_is_part_of_the_weights_digest(tiny_encoder_dir: Path, encoder_head_file: Path,
+                                                 text_csv: Path) -> None:
+    bare = load(tiny_encoder_dir, text_csv)
+    with_head = load(tiny_encoder_dir, text_csv, head=str(encoder_head_file))
+
+    assert bare.loaded.weights_sha256 == sha256_of(tiny_encoder_dir / "model.safetensors")
+    assert with_head.loaded.weights_sha256 not in (None, bare.loaded.weights_sha256)
+
+
+# --- Hugging Face image models -------------------------------------------------------------------------
+
+def test_hf_image_classifier_on_an_image_folder(tiny_vit_dir: Path, image_folder: Path) -> None:
+    subject = load(tiny_vit_dir, image_folder)
+
+    assert (subject.modality, subject.task) == ("image", "classification")
+    assert subject.class_names == IMAGE_CLASSES
+    assert subject.labels is not None and subject.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    batch = next(subject.batches(5))
+    assert tuple(batch.inputs["pixel_values"].shape) == (5, 3, 16, 16)
+
+
+# --- factories and weight files ------------------------------------------------------------------------
+
+def assert_holds_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    loaded = model.state_dict()
+    assert loaded.keys() == state.keys()
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_factory_with_safetensors_weights(tiny_cnn_safetensors: Path, tiny_cnn_npz: Path) -> None:
+    subject = load("tests.models:build_tiny_cnn", tiny_cnn_npz, weights=str(tiny_cnn_safetensors))
+
+    assert isinstance(subject.model, TinyCNN)
+    state = load_file(str(tiny_cnn_safetensors))
+    assert not torch.equal(build_tiny_cnn().fc.weight, state["fc.weight"])  # the file differs from the init
+    assert_holds_weights(subject.model, state)
+    assert (subject.modality, subject.task, subject.n_outputs) == ("image", "classification", 3)
+    assert subject.class_names == ["0", "1", "2"]
+    assert subject.labels is not None and subject.labels.tolist() == [i % 3 for i in range(24)]
+    assert subject.loaded.weights_sha256 == sha256_of(tiny_cnn_safetensors)
+    assert subject.model.training is False
+
+
+def test_factory_with_a_torch_state_dict_file(tmp_path: Path, tiny_cnn_safetensors: Path, tiny_cnn_npz: Path) -> None:
+    state = load_file(str(tiny_cnn_safetensors))
+    weights = tmp_path / "tiny_cnn.pt"
+    torch.save(state, weights)
+
+    subject = load("tests.models:build_tiny_cnn", tiny_cnn_npz, weights=str(weights))
+
+    assert_holds_weights(subject.model, state)
+    assert subject.loaded.weights_sha256 == sha256_of(weights)
+
+
+def test_a_pickled_module_loads_only_when_trusted(tmp_path: Path, tiny_cnn_safetensors: Path,
+                                                  tiny_cnn_npz: Path) -> None:
+    module = TinyCNN()
+    module.load_state_dict(load_file(str(tiny_cnn_safetensors)))
+    path = tmp_path / "whole_model.pt"
+    torch.save(module, path)
+
+    as_model = load(path, tiny_cnn_npz, trust_pickle=True)
+    as_weights = load("tests.models:build_tiny_cnn", tiny_cnn_npz, weights=str(path), trust_pickle=True)
+
+    assert isinstance(as_model.model, TinyCNN)
+    assert_holds_weights(as_model.model, module.state_dict())
+    assert as_model.loaded.weights_sha256 == sha256_of(path)
+    assert_holds_weights(as_weights.model, module.state_dict())
+
+
+def test_model_name_option_names_the_model(tiny_cnn_npz: Path) -> None:
+    assert load("tests.models:build_tiny_cnn", tiny_cnn_npz).loaded.name == "build_tiny_cnn"
+    assert load("tests.models:build_tiny_cnn", tiny_cnn_npz, name="bars-cnn").loaded.name == "bars-cnn"
+
+
+def test_a_dict_output_with_logits_is_read_through_logits(tiny_cnn_npz: Path) -> None:
+    subject = load("tests.models:build_dict_output", tiny_cnn_npz)
+
+    batch = next(subject.batches(4))
+    with torch.no_grad():
+        scores = subject.adapter.forward(subject.model, batch.inputs)
+        expected = subject.model(batch.inputs["x"])["logits"]
+    assert torch.equal(scores, expected)
+
+
+# --- sampling --------------------------------------------------------------------------------------------
+
+def test_max_samples_draws_a_seeded_subset_in_file_order(tiny_bert_dir: Path, text_csv: Path) -> None:
+    def texts(seed: int) -> list[str]:
+        subject = load(tiny_bert_dir, text_csv, max_samples=5, seed=seed)
+        assert subject.data.total_available == len(TEXT_ROWS)
+        assert subject.labels is not None and len(subject.labels) == 5
+        assert subject.data.texts is not None
+        return subject.data.texts
+
+    order = [text for text, _ in TEXT_ROWS]
+    first, again, other = texts(0), texts(0), texts(1)
+
+    assert len(first) == 5 and first == again
+    assert other != first
+    for subset in (first, other):
+        positions = [order.index(t) for t in subset]
+        assert positions == sorted(positions)
+
+
+def test_labels_follow_their_samples_when_subsampled(tiny_bert_dir: Path, text_csv: Path) -> None:
+    subject = load(tiny_bert_dir, text_csv, max_samples=7, seed=3)
+
+    truth = dict(TEXT_ROWS)
+    assert subject.data.texts is not None and subject.labels is not None
+    assert [CLASS_NAMES[i] for i in subject.labels.tolist()] == [truth[t] for t in subject.data.texts]
+
+
+def test_fewer_samples_than_max_keeps_them_all(tiny_cnn_npz: Path) -> None:
+    subject = load("tests.models:build_tiny_cnn", tiny_cnn_npz, max_samples=100)
+
+    assert len(subject) == subject.data.total_available == 24
+    x = np.load(tiny_cnn_npz)["x"]
+    assert subject.data.arrays is not None and np.array_equal(subject.data.arrays, x)
+
+
+# --- map_labels ------------------------------------------------------------------------------------------
+
+def test_map_labels_takes_integers_as_indices() -> None:
+    assert map_labels([2, 0, 1, 0], n_outputs=3, model_names=[]) == ([2, 0, 1, 0], ["0", "1", "2"])
+
+
+def test_map_labels_takes_digit_strings_as_indices() -> None:
+    assert map_labels(["1", " 0", "2"], n_outputs=3, model_names=[]) == ([1, 0, 2], ["0", "1", "2"])
+
+
+def test_map_labels_names_integer_classes_with_the_models_names() -> None:
+    assert map_labels([1, 0], n_outputs=2, model_names=CLASS_NAMES) == ([1, 0], CLASS_NAMES)
+
+
+def test_map_labels_matches_names_case_insensitively() -> None:
+    model_names = ["Negative", "Positive"]
+    indices, names = map_labels(["positive", "NEGATIVE", "Positive "], n_outputs=2, model_names=model_names)
+
+    assert indices == [1, 0, 1]
+    assert names == model_names  # the model's spelling is the one shown
+
+
+def test_map_labels_prefers_the_models_names_over_digits() -> None:
+    # A model whose classes are themselves digits, in an unusual order: the names win.
+    assert map_labels(["1", "0"], n_outputs=2, model_names=["1", "0"]) == ([0, 1], ["1", "0"])
+
+
+def test_map_labels_sorts_names_when_the_model_has_none() -> None:
+    indices, names = map_labels(["cat", "ant", "bee", "ant"], n_outputs=3, model_names=[])
+
+    assert names == ["ant", "bee", "cat"]
+    assert indices == [2, 0, 1, 0]
+
+
+def test_map_labels_pads_names_for_classes_the_data_lacks() -> None:
+    indices, names = map_labels(["dog", "cat"], n_outputs=3, model_names=[])
+
+    assert (indices, names) == ([1, 0], ["cat", "dog", "2"])
+
+
+def test_map_labels_treats_one_logit_as_binary() -> None:
+    assert map_labels([0, 1, 1], n_outputs=1, model_names=[]) == ([0, 1, 1], ["0", "1"])
+    with pytest.raises(DataError, match=r"\[2\]"):
+        map_labels([0, 2], n_outputs=1, model_names=[])
+
+
+@pytest.mark.parametrize(("raw", "n_outputs", "names", "cause"), [
+    ([0, 3], 3, [], r"labels \[3\] have no class"),
+    ([-1, 0], 2, [], r"labels \[-1\] have no class"),
+    (["neutral", "positive"], 2, CLASS_NAMES, r"\['neutral'\] are not classes"),
+    (["a", "b", "c"], 2, [], r"3 label values"),
+])
+def test_map_labels_refuses_labels_without_a_class(raw: list[str | int], n_outputs: int, names: list[str],
+                                                   cause: str) -> None:
+    with pytest.raises(DataError, match=cause):
+        map_labels(raw, n_outputs=n_outputs, model_names=names)
