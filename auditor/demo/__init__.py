@@ -32,7 +32,7 @@ def demo_config(name: str, *, progress: Progress | None = None, seed: int = 0) -
         info = digits.prepare(cache_dir(), seed=seed)
         config = AuditConfig(
             model=ModelSpec(path="auditor.demo.digits:build_model", weights=str(info["weights"]), name="digits-cnn"),
-            data=DataSpec(path=str(info["data"])), seed=seed, batch_size=64,
+            data=DataSpec(path=str(info["data"])), seed=seed, batch_size=128,
         )
     elif name == "minilm_sentiment":
         from auditor.demo import sentiment

@@ -1,0 +1,97 @@
+"""Performance: an untrained model must fail near chance; a trained one passes; calibration is measured."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import auditor
+from auditor.analyses.performance import expected_calibration_error
+
+
+def _blobs(n: int = 300, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    centres = torch.tensor([[3.0, 0.0], [-3.0, 0.0], [0.0, 3.0]])
+    return centres[y] + torch.randn(n, 2, generator=g) * 0.6, y
+
+
+def _trained(x: torch.Tensor, y: torch.Tensor) -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(150):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
+def test_untrained_model_fails_near_chance() -> None:
+    torch.manual_seed(3)
+    x, y = _blobs()
+    untrained = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 3))
+    with torch.no_grad():
+        untrained[2].weight.mul_(0.01)  # nearly constant logits: one class predicted everywhere
+    report = auditor.audit(untrained, (x, y))
+    near = report.findings_by_id("performance.near_chance")
+    assert len(near) == 1 and near[0].severity == auditor.Severity.FAIL
+    assert report.verdict.status == "fail"
+
+
+def test_trained_model_passes_with_accuracy_and_per_class_table() -> None:
+    x, y = _blobs()
+    report = auditor.audit(_trained(x, y), (x, y), max_samples=300)
+    section = report.section("performance")
+    assert section.metrics["accuracy"] > 0.95
+    assert section.metrics["majority_rate"] == pytest.approx(1 / 3)
+    assert report.findings_by_id("performance.near_chance") == []
+    table = section.tables[0]
+    assert [row[0] for row in table.rows] == ["0", "1", "2"] and all(row[1] == 100 for row in table.rows)
+    assert report.metrics["performance.accuracy"] == section.metrics["accuracy"]
+    assert len(section.figures) == 2
+
+
+def test_overconfident_model_is_flagged_miscalibrated() -> None:
+    x, y = _blobs()
+    model = _trained(x, y)
+    noisy_y = y.clone()
+    noisy_y[::4] = (noisy_y[::4] + 1) % 3  # a quarter of the labels are wrong: accuracy ~75%
+    overconfident = nn.Sequential(model, Scale(50.0))
+    report = auditor.audit(overconfident, (x, noisy_y))
+    assert report.section("performance").metrics["ece"] > 0.15
+    assert [f.id for f in report.findings if f.id == "performance.miscalibrated"] == ["performance.miscalibrated"]
+
+
+class Scale(nn.Module):
+    """Multiplies logits: the same predictions, sharper probabilities."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+
+def test_single_logit_binary_model_is_read_as_sigmoid() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 3, generator=g)
+    y = (x[:, 0] > 0).long()
+    model = nn.Linear(3, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[5.0, 0.0, 0.0]]))
+        model.bias.zero_()
+    report = auditor.audit(model, (x, y))
+    assert report.section("performance").metrics["accuracy"] == 1.0
+    assert report.metadata.n_classes == 2
+
+
+def test_ece_of_perfect_calibration_is_zero_and_of_full_confidence_errors_is_one() -> None:
+    conf = np.full(10, 0.7)
+    correct = np.array([1] * 7 + [0] * 3, dtype=bool)
+    assert expected_calibration_error(conf, correct, 10)[0] == pytest.approx(0.0)
+    assert expected_calibration_error(np.ones(4), np.zeros(4, dtype=bool), 10)[0] == pytest.approx(1.0)

@@ -1,0 +1,147 @@
+"""Contracts every analysis must keep (Captum's hook-removal test, scikit-learn's estimator checks)."""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+import auditor
+from auditor.analyses import ALL_ANALYSES, AuditContext, run_one
+from auditor.config import AuditConfig
+from auditor.pipeline import _in_memory_data, _wrap_module
+from auditor.report.schema import Cost, Section
+from auditor.subject import build_subject
+from auditor.walk import ModuleTree
+from auditor.walk.walker import walk
+from auditor.progress import SilentProgress
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.lin(x))
+
+
+class Explodes(nn.Module):
+    """Raises on every forward."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("this module explodes")
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), Block(), nn.Linear(8, 3))
+
+
+def _context(model: nn.Module) -> AuditContext:
+    g = torch.Generator().manual_seed(0)
+    data = _in_memory_data((torch.randn(24, 4, generator=g), torch.arange(24) % 3), max_samples=100, seed=0)
+    config = AuditConfig(batch_size=8)
+    subject = build_subject(_wrap_module(model, None), data, config)
+    tree = ModuleTree(model)
+    return AuditContext(subject=subject, tree=tree, walk=walk(subject, tree, batch_size=8, progress=SilentProgress()),
+                        config=config)
+
+
+def _hooks_left(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks]
+
+
+@pytest.mark.parametrize("analysis_type", ALL_ANALYSES, ids=lambda a: a.id)
+def test_a_raising_model_leaves_no_hook_and_loses_no_report(analysis_type: type) -> None:
+    model = _model()
+    ctx = _context(model)  # the walk ran on the healthy model
+    model[1] = Explodes()  # from now on every forward raises
+    section = run_one(analysis_type(), ctx)  # must not raise
+    assert section.error is not None or analysis_type().cost(ctx).forwards == 0
+    assert _hooks_left(model) == []
+
+
+@pytest.mark.parametrize("analysis_type", ALL_ANALYSES, ids=lambda a: a.id)
+def test_each_analysis_declares_itself_and_its_findings_use_its_id(analysis_type: type) -> None:
+    analysis = analysis_type()
+    assert analysis.id and analysis.title and analysis.modalities and analysis.tasks
+    section = run_one(analysis, _context(_model()))
+    assert section.id == analysis.id and section.error is None
+    assert all(f.id.startswith(f"{analysis.id}.") for f in section.findings)
+    assert isinstance(section.cost, Cost)
+
+
+class Broken:
+    """An analysis with a bug: it raises a plain exception."""
+
+    id: ClassVar[str] = "broken"
+    title: ClassVar[str] = "Broken analysis"
+    modalities = frozenset({"tabular", "text", "image"})
+    tasks = frozenset({"classification", "embedding"})
+
+    def cost(self, ctx: AuditContext) -> Cost:
+        return Cost()
+
+    def run(self, ctx: AuditContext) -> Section:
+        raise ZeroDivisionError("division by zero in a bad analysis")
+
+
+def test_a_failing_analysis_is_an_error_entry_and_the_report_still_saves(monkeypatch, tmp_path) -> None:
+    import auditor.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "ALL_ANALYSES", (*ALL_ANALYSES, Broken))
+    g = torch.Generator().manual_seed(0)
+    report = auditor.audit(_model(), (torch.randn(24, 4, generator=g), torch.arange(24) % 3))
+    broken = report.section("broken")
+    assert broken.error is not None and broken.error.type == "ZeroDivisionError"
+    assert report.section("inventory").error is None and report.section("performance").error is None
+    assert report.findings_by_id("broken.analysis_failed")[0].severity == auditor.Severity.FAIL
+    paths = report.save(str(tmp_path), formats=("json",))
+    saved = json.loads(open(paths["json"]).read())
+    assert [s["id"] for s in saved["sections"]] == ["inventory", "performance", "broken"]
+
+
+def test_a_crash_while_saving_leaves_the_previous_report_in_place(monkeypatch, tmp_path) -> None:
+    import auditor.report.io as io
+
+    g = torch.Generator().manual_seed(0)
+    report = auditor.audit(_model(), (torch.randn(24, 4, generator=g), torch.arange(24) % 3))
+    report.save(str(tmp_path), formats=("json",))
+    before = (tmp_path / "audit.json").read_bytes()
+    changed = report.model_copy(update={"metrics": {"x": 1.0}})
+
+    def crash(report: object, fmt: str) -> bytes:
+        if fmt == "html":
+            raise MemoryError("renderer died")
+        return b"{}"
+
+    monkeypatch.setattr(io, "_render", crash)
+    with pytest.raises(MemoryError):
+        changed.save(str(tmp_path), formats=("json", "html"))
+    assert (tmp_path / "audit.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.json"]  # no temporaries left
+
+
+def test_load_report_round_trips_and_rejects_other_schemas(tmp_path) -> None:
+    g = torch.Generator().manual_seed(0)
+    report = auditor.audit(_model(), (torch.randn(24, 4, generator=g), torch.arange(24) % 3), seed=5)
+    report.save(str(tmp_path), formats=("json",))
+    again = auditor.load_report(tmp_path)
+    assert again == report and again.metadata.seed == 5
+    raw = json.loads((tmp_path / "audit.json").read_text())
+    raw["schema_version"] = "9.0"
+    (tmp_path / "audit.json").write_text(json.dumps(raw))
+    with pytest.raises(auditor.AuditorError, match="schema 9.0"):
+        auditor.load_report(tmp_path)
+
+
+def test_same_seed_gives_the_same_audit() -> None:
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randn(200, 4, generator=g), torch.arange(200) % 3)
+    a = auditor.audit(_model(), data, max_samples=50, seed=1)
+    b = auditor.audit(_model(), data, max_samples=50, seed=1)
+    assert a.metrics == b.metrics and [r.mean for r in a.modules] == [r.mean for r in b.modules]
