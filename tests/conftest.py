@@ -9,9 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -249,3 +251,46 @@ def run_cli() -> Callable[..., CliResult]:
         return CliResult(result.exit_code, stdout, stderr, result.exception)
 
     return invoke
+
+
+# --- headless Chromium (Debian's package; never `playwright install`, which downloads a browser) ---------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+class PageLog:
+    """Console errors, page errors and every request a page made."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """A headless Chromium; skipped where none is installed, but never skipped in CI (CI=true)."""
+    if not Path(CHROMIUM).is_file():
+        reason = f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium (needs root)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def open_page(browser: Any, path: Path) -> tuple[Any, PageLog]:
+    """Opens a local HTML file, logging console errors, page errors and requests from the start."""
+    log = PageLog()
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("console", lambda message: log.errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: log.errors.append(str(error)))
+    page.on("request", lambda request: log.requests.append(request.url))
+    page.goto(path.as_uri(), wait_until="load")
+    return page, log

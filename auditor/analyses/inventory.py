@@ -10,6 +10,8 @@ import re
 from collections import Counter, defaultdict
 from typing import ClassVar
 
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator, SymmetricalLogLocator
+
 from auditor.analyses.base import AuditContext
 from auditor.config import InventoryParams
 from auditor.findings import Finding, Severity
@@ -156,6 +158,11 @@ def _by_type(rows: list[ModuleRow]) -> Table:
     )
 
 
+def _tail(name: str, limit: int = 22) -> str:
+    """The end of a dotted module name, short enough for an axis label."""
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+
+
 def _profile_figure(rows: list[ModuleRow]) -> list[Figure]:
     """Output spread and zero fraction of each leaf module, in execution order."""
     parents = {r.parent for r in rows}
@@ -164,15 +171,30 @@ def _profile_figure(rows: list[ModuleRow]) -> list[Figure]:
     if len(leaves) < 2:
         return []
     xs = list(range(len(leaves)))
-    with new_figure(8.0, 3.0) as (fig, ax):
+    named = len(leaves) <= 28
+    with new_figure(8.0, 3.6 if named else 3.0) as (fig, ax):
         ax.plot(xs, [r.std for r in leaves], marker="o", ms=3, lw=1.2, color="#2563eb", label="output std")
-        ax.set_yscale("symlog", linthresh=1e-3)
-        ax.set_xlabel("leaf module, in execution order")
+        if min(r.std or 0.0 for r in leaves) > 0:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_minor_locator(NullLocator())
+        else:  # a constant-zero output: log scale cannot show it
+            ax.set_yscale("symlog", linthresh=1e-2)
+            ax.yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=1e-2))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.grid(axis="y", color="#e5e7eb", lw=0.6)
+        if named:
+            ax.set_xticks(xs, [_tail(r.name) for r in leaves], rotation=55, ha="right", fontsize=7)
+            ax.set_xlabel("leaf module, in execution order")
+        else:
+            ax.set_xlabel(f"leaf module, in execution order ({len(leaves)} modules)")
         ax.set_ylabel("std of output", color="#2563eb")
         twin = ax.twinx()
         twin.bar(xs, [100 * (r.zero_fraction or 0.0) for r in leaves], color="#f59e0b", alpha=0.35, width=0.8)
         twin.set_ylabel("exact zeros (%)", color="#b45309")
         twin.set_ylim(0, 100)
+        ax.set_zorder(twin.get_zorder() + 1)  # the line above the bars
+        ax.patch.set_visible(False)
         bad = [i for i, r in enumerate(leaves) if r.nan_count or r.inf_count]
         for i in bad:
             ax.axvline(i, color="#dc2626", lw=1.5)
@@ -181,5 +203,5 @@ def _profile_figure(rows: list[ModuleRow]) -> list[Figure]:
         return [to_figure(fig, id="inventory.profile", title="Activation profile",
                           alt="Line chart of each leaf module's output standard deviation with bars of the "
                               "fraction of exact zeros, in execution order",
-                          caption="Blue: standard deviation of each leaf module's output (symmetric log "
+                          caption="Blue: standard deviation of each leaf module's output (log "
                                   "scale); amber bars: share of exact zeros; red lines: non-finite outputs.")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,46 +9,18 @@ from typing import Any
 import pytest
 
 from auditor.report.schema import AuditReport
+from tests.conftest import PageLog, open_page
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 PARAMS_COLUMN = 2  # name, type, params, ...
-
-
-class PageLog:
-    """Console errors, page errors and every request a page made."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (install Debian's chromium; never `playwright install`)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")
 def opened(browser: Any, sample_html: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, PageLog]]:
     path = tmp_path_factory.mktemp("report") / "report.html"
     path.write_text(sample_html, encoding="utf-8")
-    log = PageLog()
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.on("console", lambda message: log.errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: log.errors.append(str(error)))
-    page.on("request", lambda request: log.requests.append(request.url))
-    page.goto(path.as_uri(), wait_until="load")
+    page, log = open_page(browser, path)
     yield page, log
     page.close()
 
