@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test test-fast bench browser clean
+.PHONY: setup demo test test-fast bench lint browser clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP) browser
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not browser"
+
+lint: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/ruff check --select F,E9,B --line-length 120 auditor tests benchmarks
+	$(BIN)/mypy auditor
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/walk_overhead.py

@@ -109,6 +109,7 @@ def run(
             raise AuditorError("no output folder: pass --out DIR (or out = \"...\" in the config)")
         progress = SilentProgress() if quiet else RichProgress()
         report = run_audit(cfg, progress=progress)
+        progress.note(f"writing {', '.join(fmt)} to {cfg.out}")
         paths = report.save(cfg.out, formats=fmt)
     except AuditorError as error:
         raise _fail(error) from None

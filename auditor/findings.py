@@ -26,7 +26,7 @@ class Finding(BaseModel):
     diffs can refer to it; `message` is one plain sentence (templates escape it).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
 
     id: str
     severity: Severity

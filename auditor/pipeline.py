@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import platform
 import random
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -27,7 +26,7 @@ from auditor.progress import Progress, SilentProgress
 from auditor.report.schema import AuditReport, Metadata, Section, decide_verdict
 from auditor.subject import Subject, Task, build_subject, load_subject
 from auditor.subject.data import AuditData, cap_samples
-from auditor.subject.loading import LoadedModel
+from auditor.subject.loading import LoadedModel, ModelKind
 from auditor.walk.rows import module_rows
 from auditor.walk.tree import ModuleTree
 from auditor.walk.walker import walk
@@ -163,7 +162,7 @@ def _wrap_module(model: nn.Module, tokenizer: Any) -> LoadedModel:
     if not names and id2label and not all(str(v).startswith("LABEL_") for v in id2label.values()):
         names = [str(id2label[i]) for i in sorted(id2label)]
     is_hf = hasattr(model, "config") and hasattr(model, "base_model_prefix")
-    kind = "hf_text" if tokenizer is not None else ("hf_image" if is_hf else "module")
+    kind: ModelKind = "hf_text" if tokenizer is not None else ("hf_image" if is_hf else "module")
     return LoadedModel(module=model, kind=kind, name=type(model).__name__, source="python object",
                        tokenizer=tokenizer, class_names=names)
 

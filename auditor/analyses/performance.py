@@ -65,7 +65,8 @@ class Performance:
                            summary="The audit data has no labels, so performance was not measured.")
         probs = probabilities(ctx.walk.scores)
         labels = labels_t.numpy()
-        predicted = probs.argmax(dim=1).numpy()
+        finite = torch.isfinite(probs).all(dim=1).numpy()
+        predicted = np.where(finite, probs.argmax(dim=1).numpy(), -1)  # a NaN answer is a wrong answer
         n, n_classes = len(labels), probs.shape[1]
         names = ctx.subject.class_names
         correct = predicted == labels
@@ -82,7 +83,8 @@ class Performance:
         present = support > 0
         macro_f1 = float(f1[present].mean()) if present.any() else 0.0
         metrics = {"accuracy": accuracy, "majority_rate": majority_rate, "macro_f1": macro_f1,
-                   "ece": ece, "nll": nll, "binomial_p_value": p_value, "samples": float(n)}
+                   "ece": ece, "nll": nll, "binomial_p_value": p_value, "samples": float(n),
+                   "non_finite_predictions": float((~finite).sum())}
         findings = []
         margin = accuracy - majority_rate
         if p_value > params.near_chance_alpha or margin < params.near_chance_margin:
@@ -150,7 +152,7 @@ def _reliability_figure(bins: list[tuple[float, float, int]], ece: float) -> Fig
     with new_figure(4.2, 3.6) as (fig, ax):
         ax.plot([0, 1], [0, 1], ls="--", color="#9ca3af", lw=1, label="perfect calibration")
         if bins:
-            conf, acc, count = zip(*bins)
+            conf, acc, count = zip(*bins, strict=True)
             sizes = [20 + 200 * c / max(count) for c in count]
             ax.scatter(conf, acc, s=sizes, color="#2563eb", alpha=0.7, label="confidence bins")
             ax.plot(conf, acc, color="#2563eb", lw=1)

@@ -60,6 +60,7 @@ def run_demo(out_dir: str | Path, *, names: tuple[str, ...] = DEMOS, progress: P
     for name in names:
         config, notes = demo_config(name, progress=progress)
         report = run_audit(config, progress=progress, notes=notes)
+        progress.note(f"{name}: writing {', '.join(formats)} to {Path(out_dir) / name}")
         report.save(str(Path(out_dir) / name), formats=formats)
         reports[name] = report
     return reports

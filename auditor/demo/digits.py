@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ class DigitsCNN(nn.Module):
         ]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        return cast(torch.Tensor, self.classifier(self.features(x)))
 
 
 def build_model() -> DigitsCNN:
@@ -53,8 +54,8 @@ def digits_arrays(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    x = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)
-    x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False).clamp(0, 1).numpy()
+    images = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)
+    x = F.interpolate(images, size=(16, 16), mode="bilinear", align_corners=False).clamp(0, 1).numpy()
     y = digits.target.astype(np.int64)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
     return x_tr, y_tr, x_te, y_te
@@ -70,9 +71,10 @@ def train(seed: int = 0, epochs: int = 15) -> tuple[DigitsCNN, float, np.ndarray
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         model.train()
-        for idx in torch.randperm(len(xs), generator=generator).split(64):
+        order = torch.randperm(len(xs), generator=generator)
+        for idx in order.split(64):  # type: ignore[no-untyped-call]  # Tensor.split is untyped in torch
             optimizer.zero_grad()
-            F.cross_entropy(model(xs[idx]), ys[idx]).backward()
+            F.cross_entropy(model(xs[idx]), ys[idx]).backward()  # type: ignore[no-untyped-call]  # untyped in torch
             optimizer.step()
     model.eval()
     with torch.no_grad():

@@ -46,7 +46,9 @@ from __future__ import annotations
 import csv
 import io
 import random
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 TRAIN_PATH = DATA_DIR / "sentiment_train.csv"
@@ -59,6 +61,13 @@ HELDOUT_SIZE = 300
 
 POS, NEG = "positive", "negative"
 LABELS = (POS, NEG)
+
+WordsByLabel: TypeAlias = dict[str, list[str]]
+Row: TypeAlias = tuple[str, str]
+"""One dataset row: (text, label)."""
+# (phrase, plural, positive adjectives, negative adjectives[, gradable])
+AspectSpec: TypeAlias = (tuple[str, bool, list[str], list[str]]
+                         | tuple[str, bool, list[str], list[str], bool])
 
 
 # ---------------------------------------------------------------------------
@@ -117,15 +126,31 @@ class Aspect:
     `gradable` is False for things that cannot be "better than I expected"
     (a parcel either arrives intact or it does not)."""
 
-    def __init__(self, phrase, plural, pos, neg, gradable=True):
+    def __init__(self, phrase: str, plural: bool, pos: list[str], neg: list[str],
+                 gradable: bool = True) -> None:
         self.phrase, self.plural, self.gradable = phrase, plural, gradable
-        self.adjs = {POS: pos, NEG: neg}
+        self.adjs: WordsByLabel = {POS: pos, NEG: neg}
 
 
 class Domain:
     """One reviewed domain: what is reviewed and how people talk about it."""
 
-    def __init__(self, name, past, things, aspects, overall, comps, **extra):
+    # Domain-specific phrasing, set from ``**extra`` (declared only, so a domain
+    # without one still raises AttributeError).  Training domains:
+    noun: str
+    revisit: str
+    revisit_it: str
+    # Held-out domains:
+    np: str
+    done: str
+    gerund: str
+    try_verb: str | None
+    worth: str
+    event: bool
+
+    def __init__(self, name: str, past: bool, things: list[tuple[str, bool]],
+                 aspects: list[AspectSpec], overall: WordsByLabel, comps: list[str],
+                 **extra: object) -> None:
         self.name = name
         self.past = past  # reviews of visits/events are told in the past tense
         self.things = things  # (noun phrase, plural) for the whole item
@@ -673,50 +698,56 @@ HELDOUT_HANDWRITTEN = {
 # sentence whose label is `label`, or None when the family does not fit.
 # ---------------------------------------------------------------------------
 
+Family: TypeAlias = Callable[[random.Random, Domain, str], str | None]
+# The adjectives of an aspect that a frame can use for a label.
+AdjFilter: TypeAlias = Callable[[Aspect, str], list[str]]
+
+
 def _clause(aspect: Aspect, adj: str, past: bool) -> str:
     return f"{aspect.phrase} {be(aspect.plural, past)} {adj}"
 
 
-def _thing(rng, d: Domain):
+def _thing(rng: random.Random, d: Domain) -> tuple[str, bool]:
     return rng.choice(d.things)
 
 
-def _pick(rng, d: Domain, adjs=lambda a, lab: a.adjs[lab], label=POS, k=1):
-    """Choose k distinct aspects of `d` that have a usable adjective for `label`."""
+def _pick(rng: random.Random, d: Domain, adjs: AdjFilter = lambda a, lab: a.adjs[lab],
+          label: str = POS) -> Aspect:
+    """Choose an aspect of `d` that has a usable adjective for `label`."""
     usable = [a for a in d.aspects if adjs(a, label)]
-    chosen = rng.sample(usable, k)
-    return chosen[0] if k == 1 else chosen
+    # sample(..., 1) rather than choice(): the same draws as before, so the CSVs stay byte-identical.
+    return rng.sample(usable, 1)[0]
 
 
-def _single(a: Aspect, label: str):
+def _single(a: Aspect, label: str) -> list[str]:
     return single(a.adjs[label])
 
 
-def _gradable(a: Aspect, label: str):
+def _gradable(a: Aspect, label: str) -> list[str]:
     return [w for w in single(a.adjs[label]) if w not in ABSOLUTE]
 
 
-def _more(a: Aspect, label: str):
+def _more(a: Aspect, label: str) -> list[str]:
     return [w for w in a.adjs[label] if takes_more(w)]
 
 
-def _maybe_intensify(rng, adj: str, label: str, intensifiers) -> str:
+def _maybe_intensify(rng: random.Random, adj: str, label: str, intensifiers: WordsByLabel) -> str:
     if " " in adj or adj in ABSOLUTE or rng.random() < 0.5:
         return adj
     return f"{rng.choice(intensifiers[label])} {adj}"
 
 
-def _tail(rng, tails, label: str, keep_plain: float) -> str:
+def _tail(rng: random.Random, tails: WordsByLabel, label: str, keep_plain: float) -> str:
     """Optionally spell out which clause of a contrast outweighs the other."""
     return "" if rng.random() < keep_plain else ", " + rng.choice(tails[label])
 
 
-def _verdict(rng, d: Domain, label: str, avoid: str) -> str:
+def _verdict(rng: random.Random, d: Domain, label: str, avoid: str) -> str:
     """An overall adjective for the whole item, not repeating `avoid`."""
     return rng.choice([w for w in d.overall[label] if w not in avoid])
 
 
-def train_simple(rng, d, label):
+def train_simple(rng: random.Random, d: Domain, label: str) -> str:
     a = rng.choice(d.aspects)
     adj = _maybe_intensify(rng, rng.choice(a.adjs[label]), label, TRAIN_INTENSIFIERS)
     frame = rng.randrange(3)
@@ -727,7 +758,7 @@ def train_simple(rng, d, label):
     return f"In my opinion, {_clause(a, adj, d.past)}."
 
 
-def train_list(rng, d, label):
+def train_list(rng: random.Random, d: Domain, label: str) -> str:
     aspects = rng.sample(d.aspects, rng.choice([2, 2, 3]))
     clauses = [_clause(a, rng.choice(a.adjs[label]), d.past) for a in aspects]
     if len(clauses) == 2:
@@ -735,7 +766,7 @@ def train_list(rng, d, label):
     return cap(f"{clauses[0]}, {clauses[1]} and {clauses[2]}.")
 
 
-def train_but(rng, d, label):
+def train_but(rng: random.Random, d: Domain, label: str) -> str:
     """Contrast: the clause after "but" carries the label."""
     a1, a2 = rng.sample(d.aspects, 2)
     first = _clause(a1, rng.choice(a1.adjs[other(label)]), d.past)
@@ -748,7 +779,7 @@ def train_but(rng, d, label):
     return cap(f"{first}, but overall {thing} {be(plural, d.past)} {verdict}.")
 
 
-def train_although(rng, d, label):
+def train_although(rng: random.Random, d: Domain, label: str) -> str:
     """Contrast: the main clause after the "although" clause carries the label."""
     a1, a2 = rng.sample(d.aspects, 2)
     first = _clause(a1, rng.choice(a1.adjs[other(label)]), d.past)
@@ -760,7 +791,7 @@ def train_although(rng, d, label):
     return f"Although {first}, {thing} {be(plural, d.past)} {verdict} overall."
 
 
-def train_negation(rng, d, label):
+def train_negation(rng: random.Random, d: Domain, label: str) -> str:
     short = rng.random() < 0.5
     if label == NEG:  # "The room was not clean at all."
         a = _pick(rng, d, _single, POS)
@@ -778,7 +809,7 @@ def train_negation(rng, d, label):
                f"{pronoun(a.plural)} {be(a.plural, d.past)} {good}.")
 
 
-def train_revisit(rng, d, label):
+def train_revisit(rng: random.Random, d: Domain, label: str) -> str:
     thing, plural = _thing(rng, d)
     if rng.random() < 0.5:
         if label == POS:
@@ -790,7 +821,7 @@ def train_revisit(rng, d, label):
     return cap(f"{thing} {be(plural, d.past)} {verdict}, and I {will} {d.revisit_it} again.")
 
 
-def train_recommend(rng, d, label):
+def train_recommend(rng: random.Random, d: Domain, label: str) -> str:
     thing, _ = _thing(rng, d)
     if label == POS:
         frames = ["I can't recommend {t} enough.", "I would recommend {t} to anyone.",
@@ -801,7 +832,7 @@ def train_recommend(rng, d, label):
     return rng.choice(frames).format(t=thing)
 
 
-def train_comparative(rng, d, label):
+def train_comparative(rng: random.Random, d: Domain, label: str) -> str:
     word = "better" if label == POS else "worse"
     if rng.random() < 0.5:
         thing, plural = _thing(rng, d)
@@ -811,7 +842,7 @@ def train_comparative(rng, d, label):
     return cap(f"{a.phrase} {be(a.plural, d.past)} {word} than I expected.")
 
 
-def train_question(rng, d, label):
+def train_question(rng: random.Random, d: Domain, label: str) -> str:
     if rng.random() < 0.5:
         verdict = rng.choice(d.overall[label])
         return f"What {article(verdict)} {verdict} {d.noun}!"
@@ -822,7 +853,7 @@ def train_question(rng, d, label):
     return f"Who knew {a.phrase} could be so {adj}?"
 
 
-def train_third_person(rng, d, label):
+def train_third_person(rng: random.Random, d: Domain, label: str) -> str:
     person = rng.choice(TRAIN_PEOPLE)
     if rng.random() < 0.5:
         thing, _ = _thing(rng, d)
@@ -833,7 +864,7 @@ def train_third_person(rng, d, label):
     return f"{person} thought {a.phrase} {be(a.plural, True)} {rng.choice(a.adjs[label])}."
 
 
-def train_short(rng, d, label):
+def train_short(rng: random.Random, d: Domain, label: str) -> str:
     verdict = rng.choice(d.overall[label])
     lead = rng.choice(["Really", "Truly"])
     return f"{lead} {verdict} {d.noun}{rng.choice(['.', '!'])}"
@@ -848,20 +879,20 @@ TRAIN_FAMILIES = [train_simple, train_list, train_but, train_although, train_neg
 # Held-out template families: different sentence frames from training
 # ---------------------------------------------------------------------------
 
-def held_love_how(rng, d, label):
+def held_love_how(rng: random.Random, d: Domain, label: str) -> str:
     a = _pick(rng, d, _single, label)
     verb = ("love" if label == POS else "hate") + ("d" if d.past else "")
     return f"I {verb} how {rng.choice(_single(a, label))} {a.phrase} {be(a.plural, d.past)}."
 
 
-def held_nothing_about(rng, d, label):
+def held_nothing_about(rng: random.Random, d: Domain, label: str) -> str:
     """Negation by "nothing": "There was nothing dull about the guide." is positive."""
     a = _pick(rng, d, _single, other(label))
     there = "There was" if d.past else "There is"
     return f"{there} nothing {rng.choice(_single(a, other(label)))} about {a.phrase}."
 
 
-def held_could_not(rng, d, label):
+def held_could_not(rng: random.Random, d: Domain, label: str) -> str:
     if label == POS:  # "The guide could not have been more knowledgeable."
         a = _pick(rng, d, _more, POS)
         more = "could not have been more" if d.past else "couldn't be more"
@@ -871,7 +902,7 @@ def held_could_not(rng, d, label):
     return cap(f"{a.phrase} {neg_be} remotely {rng.choice(_gradable(a, POS))}.")
 
 
-def held_contrast(rng, d, label):
+def held_contrast(rng: random.Random, d: Domain, label: str) -> str:
     a1, a2 = rng.sample(d.aspects, 2)
     first = _clause(a1, rng.choice(a1.adjs[other(label)]), d.past)
     thing, plural = _thing(rng, d)
@@ -886,7 +917,7 @@ def held_contrast(rng, d, label):
     return cap(f"{first}; however, {thing} {be(plural, d.past)} {verdict} on the whole.")
 
 
-def held_never_better(rng, d, label):
+def held_never_better(rng: random.Random, d: Domain, label: str) -> str:
     word = "better" if label == POS else "worse"
     if rng.random() < 0.5:
         return f"I have never {d.done} {article(word)} {word} {d.np}."
@@ -895,7 +926,7 @@ def held_never_better(rng, d, label):
     return cap(f"{thing} {be(plural, d.past)} {step} {rng.choice(d.comps)}.")
 
 
-def held_worth(rng, d, label):
+def held_worth(rng: random.Random, d: Domain, label: str) -> str:
     thing, plural = _thing(rng, d)
     frame = rng.randrange(3)
     if frame == 0:
@@ -909,7 +940,7 @@ def held_worth(rng, d, label):
     return cap(f"{thing} fell well short of my expectations.")
 
 
-def held_question(rng, d, label):
+def held_question(rng: random.Random, d: Domain, label: str) -> str | None:
     if label == NEG:
         a = _pick(rng, d, _single, NEG)
         adj = rng.choice(_single(a, NEG))
@@ -924,7 +955,7 @@ def held_question(rng, d, label):
     return f"Is there a better {d.np} anywhere?"
 
 
-def held_third_person(rng, d, label):
+def held_third_person(rng: random.Random, d: Domain, label: str) -> str:
     a = rng.choice(d.aspects)
     adj = _maybe_intensify(rng, rng.choice(a.adjs[label]), label, HELDOUT_INTENSIFIERS)
     if rng.random() < 0.4:
@@ -934,14 +965,14 @@ def held_third_person(rng, d, label):
     return f"{person} {said} that {_clause(a, adj, True)}, and {pron} was right."
 
 
-def held_short(rng, d, label):
+def held_short(rng: random.Random, d: Domain, label: str) -> str:
     verdict = rng.choice(d.overall[label])
     if d.event and rng.random() < 0.5:
         return f"{cap(verdict)} from start to finish."
     return f"{cap(article(verdict))} {verdict} {d.np}{rng.choice(['.', '!'])}"
 
 
-def held_expectations(rng, d, label):
+def held_expectations(rng: random.Random, d: Domain, label: str) -> str:
     thing, _ = _thing(rng, d)
     if label == POS:
         return cap(f"{thing} exceeded all my expectations.")
@@ -957,12 +988,13 @@ HELDOUT_FAMILIES = [held_love_how, held_nothing_about, held_could_not, held_cont
 # Assembly
 # ---------------------------------------------------------------------------
 
-def build_split(seed, size, handwritten, families, domains, exclude=()):
+def build_split(seed: int, size: int, handwritten: WordsByLabel, families: Sequence[Family],
+                domains: Sequence[Domain], exclude: Iterable[str] = ()) -> list[Row]:
     """Hand-written rows plus template rows up to `size`, balanced by label."""
     rng = random.Random(seed)
     excluded = set(exclude)
     seen: set[str] = set()
-    rows: list[tuple[str, str]] = []
+    rows: list[Row] = []
     for label in LABELS:
         for text in handwritten[label]:
             if text in seen or text in excluded:
@@ -977,17 +1009,17 @@ def build_split(seed, size, handwritten, families, domains, exclude=()):
             step += 1
             if step > 200 * size:
                 raise RuntimeError(f"templates exhausted for {label}")
-            text = family(rng, rng.choice(domains), label)
-            if text is None or text in seen or text in excluded:
+            sentence = family(rng, rng.choice(domains), label)
+            if sentence is None or sentence in seen or sentence in excluded:
                 continue
-            seen.add(text)
-            rows.append((text, label))
+            seen.add(sentence)
+            rows.append((sentence, label))
             need -= 1
     rng.shuffle(rows)
     return rows
 
 
-def build_rows():
+def build_rows() -> tuple[list[Row], list[Row]]:
     """Return (train_rows, heldout_rows) as lists of (text, label) tuples."""
     train = build_split(TRAIN_SEED, TRAIN_SIZE, TRAIN_HANDWRITTEN, TRAIN_FAMILIES, TRAIN_DOMAINS)
     heldout = build_split(HELDOUT_SEED, HELDOUT_SIZE, HELDOUT_HANDWRITTEN, HELDOUT_FAMILIES,
@@ -995,7 +1027,7 @@ def build_rows():
     return train, heldout
 
 
-def render_csv(rows) -> str:
+def render_csv(rows: Iterable[Row]) -> str:
     """The exact text written to disk for `rows` (header `text,label`)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -1004,7 +1036,8 @@ def render_csv(rows) -> str:
     return buf.getvalue()
 
 
-def write_files(train_path=TRAIN_PATH, heldout_path=HELDOUT_PATH):
+def write_files(train_path: str | Path = TRAIN_PATH,
+                heldout_path: str | Path = HELDOUT_PATH) -> tuple[list[Row], list[Row]]:
     train, heldout = build_rows()
     for path, rows in ((train_path, train), (heldout_path, heldout)):
         path = Path(path)
@@ -1013,7 +1046,7 @@ def write_files(train_path=TRAIN_PATH, heldout_path=HELDOUT_PATH):
     return train, heldout
 
 
-def main():
+def main() -> None:
     train, heldout = write_files()
     for path, rows in ((TRAIN_PATH, train), (HELDOUT_PATH, heldout)):
         counts = {label: sum(1 for _, lab in rows if lab == label) for label in LABELS}

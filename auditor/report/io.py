@@ -44,14 +44,17 @@ def save_report(report: AuditReport, out_dir: str | Path, *,
     except OSError as err:
         raise AuditorError(f"cannot create output folder {out}: {err}") from None
     temporaries: dict[str, Path] = {}
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         for fmt, payload in rendered.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{FILENAMES[fmt]}.", suffix=".tmp", dir=out)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{FILENAMES[fmt]}.", suffix=".tmp", dir=out)
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a report is as readable as any file
             with os.fdopen(fd, "wb") as f:
                 f.write(payload)
                 f.flush()
                 os.fsync(f.fileno())
-            temporaries[fmt] = Path(tmp)
+            temporaries[fmt] = Path(tmp_name)
         paths = {}
         for fmt, tmp in temporaries.items():
             target = out / FILENAMES[fmt]

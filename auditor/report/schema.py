@@ -12,7 +12,9 @@ from auditor.findings import Finding, Severity
 
 SCHEMA_VERSION = "1.0"
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+# NaN and Inf (a broken model's metrics) are written as the strings "NaN" and "Infinity", which read back
+# as floats, instead of JSON null, which would not.
+_FROZEN = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
 Cell = float | int | str | bool | None
 
 

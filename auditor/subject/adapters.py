@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -124,10 +124,10 @@ class ModelAdapter:
         if isinstance(output, Mapping) or hasattr(output, "keys"):
             keys = list(output.keys())
             if output.get("logits") is not None:
-                return output["logits"]
+                return cast(torch.Tensor, output["logits"])
             if not self.loaded.has_head and output.get("last_hidden_state") is not None:
                 self.output_kind = "pooled hidden state (mask-aware mean over tokens)"
-                hidden = output["last_hidden_state"]
+                hidden = cast(torch.Tensor, output["last_hidden_state"])
                 if hidden.dim() == 4:  # conv encoders: (batch, channels, h, w)
                     return hidden.mean(dim=(2, 3))
                 return hidden

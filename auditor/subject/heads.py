@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import safe_open
@@ -38,7 +38,7 @@ class EncoderClassifier(nn.Module):
     def forward(self, **inputs: Any) -> torch.Tensor:
         out = self.encoder(**inputs)
         hidden = out["last_hidden_state"] if isinstance(out, dict) or hasattr(out, "keys") else out[0]
-        return self.head(pool_hidden(hidden, inputs.get("attention_mask"), self.pooling))
+        return cast(torch.Tensor, self.head(pool_hidden(hidden, inputs.get("attention_mask"), self.pooling)))
 
 
 def load_linear_head(path: str | Path, *, hidden_size: int) -> tuple[nn.Linear, str, list[str]]:

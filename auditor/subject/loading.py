@@ -92,6 +92,9 @@ def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
     if not weight_files:
         raise ModelLoadError(f"{path} holds no weights (*.safetensors or pytorch_model*.bin)")
     architectures = " ".join(config.get("architectures") or [])
+    auto: type[transformers.AutoModelForSequenceClassification | transformers.AutoModelForImageClassification
+                | transformers.AutoModel]
+    kind: ModelKind
     if "ForSequenceClassification" in architectures:
         auto, kind = transformers.AutoModelForSequenceClassification, "hf_text"
     elif "ForImageClassification" in architectures:
@@ -106,7 +109,9 @@ def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
     tokenizer = image_processor = None
     if (path / "preprocessor_config.json").is_file():
         try:
-            image_processor = transformers.AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
+            image_processor = (
+                transformers.AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]  # unannotated in HF
+                    str(path), local_files_only=True))
         except Exception as err:
             raise ModelLoadError(f"could not load the image processor in {path}: {_one_line(err)}") from None
     if any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
@@ -149,12 +154,12 @@ def _no_hf_progress_bars() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
     try:
         yield
     finally:
         if was_enabled:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
 
 
 # --- factories and weight files ------------------------------------------------------------------------

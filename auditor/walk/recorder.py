@@ -54,7 +54,7 @@ class ModuleRecord:
         elif len(self.shape) != len(shape):
             self.shape = []
         else:
-            self.shape = [a if a == b else None for a, b in zip(self.shape, shape)]
+            self.shape = [a if a == b else None for a, b in zip(self.shape, shape, strict=True)]
 
 
 class Recorder:

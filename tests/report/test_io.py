@@ -1,0 +1,86 @@
+"""Saving and loading: atomic writes, readable files, schema versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+import torch
+from torch import nn
+
+import auditor
+from auditor.report.schema import AuditReport
+
+
+@pytest.fixture(scope="module")
+def report() -> AuditReport:
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    return auditor.audit(model, (torch.randn(24, 4, generator=g), torch.arange(24) % 3), seed=5)
+
+
+def test_a_crash_while_saving_leaves_the_previous_report_in_place(report, monkeypatch, tmp_path) -> None:
+    import auditor.report.io as io
+
+    report.save(str(tmp_path), formats=("json",))
+    before = (tmp_path / "audit.json").read_bytes()
+    changed = report.model_copy(update={"metrics": {"x": 1.0}})
+
+    def crash(report: object, fmt: str) -> bytes:
+        if fmt == "html":
+            raise MemoryError("renderer died")
+        return b"{}"
+
+    monkeypatch.setattr(io, "_render", crash)
+    with pytest.raises(MemoryError):
+        changed.save(str(tmp_path), formats=("json", "html"))
+    assert (tmp_path / "audit.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.json"]  # no temporaries left
+
+
+def test_load_report_round_trips_and_rejects_other_schemas(report, tmp_path) -> None:
+    report.save(str(tmp_path), formats=("json",))
+    again = auditor.load_report(tmp_path)
+    assert again == report and again.metadata.seed == 5
+    raw = json.loads((tmp_path / "audit.json").read_text())
+    raw["schema_version"] = "9.0"
+    (tmp_path / "audit.json").write_text(json.dumps(raw))
+    with pytest.raises(auditor.AuditorError, match="schema 9.0"):
+        auditor.load_report(tmp_path)
+
+
+def test_saved_files_follow_the_umask_not_mkstemps_0600(report, tmp_path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = report.save(str(tmp_path), formats=("json",))["json"]
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+class AllNaN(nn.Module):
+    """A broken model: every logit is NaN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) * float("nan")
+
+
+def test_a_model_with_nan_outputs_still_gets_a_full_report_that_reads_back(tmp_path) -> None:
+    g = torch.Generator().manual_seed(0)
+    report = auditor.audit(AllNaN(), (torch.randn(30, 4, generator=g), torch.arange(30) % 3))
+    assert report.verdict.status == "fail"
+    assert {f.id for f in report.findings} >= {"inventory.non_finite", "performance.near_chance"}
+    assert report.metrics["performance.accuracy"] == 0.0  # NaN answers count as wrong, not as class 0
+    assert report.metrics["performance.non_finite_predictions"] == 30
+    paths = report.save(str(tmp_path))
+    assert sorted(paths) == ["html", "json", "pdf"]
+    again = auditor.load_report(tmp_path)
+    assert again.verdict == report.verdict and [f.id for f in again.findings] == [f.id for f in report.findings]
+    assert json.loads((tmp_path / "audit.json").read_text())["metrics"]["performance.nll"] in ("NaN", "Infinity")
