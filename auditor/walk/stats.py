@@ -48,7 +48,7 @@ def unit_dim(t: torch.Tensor, module: nn.Module) -> int | None:
 
 
 class Scratch:
-    """A reusable buffer for the |x|.sign() pass: allocating a fresh tensor of a large output on every
+    """A reusable buffer for the sign(x) pass: allocating a fresh tensor of a large output on every
     call costs page faults that can exceed the reduction itself."""
 
     def __init__(self) -> None:
@@ -67,15 +67,15 @@ def _moments(flat: torch.Tensor, signs: torch.Tensor) -> list[float]:
 
     Chosen for speed on CPU, measured: torch.var_mean is ~30x slower than a sum plus a dot product,
     so the variance is E[x^2] - E[x]^2 (clamped at 0; float32 sums are pairwise, accurate enough for a
-    report); count_nonzero is ~10x slower than summing |x|.sign() on outputs with many zeros (it
-    branches per element). The count is only approximate past 2^24 elements and NaN makes it NaN:
-    the caller recounts exactly when anything is non-finite. `signs` receives |x|.sign().
+    report); count_nonzero is ~10x slower than sign(x)·sign(x) on outputs with many zeros (it branches
+    per element). The count is only approximate past 2^24 elements and NaN makes it NaN: the caller
+    recounts exactly when anything is non-finite. `signs` receives sign(x).
     """
     n = flat.numel()
     lo, hi = torch.aminmax(flat)
     total, squares = flat.sum(), torch.dot(flat, flat)
-    torch.abs(flat, out=signs).sign_()
-    mean, sq_mean, lo_f, hi_f, nonzero = torch.stack([total, squares, lo, hi, signs.sum()]).tolist()
+    torch.sign(flat, out=signs)
+    mean, sq_mean, lo_f, hi_f, nonzero = torch.stack([total, squares, lo, hi, torch.dot(signs, signs)]).tolist()
     mean, sq_mean = mean / n, sq_mean / n
     return [mean, max(sq_mean - mean * mean, 0.0), lo_f, hi_f, nonzero]
 
@@ -103,9 +103,11 @@ def summarize(t: torch.Tensor, module: nn.Module, scratch: Scratch | None = None
     alive = None
     if need_alive and udim is not None and nonzero < n:
         others = tuple(d for d in range(x.dim()) if d != udim)
-        # `signs` still holds |x|.sign() in x's logical order; with NaN, use the exact (slower) test.
-        alive = (signs.view(x.shape).amax(dim=others) > 0) if all_finite \
-            else x.ne(0).movedim(udim, -1).reshape(-1, x.shape[udim]).any(0)
+        if all_finite:  # `signs` holds sign(x) in x's logical order; non-negative outputs need no abs
+            per_unit = signs.view(x.shape) if lo_f >= 0 else signs.view(x.shape).abs_()
+            alive = per_unit.amax(dim=others) > 0
+        else:  # NaN would read as dead: use the exact (slower) test
+            alive = x.ne(0).movedim(udim, -1).reshape(-1, x.shape[udim]).any(0)
     if not all_finite:
         nan = int(torch.isnan(x).sum())
         inf = int(torch.isinf(x).sum())
