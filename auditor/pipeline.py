@@ -25,8 +25,8 @@ from auditor.findings import Finding
 from auditor.progress import Progress, SilentProgress
 from auditor.report.schema import AuditReport, Metadata, Section, decide_verdict
 from auditor.subject import Subject, Task, build_subject, load_subject
-from auditor.subject.data import AuditData, cap_samples
-from auditor.subject.loading import LoadedModel, ModelKind
+from auditor.subject.data import AuditData, cap_samples, load_data
+from auditor.subject.loading import LoadedModel, ModelKind, load_model
 from auditor.walk.rows import module_rows
 from auditor.walk.tree import ModuleTree
 from auditor.walk.walker import walk
@@ -139,16 +139,10 @@ def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None,
     config = config.with_overrides(overrides)
     seed_everything(config.seed)
     started = time.perf_counter()
-    if isinstance(model, (str, Path)) and isinstance(data, (str, Path)):
-        subject = load_subject(config)
-    else:
-        from auditor.subject.data import load_data
-        from auditor.subject.loading import load_model
-
-        loaded = load_model(config.model) if isinstance(model, (str, Path)) else _wrap_module(model, tokenizer)
-        audit_data = load_data(config.data, seed=config.seed) if isinstance(data, (str, Path)) \
-            else _in_memory_data(data, max_samples=config.data.max_samples, seed=config.seed)
-        subject = build_subject(loaded, audit_data, config, task=task)
+    loaded = load_model(config.model) if isinstance(model, (str, Path)) else _wrap_module(model, tokenizer)
+    audit_data = load_data(config.data, seed=config.seed) if isinstance(data, (str, Path)) \
+        else _in_memory_data(data, max_samples=config.data.max_samples, seed=config.seed)
+    subject = build_subject(loaded, audit_data, config, task=task)
     return audit_subject(subject, config, progress=progress or SilentProgress(), notes=notes,
                          load_seconds=time.perf_counter() - started)
 
