@@ -103,7 +103,8 @@ class Performance:
                          f"(above {params.ece_warn:g}); treat the model's probabilities with care."),
                 evidence={"ece": round(ece, 4), "threshold": params.ece_warn},
             ))
-        for c in np.flatnonzero(present):
+        near_chance = any(f.id == "performance.near_chance" for f in findings)
+        for c in np.flatnonzero(present) if not near_chance else []:  # a broken model: one finding is enough
             if recall[c] < 0.5 * accuracy and support[c] >= 5:
                 findings.append(Finding(
                     id="performance.weak_class", severity=Severity.WARN,

@@ -95,3 +95,14 @@ def test_ece_of_perfect_calibration_is_zero_and_of_full_confidence_errors_is_one
     correct = np.array([1] * 7 + [0] * 3, dtype=bool)
     assert expected_calibration_error(conf, correct, 10)[0] == pytest.approx(0.0)
     assert expected_calibration_error(np.ones(4), np.zeros(4, dtype=bool), 10)[0] == pytest.approx(1.0)
+
+
+def test_a_model_near_chance_is_one_failing_finding_not_one_warning_per_class() -> None:
+    x, y = _blobs()
+    constant = nn.Linear(2, 3)
+    with torch.no_grad():
+        constant.weight.zero_()
+        constant.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))  # always class 2
+    report = auditor.audit(constant, (x, y))
+    ids = [f.id for f in report.findings if f.id.startswith("performance.")]
+    assert ids.count("performance.near_chance") == 1 and "performance.weak_class" not in ids
