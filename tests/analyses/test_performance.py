@@ -106,3 +106,14 @@ def test_a_model_near_chance_is_one_failing_finding_not_one_warning_per_class() 
     report = auditor.audit(constant, (x, y))
     ids = [f.id for f in report.findings if f.id.startswith("performance.")]
     assert ids.count("performance.near_chance") == 1 and "performance.weak_class" not in ids
+
+
+def test_a_class_the_model_never_predicts_is_a_weak_class() -> None:
+    x, y = _blobs()
+    model = _trained(x, y)
+    with torch.no_grad():
+        model[2].bias[2] -= 100.0  # class 2 can no longer win
+    report = auditor.audit(model, (x, y))
+    weak = report.findings_by_id("performance.weak_class")
+    assert [f.evidence["class"] for f in weak] == ["2"] and weak[0].evidence["recall"] == 0.0
+    assert report.findings_by_id("performance.near_chance") == []
