@@ -69,6 +69,7 @@ def run(
     unlabeled: Annotated[bool, typer.Option("--unlabeled", help="The data has no labels: skip performance.", rich_help_panel="Data")] = False,
     max_samples: Annotated[Optional[int], typer.Option(min=1, help="Audit at most this many samples, drawn with --seed \\[default: 512].", rich_help_panel="Data")] = None,
     image_size: Annotated[Optional[int], typer.Option(min=4, help="Resize folder images to this square size (factory models).", rich_help_panel="Data")] = None,
+    image_mode: Annotated[Optional[str], typer.Option(help="Folder images as RGB (3 channels) or L (grey, 1 channel) for factory models \\[default: RGB].", rich_help_panel="Data")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto \\[default: auto].", rich_help_panel="Run")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Samples per forward pass \\[default: 32].", rich_help_panel="Run")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for sampling and every random step \\[default: 0].", rich_help_panel="Run")] = None,
@@ -100,6 +101,7 @@ def run(
             "model.head": str(head) if head else None, "model.trust_pickle": trust_pickle or None,
             "model.name": name, "data.path": str(data) if data else None, "data.text_column": text_column,
             "data.label_column": label_column, "data.max_samples": max_samples, "data.image_size": image_size,
+            "data.image_mode": image_mode,
             "out": str(out_dir) if out_dir else None, "device": device, "batch_size": batch_size, "seed": seed,
         }
         cfg = base.with_overrides(overrides)

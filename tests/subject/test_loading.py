@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -262,3 +264,15 @@ def test_map_labels_refuses_labels_without_a_class(raw: list[str | int], n_outpu
                                                    cause: str) -> None:
     with pytest.raises(DataError, match=cause):
         map_labels(raw, n_outputs=n_outputs, model_names=names)
+
+
+def test_factory_cnn_on_an_image_folder_resized_to_grey(image_folder: Path, tiny_cnn_safetensors: Path,
+                                                        run_cli: Any, tmp_path: Path) -> None:
+    result = run_cli("run", "--model", "tests.models:build_tiny_cnn", "--weights", tiny_cnn_safetensors,
+                     "--data", image_folder, "--image-size", "8", "--image-mode", "L", "--out", tmp_path,
+                     "--formats", "json", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    audit = json.loads((tmp_path / "audit.json").read_text())
+    assert audit["metadata"]["modality"] == "image"
+    assert audit["metadata"]["class_names"] == ["circle", "square", "stripe"]
+    assert audit["modules"][1]["output_shape"][1:] == [4, 8, 8]  # conv on 1x8x8 grey images
