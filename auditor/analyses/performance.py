@@ -103,15 +103,17 @@ class Performance:
                          f"(above {params.ece_warn:g}); treat the model's probabilities with care."),
                 evidence={"ece": round(ece, 4), "threshold": params.ece_warn},
             ))
-        near_chance = any(f.id == "performance.near_chance" for f in findings)
-        for c in np.flatnonzero(present) if not near_chance else []:  # a broken model: one finding is enough
-            if recall[c] < 0.5 * accuracy and support[c] >= 5:
-                findings.append(Finding(
-                    id="performance.weak_class", severity=Severity.WARN,
-                    message=(f"Class {names[c]!r} is recalled {recall[c]:.0%} of the time, against "
-                             f"{accuracy:.0%} overall accuracy."),
-                    evidence={"class": names[c], "recall": round(float(recall[c]), 4), "support": int(support[c])},
-                ))
+        # A model near chance gets that one failing finding, not a weak-class warning per class.
+        if not any(f.id == "performance.near_chance" for f in findings):
+            for c in np.flatnonzero(present):
+                if recall[c] < 0.5 * accuracy and support[c] >= 5:
+                    findings.append(Finding(
+                        id="performance.weak_class", severity=Severity.WARN,
+                        message=(f"Class {names[c]!r} is recalled {recall[c]:.0%} of the time, against "
+                                 f"{accuracy:.0%} overall accuracy."),
+                        evidence={"class": names[c], "recall": round(float(recall[c]), 4),
+                                  "support": int(support[c])},
+                    ))
         table = Table(
             id="performance.per_class", title="Per-class metrics",
             columns=["class", "support", "precision", "recall", "f1"],

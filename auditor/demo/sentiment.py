@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from auditor.config import ModelSpec
 from auditor.errors import ModelLoadError
 from auditor.subject.heads import pool_hidden
+from auditor.subject.loading import load_model
 
 DATA_DIR = Path(__file__).parent / "data"
 TRAIN_CSV = DATA_DIR / "sentiment_train.csv"
@@ -43,17 +45,13 @@ def read_rows(path: Path) -> tuple[list[str], np.ndarray]:
 
 def embed(texts: list[str], *, batch_size: int = 64) -> np.ndarray:
     """Mean-pooled MiniLM embeddings, exactly as EncoderClassifier pools them."""
-    from transformers import AutoModel, AutoTokenizer
-
-    directory = str(encoder_dir())
-    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-    model = AutoModel.from_pretrained(directory, local_files_only=True).eval()
+    loaded = load_model(ModelSpec(path=str(encoder_dir())))  # the audit's own loader: offline, no bars
     chunks = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                              max_length=128, return_tensors="pt")
-            hidden = model(**batch).last_hidden_state
+            batch = loaded.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                                     max_length=128, return_tensors="pt")
+            hidden = loaded.module(**batch).last_hidden_state
             chunks.append(pool_hidden(hidden, batch["attention_mask"], "mean").numpy())
     return np.concatenate(chunks)
 

@@ -139,9 +139,13 @@ class Recorder:
         key = (t.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, t._version,
                type(module).__name__ if t.dim() == 3 else None)
         hit = self._seen.get(key)
-        if hit is not None and hit[0]() is not None and (hit[1].alive is not None or not need_alive
-                                                         or hit[1].nonzero == t.numel()):
-            return hit[1]
+        # Reusable if the tensor is still alive (so its storage is the one summarized) and the summary
+        # has what this module needs: per-unit activity, unless it was skipped for a module that had
+        # already seen every unit fire (a summary without zeros needs none).
+        if hit is not None and hit[0]() is not None:
+            cached = hit[1]
+            if not need_alive or cached.alive is not None or cached.nonzero == t.numel():
+                return cached
         summary = summarize(t, module, self._scratch, need_alive=need_alive)
         self._seen[key] = (weakref.ref(t), summary)
         return summary
