@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -41,17 +44,39 @@ DataOpt = Annotated[Optional[Path], typer.Option(
     rich_help_panel="Data")]
 
 
-def _fail(error: AuditorError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
-    return typer.Exit(int(ExitCode.BAD_INPUT))
+@contextmanager
+def _exit_codes() -> Iterator[None]:
+    """Maps errors to exit codes at the CLI's edge: bad input exits 2 with one line, our bugs exit 3.
+
+    Deprecations of the config reach the user as one `warning:` line each, not as a source location.
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FutureWarning)
+            try:
+                yield
+            finally:
+                for warning in caught:
+                    if issubclass(warning.category, FutureWarning):
+                        err.print(f"[bold yellow]warning:[/] {escape(str(warning.message))}", soft_wrap=True)
+                    else:
+                        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    except AuditorError as error:
+        err.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
+    except (KeyboardInterrupt, typer.Exit):  # typer.Exit is a RuntimeError: never wrap it
+        raise
+    except Exception as error:  # a bug of ours or of the model: say so, exit 3
+        err.print(f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))}",
+                  soft_wrap=True)
+        err.print("[dim]Run with AUDITOR_DEBUG=1 for the traceback; please report it with the command you ran.[/]")
+        if os.environ.get("AUDITOR_DEBUG"):
+            err.print_exception()
+        raise typer.Exit(int(ExitCode.INTERNAL_ERROR)) from None
 
 
-def _internal(error: Exception) -> typer.Exit:
-    err.print(f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))}", soft_wrap=True)
-    err.print("[dim]Run with AUDITOR_DEBUG=1 for the traceback; please report it with the command you ran.[/]")
-    if os.environ.get("AUDITOR_DEBUG"):
-        err.print_exception()
-    return typer.Exit(int(ExitCode.INTERNAL_ERROR))
+def _ids(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
 
 @app.command()
@@ -73,6 +98,9 @@ def run(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto \\[default: auto].", rich_help_panel="Run")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Samples per forward pass \\[default: 32].", rich_help_panel="Run")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for sampling and every random step \\[default: 0].", rich_help_panel="Run")] = None,
+    analyses: Annotated[Optional[str], typer.Option("--analyses", help="Only these analyses, comma-separated (see [bold]auditor analyses[/]) \\[default: all that apply].", rich_help_panel="Run")] = None,
+    skip: Annotated[Optional[str], typer.Option("--skip", help="Analyses not to run, comma-separated.", rich_help_panel="Run")] = None,
+    plan: Annotated[bool, typer.Option("--plan", help="Print the plan (analyses, what each needs, passes, a time estimate from one timed batch) and exit; writes nothing.", rich_help_panel="Run")] = False,
     formats: Annotated[str, typer.Option("--formats", help="Comma-separated: json,html,pdf.", rich_help_panel="Run")] = "json,html,pdf",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel="Run")] = False,
 ) -> None:
@@ -85,17 +113,18 @@ def run(
       auditor run --model mypkg.nets:build --weights net.safetensors --data digits.npz --out audit/
 
       auditor run --config audit.toml
+
+      auditor run --config audit.toml --plan
     """
     from auditor.config import AuditConfig, load_config
-    from auditor.pipeline import run_audit
+    from auditor.pipeline import plan_audit, run_audit
     from auditor.progress import RichProgress, SilentProgress
+    from auditor.report.io import save_report
+    from auditor.report.renderers import parse_formats
 
-    try:
+    with _exit_codes():
         base = load_config(config) if config else AuditConfig()
-        fmt = tuple(f.strip() for f in formats.split(",") if f.strip())
-        bad = [f for f in fmt if f not in ("json", "html", "pdf")]
-        if bad or not fmt:
-            raise AuditorError(f"--formats takes json, html and/or pdf, not {formats!r}")
+        fmt = parse_formats(formats)
         overrides = {
             "model.path": model, "model.weights": str(weights) if weights else None,
             "model.head": str(head) if head else None, "model.trust_pickle": trust_pickle or None,
@@ -103,23 +132,45 @@ def run(
             "data.label_column": label_column, "data.max_samples": max_samples, "data.image_size": image_size,
             "data.image_mode": image_mode,
             "out": str(out_dir) if out_dir else None, "device": device, "batch_size": batch_size, "seed": seed,
+            "analyses.only": _ids(analyses), "analyses.skip": _ids(skip),
         }
         cfg = base.with_overrides(overrides)
         if unlabeled:
             cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"label_column": None})})
+        if plan:
+            for line in plan_audit(cfg).describe():
+                out.print(escape(line), highlight=False)
+            return
         if not cfg.out:
             raise AuditorError("no output folder: pass --out DIR (or out = \"...\" in the config)")
         progress = SilentProgress() if quiet else RichProgress()
         report = run_audit(cfg, progress=progress)
         progress.note(f"writing {', '.join(fmt)} to {cfg.out}")
-        paths = report.save(cfg.out, formats=fmt)
-    except AuditorError as error:
-        raise _fail(error) from None
-    except (KeyboardInterrupt, typer.Exit):
-        raise
-    except Exception as error:  # a bug of ours or of the model: say so, exit 3
-        raise _internal(error) from None
-    _print_summary(report, paths)
+        paths = save_report(report, cfg.out, formats=fmt)
+    _print_summary(report, {k: str(v) for k, v in paths.items()})
+
+
+@app.command("analyses")
+def list_analyses() -> None:
+    """List the analyses [bold]auditor run[/] can run: id, what applies, parameters and cost.
+
+    Choose with --analyses / --skip, or in the config: [analyses] only = [...], skip = [...];
+    parameters go in an [analyses.<id>] table.
+    """
+    from rich.table import Table
+
+    from auditor.analyses import ALL_ANALYSES
+
+    with _exit_codes():
+        table = Table(show_lines=False, header_style="bold")
+        for column in ("id", "title", "applies to", "parameters ([analyses.<id>])", "cost"):
+            table.add_column(column, overflow="fold")
+        for analysis in ALL_ANALYSES:
+            fields = analysis.params_type.model_fields
+            params = ", ".join(f"{name} = {field.default!r}" for name, field in fields.items()) or "—"
+            applies = f"{', '.join(sorted(analysis.modalities))}; {', '.join(sorted(analysis.tasks))}"
+            table.add_row(analysis.id, analysis.title, applies, escape(params), analysis.cost_note)
+        out.print(table)
 
 
 @app.command()
@@ -137,16 +188,10 @@ def demo(
     from auditor.progress import RichProgress, SilentProgress
 
     names = DEMOS if only is None else (only,)
-    try:
+    with _exit_codes():
         if only is not None and only not in DEMOS:
             raise AuditorError(f"--only takes one of {', '.join(DEMOS)}, not {only!r}")
         reports = run_demo(out_dir, names=names, progress=SilentProgress() if quiet else RichProgress())
-    except AuditorError as error:
-        raise _fail(error) from None
-    except (KeyboardInterrupt, typer.Exit):
-        raise
-    except Exception as error:
-        raise _internal(error) from None
     for demo_name, report in reports.items():
         trained = report.metadata.notes.get("heldout_accuracy_at_training")
         out.print(f"[bold]{escape(demo_name)}[/]: held-out accuracy at training {trained:.1%}" if isinstance(trained, float) else demo_name)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from auditor.errors import ConfigError
 
@@ -46,28 +47,57 @@ class DataSpec(BaseModel):
     image_mode: Literal["RGB", "L"] = "RGB"
 
 
-class InventoryParams(BaseModel):
-    """Thresholds of the module inventory."""
+class AnalysesConfig(BaseModel):
+    """`[analyses]`: which analyses run, and one `[analyses.<id>]` table of parameters per analysis.
 
-    model_config = _STRICT
+    Each analysis validates its own table (an unknown key is an error naming it), so this model does not
+    grow with every analysis.
+    """
 
-    dead_unit_warn_fraction: float = Field(0.25, ge=0.0, le=1.0)
-    """Warn when more than this fraction of a module's units never activate on the audit data."""
-    dead_unit_min_units: int = Field(4, ge=1)
-    """Ignore modules with fewer output units than this (a 2-logit head is not 'dead')."""
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    only: tuple[str, ...] | None = None
+    """Analysis ids to run (default: every analysis that applies to the model)."""
+    skip: tuple[str, ...] = ()
+    """Analysis ids not to run."""
+
+    @model_validator(mode="after")
+    def _tables_are_tables(self) -> AnalysesConfig:
+        for key, value in (self.model_extra or {}).items():
+            if not isinstance(value, dict):
+                raise ValueError(f"analyses.{key} must be a table of parameters ([analyses.{key}]), "
+                                 f"not {type(value).__name__}")
+        return self
+
+    def table(self, analysis_id: str) -> dict[str, Any]:
+        """The `[analyses.<id>]` table, empty when the config has none."""
+        return dict((self.model_extra or {}).get(analysis_id) or {})
+
+    def tables(self) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in (self.model_extra or {}).items()}
 
 
-class PerformanceParams(BaseModel):
-    """Thresholds of the performance section."""
+_OLD_TABLES = ("inventory", "performance")
 
-    model_config = _STRICT
 
-    near_chance_alpha: float = Field(0.001, gt=0.0, lt=1.0)
-    """Fail unless a one-sided binomial test rejects 'no better than the majority class' at this level."""
-    near_chance_margin: float = Field(0.02, ge=0.0, le=1.0)
-    """... and unless accuracy beats the majority-class rate by at least this much."""
-    calibration_bins: int = Field(15, ge=2)
-    ece_warn: float = Field(0.1, ge=0.0, le=1.0)
+def _migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    """Reads the forms of releases before 0.2, with a warning: a top-level `analyses = [...]` list (it
+    cannot sit beside `[analyses.<id>]` tables in one TOML file) and `[inventory]` / `[performance]`."""
+    raw = dict(raw)
+    analyses = raw.get("analyses")
+    if isinstance(analyses, (list, tuple)):
+        warnings.warn("`analyses = [...]` is deprecated: write `[analyses]` with `only = [...]`",
+                      FutureWarning, stacklevel=4)
+        analyses = raw["analyses"] = {"only": list(analyses)}
+    for old in _OLD_TABLES:
+        if old in raw:
+            table = raw.pop(old)
+            warnings.warn(f"the [{old}] table is deprecated: write [analyses.{old}]", FutureWarning, stacklevel=4)
+            analyses = raw["analyses"] = dict(analyses or {})
+            if old in analyses:
+                raise ValueError(f"both [{old}] and [analyses.{old}] are given; keep [analyses.{old}]")
+            analyses[old] = table
+    return raw
 
 
 class AuditConfig(BaseModel):
@@ -81,10 +111,12 @@ class AuditConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(32, ge=1)
     seed: int = 0
-    analyses: tuple[str, ...] | None = None
-    """Analysis ids to run (default: all that apply to the model)."""
-    inventory: InventoryParams = InventoryParams()
-    performance: PerformanceParams = PerformanceParams()
+    analyses: AnalysesConfig = AnalysesConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_old_forms(cls, raw: Any) -> Any:
+        return _migrate(raw) if isinstance(raw, dict) else raw
 
     def with_overrides(self, overrides: dict[str, Any]) -> AuditConfig:
         """Returns a copy with dotted keys (`"data.max_samples"`) replaced; None values are skipped."""
@@ -101,14 +133,21 @@ class AuditConfig(BaseModel):
 
 
 def validate_config(raw: dict[str, Any], *, source: str) -> AuditConfig:
-    """Builds an AuditConfig, turning pydantic's errors into one readable ConfigError line."""
+    """Builds an AuditConfig, turning pydantic's errors into one readable ConfigError line.
+
+    Every `[analyses.<id>]` table is checked against its analysis's parameters here, before anything loads.
+    """
     try:
-        return AuditConfig.model_validate(raw)
+        config = AuditConfig.model_validate(raw)
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors()
         )
         raise ConfigError(f"invalid configuration in {source}: {problems}") from None
+    from auditor.analyses import check_analysis_config  # the registry imports this module
+
+    check_analysis_config(config.analyses, source=source)
+    return config
 
 
 def load_config(path: str | Path) -> AuditConfig:

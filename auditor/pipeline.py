@@ -1,6 +1,9 @@
-"""The audit as one pass through clear stages: load subject -> walk modules -> analyses -> findings.
+"""The audit as one pass through clear stages:
 
-Rendering (HTML, PDF, JSON) is separate and pure: `AuditReport.save` or `auditor.report.io`.
+    load subject -> plan (analyses, needs, costs) -> capture (one hooked pass per batch)
+                 -> analyses (each reads the capture; may run passes of its own) -> findings
+
+Rendering (HTML, PDF, JSON) is separate and pure: `auditor.save_report` / `auditor.report.renderers`.
 """
 
 from __future__ import annotations
@@ -18,18 +21,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from auditor.analyses import ALL_ANALYSES, AuditContext, applies, run_one
+from auditor.analyses import ALL_ANALYSES, AuditContext, PlanContext, run_one
 from auditor.config import AuditConfig
+from auditor.engine.executor import LocalExecutor
+from auditor.engine.plan import Plan, make_plan
 from auditor.errors import ConfigError, DataError
-from auditor.findings import Finding
+from auditor.paths import portable_path
 from auditor.progress import Progress, SilentProgress
-from auditor.report.schema import AuditReport, Metadata, Section, decide_verdict
+from auditor.report.schema import AuditReport, Metadata, decide_verdict
 from auditor.subject import Subject, Task, build_subject, load_subject
 from auditor.subject.data import AuditData, cap_samples, load_data
 from auditor.subject.loading import LoadedModel, ModelKind, load_model
-from auditor.walk.rows import module_rows
+from auditor.walk.blocks import find_blocks
 from auditor.walk.tree import ModuleTree
-from auditor.walk.walker import walk
 
 
 def _version(package: str) -> str | None:
@@ -48,61 +52,76 @@ def seed_everything(seed: int) -> None:
 def run_audit(config: AuditConfig, *, progress: Progress | None = None,
               notes: Mapping[str, Any] | None = None) -> AuditReport:
     """Audits the model and data that `config` names (what `auditor run` does, minus writing files)."""
-    progress = progress or SilentProgress()
     seed_everything(config.seed)
     started = time.perf_counter()
     subject = load_subject(config)
-    return audit_subject(subject, config, progress=progress, notes=notes,
+    return audit_subject(subject, config, progress=progress or SilentProgress(), notes=notes,
                          load_seconds=time.perf_counter() - started)
+
+
+def plan_subject(subject: Subject, config: AuditConfig, *, time_one_batch: bool = False) -> tuple[PlanContext, Plan]:
+    """The plan for a loaded subject: analyses chosen, their needs and costs; nothing is run but (when
+    asked) one timed forward of one batch for the time estimate."""
+    tree = ModuleTree(subject.model)
+    ctx = PlanContext(subject=subject, tree=tree, blocks=find_blocks(tree, has_head=subject.loaded.has_head),
+                      config=config)
+    return ctx, make_plan(ctx, ALL_ANALYSES, time_one_batch=time_one_batch)
+
+
+def plan_audit(config: AuditConfig) -> Plan:
+    """Loads the subject `config` names and returns its plan (what `auditor run --plan` prints)."""
+    seed_everything(config.seed)
+    return plan_subject(load_subject(config), config, time_one_batch=True)[1]
 
 
 def audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress, load_seconds: float = 0.0,
                   notes: Mapping[str, Any] | None = None) -> AuditReport:
-    """Walks the loaded subject, runs every applicable analysis, and gathers the findings."""
+    """Plans, runs the shared capture, runs every planned analysis on it, and gathers the findings."""
     wall = time.perf_counter()
     stages = {"load": load_seconds}
-    seed_everything(config.seed)
-    tree = ModuleTree(subject.model)
-    started = time.perf_counter()
-    result = walk(subject, tree, batch_size=config.batch_size, progress=progress)
-    stages["walk"] = time.perf_counter() - started
-    ctx = AuditContext(subject=subject, tree=tree, walk=result, config=config, progress=progress)
-    sections = [run_one(a, ctx) for a in _selected(config, ctx)]
+    plan_ctx, plan = plan_subject(subject, config)
+    executor = LocalExecutor(subject, plan_ctx.tree, batch_size=config.batch_size, progress=progress)
+    progress.start(total=plan.steps, description="auditing")
+    try:
+        started = time.perf_counter()
+        capture = executor.capture(plan.capture.needs)
+        stages["capture"] = time.perf_counter() - started
+        ctx = AuditContext(subject=subject, tree=plan_ctx.tree, blocks=plan_ctx.blocks, config=config,
+                           capture=capture, executor=executor, progress=progress)
+        sections = [run_one(p.analysis, ctx, cost=p.cost) for p in plan.analyses]
+    finally:
+        progress.finish()
     for section in sections:
         stages[section.id] = section.seconds
     findings = sorted((f for s in sections for f in s.findings), key=lambda f: -f.severity.rank)
     metrics = {f"{s.id}.{k}": v for s in sections for k, v in s.metrics.items()}
     metadata = _metadata(subject, config, stages, total=load_seconds + time.perf_counter() - wall, notes=notes)
-    return AuditReport(metadata=metadata, verdict=decide_verdict(findings),
-                       modules=module_rows(tree, result.records, result.forwards),
-                       sections=sections, findings=findings, metrics=metrics)
+    return AuditReport(metadata=metadata, verdict=decide_verdict(findings), modules=ctx.rows,
+                       sections=sections, findings=findings, metrics=metrics, not_run=plan.not_run)
 
 
-def _selected(config: AuditConfig, ctx: AuditContext) -> list[Any]:
-    known = {a.id: a for a in ALL_ANALYSES}
-    if config.analyses is not None:
-        unknown = [a for a in config.analyses if a not in known]
-        if unknown:
-            raise ConfigError(f"unknown analyses {unknown}; known: {sorted(known)}")
-        chosen = [known[a]() for a in config.analyses]
-    else:
-        chosen = [a() for a in ALL_ANALYSES]
-    return [a for a in chosen if applies(a, ctx)]
+def _portable_config(config: AuditConfig) -> dict[str, Any]:
+    raw = config.model_dump(mode="json")
+    for table, key in (("model", "path"), ("model", "weights"), ("model", "head"), ("data", "path")):
+        raw[table][key] = portable_path(raw[table][key])
+    raw["out"] = portable_path(raw["out"])
+    return raw
 
 
 def _metadata(subject: Subject, config: AuditConfig, stages: dict[str, float], *, total: float,
               notes: Mapping[str, Any] | None) -> Metadata:
     loaded = subject.loaded
     return Metadata(
-        model_name=loaded.name, model_source=loaded.source, model_class=type(loaded.module).__name__,
-        weights_sha256=loaded.weights_sha256, modality=subject.modality, task=subject.task,
-        n_samples=len(subject), n_classes=len(subject.class_names) if subject.task == "classification" else None,
-        class_names=subject.class_names, data_source=subject.data.source,
+        model_name=loaded.name, model_source=portable_path(loaded.source) or loaded.source,
+        model_class=type(loaded.module).__name__, weights_sha256=loaded.weights_sha256, modality=subject.modality,
+        task=subject.task, n_samples=len(subject),
+        n_classes=len(subject.class_names) if subject.task == "classification" else None,
+        class_names=subject.class_names, data_source=portable_path(subject.data.source) or subject.data.source,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         auditor_version=_version("model-auditor") or "0+unknown", torch_version=torch.__version__,
         transformers_version=_version("transformers"), python_version=platform.python_version(),
         platform=f"{platform.system()} {platform.machine()}", device=str(subject.device), seed=config.seed,
-        config=config.model_dump(mode="json"), stage_seconds={k: round(v, 4) for k, v in stages.items()},
+        config=_portable_config(config), stage_seconds={k: round(v, 4) for k, v in stages.items()},
         total_seconds=round(total, 3),
         notes={k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
                for k, v in (notes or {}).items()},
@@ -110,9 +129,9 @@ def _metadata(subject: Subject, config: AuditConfig, stages: dict[str, float], *
 
 
 def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None, tokenizer: Any = None,
-          config: AuditConfig | None = None, progress: Progress | None = None,
-          notes: Mapping[str, Any] | None = None, **options: Any) -> AuditReport:
-    """Audits a model on data and returns the report (save it with `report.save(dir)`).
+          config: AuditConfig | None = None, analyses: Sequence[str] | None = None, skip: Sequence[str] = (),
+          progress: Progress | None = None, notes: Mapping[str, Any] | None = None, **options: Any) -> AuditReport:
+    """Audits a model on data and returns the report (write it with `auditor.save_report(report, dir)`).
 
     Args:
         model: an `nn.Module` (a Hugging Face model or any module), or what `auditor run --model` takes:
@@ -123,6 +142,7 @@ def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None,
         tokenizer: the tokenizer of an in-memory text model.
         config: a full AuditConfig; `options` override its fields (e.g. `batch_size=16`, `seed=1`,
             `max_samples=256` for data options).
+        analyses: analysis ids to run (default: every one that applies); `skip`: ids not to run.
         progress: a Progress to report on (silent by default).
         notes: facts to record in the report's metadata.
 
@@ -132,6 +152,10 @@ def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None,
     config = config or AuditConfig()
     data_fields = set(type(config.data).model_fields)
     overrides = {(f"data.{k}" if k in data_fields else k): v for k, v in options.items()}
+    if analyses is not None:
+        overrides["analyses.only"] = list(analyses)
+    if skip:
+        overrides["analyses.skip"] = list(skip)
     if isinstance(model, (str, Path)):
         overrides["model.path"] = str(model)
     if isinstance(data, (str, Path)):
@@ -178,4 +202,4 @@ def _in_memory_data(data: Any, *, max_samples: int, seed: int) -> AuditData:
     return cap_samples(audit_data, max_samples=max_samples, seed=seed)
 
 
-__all__ = ["audit", "audit_subject", "run_audit", "Finding", "Section"]
+__all__ = ["audit", "audit_subject", "plan_audit", "plan_subject", "run_audit"]

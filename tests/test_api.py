@@ -42,9 +42,12 @@ def test_in_memory_text_model_with_its_tokenizer(tiny_bert_dir: Path) -> None:
 def test_unknown_analysis_and_bad_option_are_config_errors() -> None:
     model = nn.Linear(3, 2)
     data = (torch.randn(8, 3), torch.arange(8) % 2)
-    with pytest.raises(auditor.ConfigError, match="unknown analyses"):
-        auditor.audit(model, data, config=auditor.AuditConfig(analyses=("inventory", "nope")))
+    with pytest.raises(auditor.ConfigError, match="nope"):
+        auditor.audit(model, data, analyses=["inventory", "nope"])
     with pytest.raises(auditor.ConfigError, match="batch_size"):
         auditor.audit(model, data, batch_size=0)
-    only = auditor.audit(model, data, config=auditor.AuditConfig(analyses=("performance",)))
+    only = auditor.audit(model, data, analyses=["performance"])
     assert [s.id for s in only.sections] == ["performance"]
+    assert only.not_run == {"inventory": "skipped by the configuration"}
+    skipped = auditor.audit(model, data, skip=["performance"])
+    assert [s.id for s in skipped.sections] == ["inventory"]

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from auditor.analyses.base import Analysis, AuditContext, applies, run_one
+from auditor.analyses.base import Analysis, AuditContext, PlanContext, run_one
 from auditor.analyses.inventory import ModuleInventory
 from auditor.analyses.performance import Performance
+from auditor.config import AnalysesConfig
+from auditor.engine.plan import analysis_params
+from auditor.errors import ConfigError
 
 ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance)
 """Every analysis, in report order."""
 
-__all__ = ["ALL_ANALYSES", "Analysis", "AuditContext", "applies", "run_one"]
+
+def check_analysis_config(config: AnalysesConfig, *, source: str = "the configuration") -> None:
+    """Every id in `only`/`skip` and every `[analyses.<id>]` table names a known analysis and is valid."""
+    known = {a.id: a for a in ALL_ANALYSES}
+    for key in [*(config.only or []), *config.skip, *config.tables()]:
+        if key not in known:
+            raise ConfigError(f"{source}: unknown analysis {key!r} in [analyses]; known: {sorted(known)}")
+    for key, table in config.tables().items():
+        analysis_params(known[key], table)
+
+
+__all__ = ["ALL_ANALYSES", "Analysis", "AuditContext", "PlanContext", "check_analysis_config", "run_one"]

@@ -1,63 +1,125 @@
-"""The Analysis protocol, the shared AuditContext, and `run_one` (a failing analysis is an entry)."""
+"""The Analysis base, the contexts it plans and runs in, and `run_one` (a failing analysis is an entry).
+
+An analysis is one file with one job. Before anything runs, the plan asks it whether it applies, what it
+needs from the shared capture (`needs`) and what it costs beyond that capture (`cost`); then `run` reads
+the capture, asks the executor for any passes of its own, and returns a Section.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from auditor.config import AuditConfig
+from auditor.engine.capture import Capture
+from auditor.engine.needs import Needs
 from auditor.errors import AuditorError
 from auditor.progress import Progress, SilentProgress
-from auditor.report.schema import Cost, Section
+from auditor.report.schema import Cost, ModuleRow, Section
 from auditor.subject import Modality, Subject, Task
+from auditor.subject.task import CleanMetrics
+from auditor.walk.blocks import Block
+from auditor.walk.rows import module_rows
 from auditor.walk.tree import ModuleTree
-from auditor.walk.walker import WalkResult
+
+if TYPE_CHECKING:
+    from auditor.engine.executor import Executor
 
 log = logging.getLogger("auditor")
 
 
+class NoParams(BaseModel):
+    """An analysis without parameters: its `[analyses.<id>]` table must be empty."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
 @dataclass
-class AuditContext:
-    """What every analysis reads: the subject, the module tree, the walk's records, the config."""
+class PlanContext:
+    """What an analysis may look at before the capture runs: the subject, its modules and blocks, the config."""
 
     subject: Subject
     tree: ModuleTree
-    walk: WalkResult
+    blocks: list[Block]
     config: AuditConfig
-    progress: Progress = SilentProgress()
 
     @property
     def n_batches(self) -> int:
-        return -(-len(self.subject) // self.config.batch_size)
+        return self.subject.n_batches(self.config.batch_size)
+
+    def block_names(self, *kinds: str) -> frozenset[str]:
+        """Names of the blocks of the given kinds (all blocks when none is given)."""
+        return frozenset(b.name for b in self.blocks if not kinds or b.kind in kinds)
 
 
-class Analysis(Protocol):
-    """One question asked of the model; stateless, its parameters are data.
+@dataclass
+class AuditContext(PlanContext):
+    """What an analysis runs on: the plan context plus the shared capture and the executor for its own passes."""
 
-    `id` names its findings (`<id>.<condition>`), its template (`sections/<id>.html.j2`) and its test.
+    capture: Capture = field(kw_only=True)
+    executor: Executor = field(kw_only=True)
+    progress: Progress = field(default_factory=SilentProgress, kw_only=True)
+
+    @cached_property
+    def clean(self) -> CleanMetrics:
+        """The intact model's predictions, accuracy, loss and per-class recall on the audit data, computed once."""
+        return self.subject.head.metrics(self.capture.scores, self.subject.labels)
+
+    @cached_property
+    def rows(self) -> list[ModuleRow]:
+        """The module table: the tree joined with what the capture recorded, computed once."""
+        return module_rows(self.tree, self.capture.records, self.capture.forwards)
+
+
+class Analysis:
+    """One question asked of the model. Stateless: its parameters are data, set once in `__init__`.
+
+    `id` names its findings (`<id>.<condition>`), its config table (`[analyses.<id>]`), its template
+    (`sections/<id>.html.j2`) and its test file.
     """
 
     id: ClassVar[str]
     title: ClassVar[str]
-    modalities: ClassVar[frozenset[Modality]]
-    tasks: ClassVar[frozenset[Task]]
+    modalities: ClassVar[frozenset[Modality]] = frozenset({"text", "image", "tabular"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding"})
+    params_type: ClassVar[type[BaseModel]] = NoParams
+    cost_note: ClassVar[str] = "reads the shared capture; no pass of its own"
+    """What the analysis costs, in words, for `auditor analyses` (no model at hand there)."""
 
-    def cost(self, ctx: AuditContext) -> Cost:
-        """What `run` costs beyond the shared walk, in passes over the audit data."""
-        ...
+    def __init__(self, params: BaseModel | None = None) -> None:
+        self.params: BaseModel = params if params is not None else self.params_type()
 
-    def run(self, ctx: AuditContext) -> Section: ...
+    def not_applicable(self, ctx: PlanContext) -> str | None:
+        """Why the analysis does not apply to this subject, or None when it does."""
+        if ctx.subject.modality not in self.modalities:
+            return f"does not apply to {ctx.subject.modality} data"
+        if ctx.subject.task not in self.tasks:
+            if ctx.subject.task == "embedding":
+                return "the model is a bare encoder without a head (no decision); add one with --head"
+            return f"does not apply to the {ctx.subject.task} task"
+        return None
+
+    def needs(self, ctx: PlanContext) -> Needs:
+        """What the shared capture must record for `run`."""
+        return Needs()
+
+    def cost(self, ctx: PlanContext) -> Cost:
+        """What `run` costs beyond the shared capture, in passes over the audit data."""
+        return Cost(note=self.cost_note)
+
+    def run(self, ctx: AuditContext) -> Section:
+        raise NotImplementedError
 
 
-def applies(analysis: Analysis, ctx: AuditContext) -> bool:
-    return ctx.subject.modality in analysis.modalities and ctx.subject.task in analysis.tasks
-
-
-def run_one(analysis: Analysis, ctx: AuditContext) -> Section:
+def run_one(analysis: Analysis, ctx: AuditContext, *, cost: Cost | None = None) -> Section:
     """Runs one analysis; anything but bad user input becomes an error section, and the audit goes on."""
     started = time.perf_counter()
+    cost = cost if cost is not None else analysis.cost(ctx)
     try:
         section = analysis.run(ctx)
     except AuditorError:
@@ -65,4 +127,4 @@ def run_one(analysis: Analysis, ctx: AuditContext) -> Section:
     except Exception as exc:
         log.exception("analysis %s failed", analysis.id)
         return Section.failed(analysis.id, analysis.title, exc, seconds=time.perf_counter() - started)
-    return section.model_copy(update={"seconds": time.perf_counter() - started, "cost": analysis.cost(ctx)})
+    return section.model_copy(update={"seconds": time.perf_counter() - started, "cost": cost})

@@ -1,7 +1,9 @@
 """Module inventory: what every module is and what its output looked like over the audit data.
 
-Costs nothing beyond the shared walk (one hooked forward per batch). Findings: non-finite outputs
-(where they first appear), dead units, reused and unused modules.
+Costs nothing beyond the shared capture (one hooked forward per batch). Findings: non-finite outputs
+(where they first appear), dead units, reused and unused modules. Per-module numbers go to
+`module_metrics`: `dead_units`, `dead_fraction`, `zero_fraction`, `output_mean`, `output_std`,
+`calls_per_forward`.
 """
 
 from __future__ import annotations
@@ -11,33 +13,39 @@ from collections import Counter, defaultdict
 from typing import ClassVar
 
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator, SymmetricalLogLocator
+from pydantic import BaseModel, ConfigDict, Field
 
-from auditor.analyses.base import AuditContext
-from auditor.config import InventoryParams
+from auditor.analyses.base import Analysis, AuditContext
 from auditor.findings import Finding, Severity
 from auditor.report.figures import new_figure, to_figure
-from auditor.report.schema import Cost, Figure, ModuleRow, Section, Table
-from auditor.subject import Modality, Task
-from auditor.walk.rows import module_rows
+from auditor.report.schema import Figure, ModuleRow, Section, Table
 
 
-class ModuleInventory:
+class InventoryParams(BaseModel):
+    """`[analyses.inventory]`: thresholds of the module inventory."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dead_unit_warn_fraction: float = Field(0.25, ge=0.0, le=1.0)
+    """Warn when more than this fraction of a module's units never activate on the audit data."""
+    dead_unit_min_units: int = Field(4, ge=1)
+    """Ignore modules with fewer output units than this (a 2-logit head is not 'dead')."""
+
+
+class ModuleInventory(Analysis):
     """Flags modules with NaN/Inf outputs, dead units, more than one call per forward, or no call."""
 
     id: ClassVar[str] = "inventory"
     title: ClassVar[str] = "Module inventory"
-    modalities: ClassVar[frozenset[Modality]] = frozenset({"text", "image", "tabular"})
-    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding"})
+    params_type: ClassVar[type[BaseModel]] = InventoryParams
+    cost_note: ClassVar[str] = "reads the statistics of the shared capture; no pass of its own"
 
     def __init__(self, params: InventoryParams | None = None) -> None:
-        self.params = params
-
-    def cost(self, ctx: AuditContext) -> Cost:
-        return Cost(note="reads the shared walk (one hooked forward per batch)")
+        self.params: InventoryParams = params or InventoryParams()
 
     def run(self, ctx: AuditContext) -> Section:
-        params = self.params or ctx.config.inventory
-        rows = module_rows(ctx.tree, ctx.walk.records, ctx.walk.forwards)
+        params = self.params
+        rows = ctx.rows
         findings = [*_non_finite(rows), *_dead_units(rows, params), *_reuse(rows), *_unused(rows)]
         root = rows[0]
         parents = {r.parent for r in rows}
@@ -51,15 +59,32 @@ class ModuleInventory:
             "modules_with_dead_units": float(sum(1 for f in findings if f.id == "inventory.dead_units")),
             "reused_modules": float(sum(1 for r in rows if r.calls_per_forward > 1)),
         }
+        forwards = ctx.capture.forwards
         summary = (
             f"{len(rows)} modules ({len(leaves)} leaves), {root.params:,} parameters "
-            f"({root.trainable_params:,} trainable), walked in {ctx.walk.forwards} hooked forward pass"
-            f"{'es' * (ctx.walk.forwards != 1)} over {len(ctx.subject)} samples."
+            f"({root.trainable_params:,} trainable), walked in {forwards} hooked forward pass"
+            f"{'es' * (forwards != 1)} over {len(ctx.subject)} samples."
         )
         return Section(
             id=self.id, title=self.title, summary=summary, metrics=metrics, findings=findings,
-            tables=[_by_type(rows)], figures=_profile_figure(rows),
+            tables=[_by_type(rows)], figures=_profile_figure(rows), module_metrics=_module_metrics(rows),
         )
+
+
+def _module_metrics(rows: list[ModuleRow]) -> dict[str, dict[str, float]]:
+    """Every module's inventory numbers, keyed by module name, for diffs, policies and module cards."""
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        values: dict[str, float] = {"calls_per_forward": r.calls_per_forward}
+        if r.dead_units is not None and r.units:
+            values["dead_units"] = float(r.dead_units)
+            values["dead_fraction"] = r.dead_units / r.units
+        if r.zero_fraction is not None:
+            values["zero_fraction"] = r.zero_fraction
+        if r.mean is not None and r.std is not None:
+            values["output_mean"], values["output_std"] = r.mean, r.std
+        out[r.name] = values
+    return out
 
 
 _PASS_THROUGH = re.compile(r"Pool|Dropout|Flatten|Identity|Unflatten", re.IGNORECASE)

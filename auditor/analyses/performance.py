@@ -1,4 +1,4 @@
-"""Performance on the labelled audit data, from the scores the walk already computed (no extra pass).
+"""Performance on the labelled audit data, from the scores the capture already computed (no extra pass).
 
 Accuracy beside the majority-class rate with a one-sided binomial test, so an untrained or wrongly
 loaded model cannot pass quietly; per-class precision/recall; expected calibration error (Guo et al.,
@@ -11,15 +11,28 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from auditor.analyses.base import AuditContext
-from auditor.config import PerformanceParams
+from auditor.analyses.base import Analysis, AuditContext, PlanContext
 from auditor.findings import Finding, Severity
 from auditor.report.figures import new_figure, to_figure
-from auditor.report.schema import Cost, Figure, Section, Table
-from auditor.subject import Modality, Task
+from auditor.report.schema import Figure, Section, Table
+from auditor.subject import Task
+
+
+class PerformanceParams(BaseModel):
+    """`[analyses.performance]`: thresholds of the performance section."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    near_chance_alpha: float = Field(0.001, gt=0.0, lt=1.0)
+    """Fail unless a one-sided binomial test rejects 'no better than the majority class' at this level."""
+    near_chance_margin: float = Field(0.02, ge=0.0, le=1.0)
+    """... and unless accuracy beats the majority-class rate by at least this much."""
+    calibration_bins: int = Field(15, ge=2)
+    ece_warn: float = Field(0.1, ge=0.0, le=1.0)
 
 
 def probabilities(scores: torch.Tensor) -> torch.Tensor:
@@ -43,39 +56,43 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return float(ece), table
 
 
-class Performance:
+class Performance(Analysis):
     """Accuracy, per-class precision and recall, calibration; fails a model near chance level."""
 
     id: ClassVar[str] = "performance"
     title: ClassVar[str] = "Performance"
-    modalities: ClassVar[frozenset[Modality]] = frozenset({"text", "image", "tabular"})
     tasks: ClassVar[frozenset[Task]] = frozenset({"classification"})
+    params_type: ClassVar[type[BaseModel]] = PerformanceParams
+    cost_note: ClassVar[str] = "reads the scores of the shared capture; no pass of its own"
 
     def __init__(self, params: PerformanceParams | None = None) -> None:
-        self.params = params
+        self.params: PerformanceParams = params or PerformanceParams()
 
-    def cost(self, ctx: AuditContext) -> Cost:
-        return Cost(note="reads the scores of the shared walk")
+    def not_applicable(self, ctx: PlanContext) -> str | None:
+        reason = super().not_applicable(ctx)
+        if reason is None and ctx.subject.labels is None:
+            return "the audit data has no labels"
+        return reason
 
     def run(self, ctx: AuditContext) -> Section:
-        params = self.params or ctx.config.performance
-        labels_t = ctx.subject.labels
-        if labels_t is None:
+        params = self.params
+        clean = ctx.clean
+        if ctx.subject.labels is None or clean.correct is None or clean.accuracy is None or clean.loss is None:
             return Section(id=self.id, title=self.title,
                            summary="The audit data has no labels, so performance was not measured.")
-        probs = probabilities(ctx.walk.scores)
-        labels = labels_t.numpy()
+        probs = probabilities(ctx.capture.scores)
+        labels = ctx.subject.labels.numpy()
         finite = torch.isfinite(probs).all(dim=1).numpy()
-        predicted = np.where(finite, probs.argmax(dim=1).numpy(), -1)  # a NaN answer is a wrong answer
+        predicted = clean.predictions.numpy()  # -1 where the scores are not finite: a wrong answer
         n, n_classes = len(labels), probs.shape[1]
         names = ctx.subject.class_names
-        correct = predicted == labels
-        accuracy = float(correct.mean())
+        correct = clean.correct.numpy()
+        accuracy = clean.accuracy
         counts = np.bincount(labels, minlength=n_classes)
         majority_rate = float(counts.max() / n)
         p_value = float(binomtest(int(correct.sum()), n, majority_rate, alternative="greater").pvalue) \
             if majority_rate < 1.0 else 1.0
-        nll = float(-torch.log(probs[torch.arange(n), labels_t].clamp_min(1e-12)).mean())
+        nll = clean.loss
         confidence = probs.max(dim=1).values.numpy()
         ece, bins = expected_calibration_error(confidence, correct, params.calibration_bins)
         precision, recall, f1, support = precision_recall_fscore_support(

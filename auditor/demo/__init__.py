@@ -54,6 +54,7 @@ def run_demo(out_dir: str | Path, *, names: tuple[str, ...] = DEMOS, progress: P
              formats: tuple[str, ...] = ("json", "html", "pdf")) -> dict[str, AuditReport]:
     """Audits the embedded models and writes `out_dir/<name>/{audit.json,report.html,report.pdf}`."""
     from auditor.pipeline import run_audit
+    from auditor.report.io import save_report
 
     progress = progress or SilentProgress()
     reports = {}
@@ -61,6 +62,6 @@ def run_demo(out_dir: str | Path, *, names: tuple[str, ...] = DEMOS, progress: P
         config, notes = demo_config(name, progress=progress)
         report = run_audit(config, progress=progress, notes=notes)
         progress.note(f"{name}: writing {', '.join(formats)} to {Path(out_dir) / name}")
-        report.save(str(Path(out_dir) / name), formats=formats)
+        save_report(report, Path(out_dir) / name, formats=formats)
         reports[name] = report
     return reports

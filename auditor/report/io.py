@@ -11,34 +11,22 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from auditor.errors import AuditorError
+from auditor.report.renderers import DEFAULT_FORMATS, RENDERERS
 from auditor.report.schema import SCHEMA_VERSION, AuditReport
-
-FILENAMES = {"json": "audit.json", "html": "report.html", "pdf": "report.pdf"}
-
-
-def render_json(report: AuditReport) -> str:
-    return report.model_dump_json(indent=2) + "\n"
-
-
-def _render(report: AuditReport, fmt: str) -> bytes:
-    if fmt == "json":
-        return render_json(report).encode("utf-8")
-    if fmt == "html":
-        from auditor.report.html import render_html
-
-        return render_html(report).encode("utf-8")
-    if fmt == "pdf":
-        from auditor.report.pdf import render_pdf
-
-        return render_pdf(report)
-    raise ValueError(f"unknown report format {fmt!r}; known: {sorted(FILENAMES)}")
 
 
 def save_report(report: AuditReport, out_dir: str | Path, *,
-                formats: tuple[str, ...] = ("json", "html", "pdf")) -> dict[str, Path]:
-    """Renders every format in memory, writes temporaries beside the targets, then renames them in."""
+                formats: tuple[str, ...] = DEFAULT_FORMATS) -> dict[str, Path]:
+    """Writes the report in `formats` (audit.json, report.html, report.pdf) into `out_dir`, atomically.
+
+    Renders every format in memory, writes temporaries beside the targets, then renames them in.
+    Returns the written paths by format.
+    """
     out = Path(out_dir)
-    rendered = {fmt: _render(report, fmt) for fmt in formats}  # all rendering before any write
+    unknown = [fmt for fmt in formats if fmt not in RENDERERS]
+    if unknown:
+        raise ValueError(f"unknown report formats {unknown}; known: {list(RENDERERS)}")
+    rendered = {fmt: RENDERERS[fmt].render(report) for fmt in formats}  # all rendering before any write
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -48,7 +36,7 @@ def save_report(report: AuditReport, out_dir: str | Path, *,
     os.umask(umask)
     try:
         for fmt, payload in rendered.items():
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{FILENAMES[fmt]}.", suffix=".tmp", dir=out)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{RENDERERS[fmt].filename}.", suffix=".tmp", dir=out)
             os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a report is as readable as any file
             with os.fdopen(fd, "wb") as f:
                 f.write(payload)
@@ -57,7 +45,7 @@ def save_report(report: AuditReport, out_dir: str | Path, *,
             temporaries[fmt] = Path(tmp_name)
         paths = {}
         for fmt, tmp in temporaries.items():
-            target = out / FILENAMES[fmt]
+            target = out / RENDERERS[fmt].filename
             os.replace(tmp, target)
             paths[fmt] = target
         return paths
@@ -70,7 +58,7 @@ def load_report(path: str | Path) -> AuditReport:
     """Reads an audit.json (or the folder holding one); a wrong or newer schema is a clear error."""
     path = Path(path)
     if path.is_dir():
-        path = path / FILENAMES["json"]
+        path = path / RENDERERS["json"].filename
     if not path.is_file():
         raise AuditorError(f"audit not found: {path}")
     try:

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from auditor.findings import Finding, Severity
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+"""1.1 added `Section.module_metrics` and `AuditReport.not_run`; a 1.0 audit.json reads as 1.1 without them."""
 
 # NaN and Inf (a broken model's metrics) are written as the strings "NaN" and "Infinity", which read back
 # as floats, instead of JSON null, which would not.
@@ -84,7 +85,16 @@ class Section(BaseModel):
     findings: list[Finding] = []
     details: dict[str, Any] = {}
     """Structured data specific to the analysis, for its template and for machines."""
+    module_metrics: dict[str, dict[str, float]] = {}
+    """Every per-module number: `{module name: {key: value}}`, names as `named_modules()` gives them (the
+    model itself is ""). A key is a metric name, optionally followed by "/" and a qualifier that runs to
+    the end of the key (`ablation_drop/<class name>`); metric names never contain "/". Diffs, policies and
+    per-module summaries join sections on the module name."""
     error: SectionError | None = None
+
+    def module_metric(self, key: str) -> dict[str, float]:
+        """`{module name: value}` of one key, for the modules that have it."""
+        return {name: values[key] for name, values in self.module_metrics.items() if key in values}
 
     @classmethod
     def failed(cls, id: str, title: str, exc: BaseException, *, seconds: float = 0.0) -> Section:
@@ -183,6 +193,8 @@ class AuditReport(BaseModel):
     sections: list[Section]
     findings: list[Finding] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
+    not_run: dict[str, str] = Field(default_factory=dict)
+    """Analyses that did not run, with the reason (skipped by the config, or not applicable)."""
 
     def section(self, id: str) -> Section:
         """The section of analysis `id` (KeyError when it did not run)."""
@@ -193,12 +205,6 @@ class AuditReport(BaseModel):
 
     def findings_by_id(self, id: str) -> list[Finding]:
         return [f for f in self.findings if f.id == id]
-
-    def save(self, out_dir: str, *, formats: tuple[str, ...] = ("json", "html", "pdf")) -> dict[str, str]:
-        """Writes audit.json, report.html and report.pdf into `out_dir`, atomically; returns the paths."""
-        from auditor.report.io import save_report
-
-        return {k: str(v) for k, v in save_report(self, out_dir, formats=formats).items()}
 
 
 def decide_verdict(findings: list[Finding]) -> Verdict:

@@ -13,9 +13,14 @@ from auditor.errors import AuditorError, DataError
 from auditor.subject.adapters import ModelAdapter
 from auditor.subject.data import AuditData, RawLabel, load_data
 from auditor.subject.loading import LoadedModel, load_model
+from auditor.subject.task import Task, TaskHead, task_head
+
+__all__ = ["Batch", "Modality", "Subject", "Task", "TaskHead", "build_subject", "load_subject", "map_labels",
+           "resolve_device"]
 
 Modality = Literal["text", "image", "tabular"]
-Task = Literal["classification", "embedding"]
+ENCODED_CACHE_BYTES = 1 << 30
+"""Encoded batches up to this size are kept for every pass of the audit; larger data is re-encoded."""
 
 
 @dataclass
@@ -26,6 +31,9 @@ class Batch:
     stop: int
     inputs: dict[str, torch.Tensor]
     labels: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return self.stop - self.start
 
 
 @dataclass
@@ -41,19 +49,49 @@ class Subject:
     n_outputs: int
     labels: torch.Tensor | None
     class_names: list[str] = field(default_factory=list)
+    _encoded: dict[int, list[Batch]] = field(default_factory=dict, repr=False)
 
     @property
     def model(self) -> torch.nn.Module:
         return self.loaded.module
 
+    @property
+    def head(self) -> TaskHead:
+        """What the scores mean: the per-sample target and the clean metrics."""
+        return task_head(self.task)
+
     def __len__(self) -> int:
         return len(self.data)
 
+    def n_batches(self, batch_size: int) -> int:
+        return -(-len(self.data) // batch_size)
+
     def batches(self, batch_size: int) -> Iterator[Batch]:
+        """The audit data in batches, encoded once per audit and reused by every pass.
+
+        Tokenizing text or decoding images costs as much as a forward on a small model, and an audit makes
+        many passes. The encoded batches are kept while they fit in `ENCODED_CACHE_BYTES` (1 GiB: a few
+        thousand 224² RGB images); past that, each pass encodes again, batch by batch, so memory stays flat.
+        """
+        cached = self._encoded.get(batch_size)
+        if cached is not None:
+            yield from cached
+            return
+        kept: list[Batch] | None = []
+        size = 0
         for start in range(0, len(self.data), batch_size):
             stop = min(start + batch_size, len(self.data))
             labels = self.labels[start:stop].to(self.device) if self.labels is not None else None
-            yield Batch(start, stop, self.adapter.encode(start, stop), labels)
+            batch = Batch(start, stop, self.adapter.encode(start, stop), labels)
+            if kept is not None:
+                size += sum(t.numel() * t.element_size() for t in batch.inputs.values())
+                if size <= ENCODED_CACHE_BYTES:
+                    kept.append(batch)
+                else:
+                    kept = None
+            yield batch
+        if kept is not None:
+            self._encoded[batch_size] = kept
 
 
 def resolve_device(name: str) -> torch.device:

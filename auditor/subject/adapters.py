@@ -31,7 +31,6 @@ class ModelAdapter:
         self.spec = spec
         self.device = device
         self.keyword_inputs = loaded.kind != "module" or data.kind == "text"
-        self.output_kind = "logits"
         self._accepted = self._accepted_keywords(loaded.module)
         if data.kind == "text" and loaded.tokenizer is None:
             raise DataError(
@@ -126,7 +125,6 @@ class ModelAdapter:
             if output.get("logits") is not None:
                 return cast(torch.Tensor, output["logits"])
             if not self.loaded.has_head and output.get("last_hidden_state") is not None:
-                self.output_kind = "pooled hidden state (mask-aware mean over tokens)"
                 hidden = cast(torch.Tensor, output["last_hidden_state"])
                 if hidden.dim() == 4:  # conv encoders: (batch, channels, h, w)
                     return hidden.mean(dim=(2, 3))

@@ -31,7 +31,6 @@ class AuditData:
     image_paths: list[Path] | None = None
     arrays: np.ndarray | None = None
     labels: list[RawLabel] | None = None
-    total_available: int = 0
 
     def __len__(self) -> int:
         if self.texts is not None:
@@ -77,7 +76,6 @@ def cap_samples(data: AuditData, *, max_samples: int, seed: int) -> AuditData:
     n = len(data)
     if n == 0:
         raise DataError(f"data {data.source} holds no samples")
-    data.total_available = n
     if n > max_samples:
         data._take(np.sort(np.random.default_rng(seed).permutation(n)[:max_samples]).tolist())
     return data

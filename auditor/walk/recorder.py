@@ -3,6 +3,11 @@
 One forward pass per batch feeds it; each module's output is summarized the moment the module returns
 (an in-place ReLU rewrites its input later), its calls are counted (a module used twice per forward is
 reported, not merged), and its inclusive forward time is measured with the hooks' own cost removed.
+
+Modules that a `Needs` names get a collector besides (per-unit means, pooled representations, top-k,
+gradients). Gradients are taken with tensor hooks registered from the forward hook, not module backward
+hooks, which fail on in-place and view outputs (pytorch#61519); a tensor hook registered before an
+in-place op still receives the gradient with respect to the value before it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from auditor.engine.needs import Needs
+from auditor.walk.collectors import BatchContext, ModuleCollector, TopK, UnitMeans, by_unit
 from auditor.walk.stats import CallSummary, RunningStats, Scratch, summarize
 from auditor.walk.tree import ModuleTree
 
@@ -69,8 +76,27 @@ class Recorder:
         recorder.records["encoder.layer.3.output"].stats.dead_units
     """
 
-    def __init__(self, tree: ModuleTree) -> None:
+    def __init__(self, tree: ModuleTree, needs: Needs | None = None, *,
+                 clone_outputs: frozenset[str] = frozenset()) -> None:
+        """`clone_outputs`: modules whose output a later in-place op rewrites; gradient × activation
+        needs their value as it was, so it is copied (only these: a copy of every output costs time)."""
         self.records: dict[str, ModuleRecord] = {name: ModuleRecord() for name in tree.names}
+        needs = needs or Needs()
+        self.collectors: dict[str, ModuleCollector] = {
+            name: ModuleCollector(
+                unit_means=UnitMeans() if name in needs.unit_means else None,
+                pooled=name in needs.pooled,
+                top_k=TopK(needs.top_k) if name in needs.top_k_modules and needs.top_k else None,
+                gradients=name in needs.gradients,
+                unit_relevance=name in needs.unit_relevance,
+            )
+            for name in tree.names if name in needs.modules()
+        }
+        self._clone = clone_outputs
+        self._batch: BatchContext | None = None
+        # Per forward: outputs carrying a gradient hook, by (id, version): a container returning its child's
+        # output shares the child's hook; an in-place op (same object, new version) gets a hook of its own.
+        self._grad_outputs: dict[tuple[int, int], tuple[torch.Tensor, list[tuple[str, nn.Module]]]] = {}
         self.forwards = 0
         self._tree = tree
         self._handles: list[RemovableHandle] = []
@@ -100,11 +126,28 @@ class Recorder:
             self._handles.pop().remove()
         self._seen.clear()
         self._starts.clear()
+        self._grad_outputs.clear()
 
-    def begin_forward(self) -> None:
-        """Marks the start of one forward pass over a batch."""
+    def begin_forward(self, batch: BatchContext | None = None) -> None:
+        """Marks the start of one forward pass over a batch (collectors need to know the batch)."""
+        if batch is None and self.collectors:
+            raise ValueError("a Recorder with collectors needs the BatchContext of every forward")
         self.forwards += 1
         self._seen.clear()
+        self._grad_outputs.clear()
+        self._batch = batch
+
+    @property
+    def gradient_outputs(self) -> list[torch.Tensor]:
+        """The outputs of this forward that carry gradient hooks: what the backward must reach."""
+        return [t for t, _ in self._grad_outputs.values()]
+
+    def end_forward(self) -> None:
+        """Closes the batch (after its backward, when there is one): collectors keep one row per sample."""
+        if self._batch is not None:
+            for collector in self.collectors.values():
+                collector.end_forward(self._batch)
+        self._grad_outputs.clear()
 
     def _on_start(self, name: str, module: nn.Module, args: Any) -> None:
         now = time.perf_counter()
@@ -133,7 +176,51 @@ class Recorder:
                 if not bool(torch.isfinite(extra).all()):
                     record.stats.nan += int(torch.isnan(extra).sum())
                     record.stats.inf += int(torch.isinf(extra).sum())
+            collector = self.collectors.get(name)
+            if collector is not None:
+                assert self._batch is not None
+                collector.on_output(primary, module, self._batch)
+                if (collector.gradients or collector.unit_relevance) and primary.requires_grad:
+                    self._hook_gradient(name, module, primary)
         self._overhead += time.perf_counter() - now
+
+    def _hook_gradient(self, name: str, module: nn.Module, output: torch.Tensor) -> None:
+        self.collectors[name].grad_hooked = True
+        key = (id(output), output._version)
+        shared = self._grad_outputs.get(key)
+        if shared is not None and shared[0] is output:  # a container returning its child's output
+            shared[1].append((name, module))
+            return
+        users = [(name, module)]
+        self._grad_outputs[key] = (output, users)
+        act = output.detach().clone() if name in self._clone else output.detach()
+        output.register_hook(  # type: ignore[no-untyped-call]  # unannotated in torch
+            partial(self._on_gradient, users, act, act._version))
+
+    def _on_gradient(self, users: list[tuple[str, nn.Module]], act: torch.Tensor, version: int,
+                     grad: torch.Tensor) -> None:
+        if act._version != version:
+            raise RuntimeError(
+                f"the output of {users[0][0]!r} was modified in place after it was recorded; its gradient × "
+                "activation cannot be computed from the overwritten values")
+        batch = self._batch
+        assert batch is not None
+        if grad.shape[0] != batch.size:
+            return
+        dtype = torch.promote_types(grad.dtype, torch.float32)
+        g, a = grad.detach().to(dtype), act.to(dtype)
+        norm = gxa = None
+        for name, module in users:
+            collector = self.collectors[name]
+            if collector.gradients:
+                if norm is None or gxa is None:
+                    flat_g, flat_a = g.reshape(batch.size, -1), a.reshape(batch.size, -1)
+                    norm, gxa = torch.linalg.vector_norm(flat_g, dim=1), torch.linalg.vecdot(flat_g, flat_a)
+                collector.add_gradient(norm, gxa)
+            if collector.unit_relevance:
+                view = by_unit(g * a, module, batch)
+                if view is not None:
+                    collector.add_relevance(view[0].sum(dim=1))
 
     def _summary(self, t: torch.Tensor, module: nn.Module, *, need_alive: bool) -> CallSummary:
         key = (t.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, t._version,

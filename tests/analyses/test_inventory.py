@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import auditor
-from auditor.config import AuditConfig, InventoryParams
+from auditor.config import AuditConfig
 
 
 class NanMidway(nn.Module):
@@ -65,7 +65,7 @@ def test_dead_units_warn_above_the_configured_fraction() -> None:
     dead = report.findings_by_id("inventory.dead_units")
     assert [f.module for f in dead] == ["act"]
     assert dead[0].evidence["dead_units"] == 6 and dead[0].evidence["units"] == 8
-    lenient = AuditConfig(inventory=InventoryParams(dead_unit_warn_fraction=0.8))
+    lenient = AuditConfig.model_validate({"analyses": {"inventory": {"dead_unit_warn_fraction": 0.8}}})
     assert auditor.audit(MostlyDead(), _data(), config=lenient).findings_by_id("inventory.dead_units") == []
 
 

@@ -10,14 +10,10 @@ import torch
 from torch import nn
 
 import auditor
-from auditor.analyses import ALL_ANALYSES, AuditContext, run_one
-from auditor.config import AuditConfig
-from auditor.pipeline import _in_memory_data, _wrap_module
+from auditor.analyses import ALL_ANALYSES, Analysis, AuditContext, run_one
+from auditor.report.io import save_report
 from auditor.report.schema import Cost, Section
-from auditor.subject import build_subject
-from auditor.walk import ModuleTree
-from auditor.walk.walker import walk
-from auditor.progress import SilentProgress
+from tests.contexts import make_context
 
 
 class Block(nn.Module):
@@ -41,14 +37,10 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 8), Block(), nn.Linear(8, 3))
 
 
-def _context(model: nn.Module) -> AuditContext:
+def _context(model: nn.Module, analysis: Analysis | None = None) -> AuditContext:
     g = torch.Generator().manual_seed(0)
-    data = _in_memory_data((torch.randn(24, 4, generator=g), torch.arange(24) % 3), max_samples=100, seed=0)
-    config = AuditConfig(batch_size=8)
-    subject = build_subject(_wrap_module(model, None), data, config)
-    tree = ModuleTree(model)
-    return AuditContext(subject=subject, tree=tree, walk=walk(subject, tree, batch_size=8, progress=SilentProgress()),
-                        config=config)
+    return make_context(model, torch.randn(24, 4, generator=g), torch.arange(24) % 3, batch_size=8,
+                        analyses=[analysis] if analysis is not None else [])
 
 
 def _hooks_left(model: nn.Module) -> list[str]:
@@ -58,7 +50,7 @@ def _hooks_left(model: nn.Module) -> list[str]:
 @pytest.mark.parametrize("analysis_type", ALL_ANALYSES, ids=lambda a: a.id)
 def test_a_raising_model_leaves_no_hook_and_loses_no_report(analysis_type: type) -> None:
     model = _model()
-    ctx = _context(model)  # the walk ran on the healthy model
+    ctx = _context(model, analysis_type())  # the capture ran on the healthy model
     model[1] = Explodes()  # from now on every forward raises
     section = run_one(analysis_type(), ctx)  # must not raise
     assert section.error is not None or analysis_type().cost(ctx).forwards == 0
@@ -69,22 +61,17 @@ def test_a_raising_model_leaves_no_hook_and_loses_no_report(analysis_type: type)
 def test_each_analysis_declares_itself_and_its_findings_use_its_id(analysis_type: type) -> None:
     analysis = analysis_type()
     assert analysis.id and analysis.title and analysis.modalities and analysis.tasks
-    section = run_one(analysis, _context(_model()))
+    section = run_one(analysis, _context(_model(), analysis))
     assert section.id == analysis.id and section.error is None
     assert all(f.id.startswith(f"{analysis.id}.") for f in section.findings)
     assert isinstance(section.cost, Cost)
 
 
-class Broken:
+class Broken(Analysis):
     """An analysis with a bug: it raises a plain exception."""
 
     id: ClassVar[str] = "broken"
     title: ClassVar[str] = "Broken analysis"
-    modalities = frozenset({"tabular", "text", "image"})
-    tasks = frozenset({"classification", "embedding"})
-
-    def cost(self, ctx: AuditContext) -> Cost:
-        return Cost()
 
     def run(self, ctx: AuditContext) -> Section:
         raise ZeroDivisionError("division by zero in a bad analysis")
@@ -100,7 +87,7 @@ def test_a_failing_analysis_is_an_error_entry_and_the_report_still_saves(monkeyp
     assert broken.error is not None and broken.error.type == "ZeroDivisionError"
     assert report.section("inventory").error is None and report.section("performance").error is None
     assert report.findings_by_id("broken.analysis_failed")[0].severity == auditor.Severity.FAIL
-    paths = report.save(str(tmp_path), formats=("json",))
+    paths = save_report(report, tmp_path, formats=("json",))
     saved = json.loads(open(paths["json"]).read())
     assert [s["id"] for s in saved["sections"]] == ["inventory", "performance", "broken"]
 

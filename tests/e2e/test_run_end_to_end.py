@@ -56,8 +56,8 @@ def test_json_has_every_module_the_metadata_and_the_sections(audit_dir: Path, ti
     meta = audit["metadata"]
     assert meta["weights_sha256"] == hashlib.sha256(tiny_cnn_safetensors.read_bytes()).hexdigest()
     assert meta["seed"] == 3 and meta["torch_version"] and meta["auditor_version"]
-    assert {"load", "walk", "inventory", "performance"} <= set(meta["stage_seconds"])
-    assert audit["schema_version"] == "1.0"
+    assert {"load", "capture", "inventory", "performance"} <= set(meta["stage_seconds"])
+    assert audit["schema_version"] == "1.1"
     assert [s["id"] for s in audit["sections"]] == ["inventory", "performance"]
     assert audit["verdict"]["status"] in ("pass", "warn", "fail")
 
@@ -96,15 +96,45 @@ weights = "{tiny_cnn_safetensors}"
 [data]
 path = "data/bars.npz"   # relative to this file
 
-[inventory]
+[analyses]
+skip = ["performance"]
+
+[analyses.inventory]
 dead_unit_warn_fraction = 0.5
 """)
     result = run_cli("run", "--config", tmp_path / "audit.toml", "--formats", "json", "--quiet")
     assert result.exit_code == 0, result.stderr
+    assert "warning" not in result.stderr
     audit = json.loads((tmp_path / "reports" / "latest" / "audit.json").read_text())
-    assert audit["metadata"]["config"]["inventory"]["dead_unit_warn_fraction"] == 0.5
+    assert audit["metadata"]["config"]["analyses"]["inventory"]["dead_unit_warn_fraction"] == 0.5
+    assert [s["id"] for s in audit["sections"]] == ["inventory"]
+    assert audit["not_run"] == {"performance": "skipped by the configuration"}
     assert audit["metadata"]["n_samples"] == 24
     override = run_cli("run", "--config", tmp_path / "audit.toml", "--formats", "json", "--quiet",
                        "--max-samples", "10", "--out", tmp_path / "other")
     assert override.exit_code == 0, override.stderr
     assert json.loads((tmp_path / "other" / "audit.json").read_text())["metadata"]["n_samples"] == 10
+
+
+def test_a_config_in_the_old_form_still_runs_with_a_warning(tmp_path: Path, tiny_cnn_npz: Path, run_cli: Any) -> None:
+    """Before 0.2: a top-level `analyses = [...]` list and `[inventory]` / `[performance]` tables."""
+    (tmp_path / "audit.toml").write_text(f"""
+analyses = ["inventory"]
+out = "out"
+
+[model]
+path = "tests.models:build_tiny_cnn"
+
+[data]
+path = "{tiny_cnn_npz}"
+
+[inventory]
+dead_unit_warn_fraction = 0.6
+""")
+    result = run_cli("run", "--config", tmp_path / "audit.toml", "--formats", "json", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert "warning: `analyses = [...]` is deprecated" in result.stderr
+    assert "warning: the [inventory] table is deprecated: write [analyses.inventory]" in result.stderr
+    audit = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert audit["metadata"]["config"]["analyses"]["only"] == ["inventory"]
+    assert audit["metadata"]["config"]["analyses"]["inventory"] == {"dead_unit_warn_fraction": 0.6}

@@ -100,7 +100,7 @@ def make_sections() -> list[Section]:
     inventory = Section(
         id="inventory", title="Inventory",
         summary="What the model is made of: parameters by module type, unused and dead modules.",
-        cost=Cost(forwards=1, backwards=0, note="the shared walk"), seconds=0.84,
+        cost=Cost(forwards=1, backwards=0, note="the shared capture"), seconds=0.84,
         metrics={"params": 1_204_226.0, "trainable_fraction": 0.2014, "modules": 40.0, "dead_unit_fraction": 0.0078},
         tables=[Table(
             id="by_type", title="Parameters by module type", columns=["type", "modules", "params", "share"],
@@ -161,7 +161,7 @@ def make_sample_report() -> AuditReport:
         torch_version="2.5.1+cpu", transformers_version="4.46.0", python_version="3.11.9",
         platform="Linux-6.1-x86_64", device="cpu", seed=0,
         config={"batch_size": 32, "analyses": ["inventory", "performance", "attribution"], "note": EVIL},
-        stage_seconds={"load": 1.92, "walk": 0.84, "analyses": 2.43, "render": 0.61}, total_seconds=5.8,
+        stage_seconds={"load": 1.92, "capture": 0.84, "analyses": 2.43, "render": 0.61}, total_seconds=5.8,
         notes={"heldout_accuracy": 0.912, "trained_by": f"demo {EVIL}"},
     )
     return AuditReport(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 import auditor
+from auditor.report.io import save_report
 from auditor.report.schema import AuditReport
 
 
@@ -23,26 +25,24 @@ def report() -> AuditReport:
 
 
 def test_a_crash_while_saving_leaves_the_previous_report_in_place(report, monkeypatch, tmp_path) -> None:
-    import auditor.report.io as io
+    import auditor.report.renderers as renderers
 
-    report.save(str(tmp_path), formats=("json",))
+    save_report(report, tmp_path, formats=("json",))
     before = (tmp_path / "audit.json").read_bytes()
     changed = report.model_copy(update={"metrics": {"x": 1.0}})
 
-    def crash(report: object, fmt: str) -> bytes:
-        if fmt == "html":
-            raise MemoryError("renderer died")
-        return b"{}"
+    def crash(report: object) -> bytes:
+        raise MemoryError("renderer died")
 
-    monkeypatch.setattr(io, "_render", crash)
+    monkeypatch.setitem(renderers.RENDERERS, "html", dataclasses.replace(renderers.RENDERERS["html"], render=crash))
     with pytest.raises(MemoryError):
-        changed.save(str(tmp_path), formats=("json", "html"))
+        save_report(changed, tmp_path, formats=("json", "html"))
     assert (tmp_path / "audit.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.json"]  # no temporaries left
 
 
 def test_load_report_round_trips_and_rejects_other_schemas(report, tmp_path) -> None:
-    report.save(str(tmp_path), formats=("json",))
+    save_report(report, tmp_path, formats=("json",))
     again = auditor.load_report(tmp_path)
     assert again == report and again.metadata.seed == 5
     raw = json.loads((tmp_path / "audit.json").read_text())
@@ -52,10 +52,26 @@ def test_load_report_round_trips_and_rejects_other_schemas(report, tmp_path) -> 
         auditor.load_report(tmp_path)
 
 
+def test_an_audit_written_by_schema_1_0_still_loads(report, tmp_path) -> None:
+    """1.0 had no module_metrics and no not_run: last release's audit.json must still read, render and diff."""
+    raw = json.loads(report.model_dump_json())
+    raw["schema_version"] = "1.0"
+    raw.pop("not_run")
+    for section in raw["sections"]:
+        section.pop("module_metrics")
+    (tmp_path / "audit.json").write_text(json.dumps(raw))
+    old = auditor.load_report(tmp_path)
+    assert old.schema_version == "1.0" and old.not_run == {}
+    assert old.section("inventory").module_metrics == {} and old.section("inventory").metrics
+    from auditor.report.html import render_html
+
+    assert "Module inventory" in render_html(old)
+
+
 def test_saved_files_follow_the_umask_not_mkstemps_0600(report, tmp_path) -> None:
     old = os.umask(0o022)
     try:
-        path = report.save(str(tmp_path), formats=("json",))["json"]
+        path = save_report(report, tmp_path, formats=("json",))["json"]
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
@@ -79,7 +95,7 @@ def test_a_model_with_nan_outputs_still_gets_a_full_report_that_reads_back(tmp_p
     assert {f.id for f in report.findings} >= {"inventory.non_finite", "performance.near_chance"}
     assert report.metrics["performance.accuracy"] == 0.0  # NaN answers count as wrong, not as class 0
     assert report.metrics["performance.non_finite_predictions"] == 30
-    paths = report.save(str(tmp_path))
+    paths = save_report(report, tmp_path)
     assert sorted(paths) == ["html", "json", "pdf"]
     again = auditor.load_report(tmp_path)
     assert again.verdict == report.verdict and [f.id for f in again.findings] == [f.id for f in report.findings]

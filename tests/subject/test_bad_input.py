@@ -362,7 +362,7 @@ def test_an_unknown_report_format(run_cli: RunCli, out: Path, tiny_cnn_npz: Path
     result = run_cli("run", "--model", "tests.models:build_tiny_cnn", "--data", tiny_cnn_npz, "--out", out,
                      "--formats", "json,docx", "--quiet")
 
-    assert "--formats takes json, html and/or pdf" in error_message(result, out)
+    assert "--formats takes json, html, pdf" in error_message(result, out)
 
 
 # --- how the error is printed ---------------------------------------------------------------------------

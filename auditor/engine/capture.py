@@ -1,0 +1,187 @@
+"""The shared capture: one hooked forward per batch (plus one backward when a need asks for gradients)
+that records every module's statistics and exactly what the analyses' needs name."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from auditor.engine.needs import Needs
+from auditor.errors import DataError
+from auditor.progress import Progress
+from auditor.subject import Batch, Subject
+from auditor.walk.collectors import BatchContext, TopK
+from auditor.walk.recorder import ModuleRecord, Recorder, iter_tensors
+from auditor.walk.tree import ModuleTree
+
+
+class CaptureUnavailable(RuntimeError):
+    """A need could not be recorded (e.g. the model's backward failed); analyses that need it fail alone."""
+
+
+@dataclass
+class Capture:
+    """What the shared pass recorded. Per-sample tensors are on the CPU, in audit-data order."""
+
+    needs: Needs
+    records: dict[str, ModuleRecord]
+    scores: torch.Tensor
+    """(samples, outputs): logits, or a bare encoder's pooled hidden state."""
+    forwards: int
+    backwards: int
+    seconds: float
+    targets: torch.Tensor | None = None
+    """(samples,) the task's per-sample target, when the capture ran a backward."""
+    unit_means: dict[str, torch.Tensor] = field(default_factory=dict)
+    """(units,) float64 per module."""
+    pooled: dict[str, torch.Tensor] = field(default_factory=dict)
+    """(samples, units) per module."""
+    top_k: dict[str, TopK] = field(default_factory=dict)
+    grad_norm: dict[str, torch.Tensor] = field(default_factory=dict)
+    """(samples,) L2 norm of the target's gradient at the module's output, summed over calls."""
+    grad_x_act: dict[str, torch.Tensor] = field(default_factory=dict)
+    """(samples,) gradient × activation summed over the output, summed over calls."""
+    unit_relevance: dict[str, torch.Tensor] = field(default_factory=dict)
+    """(samples, units) gradient × activation summed over positions."""
+    no_gradient: frozenset[str] = frozenset()
+    """Modules named by a gradient need whose output never took part in autograd."""
+    in_place: frozenset[str] = frozenset()
+    """Modules whose output a later in-place op rewrites (their values were copied for gradients)."""
+    backward_error: str | None = None
+    """Why gradients are missing, when the model's backward failed (the rest of the capture stands)."""
+
+    def gradients(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(grad_norm, grad_x_act) per module; raises CaptureUnavailable when the backward failed."""
+        if self.backward_error is not None:
+            raise CaptureUnavailable(f"gradients are unavailable: {self.backward_error}")
+        return self.grad_norm, self.grad_x_act
+
+
+@contextmanager
+def _params_require_grad(model: nn.Module) -> Iterator[None]:
+    """Lets autograd build a graph through frozen weights; restores every flag exactly on exit.
+
+    Gradients are taken with `torch.autograd.grad` with respect to module outputs only, so no
+    parameter's `.grad` is ever written.
+    """
+    frozen = [p for p in model.parameters() if not p.requires_grad and p.is_floating_point()]
+    try:
+        for p in frozen:
+            p.requires_grad_(True)
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+
+
+def _batch_context(batch: Batch) -> BatchContext:
+    mask = batch.inputs.get("attention_mask")
+    return BatchContext(start=batch.start, size=len(batch), mask=mask)
+
+
+def find_in_place(subject: Subject, tree: ModuleTree, names: frozenset[str]) -> frozenset[str]:
+    """Modules among `names` whose output is rewritten by a later in-place op, from a 2-sample forward."""
+    if not names:
+        return frozenset()
+    seen: dict[str, tuple[torch.Tensor, int]] = {}
+
+    def remember(name: str, module: nn.Module, args: Any, output: Any) -> None:
+        first = next((t for t in iter_tensors(output) if t.is_floating_point()), None)
+        if first is not None and name not in seen:
+            seen[name] = (first, first._version)
+
+    handles = []
+    try:
+        for name in names:
+            handles.append(tree.get(name).register_forward_hook(
+                lambda m, a, o, name=name: remember(name, m, a, o)))
+        with torch.no_grad():
+            subject.adapter.forward(subject.model, subject.adapter.encode(0, min(2, len(subject))))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return frozenset(name for name, (t, version) in seen.items() if t._version != version)
+
+
+def run_capture(subject: Subject, tree: ModuleTree, needs: Needs, *, batch_size: int,
+                progress: Progress) -> Capture:
+    """Runs the model once over every batch with a Recorder on every module; hooks go when it ends."""
+    model = subject.model
+    started = time.perf_counter()
+    backward = needs.backward and subject.head.has_target
+    in_place = find_in_place(subject, tree, needs.gradients | needs.unit_relevance) if backward else frozenset()
+    scores: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    sizes: list[int] = []
+    backward_error: str | None = None
+    backwards = 0
+    with _params_require_grad(model) if backward else nullcontext(), \
+            Recorder(tree, needs, clone_outputs=in_place) as recorder:
+        # Parameters of modules whose output is rewritten in place: the backward must reach past the
+        # in-place op for their tensor hook to fire, and their own weights are upstream of it.
+        upstream = [p for name in in_place for p in tree.get(name).parameters() if p.requires_grad]
+        batches = subject.batches(batch_size)
+        for batch in progress.track(batches, total=subject.n_batches(batch_size), description="capturing modules"):
+            recorder.begin_forward(_batch_context(batch))
+            sizes.append(len(batch))
+            grad_now = backward and backward_error is None
+            inputs = {k: v.detach().requires_grad_() if grad_now and v.is_floating_point() else v
+                      for k, v in batch.inputs.items()}
+            with torch.enable_grad() if grad_now else torch.no_grad():
+                try:
+                    out = subject.adapter.forward(model, inputs)
+                except Exception as err:
+                    message = " ".join(str(err).split())[:300]
+                    raise DataError(f"the model failed on samples {batch.start}..{batch.stop - 1}: "
+                                    f"{type(err).__name__}: {message}") from err
+                if grad_now:
+                    try:
+                        target = subject.head.target(out, batch.labels)
+                        wrt = recorder.gradient_outputs + [t for t in inputs.values() if t.requires_grad] + upstream
+                        if target.requires_grad and wrt:
+                            torch.autograd.grad(target.sum(), wrt, allow_unused=True)
+                        targets.append(target.detach().float().cpu())
+                        backwards += 1
+                    except Exception as err:  # a model whose backward fails loses its gradients, not the audit
+                        backward_error = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
+            recorder.end_forward()
+            scores.append(out.detach().float().cpu())
+    capture = Capture(needs=needs, records=recorder.records, scores=torch.cat(scores), forwards=recorder.forwards,
+                      backwards=backwards, seconds=time.perf_counter() - started, in_place=in_place,
+                      backward_error=backward_error)
+    if backward and backward_error is None:
+        capture.targets = torch.cat(targets)
+    elif needs.backward and backward_error is None:
+        backward_error = f"the {subject.task} task has no decision to differentiate"
+        capture.backward_error = backward_error
+    _collect(capture, recorder, sizes, gradients=backward_error is None)
+    return capture
+
+
+def _collect(capture: Capture, recorder: Recorder, sizes: list[int], *, gradients: bool) -> None:
+    no_gradient = []
+    for name, c in recorder.collectors.items():
+        if c.unit_means is not None and c.unit_means.total is not None:
+            capture.unit_means[name] = c.unit_means.mean
+        if c.pooled and c.pooled_batches and all(p.shape[1] for p in c.pooled_batches):
+            capture.pooled[name] = torch.cat(c.pooled_batches)
+        if c.top_k is not None and c.top_k.values is not None:
+            capture.top_k[name] = c.top_k
+        if not gradients:
+            continue
+        if (c.gradients or c.unit_relevance) and not c.grad_hooked:
+            no_gradient.append(name)
+        if c.gradients and c.grad_hooked:
+            capture.grad_norm[name] = torch.cat(c.grad_norm_batches)
+            capture.grad_x_act[name] = torch.cat(c.grad_x_act_batches)
+        if c.unit_relevance and c.grad_hooked:
+            relevance = c.relevance(sizes)
+            if relevance is not None:
+                capture.unit_relevance[name] = relevance
+    capture.no_gradient = frozenset(no_gradient)

@@ -1,0 +1,52 @@
+"""Executors run the plan's passes. `LocalExecutor` runs them here, one after another; an executor on a
+cluster could run independent `PatchedPass`es side by side and return the same results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+from auditor.engine.capture import Capture, run_capture
+from auditor.engine.needs import Needs
+from auditor.engine.plan import PatchedPass
+from auditor.progress import Progress
+from auditor.subject import Subject
+from auditor.walk.patch import patch_many
+from auditor.walk.tree import ModuleTree
+
+
+class Executor(Protocol):
+    def capture(self, needs: Needs) -> Capture:
+        """Runs the shared capture pass."""
+        ...
+
+    def scores(self, passes: Sequence[PatchedPass]) -> list[torch.Tensor]:
+        """Runs each patched pass over the audit data; returns its (samples, outputs) scores, in order."""
+        ...
+
+
+class LocalExecutor:
+    """Runs every pass in this process, batch by batch, with the audit's progress bar."""
+
+    def __init__(self, subject: Subject, tree: ModuleTree, *, batch_size: int, progress: Progress) -> None:
+        self.subject = subject
+        self.tree = tree
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def capture(self, needs: Needs) -> Capture:
+        return run_capture(self.subject, self.tree, needs, batch_size=self.batch_size, progress=self.progress)
+
+    def scores(self, passes: Sequence[PatchedPass]) -> list[torch.Tensor]:
+        subject, results = self.subject, []
+        for planned in passes:
+            chunks = []
+            with torch.no_grad(), patch_many(subject.model, planned.patches):
+                for batch in self.progress.track(subject.batches(self.batch_size),
+                                                 total=subject.n_batches(self.batch_size),
+                                                 description=planned.label or "patched pass"):
+                    chunks.append(subject.adapter.forward(subject.model, batch.inputs).float().cpu())
+            results.append(torch.cat(chunks))
+        return results

@@ -1,0 +1,178 @@
+"""The plan: which analyses run (and which do not, with the reason), what each needs and costs, and the
+passes over the audit data that follow from it. Made before any pass runs, so an audit knows its full
+cost when it starts (`auditor run --plan` prints it and stops)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from pydantic import ValidationError
+
+from auditor.engine.needs import Needs
+from auditor.errors import ConfigError
+from auditor.report.schema import Cost
+from auditor.walk.patch import Patch
+
+if TYPE_CHECKING:
+    from auditor.analyses.base import Analysis, PlanContext
+
+CAPTURE_FORWARD_FACTOR = 1.2
+"""A hooked capture forward costs about this many plain forwards (measured: 1.15-1.3)."""
+BACKWARD_FACTOR = 1.0
+"""A backward to the activations costs about one forward more (measured: forward + backward ~1.9x)."""
+
+
+@dataclass(frozen=True)
+class CapturePass:
+    """The shared pass: one hooked forward per batch, plus one backward when the needs ask for gradients."""
+
+    needs: Needs
+
+    @property
+    def forwards(self) -> int:
+        return 1
+
+    @property
+    def backwards(self) -> int:
+        return 1 if self.needs.backward else 0
+
+
+@dataclass(frozen=True)
+class PatchedPass:
+    """One forward over the audit data with some modules patched; yields the model's scores per sample.
+
+    Independent of every other pass, so an executor may run passes of this kind anywhere, in any order.
+    """
+
+    patches: Mapping[str, Patch]
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class PlannedAnalysis:
+    analysis: Analysis
+    needs: Needs
+    cost: Cost
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Analyses in report order with their needs and costs, those left out, and the shared capture."""
+
+    analyses: tuple[PlannedAnalysis, ...]
+    not_run: dict[str, str]
+    """Analysis id -> why it does not run (skipped by config, or not applicable, with the reason)."""
+    capture: CapturePass
+    n_samples: int
+    batch_size: int
+    n_batches: int
+    seconds_per_batch: float | None = field(default=None)
+    """A plain forward of one batch, timed (only when the plan is printed)."""
+
+    @property
+    def forwards(self) -> int:
+        """Passes over the audit data with a forward per batch, the capture included."""
+        return self.capture.forwards + sum(p.cost.forwards for p in self.analyses)
+
+    @property
+    def backwards(self) -> int:
+        return self.capture.backwards + sum(p.cost.backwards for p in self.analyses)
+
+    @property
+    def steps(self) -> int:
+        """Forward batches in all: what the progress bar counts."""
+        return self.forwards * self.n_batches
+
+    @property
+    def estimate_seconds(self) -> float | None:
+        if self.seconds_per_batch is None:
+            return None
+        per_pass = self.seconds_per_batch * self.n_batches
+        extra_forwards = self.forwards - self.capture.forwards
+        return per_pass * (CAPTURE_FORWARD_FACTOR + extra_forwards + BACKWARD_FACTOR * self.backwards)
+
+    def describe(self) -> list[str]:
+        """The plan as lines of text (what `auditor run --plan` prints)."""
+        lines = [f"{self.n_samples} samples in {self.n_batches} batch{'es' * (self.n_batches != 1)} of "
+                 f"{self.batch_size}", "", "shared capture (one hooked pass): "
+                 f"{self.capture.forwards} forward{' + 1 backward' if self.capture.backwards else ''} per batch"]
+        lines += [f"  records: {line}" for line in self.capture.needs.describe()]
+        lines.append("")
+        lines.append("analyses:")
+        for planned in self.analyses:
+            a, cost = planned.analysis, planned.cost
+            passes = "no pass of its own" if not (cost.forwards or cost.backwards) else \
+                f"{cost.forwards} forward / {cost.backwards} backward pass{'es' * (cost.forwards + cost.backwards != 1)}"
+            lines.append(f"  {a.id:<14} {passes}" + (f" ({cost.note})" if cost.note else ""))
+            for need in planned.needs.describe()[1:]:
+                lines.append(f"  {'':<14} needs {need}")
+        for analysis_id, reason in self.not_run.items():
+            lines.append(f"  {analysis_id:<14} not run: {reason}")
+        lines.append("")
+        lines.append(f"total: {self.forwards} forward and {self.backwards} backward pass"
+                     f"{'es' * (self.forwards + self.backwards != 1)} over the data ({self.steps} forward batches)")
+        if self.estimate_seconds is not None:
+            lines.append(f"estimate: ~{_duration(self.estimate_seconds)} on this machine "
+                         f"(one timed batch: {self.seconds_per_batch * 1000:.0f} ms)")  # type: ignore[operator]  # set above
+        return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def analysis_params(analysis_type: type[Analysis], table: Mapping[str, Any] | None) -> Any:
+    """Validates `[analyses.<id>]` against the analysis's own parameters; errors name the key."""
+    try:
+        return analysis_type.params_type.model_validate(dict(table or {}))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(table)'}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"invalid [analyses.{analysis_type.id}]: {problems}") from None
+
+
+def select(registry: Sequence[type[Analysis]], *, only: Sequence[str] | None,
+           skip: Sequence[str]) -> tuple[list[type[Analysis]], dict[str, str]]:
+    """The analyses to consider, in report order, and those skipped by the config."""
+    known = {a.id: a for a in registry}
+    unknown = [a for a in [*(only or []), *skip] if a not in known]
+    if unknown:
+        raise ConfigError(f"unknown analyses {unknown}; known: {sorted(known)}")
+    chosen = [a for a in registry if (only is None or a.id in only) and a.id not in skip]
+    skipped = {a.id: "skipped by the configuration" for a in registry if a not in chosen}
+    return chosen, skipped
+
+
+def make_plan(ctx: PlanContext, registry: Sequence[type[Analysis]], *, time_one_batch: bool = False) -> Plan:
+    """Chooses the analyses, asks each what it needs and costs, and merges the needs into one capture."""
+    selection = ctx.config.analyses
+    candidates, not_run = select(registry, only=selection.only, skip=selection.skip)
+    planned = []
+    for analysis_type in candidates:
+        analysis = analysis_type(analysis_params(analysis_type, selection.table(analysis_type.id)))
+        reason = analysis.not_applicable(ctx)
+        if reason is not None:
+            not_run[analysis.id] = reason
+            continue
+        planned.append(PlannedAnalysis(analysis=analysis, needs=analysis.needs(ctx), cost=analysis.cost(ctx)))
+    order = {a.id: i for i, a in enumerate(registry)}
+    capture = CapturePass(needs=Needs.union(p.needs for p in planned))
+    return Plan(analyses=tuple(planned), not_run=dict(sorted(not_run.items(), key=lambda kv: order[kv[0]])),
+                capture=capture, n_samples=len(ctx.subject), batch_size=ctx.config.batch_size,
+                n_batches=ctx.n_batches, seconds_per_batch=_time_one_batch(ctx) if time_one_batch else None)
+
+
+def _time_one_batch(ctx: PlanContext) -> float:
+    """One plain forward of the first batch, after one warm-up forward of two samples."""
+    subject = ctx.subject
+    batch = next(subject.batches(ctx.config.batch_size))
+    with torch.no_grad():
+        subject.adapter.forward(subject.model, subject.adapter.encode(0, min(2, len(subject))))
+        started = time.perf_counter()
+        subject.adapter.forward(subject.model, batch.inputs)
+        return time.perf_counter() - started

