@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/mypy auditor
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/walk_overhead.py
+	$(BIN)/python -m benchmarks.capture_overhead
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

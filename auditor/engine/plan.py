@@ -106,19 +106,23 @@ class Plan:
         for planned in self.analyses:
             a, cost = planned.analysis, planned.cost
             passes = "no pass of its own" if not (cost.forwards or cost.backwards) else \
-                f"{cost.forwards} forward / {cost.backwards} backward pass{'es' * (cost.forwards + cost.backwards != 1)}"
+                f"{_passes(cost.forwards, 'forward')} and {_passes(cost.backwards, 'backward')} of its own"
             lines.append(f"  {a.id:<14} {passes}" + (f" ({cost.note})" if cost.note else ""))
             for need in planned.needs.describe()[1:]:
                 lines.append(f"  {'':<14} needs {need}")
         for analysis_id, reason in self.not_run.items():
             lines.append(f"  {analysis_id:<14} not run: {reason}")
         lines.append("")
-        lines.append(f"total: {self.forwards} forward and {self.backwards} backward pass"
-                     f"{'es' * (self.forwards + self.backwards != 1)} over the data ({self.steps} forward batches)")
+        lines.append(f"total: {_passes(self.forwards, 'forward')} and {_passes(self.backwards, 'backward')} over "
+                     f"the data ({self.steps} forward batch{'es' * (self.steps != 1)})")
         if self.estimate_seconds is not None:
             lines.append(f"estimate: ~{_duration(self.estimate_seconds)} on this machine "
                          f"(one timed batch: {self.seconds_per_batch * 1000:.0f} ms)")  # type: ignore[operator]  # set above
         return lines
+
+
+def _passes(n: int, kind: str) -> str:
+    return f"{n} {kind} pass{'es' * (n != 1)}"
 
 
 def _duration(seconds: float) -> str:

@@ -4,6 +4,8 @@
   residual blocks): kind "layer";
 - embeddings (a module whose class name ends in "Embeddings", or an `nn.Embedding` outside one): kind
   "embeddings";
+- beside a repeated stack, its siblings that are single layers with parameters (a ResNet's stem
+  convolution): kind "stage";
 - in a model with no such repeated stack, the direct children of its outermost `Sequential`s (the digits
   CNN: conv, norm, activation, pooling...), or of the model itself when it has none: kind "stage";
   modules that pass their input through in eval mode (dropout, identity, flatten) are left out, since
@@ -58,19 +60,27 @@ def _join(parent: str, child: str) -> str:
 def find_blocks(tree: ModuleTree, *, has_head: bool = True) -> list[Block]:
     """The blocks of the model in `tree`, in `named_modules()` order."""
     found: dict[str, Block] = {}
+    stack_parents: list[tuple[str, nn.Module]] = []
 
-    def visit(name: str, module: nn.Module) -> None:
+    def visit(name: str, module: nn.Module, parent: tuple[str, nn.Module] | None) -> None:
         if _is_repeated(module):
             for child_name, _ in module.named_children():
                 found[_join(name, child_name)] = Block(_join(name, child_name), "layer", group=name)
+            if parent is not None:
+                stack_parents.append(parent)
             return
         if name and _is_embeddings(module):
             found[name] = Block(name, "embeddings")
             return
         for child_name, child in module.named_children():
-            visit(_join(name, child_name), child)
+            visit(_join(name, child_name), child, (name, module))
 
-    visit("", tree.model)
+    visit("", tree.model, None)
+    for parent_name, parent in stack_parents:
+        for child_name, child in parent.named_children():
+            name = _join(parent_name, child_name)
+            if name not in found and next(child.children(), None) is None and _has_params(child):
+                found[name] = Block(name, "stage")
     if not any(b.kind == "layer" for b in found.values()):
         for container in _outermost_stacks(tree.model):
             for child_name, child in container[1].named_children():
