@@ -28,7 +28,7 @@ from auditor.engine.plan import Plan, make_plan
 from auditor.errors import ConfigError, DataError
 from auditor.paths import portable_path
 from auditor.progress import Progress, SilentProgress
-from auditor.report.schema import AuditReport, Metadata, decide_verdict
+from auditor.report.schema import AuditReport, Metadata, Section, decide_verdict
 from auditor.subject import Subject, Task, build_subject, load_subject
 from auditor.subject.data import AuditData, cap_samples, load_data
 from auditor.subject.loading import LoadedModel, ModelKind, load_model
@@ -86,9 +86,9 @@ def audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress, 
         started = time.perf_counter()
         capture = executor.capture(plan.capture.needs)
         stages["capture"] = time.perf_counter() - started
-        ctx = AuditContext(subject=subject, tree=plan_ctx.tree, blocks=plan_ctx.blocks, config=config,
-                           capture=capture, executor=executor, progress=progress)
-        sections = [run_one(p.analysis, ctx, cost=p.cost) for p in plan.analyses]
+        ctx = AuditContext.after(plan_ctx, capture=capture, executor=executor, progress=progress)
+        sections = [run_one(p.analysis, ctx, cost=p.cost) if p.error is None
+                    else Section.failed(p.analysis.id, p.analysis.title, p.error) for p in plan.analyses]
     finally:
         progress.finish()
     for section in sections:

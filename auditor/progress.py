@@ -21,6 +21,10 @@ class Progress(Protocol):
         """Yields `items` (one forward batch each), advancing the bar."""
         ...
 
+    def advance(self, steps: int = 1, *, description: str | None = None) -> None:
+        """Counts `steps` forward batches done outside `track` (a sweep's inner loop)."""
+        ...
+
     def note(self, message: str) -> None: ...
 
     def finish(self) -> None:
@@ -36,6 +40,9 @@ class SilentProgress:
 
     def track(self, items: Iterable[T], *, total: int, description: str) -> Iterator[T]:
         yield from items
+
+    def advance(self, steps: int = 1, *, description: str | None = None) -> None:
+        pass
 
     def note(self, message: str) -> None:
         pass
@@ -84,6 +91,12 @@ class RichProgress:
         for item in items:
             yield item
             self._bar.advance(self._task)
+
+    def advance(self, steps: int = 1, *, description: str | None = None) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, steps)
+            if description is not None:
+                self._bar.update(self._task, description=description)
 
     def note(self, message: str) -> None:
         from rich.markup import escape

@@ -27,5 +27,4 @@ def make_context(model: nn.Module, x: torch.Tensor | Any, y: torch.Tensor | Any 
     plan_ctx, _ = plan_subject(subject, config)
     merged = Needs.union([needs or Needs(), *(a.needs(plan_ctx) for a in analyses)])
     executor = LocalExecutor(subject, plan_ctx.tree, batch_size=config.batch_size, progress=SilentProgress())
-    return AuditContext(subject=subject, tree=plan_ctx.tree, blocks=plan_ctx.blocks, config=config,
-                        capture=executor.capture(merged), executor=executor)
+    return AuditContext.after(plan_ctx, capture=executor.capture(merged), executor=executor)

@@ -48,6 +48,6 @@ def test_unknown_analysis_and_bad_option_are_config_errors() -> None:
         auditor.audit(model, data, batch_size=0)
     only = auditor.audit(model, data, analyses=["performance"])
     assert [s.id for s in only.sections] == ["performance"]
-    assert only.not_run == {"inventory": "skipped by the configuration"}
-    skipped = auditor.audit(model, data, skip=["performance"])
+    assert only.not_run == {"inventory": "skipped by the configuration", "gradients": "skipped by the configuration"}
+    skipped = auditor.audit(model, data, skip=["performance", "gradients"])
     assert [s.id for s in skipped.sections] == ["inventory"]

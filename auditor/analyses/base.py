@@ -24,6 +24,7 @@ from auditor.report.schema import Cost, ModuleRow, Section
 from auditor.subject import Modality, Subject, Task
 from auditor.subject.task import CleanMetrics
 from auditor.walk.blocks import Block
+from auditor.walk.joins import Join, find_joins
 from auditor.walk.rows import module_rows
 from auditor.walk.tree import ModuleTree
 
@@ -56,6 +57,11 @@ class PlanContext:
         """Names of the blocks of the given kinds (all blocks when none is given)."""
         return frozenset(b.name for b in self.blocks if not kinds or b.kind in kinds)
 
+    @cached_property
+    def joins(self) -> list[Join]:
+        """The model's residual sums (branch + stream), found once on a 2-sample forward."""
+        return find_joins(self.subject, self.tree, self.blocks)
+
 
 @dataclass
 class AuditContext(PlanContext):
@@ -64,6 +70,16 @@ class AuditContext(PlanContext):
     capture: Capture = field(kw_only=True)
     executor: Executor = field(kw_only=True)
     progress: Progress = field(default_factory=SilentProgress, kw_only=True)
+
+    @classmethod
+    def after(cls, plan: PlanContext, *, capture: Capture, executor: Executor,
+              progress: Progress | None = None) -> AuditContext:
+        """The run context of a plan context: what the plan already worked out (joins) is not redone."""
+        ctx = cls(subject=plan.subject, tree=plan.tree, blocks=plan.blocks, config=plan.config, capture=capture,
+                  executor=executor, progress=progress or SilentProgress())
+        if "joins" in plan.__dict__:
+            ctx.__dict__["joins"] = plan.__dict__["joins"]
+        return ctx
 
     @cached_property
     def clean(self) -> CleanMetrics:

@@ -64,7 +64,7 @@ class Capture:
 
 
 @contextmanager
-def _params_require_grad(model: nn.Module) -> Iterator[None]:
+def params_require_grad(model: nn.Module) -> Iterator[None]:
     """Lets autograd build a graph through frozen weights; restores every flag exactly on exit.
 
     Gradients are taken with `torch.autograd.grad` with respect to module outputs only, so no
@@ -121,7 +121,7 @@ def run_capture(subject: Subject, tree: ModuleTree, needs: Needs, *, batch_size:
     sizes: list[int] = []
     backward_error: str | None = None
     backwards = 0
-    with _params_require_grad(model) if backward else nullcontext(), \
+    with params_require_grad(model) if backward else nullcontext(), \
             Recorder(tree, needs, clone_outputs=in_place) as recorder:
         # Parameters of modules whose output is rewritten in place: the backward must reach past the
         # in-place op for their tensor hook to fire, and their own weights are upstream of it.

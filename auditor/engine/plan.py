@@ -4,6 +4,7 @@ cost when it starts (`auditor run --plan` prints it and stops)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,12 +14,14 @@ import torch
 from pydantic import ValidationError
 
 from auditor.engine.needs import Needs
-from auditor.errors import ConfigError
+from auditor.errors import AuditorError, ConfigError
 from auditor.report.schema import Cost
 from auditor.walk.patch import Patch
 
 if TYPE_CHECKING:
     from auditor.analyses.base import Analysis, PlanContext
+
+log = logging.getLogger("auditor")
 
 CAPTURE_FORWARD_FACTOR = 1.2
 """A hooked capture forward costs about this many plain forwards (measured: 1.15-1.3)."""
@@ -57,6 +60,8 @@ class PlannedAnalysis:
     analysis: Analysis
     needs: Needs
     cost: Cost
+    error: Exception | None = None
+    """Planning the analysis raised (a bug, or a model it cannot read): it becomes an error section."""
 
 
 @dataclass(frozen=True)
@@ -74,18 +79,18 @@ class Plan:
     """A plain forward of one batch, timed (only when the plan is printed)."""
 
     @property
-    def forwards(self) -> int:
+    def forwards(self) -> float:
         """Passes over the audit data with a forward per batch, the capture included."""
         return self.capture.forwards + sum(p.cost.forwards for p in self.analyses)
 
     @property
-    def backwards(self) -> int:
+    def backwards(self) -> float:
         return self.capture.backwards + sum(p.cost.backwards for p in self.analyses)
 
     @property
     def steps(self) -> int:
         """Forward batches in all: what the progress bar counts."""
-        return self.forwards * self.n_batches
+        return round(self.forwards * self.n_batches)
 
     @property
     def estimate_seconds(self) -> float | None:
@@ -121,8 +126,8 @@ class Plan:
         return lines
 
 
-def _passes(n: int, kind: str) -> str:
-    return f"{n} {kind} pass{'es' * (n != 1)}"
+def _passes(n: float, kind: str) -> str:
+    return f"{round(n, 2):g} {kind} pass{'es' * (n != 1)}"
 
 
 def _duration(seconds: float) -> str:
@@ -159,11 +164,17 @@ def make_plan(ctx: PlanContext, registry: Sequence[type[Analysis]], *, time_one_
     planned = []
     for analysis_type in candidates:
         analysis = analysis_type(analysis_params(analysis_type, selection.table(analysis_type.id)))
-        reason = analysis.not_applicable(ctx)
-        if reason is not None:
-            not_run[analysis.id] = reason
-            continue
-        planned.append(PlannedAnalysis(analysis=analysis, needs=analysis.needs(ctx), cost=analysis.cost(ctx)))
+        try:
+            reason = analysis.not_applicable(ctx)
+            if reason is not None:
+                not_run[analysis.id] = reason
+                continue
+            planned.append(PlannedAnalysis(analysis=analysis, needs=analysis.needs(ctx), cost=analysis.cost(ctx)))
+        except AuditorError:
+            raise  # the input is wrong: stop, exit 2
+        except Exception as exc:  # one analysis that cannot plan loses its section, not the audit
+            log.exception("planning analysis %s failed", analysis.id)
+            planned.append(PlannedAnalysis(analysis=analysis, needs=Needs(), cost=Cost(), error=exc))
     order = {a.id: i for i, a in enumerate(registry)}
     capture = CapturePass(needs=Needs.union(p.needs for p in planned))
     return Plan(analyses=tuple(planned), not_run=dict(sorted(not_run.items(), key=lambda kv: order[kv[0]])),

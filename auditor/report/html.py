@@ -200,7 +200,8 @@ def row_flag(row: ModuleRow) -> str:
 def cost_line(section: Section) -> str:
     """What a section cost: `2 forward / 1 backward passes, 3.4 s`."""
     cost = section.cost
-    passes = f"{cost.forwards} forward / {cost.backwards} backward passes, {format_seconds(section.seconds)}"
+    passes = f"{round(cost.forwards, 2):g} forward / {round(cost.backwards, 2):g} backward passes, " \
+             f"{format_seconds(section.seconds)}"
     return f"{passes} ({cost.note})" if cost.note else passes
 
 

@@ -20,12 +20,14 @@ Cell = float | int | str | bool | None
 
 
 class Cost(BaseModel):
-    """What an analysis costs, in passes over the audit data (one pass = one forward per batch)."""
+    """What an analysis costs, in passes over the audit data (one pass = one forward per batch).
+
+    A pass over a subset of the samples counts as the fraction of the batches it runs."""
 
     model_config = _FROZEN
 
-    forwards: int = 0
-    backwards: int = 0
+    forwards: float = 0.0
+    backwards: float = 0.0
     note: str = ""
 
 

@@ -142,3 +142,18 @@ class ModelAdapter:
 
     def forward(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.scores(self.call(model, inputs), inputs)
+
+    # --- attribution baselines ----------------------------------------------------------------------
+
+    def baseline_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Text: every token but the special ones ([CLS], [SEP], padding) replaced by the pad token.
+
+        Keeping [CLS]/[SEP] in place keeps the baseline a sequence the model was trained to read.
+        """
+        tokenizer = self.loaded.tokenizer
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if pad is None:
+            raise ValueError("the tokenizer has no pad token to build a baseline from")
+        special = torch.tensor(sorted(set(getattr(tokenizer, "all_special_ids", []))), device=input_ids.device)
+        keep = torch.isin(input_ids, special) if special.numel() else torch.zeros_like(input_ids, dtype=torch.bool)
+        return torch.where(keep, input_ids, torch.full_like(input_ids, pad))

@@ -6,8 +6,8 @@
   "embeddings";
 - beside a repeated stack, its siblings that are single layers with parameters (a ResNet's stem
   convolution): kind "stage";
-- in a model with no such repeated stack, the direct children of its outermost `Sequential`s (the digits
-  CNN: conv, norm, activation, pooling...), or of the model itself when it has none: kind "stage";
+- in a model with no such repeated stack, its top-level modules, with a `Sequential` among them replaced
+  by its children (the digits CNN: conv, norm, activation, pooling...): kind "stage";
   modules that pass their input through in eval mode (dropout, identity, flatten) are left out, since
   removing one removes its input;
 - the head: the last module with parameters along the model's last children with parameters (a
@@ -82,11 +82,9 @@ def find_blocks(tree: ModuleTree, *, has_head: bool = True) -> list[Block]:
             if name not in found and next(child.children(), None) is None and _has_params(child):
                 found[name] = Block(name, "stage")
     if not any(b.kind == "layer" for b in found.values()):
-        for container in _outermost_stacks(tree.model):
-            for child_name, child in container[1].named_children():
-                name = _join(container[0], child_name)
-                if not isinstance(child, _PASS_THROUGH) and name not in found:
-                    found[name] = Block(name, "stage")
+        for name, child in _stages(tree.model):
+            if not isinstance(child, _PASS_THROUGH) and name not in found:
+                found[name] = Block(name, "stage")
     if has_head:
         head = _head(tree.model)
         if head:
@@ -95,19 +93,22 @@ def find_blocks(tree: ModuleTree, *, has_head: bool = True) -> list[Block]:
     return sorted(found.values(), key=lambda b: order.get(b.name, len(order)))
 
 
-def _outermost_stacks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The outermost `Sequential`s of the model; the model itself when it holds none."""
-    stacks: list[tuple[str, nn.Module]] = []
+def _stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """A model with nothing repeated: the children of its `Sequential`s, and its other top-level modules."""
+    stages: list[tuple[str, nn.Module]] = []
 
-    def visit(name: str, module: nn.Module) -> None:
-        if isinstance(module, nn.Sequential):
-            stacks.append((name, module))
+    def visit(name: str, module: nn.Module, top: bool) -> None:
+        if isinstance(module, nn.Sequential) or top:
+            for child_name, child in module.named_children():
+                child_full = _join(name, child_name)
+                if isinstance(child, nn.Sequential):
+                    visit(child_full, child, False)
+                else:
+                    stages.append((child_full, child))
             return
-        for child_name, child in module.named_children():
-            visit(_join(name, child_name), child)
 
-    visit("", model)
-    return stacks or [("", model)]
+    visit("", model, True)
+    return stages
 
 
 def _head(model: nn.Module) -> str:

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import auditor
-from auditor.analyses import ALL_ANALYSES, Analysis, AuditContext, run_one
+from auditor.analyses import ALL_ANALYSES, Analysis, AuditContext, PlanContext, run_one
+from auditor.engine.needs import Needs
 from auditor.report.io import save_report
 from auditor.report.schema import Cost, Section
 from tests.contexts import make_context
@@ -89,7 +90,31 @@ def test_a_failing_analysis_is_an_error_entry_and_the_report_still_saves(monkeyp
     assert report.findings_by_id("broken.analysis_failed")[0].severity == auditor.Severity.FAIL
     paths = save_report(report, tmp_path, formats=("json",))
     saved = json.loads(open(paths["json"]).read())
-    assert [s["id"] for s in saved["sections"]] == ["inventory", "performance", "broken"]
+    assert [s["id"] for s in saved["sections"]] == [*(a.id for a in ALL_ANALYSES), "broken"]
+
+
+class BrokenPlan(Analysis):
+    """An analysis whose planning raises (it cannot read the model)."""
+
+    id: ClassVar[str] = "broken_plan"
+    title: ClassVar[str] = "Broken plan"
+
+    def needs(self, ctx: PlanContext) -> Needs:
+        raise KeyError("no such layer")
+
+    def run(self, ctx: AuditContext) -> Section:
+        raise AssertionError("never runs")
+
+
+def test_an_analysis_that_cannot_plan_is_an_error_entry_too(monkeypatch) -> None:
+    import auditor.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "ALL_ANALYSES", (BrokenPlan, *ALL_ANALYSES))
+    g = torch.Generator().manual_seed(0)
+    report = auditor.audit(_model(), (torch.randn(24, 4, generator=g), torch.arange(24) % 3))
+    broken = report.section("broken_plan")
+    assert broken.error is not None and broken.error.type == "KeyError"
+    assert report.findings_by_id("broken_plan.analysis_failed") and report.section("inventory").error is None
 
 
 def test_same_seed_gives_the_same_audit() -> None:

@@ -58,7 +58,7 @@ def test_json_has_every_module_the_metadata_and_the_sections(audit_dir: Path, ti
     assert meta["seed"] == 3 and meta["torch_version"] and meta["auditor_version"]
     assert {"load", "capture", "inventory", "performance"} <= set(meta["stage_seconds"])
     assert audit["schema_version"] == "1.1"
-    assert [s["id"] for s in audit["sections"]] == ["inventory", "performance"]
+    assert [s["id"] for s in audit["sections"]] == ["inventory", "performance", "gradients"]
     assert audit["verdict"]["status"] in ("pass", "warn", "fail")
 
 
@@ -97,7 +97,7 @@ weights = "{tiny_cnn_safetensors}"
 path = "data/bars.npz"   # relative to this file
 
 [analyses]
-skip = ["performance"]
+skip = ["performance", "gradients"]
 
 [analyses.inventory]
 dead_unit_warn_fraction = 0.5
@@ -108,7 +108,8 @@ dead_unit_warn_fraction = 0.5
     audit = json.loads((tmp_path / "reports" / "latest" / "audit.json").read_text())
     assert audit["metadata"]["config"]["analyses"]["inventory"]["dead_unit_warn_fraction"] == 0.5
     assert [s["id"] for s in audit["sections"]] == ["inventory"]
-    assert audit["not_run"] == {"performance": "skipped by the configuration"}
+    assert audit["not_run"] == {"performance": "skipped by the configuration",
+                                "gradients": "skipped by the configuration"}
     assert audit["metadata"]["n_samples"] == 24
     override = run_cli("run", "--config", tmp_path / "audit.toml", "--formats", "json", "--quiet",
                        "--max-samples", "10", "--out", tmp_path / "other")

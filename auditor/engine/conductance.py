@@ -1,0 +1,303 @@
+"""Conductance of many layers from one Integrated Gradients sweep (Dhamdhere et al., 2019, "How
+Important Is a Neuron?"; Sundararajan et al., 2017, "Axiomatic Attribution for Deep Networks").
+
+Along the straight path from a baseline to each input, the conductance of a layer is the path integral
+of (d target / d layer) · (d layer / d alpha). Captum's `LayerConductance` computes it for one layer per
+call; this sweep hooks every requested point at once and walks the path once, so the cost is one sweep,
+not one per layer. It uses Captum's own quadrature (`approximation_parameters`) and Captum's discrete
+form, sum over steps k of grad_k · (layer_{k+1} - layer_k), so its numbers are Captum's.
+
+Where the path runs: for float inputs (images, arrays), the model input itself, from a black (zero) or a
+data-mean baseline. For text, the output of the embeddings block, from the embeddings of a baseline
+that keeps [CLS]/[SEP] and replaces every other token by padding (the model's own input stays ids).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal
+
+import torch
+from captum.attr._utils.approximation_methods import approximation_parameters
+from torch import nn
+
+from auditor.engine.capture import params_require_grad
+from auditor.progress import Progress
+from auditor.subject import Batch, Subject
+from auditor.walk.collectors import BatchContext, by_unit
+from auditor.walk.joins import SumSite
+from auditor.walk.patch import patch
+from auditor.walk.recorder import iter_tensors
+from auditor.walk.tree import ModuleTree
+
+Baseline = Literal["zeros", "mean"]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What one conductance sweep measures, and over which samples."""
+
+    points: tuple[SumSite, ...]
+    """Tensors to measure: a module's output or input at one of its calls per forward."""
+    unit_modules: frozenset[str] = frozenset()
+    """Modules whose output also gets per-unit conductance."""
+    samples: tuple[int, ...] = ()
+    """Indices into the audit data."""
+    n_steps: int = 20
+    method: str = "gausslegendre"
+    baseline: Baseline = "zeros"
+    embeddings: str | None = None
+    """Text models: the embeddings block, where the path runs."""
+
+
+@dataclass
+class SweepResult:
+    """Per sample of `samples`: conductance at each point, per-unit conductance, and F(x) - F(baseline)."""
+
+    samples: tuple[int, ...]
+    conductance: dict[SumSite, torch.Tensor] = field(default_factory=dict)
+    per_unit: dict[str, torch.Tensor] = field(default_factory=dict)
+    delta: torch.Tensor | None = None
+    """Target at the input minus the target at the baseline."""
+
+
+class _Points:
+    """Hooks the sweep's points for one forward; each keeps its value and, after the backward, its gradient."""
+
+    def __init__(self, tree: ModuleTree, points: Sequence[SumSite], unit_modules: frozenset[str]) -> None:
+        self.values: dict[SumSite, torch.Tensor] = {}
+        self.grads: dict[SumSite, torch.Tensor] = {}
+        self.unit_values: dict[str, torch.Tensor] = {}
+        self.unit_grads: dict[str, torch.Tensor] = {}
+        self._tree = tree
+        self._points = list(points)
+        self._units = unit_modules
+        self._calls: dict[str, int] = {}
+        self._tensors: list[torch.Tensor] = []
+
+    @contextmanager
+    def hooked(self) -> Iterator[_Points]:
+        with ExitStack() as stack:
+            names = {p.module for p in self._points} | self._units
+            for name in sorted(names):
+                module = self._tree.get(name)
+                stack.callback(module.register_forward_pre_hook(partial(self._on_input, name)).remove)
+                stack.callback(module.register_forward_hook(partial(self._on_output, name)).remove)
+            yield self
+
+    @property
+    def tensors(self) -> list[torch.Tensor]:
+        return self._tensors
+
+    def _keep(self, key: Any, t: torch.Tensor, store: dict[Any, torch.Tensor], grads: dict[Any, torch.Tensor]) -> None:
+        if not t.requires_grad:
+            return
+        store[key] = t.detach().clone()  # a later in-place op must not rewrite it
+        t.register_hook(lambda g, key=key: grads.__setitem__(key, g.detach()))  # type: ignore[no-untyped-call]  # unannotated in torch
+        self._tensors.append(t)
+
+    def _on_input(self, name: str, module: nn.Module, args: Any) -> None:
+        call = self._calls.get(name, 0)
+        t = next((a for a in iter_tensors(args) if a.is_floating_point()), None)
+        if t is None:
+            return
+        for p in self._points:
+            if p.module == name and p.where == "input" and p.call == call:
+                self._keep(p, t, self.values, self.grads)
+
+    def _on_output(self, name: str, module: nn.Module, args: Any, output: Any) -> None:
+        call = self._calls.get(name, 0)
+        self._calls[name] = call + 1
+        t = next((o for o in iter_tensors(output) if o.is_floating_point()), None)
+        if t is None:
+            return
+        for p in self._points:
+            if p.module == name and p.where == "output" and p.call == call:
+                self._keep(p, t, self.values, self.grads)
+        if name in self._units and call == 0:
+            self._keep(name, t, self.unit_values, self.unit_grads)
+
+
+def _float_inputs(batch: Batch) -> list[str]:
+    return [k for k, v in batch.inputs.items() if v.is_floating_point()]
+
+
+def _input_means(subject: Subject, batch_size: int) -> dict[str, torch.Tensor]:
+    sums: dict[str, torch.Tensor] = {}
+    for batch in subject.batches(batch_size):
+        for key in _float_inputs(batch):
+            total = batch.inputs[key].double().sum(dim=0)
+            sums[key] = sums[key] + total if key in sums else total
+    return {k: (v / len(subject)).float() for k, v in sums.items()}
+
+
+def run_sweep(subject: Subject, tree: ModuleTree, spec: SweepSpec, *, labels: torch.Tensor, batch_size: int,
+              progress: Progress) -> SweepResult:
+    """Conductance at every point of `spec` for the samples of `spec`; `labels` fixes each sample's target.
+
+    Costs (n_steps + 3) forwards and n_steps + 1 backwards per batch of the chosen samples.
+    """
+    _, alphas_fn = approximation_parameters(spec.method)
+    alphas = [float(a) for a in alphas_fn(spec.n_steps + 1)]
+    means = _input_means(subject, batch_size) if spec.baseline == "mean" else {}
+    result = SweepResult(samples=spec.samples)
+    chunks: dict[Any, list[torch.Tensor]] = {}
+    deltas: list[torch.Tensor] = []
+    picked = list(spec.samples)
+    starts = range(0, len(picked), batch_size)
+    model, adapter = subject.model, subject.adapter
+    with params_require_grad(model):
+        for start in starts:
+            indices = picked[start:start + batch_size]
+            inputs = _encode(subject, indices)
+            target_labels = labels[torch.tensor(indices)].to(subject.device)
+            with _path(subject, tree, spec, inputs, means) as path:
+                with torch.no_grad():
+                    ends = path.end_scores or tuple(adapter.forward(model, path.at(a)) for a in (0.0, 1.0))
+                    targets = [subject.head.target(scores, target_labels) for scores in ends]
+                deltas.append((targets[1] - targets[0]).float().cpu())
+                progress.advance(2, description="conductance sweep")
+                previous: _Points | None = None
+                sums: dict[Any, torch.Tensor] = {}
+                for alpha in alphas:
+                    points = _Points(tree, spec.points, spec.unit_modules)
+                    with points.hooked(), torch.enable_grad():
+                        scores = adapter.forward(model, path.at(alpha, anchor=True))
+                        target = subject.head.target(scores, target_labels)
+                        # The path's own tensor as well: the backward must reach past any in-place op
+                        # that rewrote a hooked tensor, for that tensor's hook to fire.
+                        wrt = points.tensors + path.anchors
+                        if points.tensors and target.requires_grad:
+                            torch.autograd.grad(target.sum(), wrt, allow_unused=True)
+                    if previous is not None:
+                        _accumulate(sums, previous, points, len(indices), tree)
+                    previous = points
+                    progress.advance(1)
+            for key, value in sums.items():
+                chunks.setdefault(key, []).append(value.cpu())
+    result.delta = torch.cat(deltas) if deltas else None
+    for key, parts in chunks.items():
+        if isinstance(key, SumSite):
+            result.conductance[key] = torch.cat(parts)
+        else:
+            result.per_unit[key] = torch.cat(parts)
+    return result
+
+
+def _accumulate(sums: dict[Any, torch.Tensor], before: _Points, after: _Points, size: int,
+                tree: ModuleTree) -> None:
+    """Adds grad_k · (value_{k+1} - value_k) per sample (and per unit) to the running sums."""
+    for key, grad in before.grads.items():
+        if key in after.values:
+            step = (grad * (after.values[key] - before.values[key])).reshape(size, -1).sum(dim=1)
+            sums[key] = sums[key] + step if key in sums else step
+    for name, grad in before.unit_grads.items():
+        if name in after.unit_values:
+            module = tree.get(name)
+            product = grad * (after.unit_values[name] - before.unit_values[name])
+            view = by_unit(product, module, BatchContext(start=0, size=size))
+            if view is not None:
+                step = view[0].sum(dim=1)
+                sums[name] = sums[name] + step if name in sums else step
+
+
+def _encode(subject: Subject, indices: list[int]) -> dict[str, torch.Tensor]:
+    """Model inputs for arbitrary samples, one encode per contiguous run (usually one)."""
+    parts: list[dict[str, torch.Tensor]] = []
+    run_start = prev = indices[0]
+    for i in [*indices[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(subject.adapter.encode(run_start, prev + 1))
+        if i is not None:
+            run_start = prev = i
+    if len(parts) == 1:
+        return parts[0]
+    return _concat(parts, subject)
+
+
+def _concat(parts: list[dict[str, torch.Tensor]], subject: Subject) -> dict[str, torch.Tensor]:
+    width = max((p[k].shape[1] for p in parts for k in p if p[k].dim() == 2 and not p[k].is_floating_point()),
+                default=0)
+    pad = getattr(subject.loaded.tokenizer, "pad_token_id", 0) or 0
+    out: dict[str, list[torch.Tensor]] = {}
+    for part in parts:
+        for key, value in part.items():
+            if value.dim() == 2 and not value.is_floating_point() and value.shape[1] < width:
+                fill = pad if key == "input_ids" else 0
+                value = torch.nn.functional.pad(value, (0, width - value.shape[1]), value=fill)
+            out.setdefault(key, []).append(value)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+class _Path:
+    """The straight path from a baseline to a batch's inputs: `at(alpha)` gives the model inputs there.
+
+    With `anchor=True` the point's own tensor requires grad and is kept in `anchors`, so a backward can
+    be asked to reach it.
+    """
+
+    def __init__(self, inputs: dict[str, torch.Tensor], base: dict[str, torch.Tensor],
+                 text: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        self.inputs = inputs
+        self.base = base
+        self.text = text
+        self.alpha = 1.0
+        self.anchor = False
+        self.anchors: list[torch.Tensor] = []
+        self.end_scores: tuple[torch.Tensor, torch.Tensor] | None = None
+        """(scores at the baseline, scores at the input) when already known."""
+
+    def at(self, alpha: float, *, anchor: bool = False) -> dict[str, torch.Tensor]:
+        self.alpha, self.anchor, self.anchors = alpha, anchor, []
+        if self.text is not None:
+            return self.inputs  # the embeddings patch reads alpha
+        out = {}
+        for key, value in self.inputs.items():
+            if key in self.base:
+                value = self.base[key] + alpha * (value - self.base[key])
+                if anchor:
+                    value.requires_grad_(True)
+                    self.anchors.append(value)
+            out[key] = value
+        return out
+
+    def embeddings(self, output: torch.Tensor) -> torch.Tensor:
+        assert self.text is not None
+        real, base = self.text
+        value = base + self.alpha * (real - base)
+        if self.anchor:
+            value.requires_grad_(True)
+            self.anchors.append(value)
+        return value
+
+
+@contextmanager
+def _path(subject: Subject, tree: ModuleTree, spec: SweepSpec, inputs: dict[str, torch.Tensor],
+          means: dict[str, torch.Tensor]) -> Iterator[_Path]:
+    """The path from the baseline to `inputs`: on the float inputs, or on the embeddings block's output."""
+    floats = [k for k, v in inputs.items() if v.is_floating_point()]
+    if floats:
+        base = {k: means[k].expand_as(inputs[k]) if k in means else torch.zeros_like(inputs[k]) for k in floats}
+        yield _Path(inputs, base, None)
+        return
+    if spec.embeddings is None or "input_ids" not in inputs:
+        raise ValueError("a text model needs an embeddings block for the attribution path")
+    embeddings = tree.get(spec.embeddings)
+    outputs: list[torch.Tensor] = []
+    handle = embeddings.register_forward_hook(lambda m, a, o: outputs.append(o.detach()))
+    try:
+        with torch.no_grad():
+            real_scores = subject.adapter.forward(subject.model, inputs)
+            base_inputs = dict(inputs, input_ids=subject.adapter.baseline_ids(inputs["input_ids"]))
+            base_scores = subject.adapter.forward(subject.model, base_inputs)
+    finally:
+        handle.remove()
+    path = _Path(inputs, {}, (outputs[0], outputs[1]))
+    path.end_scores = (base_scores, real_scores)  # the path's ends are these two forwards
+    with patch(embeddings, output=path.embeddings):
+        yield path
