@@ -37,6 +37,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.capture_overhead
+	$(BIN)/python -m benchmarks.gradients
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

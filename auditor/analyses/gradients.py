@@ -168,8 +168,13 @@ class Gradients(Analysis):
                    + (f"; conductance of {len(ctx.joins)} residual join{'s' * (len(ctx.joins) != 1)} over "
                       f"{len(sweep.samples)} samples ({spec.n_steps if spec else 0} Gauss-Legendre steps)"
                       if sweep is not None else "") + ". Contributions are compared only within a cut.")
+        shared = sorted(ctx.capture.not_per_sample)
+        if shared:
+            summary += (f" {len(shared)} module{'s' * (len(shared) != 1)} return{'s' * (len(shared) == 1)} one output "
+                        f"shared by the whole batch ({', '.join(shared[:3])}{', …' if len(shared) > 3 else ''}), "
+                        "which has no per-sample gradient; not shown.")
         details: dict[str, Any] = {"cuts": {k: v for k, v in cuts.items()},
-                                   "joins": [_join_detail(j) for j in ctx.joins]}
+                                   "joins": [_join_detail(j) for j in ctx.joins], "not_per_sample": shared}
         return Section(id=self.id, title=self.title, summary=summary, metrics=metrics, tables=tables,
                        figures=figures, findings=findings, module_metrics=module_metrics, details=details)
 

@@ -51,6 +51,9 @@ class Capture:
     """(samples, units) gradient × activation summed over positions."""
     no_gradient: frozenset[str] = frozenset()
     """Modules named by a gradient need whose output never took part in autograd."""
+    not_per_sample: frozenset[str] = frozenset()
+    """Modules named by a gradient need whose output is not batch-first (shared by the batch's samples):
+    their gradient has no per-sample value, so none is reported."""
     in_place: frozenset[str] = frozenset()
     """Modules whose output a later in-place op rewrites (their values were copied for gradients)."""
     backward_error: str | None = None
@@ -165,7 +168,7 @@ def run_capture(subject: Subject, tree: ModuleTree, needs: Needs, *, batch_size:
 
 
 def _collect(capture: Capture, recorder: Recorder, sizes: list[int], *, gradients: bool) -> None:
-    no_gradient = []
+    no_gradient, shared = [], []
     for name, c in recorder.collectors.items():
         if c.unit_means is not None and c.unit_means.total is not None:
             capture.unit_means[name] = c.unit_means.mean
@@ -177,6 +180,9 @@ def _collect(capture: Capture, recorder: Recorder, sizes: list[int], *, gradient
             continue
         if (c.gradients or c.unit_relevance) and not c.grad_hooked:
             no_gradient.append(name)
+        if not c.per_sample:
+            shared.append(name)
+            continue
         if c.gradients and c.grad_hooked:
             capture.grad_norm[name] = torch.cat(c.grad_norm_batches)
             capture.grad_x_act[name] = torch.cat(c.grad_x_act_batches)
@@ -185,3 +191,4 @@ def _collect(capture: Capture, recorder: Recorder, sizes: list[int], *, gradient
             if relevance is not None:
                 capture.unit_relevance[name] = relevance
     capture.no_gradient = frozenset(no_gradient)
+    capture.not_per_sample = frozenset(shared)

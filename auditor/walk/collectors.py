@@ -132,6 +132,9 @@ class ModuleCollector:
     """None for a batch whose backward never reached the module (zero relevance, units unknown yet)."""
     grad_hooked: bool = False
     """The module's output took part in autograd at least once (else it has no gradient at all)."""
+    per_sample: bool = True
+    """False when the output is not batch-first (BERT's position embeddings, (1, tokens, hidden), are
+    broadcast over the batch): its gradient has no per-sample value."""
     # This forward, summed (gradients) or averaged (pooled) over the calls of a reused module.
     _pooled: list[torch.Tensor] = field(default_factory=list)
     _peaks: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)

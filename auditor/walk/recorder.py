@@ -205,7 +205,9 @@ class Recorder:
                 "activation cannot be computed from the overwritten values")
         batch = self._batch
         assert batch is not None
-        if grad.shape[0] != batch.size:
+        if grad.dim() == 0 or grad.shape[0] != batch.size:
+            for name, _ in users:
+                self.collectors[name].per_sample = False
             return
         dtype = torch.promote_types(grad.dtype, torch.float32)
         g, a = grad.detach().to(dtype), act.to(dtype)

@@ -183,3 +183,24 @@ def test_stats_only_capture_runs_without_autograd() -> None:
     model.fc.register_forward_hook(lambda m, a, out: seen.append(out.requires_grad))
     ctx = make_context(model, x, y, batch_size=10)
     assert ctx.capture.backwards == 0 and seen and not any(seen)
+
+
+class SharedPositions(nn.Module):
+    """Adds a learned (1, tokens, features) table, broadcast over the batch, as BERT adds position embeddings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.positions = nn.Embedding(5, 4)
+        self.head = nn.Linear(20, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        table = self.positions(torch.arange(5).unsqueeze(0))  # (1, 5, 4)
+        return self.head((x.view(-1, 5, 4) + table).flatten(1))
+
+
+def test_an_output_shared_by_the_batch_has_no_per_sample_gradient_not_a_zero_one() -> None:
+    g = torch.Generator().manual_seed(0)
+    capture = make_context(SharedPositions(), torch.randn(12, 20, generator=g), torch.arange(12) % 3,
+                           needs=Needs(gradients=frozenset({"positions", "head"}))).capture
+    assert capture.not_per_sample == {"positions"} and "positions" not in capture.grad_norm
+    assert bool((capture.grad_norm["head"] > 0).all())
