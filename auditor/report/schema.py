@@ -10,10 +10,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from auditor.findings import Finding, Severity
+from auditor.policy.verdict import PolicyVerdict
 
 SCHEMA_VERSION = "1.2"
-"""1.1 added `Section.module_metrics` and `AuditReport.not_run`; 1.2 added `Metadata.data_fingerprint`. Every
-addition is optional with a default, so a 1.0 or 1.1 audit.json reads as 1.2."""
+"""1.1 added `Section.module_metrics` and `AuditReport.not_run`; 1.2 added `Metadata.data_fingerprint` and
+`AuditReport.policy`. Every addition is optional with a default, so a 1.0 or 1.1 audit.json reads as 1.2."""
 
 # NaN and Inf (a broken model's metrics) are written as the strings "NaN" and "Infinity", which read back
 # as floats, instead of JSON null, which would not.
@@ -207,6 +208,8 @@ class AuditReport(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     not_run: dict[str, str] = Field(default_factory=dict)
     """Analyses that did not run, with the reason (skipped by the config, or not applicable)."""
+    policy: PolicyVerdict | None = None
+    """The release gate's verdict when the audit was judged as it ran (`auditor run --policy`)."""
 
     def section(self, id: str) -> Section:
         """The section of analysis `id` (KeyError when it did not run)."""
