@@ -93,9 +93,11 @@ def diff(
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Significance level the diff marks changes with.")]
     = 0.05,
 ) -> None:
-    """What changed between two audits (last release → this one): metrics and per-class accuracy with
-    their paired significance, findings added and resolved, modules whose numbers moved most, figures
-    side by side. Exit 0 (it reports; [bold]auditor check[/] decides), 2 on bad input.
+    """What changed between two audits: the last release's, then this one's.
+
+    Metrics and per-class accuracy with their paired significance, findings added and resolved, the
+    modules whose numbers moved most, figures side by side. Exit codes: 0 done (the diff reports;
+    [bold]auditor check[/] decides), 2 bad input or usage.
 
     Examples:
 

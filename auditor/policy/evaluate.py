@@ -74,6 +74,12 @@ def _num(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _points(delta: float | None) -> str:
+    """A change of a rate in percentage points: `−17.0 pts`, `0.0 pts`."""
+    value = (delta or 0.0) * 100 + 0.0  # + 0.0: no "-0.0"
+    return f"{value:.1f} pts".replace("-", "−")
+
+
 def _where(finding: Finding) -> str:
     return finding.id + (f" on {finding.module or '(model)'}" if finding.module is not None else "")
 
@@ -238,22 +244,22 @@ def _class_drops(limit: float, alpha: float, ctx: _Context, checks: _Checks) -> 
         checks.details.append(f"class {c.name!r}: {c.old:.1%} → {c.new:.1%} ({c.test_line()}{noise})")
     worst = min(classes, key=lambda c: c.delta or 0.0)
     if real:
-        names = ", ".join(f"{c.name!r} −{-(c.delta or 0.0):.1%}" for c in real[:4]) + (", …" if len(real) > 4 else "")
+        names = ", ".join(f"{c.name!r} {_points(c.delta)}" for c in real[:4]) + (", …" if len(real) > 4 else "")
         checks.check(False, f"{len(real)} class{'es' * (len(real) != 1)} dropped more than max_class_drop {limit:g}: "
                             f"{names}")
     else:
         extra = f"; {len(over)} over it but within noise" if over else ""
-        checks.check(True, f"largest class drop {max(-(worst.delta or 0.0), 0.0):.1%} ({worst.name!r}), "
+        checks.check(True, f"largest class drop {_points(min(worst.delta or 0.0, 0.0))} ({worst.name!r}), "
                            f"max_class_drop {limit:g}{extra}")
 
 
 def _module_metric_rule(rule: ModuleMetricRule, ctx: _Context) -> RuleResult:
     report = ctx.report
     values = module_values(report, rule.section, rule.key)
-    if values is None:
+    section = next((s for s in report.sections if s.id == rule.section), None)
+    if values is None or section is None or section.error is not None:
         raise _missing(report, rule.section, f"per-module metric {rule.module_metric!r}")
     if not values:
-        section = report.section(rule.section)
         keys = sorted({k for v in section.module_metrics.values() for k in v})
         raise _Missing(f"the {rule.section} section has no per-module {rule.key!r} (it has: {', '.join(keys) or 'none'})")
     selected = {name: v for name, v in values.items() if fnmatchcase(name, rule.modules)}
@@ -271,7 +277,8 @@ def _module_metric_rule(rule: ModuleMetricRule, ctx: _Context) -> RuleResult:
             checks.check(False, f"{len(bad)} of {len(selected)} modules outside {bounds}: {listed}")
             checks.details += [f"{_module(n)}: {rule.key} = {_num(v)}" for n, v in bad]
         else:
-            top = max(selected.items(), key=lambda item: item[1])
+            parents = {row.parent for row in report.modules}  # on a tie, name the module, not its container
+            top = max(selected.items(), key=lambda item: (item[1], item[0] not in parents))
             checks.check(True, f"all {len(selected)} modules {bounds} (highest {_num(top[1])} at {_module(top[0])})")
     baseline_checks = rule.max_drop is not None or rule.max_rise is not None or rule.min_rank_correlation is not None
     if baseline_checks:
@@ -402,11 +409,11 @@ def evaluate_policy(report: AuditReport, policy: Policy | None = None, baseline:
     if passed:
         extra = [f"{counts[s]} {label}" for s, label in ((Status.WARN, "warned"), (Status.SKIPPED, "skipped"))
                  if counts[s]]
-        headline = f"Passed: {counts[Status.PASS]} of {len(results)} rules passed" + \
-            (f", {', '.join(extra)}" if extra else "") + "."
+        headline = (f"{counts[Status.PASS]} of {len(results)} rules passed" if extra else
+                    f"All {len(results)} rules passed") + (f", {', '.join(extra)}" if extra else "") + "."
     else:
-        headline = f"Failed: {len(failed)} of {len(results)} rules failed ({'; '.join(r.name for r in failed[:3])}" \
-            f"{'; …' if len(failed) > 3 else ''})."
+        headline = f"{len(failed)} of {len(results)} rules failed: {'; '.join(r.name for r in failed[:3])}" \
+            f"{'; …' if len(failed) > 3 else ''}."
     return PolicyVerdict(
         passed=passed, exit_code=int(ExitCode.OK if passed else ExitCode.POLICY_FAILED), headline=headline,
         policy=policy.source, audit=_describe(report), baseline=_describe(baseline) if baseline is not None else None,

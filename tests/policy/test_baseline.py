@@ -31,7 +31,7 @@ def test_a_model_with_one_class_degraded_fails_only_against_the_baseline(
     assert verdict.comparison.startswith("paired on the same 300 samples")
     (failed,) = verdict.with_status(Status.FAIL)
     assert failed.name == "no class regresses"
-    assert failed.message == "1 class dropped more than max_class_drop 0.05: '2' −17.0%"
+    assert failed.message == "1 class dropped more than max_class_drop 0.05: '2' −17.0 pts"
     assert failed.details[0].startswith("class '2': 85.0% → 68.0% (McNemar p = 4.6e-05 Holm-adjusted; 17 now wrong, "
                                         "0 now right")
     # Overall accuracy fell 3.3 points, but McNemar's test cannot tell that from noise on 300 samples.

@@ -52,7 +52,7 @@ def test_check_passes_with_exit_0(run_cli: Cli, audits: dict[str, Path], tmp_pat
     policy = write(tmp_path, '[[rule]]\nmetric = "performance.accuracy"\nmin = 0.8\n')
     result = run_cli("check", audits["baseline"] / "audit.json", "--policy", policy)
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.startswith("PASSED Passed: 3 of 3 rules passed.")
+    assert result.stdout.startswith("PASSED All 3 rules passed.")
     assert "exit 0: passed" in result.stdout
 
 
@@ -64,9 +64,9 @@ def test_check_fails_with_exit_1_naming_the_rules_and_their_numbers(run_cli: Cli
                      "--junit", junit, "--markdown", markdown)
     assert result.exit_code == 1, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "FAILED Failed: 2 of 4 rules failed (accurate; no class regresses)."
+    assert lines[0] == "FAILED 2 of 4 rules failed: accurate; no class regresses."
     assert "✗ fail  accurate: performance.accuracy 0.8233 < min 0.95" in result.stdout
-    assert "✗ fail  no class regresses: 1 class dropped more than max_class_drop 0.05: '2' −17.0%" in result.stdout
+    assert "✗ fail  no class regresses: 1 class dropped more than max_class_drop 0.05: '2' −17.0 pts" in result.stdout
     assert "compared  paired on the same 300 samples" in result.stdout
     assert lines[-1] == "  exit 1: the policy failed"
     suite = ET.parse(junit).getroot()

@@ -44,7 +44,7 @@ def test_a_policy_that_passes(baseline_audit: AuditReport) -> None:
     assert verdict.passed and verdict.exit_code == 0
     assert [r.status for r in verdict.results] == [Status.PASS] * 5
     assert "performance.accuracy 0.8567 ≥ min 0.8" in result(verdict.results, "accurate").message
-    assert verdict.headline == "Passed: 5 of 5 rules passed."
+    assert verdict.headline == "All 5 rules passed."
 
 
 def test_a_policy_that_fails_on_a_finding() -> None:
@@ -106,7 +106,7 @@ def test_an_optional_rule_on_a_missing_metric_is_skipped_and_reported() -> None:
         "skipped (optional): the audit has no per-module metric 'gradients.grad_norm': it has no gradients "
         "section (sections: inventory)",
     ]
-    assert verdict.headline == "Passed: 2 of 4 rules passed, 2 skipped."
+    assert verdict.headline == "2 of 4 rules passed, 2 skipped."
 
 
 def test_a_missing_metric_in_a_section_that_ran_lists_what_it_has() -> None:

@@ -21,4 +21,4 @@ def test_the_card_summarizes_the_audit(gate_report: AuditReport) -> None:
 def test_the_card_carries_the_gate_verdict_when_the_audit_has_one(gate_report: AuditReport) -> None:
     judged = gate_report.model_copy(update={"policy": evaluate_policy(gate_report)})
     card = render_card(judged)
-    assert "### Release gate\n\nFailed against built-in default policy: Failed: 2 of 2 rules failed" in card
+    assert "### Release gate\n\nFailed against built-in default policy: 2 of 2 rules failed" in card
