@@ -60,9 +60,10 @@ class _Checks:
         elif self.held:
             status, message = Status.PASS, "; ".join(self.held)
         else:
-            status, message = Status.SKIPPED, "not checked"
+            status, message = Status.SKIPPED, ""
         if self.notes:
-            message += f" ({'; '.join(self.notes)})" if self.held or self.breached else f": {'; '.join(self.notes)}"
+            notes = "; ".join(self.notes)
+            message = f"{message} ({notes})" if message else notes
         return RuleResult(name=rule.title, kind=kind, status=status, message=message, details=_cap(self.details))
 
 
