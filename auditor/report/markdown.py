@@ -106,8 +106,8 @@ def render_diff_markdown(diff: ReleaseDiff) -> str:
         rows: list[list[object]] = []
         for m in changed:
             sig = m.significant(diff.alpha)
-            test = "" if m.p_value is None else f"{m.test} p = {format_p(m.p_value)}" + \
-                (" (significant)" if sig else " (noise)")
+            test = "" if m.p_value is None else f"{m.test} p = {format_p(m.p_value)}, " + \
+                ("significant" if sig else "within noise")
             rows.append([m.metric, _num(m.old), _num(m.new), _signed(m.delta), test])
         lines += _table(["Metric", "Baseline", "New", "Change", "Test"], rows, right=frozenset({1, 2, 3}))
     else:
@@ -117,7 +117,7 @@ def render_diff_markdown(diff: ReleaseDiff) -> str:
         lines += ["", "### Per-class accuracy (recall)", ""]
         rows = [[c.name, c.support_new, _pct(c.old), _pct(c.new), _signed(c.delta, percent=True),
                  "" if c.p_holm is None else f"{c.test} p = {format_p(c.p_holm)} (Holm)"
-                 + (" (significant)" if c.significant(diff.alpha) else "")] for c in moved[:MAX_ROWS]]
+                 + (", significant" if c.significant(diff.alpha) else "")] for c in moved[:MAX_ROWS]]
         lines += _table(["Class", "Samples", "Baseline", "New", "Change", "Test"], rows, right=frozenset({1, 2, 3, 4}))
         if len(moved) > MAX_ROWS:
             lines.append(f"\n… and {len(moved) - MAX_ROWS} more classes changed.")
@@ -130,8 +130,8 @@ def render_diff_markdown(diff: ReleaseDiff) -> str:
             lines.append(f"- **{label}** {f.severity.value} {escape(f.id)}{where}: {escape(f.message)}")
     if diff.module_moves:
         lines += ["", "### Modules whose numbers moved most", ""]
-        rows = [[(m.module or "(model)") + (f" (also {', '.join(m.also)})" if m.also else ""), f"{m.section}.{m.key}",
-                 _num(m.old), _num(m.new), _signed(m.delta)] for m in diff.module_moves[:MAX_ROWS]]
+        rows = [[_module_cell(m.module, m.also), f"{m.section}.{m.key}", _num(m.old), _num(m.new), _signed(m.delta)]
+                for m in diff.module_moves[:MAX_ROWS]]
         lines += _table(["Module", "Metric", "Baseline", "New", "Change"], rows, right=frozenset({2, 3, 4}))
     if diff.modules_only_old or diff.modules_only_new:
         lines += ["", "### Modules not shared", "",
@@ -141,6 +141,11 @@ def render_diff_markdown(diff: ReleaseDiff) -> str:
                 shown = ", ".join(escape(n or "(model)") for n in names[:MAX_ROWS])
                 lines.append(f"- {label} ({len(names)}): {shown}{', …' if len(names) > MAX_ROWS else ''}")
     return "\n".join(lines) + "\n"
+
+
+def _module_cell(module: str, also: list[str]) -> str:
+    name = module or "(model)"
+    return f"{name} (also {', '.join(n or '(model)' for n in also)})" if also else name
 
 
 def _pct(value: float | None) -> str:
