@@ -2,17 +2,25 @@
 
     report = auditor.audit(model, data)      # or: auditor run --model ... --data ... --out audit/
     auditor.save_report(report, "audit/")    # audit.json, report.html, report.pdf
+    verdict = auditor.evaluate_policy(report, auditor.load_policy("policy.toml"), baseline=last)  # auditor check
+    diff = auditor.diff_reports(last, report)                                                     # auditor diff
 """
 
 from auditor.config import AuditConfig, load_config
-from auditor.errors import AuditorError, ConfigError, DataError, ExitCode, ModelLoadError
+from auditor.errors import AuditorError, ConfigError, DataError, ExitCode, ModelLoadError, PolicyError
 from auditor.findings import Finding, Severity
 from auditor.pipeline import audit, plan_audit, run_audit
+from auditor.policy.diff import ReleaseDiff, diff_reports
+from auditor.policy.evaluate import evaluate_policy
+from auditor.policy.load import load_policy
+from auditor.policy.rules import Policy
+from auditor.policy.verdict import PolicyVerdict
 from auditor.report.io import load_report, save_report
 from auditor.report.schema import AuditReport, Section
 
 __all__ = [
     "AuditConfig", "AuditReport", "AuditorError", "ConfigError", "DataError", "ExitCode", "Finding",
-    "ModelLoadError", "Section", "Severity", "audit", "load_config", "load_report", "plan_audit", "run_audit",
+    "ModelLoadError", "Policy", "PolicyError", "PolicyVerdict", "ReleaseDiff", "Section", "Severity", "audit",
+    "diff_reports", "evaluate_policy", "load_config", "load_policy", "load_report", "plan_audit", "run_audit",
     "save_report",
 ]

@@ -1,4 +1,5 @@
-"""The `auditor` command. Exit codes: 0 done, 1 policy failed (check), 2 bad input, 3 internal error."""
+"""The `auditor` command. Exit codes: 0 done (check: passed), 1 the policy failed (check, run --policy),
+2 bad input or usage, 3 internal error."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from auditor import cli_gate
+from auditor.cli_gate import BaselineOpt, JunitOpt, MarkdownOpt, PolicyOpt, judge, load_gate
 from auditor.errors import AuditorError, ExitCode
 
 app = typer.Typer(
     name="auditor",
     help="Audit a PyTorch model before you ship it: walk every module, measure it, and write an "
-         "HTML + PDF + JSON report.",
+         "HTML + PDF + JSON report; gate a release on it ([bold]check[/], [bold]diff[/]).\n\n"
+         "Exit codes: 0 done (check: passed), 1 the policy failed, 2 bad input or usage, 3 internal error.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -103,8 +107,15 @@ def run(
     plan: Annotated[bool, typer.Option("--plan", help="Print the plan (analyses, what each needs, passes, a time estimate from one timed batch) and exit; writes nothing.", rich_help_panel="Run")] = False,
     formats: Annotated[str, typer.Option("--formats", help="Comma-separated: json,html,pdf.", rich_help_panel="Run")] = "json,html,pdf",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel="Run")] = False,
+    policy: PolicyOpt = None,
+    baseline: BaselineOpt = None,
+    junit: JunitOpt = None,
+    markdown: MarkdownOpt = None,
 ) -> None:
     """Audit a model on data and write [bold]audit.json[/], [bold]report.html[/] and [bold]report.pdf[/].
+
+    With --policy or --baseline, also judge the audit as [bold]auditor check[/] does: the verdict goes into
+    the report and the exit code (0 passed, 1 the policy failed, 2 bad input).
 
     Examples:
 
@@ -115,6 +126,8 @@ def run(
       auditor run --config audit.toml
 
       auditor run --config audit.toml --plan
+
+      auditor run --config audit.toml --policy policy.toml --baseline last-release/ --junit junit.xml
     """
     from auditor.config import AuditConfig, load_config
     from auditor.pipeline import plan_audit, run_audit
@@ -122,9 +135,12 @@ def run(
     from auditor.report.io import save_report
     from auditor.report.renderers import parse_formats
 
+    gate = any(option is not None for option in (policy, baseline, junit, markdown))
+    verdict = None
     with _exit_codes():
         base = load_config(config) if config else AuditConfig()
         fmt = parse_formats(formats)
+        rules, previous = load_gate(policy, baseline)  # a bad policy or baseline stops us before the audit
         overrides = {
             "model.path": model, "model.weights": str(weights) if weights else None,
             "model.head": str(head) if head else None, "model.trust_pickle": trust_pickle or None,
@@ -145,9 +161,21 @@ def run(
             raise AuditorError("no output folder: pass --out DIR (or out = \"...\" in the config)")
         progress = SilentProgress() if quiet else RichProgress()
         report = run_audit(cfg, progress=progress)
+        if gate:
+            try:
+                verdict = judge(report, rules, previous, junit=junit, markdown=markdown)
+            except AuditorError:
+                save_report(report, cfg.out, formats=fmt)  # the audit stands; only the policy did not apply
+                raise
+            report = report.model_copy(update={"policy": verdict})
         progress.note(f"writing {', '.join(fmt)} to {cfg.out}")
         paths = save_report(report, cfg.out, formats=fmt)
     _print_summary(report, {k: str(v) for k, v in paths.items()})
+    if verdict is not None:
+        from auditor.report.terminal import print_verdict
+
+        print_verdict(out, verdict)
+        raise typer.Exit(verdict.exit_code)
 
 
 @app.command("analyses")
@@ -176,13 +204,15 @@ def list_analyses() -> None:
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo reports.")] = Path("sample_reports"),
-    only: Annotated[Optional[str], typer.Option(help="Only this demo: digits_cnn or minilm_sentiment.")] = None,
+    only: Annotated[Optional[str], typer.Option(help="Only this demo: digits_cnn, digits_cnn_v2 or minilm_sentiment.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Audit the two embedded default models (a digits CNN and MiniLM sentiment) into OUT/<name>/.
 
     The digits CNN trains in seconds on scikit-learn's bundled digits; the MiniLM sentiment head trains on
     the project's own sentiment sentences. Both are cached after the first run; nothing is downloaded.
+    A second digits release, trained with digit 3 under-represented on purpose (digits_cnn_v2), is judged
+    against the first: its diff and the failing check go to OUT/release_diff/.
     """
     from auditor.demo import DEMOS, run_demo
     from auditor.progress import RichProgress, SilentProgress
@@ -196,6 +226,12 @@ def demo(
         trained = report.metadata.notes.get("heldout_accuracy_at_training")
         out.print(f"[bold]{escape(demo_name)}[/]: held-out accuracy at training {trained:.1%}" if isinstance(trained, float) else demo_name)
         _print_summary(report, {"folder": str(out_dir / demo_name)})
+        if report.policy is not None:
+            from auditor.report.terminal import print_verdict
+
+            out.print(f"[bold]{escape(demo_name)}[/] judged as a release against the previous audit "
+                      f"(the release diff is in {escape(str(out_dir / 'release_diff'))}):")
+            print_verdict(out, report.policy)
 
 
 def _print_summary(report: object, paths: dict[str, str]) -> None:
@@ -210,6 +246,9 @@ def _print_summary(report: object, paths: dict[str, str]) -> None:
                       f"{finding.severity.value}[/] {escape(finding.id)}: {escape(finding.message)}")
     for kind, path in paths.items():
         out.print(f"  {kind}: {escape(str(path))}")
+
+
+cli_gate.register(app)  # check, diff, card, policy init (auditor/cli_gate.py)
 
 
 def main() -> None:

@@ -29,3 +29,7 @@ class DataError(AuditorError):
 
 class ConfigError(AuditorError):
     """The configuration file or the command-line options are invalid."""
+
+
+class PolicyError(AuditorError):
+    """The policy file is invalid, or names a metric the audit does not have (and the rule is not optional)."""

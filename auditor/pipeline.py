@@ -31,6 +31,7 @@ from auditor.progress import Progress, SilentProgress
 from auditor.report.schema import AuditReport, Metadata, Section, decide_verdict
 from auditor.subject import Subject, Task, build_subject, load_subject
 from auditor.subject.data import AuditData, cap_samples, load_data
+from auditor.subject.fingerprint import data_fingerprint
 from auditor.subject.loading import LoadedModel, ModelKind, load_model
 from auditor.walk.blocks import find_blocks
 from auditor.walk.tree import ModuleTree
@@ -117,6 +118,7 @@ def _metadata(subject: Subject, config: AuditConfig, stages: dict[str, float], *
         task=subject.task, n_samples=len(subject),
         n_classes=len(subject.class_names) if subject.task == "classification" else None,
         class_names=subject.class_names, data_source=portable_path(subject.data.source) or subject.data.source,
+        data_fingerprint=data_fingerprint(subject.data),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         auditor_version=_version("model-auditor") or "0+unknown", torch_version=torch.__version__,
         transformers_version=_version("transformers"), python_version=platform.python_version(),

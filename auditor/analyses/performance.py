@@ -18,6 +18,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from auditor.analyses.base import Analysis, AuditContext, PlanContext
 from auditor.findings import Finding, Severity
 from auditor.report.figures import new_figure, to_figure
+from auditor.report.samples import encode_ints
 from auditor.report.schema import Figure, Section, Table
 from auditor.subject import Task
 
@@ -143,7 +144,9 @@ class Performance(Analysis):
                    f"macro F1 {macro_f1:.3f}; expected calibration error {ece:.3f}.")
         return Section(id=self.id, title=self.title, summary=summary, metrics=metrics, tables=[table],
                        figures=figures, findings=findings,
-                       details={"confusion_matrix": matrix.tolist(), "class_names": names})
+                       details={"confusion_matrix": matrix.tolist(), "class_names": names,
+                                # per sample, for a paired comparison with the next release (McNemar)
+                                "predicted": encode_ints(predicted), "labels": encode_ints(labels)})
 
 
 def _confusion_figure(matrix: np.ndarray, names: list[str]) -> Figure:

@@ -9,7 +9,8 @@ from auditor.config import AuditConfig, DataSpec, ModelSpec
 from auditor.progress import Progress, SilentProgress
 from auditor.report.schema import AuditReport
 
-DEMOS = ("digits_cnn", "minilm_sentiment")
+DEMOS = ("digits_cnn", "digits_cnn_v2", "minilm_sentiment")
+"""`digits_cnn_v2` is a second release of the digits CNN, degraded on purpose (`auditor.demo.release`)."""
 
 
 def cache_dir() -> Path:
@@ -25,13 +26,17 @@ def cache_dir() -> Path:
 def demo_config(name: str, *, progress: Progress | None = None, seed: int = 0) -> tuple[AuditConfig, dict[str, str | float]]:
     """The audit configuration of one demo model (training and caching it first if needed)."""
     progress = progress or SilentProgress()
-    if name == "digits_cnn":
+    if name in ("digits_cnn", "digits_cnn_v2"):
         from auditor.demo import digits
+        from auditor.demo.release import DEGRADED_DIGIT, KEEP_FRACTION
 
-        progress.note("digits CNN: preparing (trains once, ~5 s, then cached)")
-        info = digits.prepare(cache_dir(), seed=seed)
+        second = name == "digits_cnn_v2"
+        progress.note(f"digits CNN{' v2 (digit 3 under-represented)' if second else ''}: preparing "
+                      "(trains once, then cached)")
+        info = digits.prepare(cache_dir(), seed=seed, degrade=(DEGRADED_DIGIT, KEEP_FRACTION) if second else None)
         config = AuditConfig(
-            model=ModelSpec(path="auditor.demo.digits:build_model", weights=str(info["weights"]), name="digits-cnn"),
+            model=ModelSpec(path="auditor.demo.digits:build_model", weights=str(info["weights"]),
+                            name="digits-cnn-v2" if second else "digits-cnn"),
             data=DataSpec(path=str(info["data"])), seed=seed, batch_size=128,
         )
     elif name == "minilm_sentiment":
@@ -52,15 +57,20 @@ def demo_config(name: str, *, progress: Progress | None = None, seed: int = 0) -
 
 def run_demo(out_dir: str | Path, *, names: tuple[str, ...] = DEMOS, progress: Progress | None = None,
              formats: tuple[str, ...] = ("json", "html", "pdf")) -> dict[str, AuditReport]:
-    """Audits the embedded models and writes `out_dir/<name>/{audit.json,report.html,report.pdf}`."""
+    """Audits the embedded models and writes `out_dir/<name>/{audit.json,report.html,report.pdf}`; the
+    second digits release also gets `out_dir/release_diff/` (its diff against the first, and the check)."""
     from auditor.pipeline import run_audit
     from auditor.report.io import save_report
 
     progress = progress or SilentProgress()
-    reports = {}
+    reports: dict[str, AuditReport] = {}
     for name in names:
         config, notes = demo_config(name, progress=progress)
         report = run_audit(config, progress=progress, notes=notes)
+        if name == "digits_cnn_v2":  # a release: judged against the first, as `auditor run --baseline` would
+            from auditor.demo.release import judge_release
+
+            report = judge_release(report, reports.get("digits_cnn"), Path(out_dir), progress=progress)
         progress.note(f"{name}: writing {', '.join(formats)} to {Path(out_dir) / name}")
         save_report(report, Path(out_dir) / name, formats=formats)
         reports[name] = report

@@ -61,10 +61,29 @@ def digits_arrays(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return x_tr, y_tr, x_te, y_te
 
 
-def train(seed: int = 0, epochs: int = 15) -> tuple[DigitsCNN, float, np.ndarray, np.ndarray]:
-    """Trains the CNN with a fixed seed; returns it with its held-out accuracy and the held-out set."""
+def training_set(seed: int = 0, *, degrade: tuple[int, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) to train on; `degrade=(digit, keep)` leaves only `keep` of that digit's images (drawn with
+    `seed`, at least one): the demo's second release, degraded on purpose."""
+    x, y = digits_arrays(seed)[:2]
+    if degrade is None:
+        return x, y
+    own = np.flatnonzero(y == degrade[0])
+    kept = np.random.default_rng(seed).choice(own, size=max(1, round(degrade[1] * len(own))), replace=False)
+    mask = y != degrade[0]
+    mask[kept] = True
+    return x[mask], y[mask]
+
+
+def train(seed: int = 0, epochs: int = 15, *, degrade: tuple[int, float] | None = None
+          ) -> tuple[DigitsCNN, float, np.ndarray, np.ndarray]:
+    """Trains the CNN with a fixed seed; returns it with its held-out accuracy and the held-out set.
+
+    `degrade=(digit, keep)` trains on only `keep` of that digit's images (the demo's degraded release);
+    the held-out set is the same either way, so the two releases' audits pair sample by sample.
+    """
     torch.manual_seed(seed)
-    x_tr, y_tr, x_te, y_te = digits_arrays(seed)
+    x_te, y_te = digits_arrays(seed)[2:]
+    x_tr, y_tr = training_set(seed, degrade=degrade)
     model = DigitsCNN()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     xs, ys = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
@@ -82,19 +101,21 @@ def train(seed: int = 0, epochs: int = 15) -> tuple[DigitsCNN, float, np.ndarray
     return model, accuracy, x_te, y_te
 
 
-def prepare(cache_dir: Path, *, seed: int = 0) -> dict[str, str | float]:
+def prepare(cache_dir: Path, *, seed: int = 0, degrade: tuple[int, float] | None = None) -> dict[str, str | float]:
     """Trains once and caches weights (safetensors) and the held-out set (.npz); returns their paths."""
     from safetensors.torch import save_file
 
-    folder = cache_dir / f"{VERSION}-seed{seed}"
+    variant = "" if degrade is None else f"-digit{degrade[0]}-keep{degrade[1]:g}"
+    folder = cache_dir / f"{VERSION}-seed{seed}{variant}"
     weights, heldout, info_file = folder / "model.safetensors", folder / "heldout.npz", folder / "info.json"
     if not (weights.is_file() and heldout.is_file() and info_file.is_file()):
-        model, accuracy, x_te, y_te = train(seed)
+        model, accuracy, x_te, y_te = train(seed, degrade=degrade)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
         np.savez(heldout, x=x_te, y=y_te)
         info_file.write_text(json.dumps({"heldout_accuracy": accuracy, "heldout_samples": int(len(y_te)),
-                                         "train_samples": 1797 - int(len(y_te)), "seed": seed}))
+                                         "train_samples": len(training_set(seed, degrade=degrade)[1]),
+                                         "seed": seed}))
     info = json.loads(info_file.read_text())
     return {"weights": str(weights), "data": str(heldout), "heldout_accuracy": info["heldout_accuracy"],
             "train_samples": info["train_samples"], "heldout_samples": info["heldout_samples"]}

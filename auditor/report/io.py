@@ -22,11 +22,20 @@ def save_report(report: AuditReport, out_dir: str | Path, *,
     Renders every format in memory, writes temporaries beside the targets, then renames them in.
     Returns the written paths by format.
     """
-    out = Path(out_dir)
     unknown = [fmt for fmt in formats if fmt not in RENDERERS]
     if unknown:
         raise ValueError(f"unknown report formats {unknown}; known: {list(RENDERERS)}")
     rendered = {fmt: RENDERERS[fmt].render(report) for fmt in formats}  # all rendering before any write
+    paths = write_files(out_dir, {RENDERERS[fmt].filename: payload for fmt, payload in rendered.items()})
+    return {fmt: paths[RENDERERS[fmt].filename] for fmt in formats}
+
+
+def write_files(out_dir: str | Path, payloads: dict[str, bytes]) -> dict[str, Path]:
+    """Writes `{file name: bytes}` into `out_dir` atomically: all temporaries first, then each renamed in.
+
+    Returns the written paths by file name.
+    """
+    out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -35,19 +44,19 @@ def save_report(report: AuditReport, out_dir: str | Path, *,
     umask = os.umask(0)
     os.umask(umask)
     try:
-        for fmt, payload in rendered.items():
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{RENDERERS[fmt].filename}.", suffix=".tmp", dir=out)
+        for name, payload in payloads.items():
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
             os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a report is as readable as any file
             with os.fdopen(fd, "wb") as f:
                 f.write(payload)
                 f.flush()
                 os.fsync(f.fileno())
-            temporaries[fmt] = Path(tmp_name)
+            temporaries[name] = Path(tmp_name)
         paths = {}
-        for fmt, tmp in temporaries.items():
-            target = out / RENDERERS[fmt].filename
+        for name, tmp in temporaries.items():
+            target = out / name
             os.replace(tmp, target)
-            paths[fmt] = target
+            paths[name] = target
         return paths
     finally:
         for tmp in temporaries.values():

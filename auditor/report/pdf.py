@@ -29,7 +29,12 @@ class DataOnlyFetcher(URLFetcher):  # type: ignore[misc]  # weasyprint ships no 
 
 def render_pdf(report: AuditReport, *, fetcher: DataOnlyFetcher | None = None) -> bytes:
     """Renders the report as A4 PDF bytes; `fetcher` lets a caller see what was asked for."""
-    html = HTML(string=render_html(report, for_pdf=True), url_fetcher=fetcher or DataOnlyFetcher())
+    return html_to_pdf(render_html(report, for_pdf=True), fetcher=fetcher)
+
+
+def html_to_pdf(page: str, *, fetcher: DataOnlyFetcher | None = None) -> bytes:
+    """Lays out one of our HTML pages (report, release diff) as PDF bytes, fetching only `data:` URLs."""
+    html = HTML(string=page, url_fetcher=fetcher or DataOnlyFetcher())
     # WeasyPrint logs every CSS property it does not support (screen-only rules): keep the console clean.
     css_log = logging.getLogger("weasyprint")
     level = css_log.level

@@ -3,15 +3,18 @@ old release's audit.json still renders and diffs."""
 
 from __future__ import annotations
 
+import re
 import traceback
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from auditor.findings import Finding, Severity
+from auditor.policy.verdict import PolicyVerdict
 
-SCHEMA_VERSION = "1.1"
-"""1.1 added `Section.module_metrics` and `AuditReport.not_run`; a 1.0 audit.json reads as 1.1 without them."""
+SCHEMA_VERSION = "1.2"
+"""1.1 added `Section.module_metrics` and `AuditReport.not_run`; 1.2 added `Metadata.data_fingerprint` and
+`AuditReport.policy`. Every addition is optional with a default, so a 1.0 or 1.1 audit.json reads as 1.2."""
 
 # NaN and Inf (a broken model's metrics) are written as the strings "NaN" and "Infinity", which read back
 # as floats, instead of JSON null, which would not.
@@ -68,7 +71,14 @@ class SectionError(BaseModel):
     @classmethod
     def from_exception(cls, exc: BaseException) -> SectionError:
         tail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
-        return cls(type=type(exc).__name__, message=str(exc) or type(exc).__name__, traceback=tail)
+        return cls(type=type(exc).__name__, message=str(exc) or type(exc).__name__, traceback=_portable_files(tail))
+
+
+def _portable_files(text: str) -> str:
+    """A traceback with its `File "..."` paths made machine-independent (an audit carries no local layout)."""
+    from auditor.paths import portable_path
+
+    return re.sub(r'File "([^"]+)"', lambda m: f'File "{portable_path(m.group(1))}"', text)
 
 
 class Section(BaseModel):
@@ -158,6 +168,9 @@ class Metadata(BaseModel):
     n_classes: int | None = None
     class_names: list[str] = []
     data_source: str
+    data_fingerprint: str | None = None
+    """sha256 of what was audited, after sampling: every sample's content and label, in order. Two audits
+    with the same fingerprint saw the same samples, so their predictions can be compared sample by sample."""
     created_at: str
     auditor_version: str
     torch_version: str
@@ -197,6 +210,8 @@ class AuditReport(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     not_run: dict[str, str] = Field(default_factory=dict)
     """Analyses that did not run, with the reason (skipped by the config, or not applicable)."""
+    policy: PolicyVerdict | None = None
+    """The release gate's verdict when the audit was judged as it ran (`auditor run --policy`)."""
 
     def section(self, id: str) -> Section:
         """The section of analysis `id` (KeyError when it did not run)."""

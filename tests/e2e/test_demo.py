@@ -51,3 +51,27 @@ def test_minilm_sentiment_audits_the_real_encoder_with_its_head(demo_out: Path) 
                                                                   abs=1 / 300 + 1e-9)
     assert audit["metrics"]["performance.accuracy"] > 0.65
     assert meta["weights_sha256"] and meta["n_samples"] == 300
+
+
+def test_the_degraded_digits_release_fails_its_check_against_the_first(demo_out: Path) -> None:
+    from typer.testing import CliRunner
+
+    from auditor.cli import app
+
+    first, second = _audit(demo_out, "digits_cnn"), _audit(demo_out, "digits_cnn_v2")
+    assert first["metadata"]["data_fingerprint"] == second["metadata"]["data_fingerprint"]  # same held-out digits
+    assert first["metadata"]["weights_sha256"] != second["metadata"]["weights_sha256"]
+    verdict = second["policy"]
+    assert verdict["passed"] is False and verdict["exit_code"] == 1
+    assert verdict["comparison"].startswith("paired on the same 360 samples")
+    failed = {r["name"] for r in verdict["results"] if r["status"] == "fail"}
+    assert "no class regresses" in failed
+    folder = demo_out / "release_diff"
+    assert sorted(p.name for p in folder.iterdir()) == ["check.md", "diff.html", "diff.json", "diff.md", "diff.pdf",
+                                                        "junit.xml", "policy.toml"]
+    diff = json.loads((folder / "diff.json").read_text())
+    three = next(c for c in diff["classes"] if c["name"] == "3")
+    assert diff["paired"] and three["new"] < three["old"] - 0.3 and three["p_holm"] < 0.05
+    result = CliRunner().invoke(app, ["check", str(demo_out / "digits_cnn_v2"), "--policy", str(folder / "policy.toml"),
+                                      "--baseline", str(demo_out / "digits_cnn")])
+    assert result.exit_code == 1, result.output

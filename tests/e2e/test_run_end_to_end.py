@@ -57,7 +57,7 @@ def test_json_has_every_module_the_metadata_and_the_sections(audit_dir: Path, ti
     assert meta["weights_sha256"] == hashlib.sha256(tiny_cnn_safetensors.read_bytes()).hexdigest()
     assert meta["seed"] == 3 and meta["torch_version"] and meta["auditor_version"]
     assert {"load", "capture", "inventory", "performance"} <= set(meta["stage_seconds"])
-    assert audit["schema_version"] == "1.1"
+    assert audit["schema_version"] == "1.2"
     assert [s["id"] for s in audit["sections"]] == ["inventory", "performance", "gradients"]
     assert audit["verdict"]["status"] in ("pass", "warn", "fail")
 

@@ -17,3 +17,10 @@ def sample_report() -> AuditReport:
 @pytest.fixture(scope="session")
 def sample_html(sample_report: AuditReport) -> str:
     return render_html(sample_report)
+
+
+@pytest.fixture(scope="session")
+def gate_report(sample_report: AuditReport) -> AuditReport:
+    """The sample report with its metrics keyed as the pipeline keys them (`<section id>.<metric>`)."""
+    metrics = {f"{s.id}.{k}": v for s in sample_report.sections for k, v in s.metrics.items()}
+    return sample_report.model_copy(update={"metrics": metrics})

@@ -100,3 +100,16 @@ def test_a_model_with_nan_outputs_still_gets_a_full_report_that_reads_back(tmp_p
     again = auditor.load_report(tmp_path)
     assert again.verdict == report.verdict and [f.id for f in again.findings] == [f.id for f in report.findings]
     assert json.loads((tmp_path / "audit.json").read_text())["metrics"]["performance.nll"] in ("NaN", "Infinity")
+
+
+def test_an_audit_written_by_schema_1_1_still_loads_checks_and_diffs(report, tmp_path) -> None:
+    """1.1 had no data fingerprint, no per-sample predictions and no policy verdict."""
+    raw = json.loads(report.model_dump_json())
+    raw["schema_version"] = "1.1"
+    raw.pop("policy")
+    raw["metadata"].pop("data_fingerprint")
+    (tmp_path / "audit.json").write_text(json.dumps(raw))
+    old = auditor.load_report(tmp_path)
+    assert old.metadata.data_fingerprint is None and old.policy is None
+    assert auditor.evaluate_policy(old).exit_code in (0, 1)
+    assert auditor.diff_reports(old, report).comparison.startswith("unpaired: the baseline audit records no data")

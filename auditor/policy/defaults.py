@@ -1,0 +1,94 @@
+"""The commented policy `auditor policy init` writes: the defaults, and one example of every kind of rule.
+
+Rules on analyses that may not run (performance needs labels; a bare encoder has none) are optional, so
+the file works unchanged on any audit.
+"""
+
+from __future__ import annotations
+
+DEFAULT_POLICY_TOML = '''\
+# auditor release policy: what `auditor check` judges an audit by.
+#
+#   auditor check audit/ --policy policy.toml [--baseline last-release/audit.json] [--junit junit.xml]
+#                        [--markdown summary.md]
+#   auditor run --config audit.toml --policy policy.toml --baseline last-release/audit.json
+#
+# Exit codes: 0 passed, 1 the policy failed, 2 bad input (a malformed policy, an unknown key, a rule on a
+# metric the audit does not have and that is not `optional = true`).
+#
+# Two rules are built in:
+#   - every analysis completed: an analysis that raised (`<id>.analysis_failed`) fails the check;
+#   - no unwaived finding at or above `fail_on_severity` ("fail", "warn", "info", or "none" to turn it off).
+# Warnings never fail the check unless a rule below says so.
+fail_on_severity = "fail"
+
+# Significance level of the tests that decide whether a drop against the baseline is real: McNemar's test
+# when both audits ran on the same samples (same data fingerprint), Fisher's exact test when they did not.
+alpha = 0.05
+
+# One [[rule]] table per rule. A rule is about exactly one of:
+#   findings = [...]        finding ids or glob patterns ("inventory.*"), with a severity floor
+#   metric = "..."          a report metric: "<analysis>.<name>", e.g. "performance.accuracy"
+#   module_metric = "..."   a per-module metric: "<analysis>.<key>", e.g. "inventory.dead_fraction",
+#                           checked on every module whose name matches `modules` (a glob, default "*")
+# Thresholds: min, max; against the baseline: max_drop, max_rise, max_class_drop (performance.accuracy
+# only), min_rank_correlation (module_metric only), fail_on_new (findings only).
+# Every rule may also set: name = "...", critical = false (a breach warns instead of failing),
+# optional = true (skip the rule, and say so, when the audit does not have its metric).
+
+[[rule]]
+name = "accuracy well above chance"
+metric = "performance.accuracy"
+min = 0.5
+optional = true            # performance runs only on labelled data
+
+[[rule]]
+name = "accuracy does not regress"
+metric = "performance.accuracy"
+max_drop = 0.01            # one point, and only when the drop is significant at `alpha`
+optional = true
+
+[[rule]]
+name = "no class regresses"
+metric = "performance.accuracy"
+max_class_drop = 0.05      # five points of any one class's accuracy (its recall), Holm-corrected
+optional = true
+
+[[rule]]
+name = "calibration does not degrade"
+metric = "performance.ece"
+max_rise = 0.05
+critical = false           # warns only
+optional = true
+
+[[rule]]
+name = "no new warnings"
+findings = ["*"]
+severity = "warn"
+fail_on_new = true         # only findings (id and module) the baseline did not have
+critical = false
+
+[[rule]]
+name = "dead units stay rare"
+module_metric = "inventory.dead_fraction"
+modules = "*"
+max = 0.5
+critical = false
+optional = true            # inventory can be skipped (--skip inventory)
+
+[[rule]]
+name = "activation scales keep their order across modules"
+module_metric = "inventory.output_std"
+min_rank_correlation = 0.8
+critical = false
+optional = true
+
+# A waiver accepts one finding (by id, optionally on one module) until its expiry date, with a reason.
+# From the day after `expires` it no longer waives, and the verdict says so.
+#
+# [[waiver]]
+# finding = "inventory.dead_units"
+# module = "features.relu3"
+# reason = "dead channels after the last conv; ablating them changes no prediction (ticket ML-123)"
+# expires = 2026-06-30
+'''

@@ -1,0 +1,70 @@
+"""The release diff as a self-contained HTML page and as PDF: the same CSS, script and escaping as the
+audit report (`auditor.report.html`), its own template (`templates/diff/report.html.j2`)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from auditor.policy.diff import ClassDelta, MetricDelta, ReleaseDiff
+from auditor.policy.stats import format_p
+from auditor.report.html import build_environment, templates_dir
+from auditor.report.pdf import DataOnlyFetcher, html_to_pdf
+
+
+@dataclass(frozen=True)
+class DiffStatus:
+    """The banner of the diff: `fail` when something got significantly worse, `warn` when anything
+    changed, `pass` when nothing did."""
+
+    level: str
+    label: str
+
+
+def diff_status(diff: ReleaseDiff) -> DiffStatus:
+    deltas: list[MetricDelta | ClassDelta] = [*diff.metrics, *diff.classes]
+    if any(d.delta is not None and d.delta < 0 and d.significant(diff.alpha) for d in deltas):
+        return DiffStatus("fail", "worse")
+    return DiffStatus("warn", "changed") if diff.changed else DiffStatus("pass", "same")
+
+
+def _signed(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return ""
+    return f"{value * 100:+.1f} pts" if percent else f"{value:+.4g}"
+
+
+def _p(value: float | None) -> str:
+    return "" if value is None else format_p(value)
+
+
+FILTERS: dict[str, Callable[..., str]] = {"signed": _signed, "p": _p}
+
+
+def render_diff_html(diff: ReleaseDiff, *, for_pdf: bool = False) -> str:
+    """The diff as one HTML page; `for_pdf` drops the script (sortable tables)."""
+    assets = templates_dir()
+    env = build_environment(assets)
+    env.filters.update(FILTERS)
+    css = "\n".join((assets / name).read_text(encoding="utf-8") for name in ("css/screen.css", "diff/diff.css"))
+    print_css = (assets / "css" / "print.css").read_text(encoding="utf-8")
+    js = "" if for_pdf else (assets / "js" / "report.js").read_text(encoding="utf-8")
+    script_hash = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
+    return env.get_template("diff/report.html.j2").render(
+        diff=diff, status=diff_status(diff), for_pdf=for_pdf, css=css, print_css=print_css, js=js,
+        script_src=f"'sha256-{script_hash}'" if js else "'none'",
+        changed_metrics=[m for m in diff.metrics if m.changed],
+        unchanged_metrics=[m for m in diff.metrics if not m.changed],
+        changed_classes=sorted((c for c in diff.classes if c.changed), key=lambda c: c.delta or 0.0),
+        unchanged_classes=[c for c in diff.classes if not c.changed],
+    )
+
+
+def render_diff_pdf(diff: ReleaseDiff, *, fetcher: DataOnlyFetcher | None = None) -> bytes:
+    """The diff as A4 PDF bytes, fetching nothing but its own embedded figures."""
+    return html_to_pdf(render_diff_html(diff, for_pdf=True), fetcher=fetcher)
+
+
+__all__ = ["diff_status", "render_diff_html", "render_diff_pdf"]
