@@ -83,6 +83,19 @@ min_rank_correlation = 0.8
 critical = false
 optional = true
 
+[[rule]]
+name = "the same modules carry the decision"
+module_metric = "gradients.abs_grad_x_act"
+min_rank_correlation = 0.5   # Spearman over the modules both releases share
+critical = false
+optional = true            # gradients need a head (not a bare encoder)
+
+[[rule]]
+name = "gradients neither vanish nor explode"
+findings = ["gradients.vanishing", "gradients.exploding"]
+severity = "warn"
+critical = false
+
 # A waiver accepts one finding (by id, optionally on one module) until its expiry date, with a reason.
 # From the day after `expires` it no longer waives, and the verdict says so.
 #
