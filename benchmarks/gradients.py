@@ -126,7 +126,8 @@ def conductance_against_captum(subject: Subject, batch_size: int, samples: int, 
     embeddings = next(b.name for b in blocks if b.kind == "embeddings")
     labels = subject.labels
     assert labels is not None
-    spec = SweepSpec(points=points, samples=tuple(range(samples)), n_steps=steps, embeddings=embeddings)
+    spec = SweepSpec(points=points, samples=tuple(range(samples)), n_steps=steps, rule="captum",
+                     embeddings=embeddings)
     ours_s, ours = _timed(lambda: run_sweep(subject, tree, spec, labels=labels, batch_size=batch_size,
                                             progress=SilentProgress()))
     emb_module = tree.get(embeddings)

@@ -55,7 +55,10 @@ class GradientsParams(BaseModel):
     conductance_samples: int = Field(64, ge=1)
     """Samples the conductance sweep runs on (a seeded draw from the audit data)."""
     conductance_steps: int = Field(20, ge=2, le=500)
-    """Integration steps (Captum's n_steps; Gauss-Legendre points)."""
+    """Integration steps along the path (Captum's n_steps)."""
+    conductance_rule: Literal["trapezoid", "captum"] = "trapezoid"
+    """"trapezoid": evenly spaced points from baseline to input, trapezoid rule (second-order; full cuts carry
+    F(x) - F(baseline)). "captum": Captum's Gauss-Legendre points and first-order rule, Captum's exact numbers."""
     baseline: Literal["zeros", "mean"] = "zeros"
     """Image and array inputs: the path starts at a black (zero) input or at the data mean. Text always
     starts at a sequence of pad tokens that keeps [CLS] and [SEP]."""
@@ -111,7 +114,8 @@ class Gradients(Analysis):
         n = len(ctx.subject)
         picked = np.sort(np.random.default_rng(ctx.config.seed).permutation(n)[:min(p.conductance_samples, n)])
         return SweepSpec(points=points, unit_modules=units, samples=tuple(int(i) for i in picked),
-                         n_steps=p.conductance_steps, baseline=p.baseline, embeddings=embeddings)
+                         n_steps=p.conductance_steps, rule=p.conductance_rule, baseline=p.baseline,
+                         embeddings=embeddings)
 
     def cost(self, ctx: PlanContext) -> Cost:
         spec = self._sweep_spec(ctx)
@@ -166,7 +170,8 @@ class Gradients(Analysis):
         summary = (f"Gradient of the target (log-probability of the {'labelled' if ctx.subject.labels is not None else 'predicted'} "
                    f"class) at the output of {len(ran)} modules, from one backward per batch"
                    + (f"; conductance of {len(ctx.joins)} residual join{'s' * (len(ctx.joins) != 1)} over "
-                      f"{len(sweep.samples)} samples ({spec.n_steps if spec else 0} Gauss-Legendre steps)"
+                      f"{len(sweep.samples)} samples ({spec.n_steps if spec else 0} steps, "
+                      f"{'trapezoid rule' if spec is None or spec.rule == 'trapezoid' else 'Captum’s rule'})"
                       if sweep is not None else "") + ". Contributions are compared only within a cut.")
         shared = sorted(ctx.capture.not_per_sample)
         if shared:

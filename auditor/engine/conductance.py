@@ -4,8 +4,17 @@ Important Is a Neuron?"; Sundararajan et al., 2017, "Axiomatic Attribution for D
 Along the straight path from a baseline to each input, the conductance of a layer is the path integral
 of (d target / d layer) · (d layer / d alpha). Captum's `LayerConductance` computes it for one layer per
 call; this sweep hooks every requested point at once and walks the path once, so the cost is one sweep,
-not one per layer. It uses Captum's own quadrature (`approximation_parameters`) and Captum's discrete
-form, sum over steps k of grad_k · (layer_{k+1} - layer_k), so its numbers are Captum's.
+not one per layer.
+
+Two quadratures, on the same points:
+- "trapezoid" (the default): n_steps + 1 evenly spaced points from the baseline (alpha 0) to the input
+  (alpha 1), and sum over k of (grad_k + grad_{k+1}) / 2 · (layer_{k+1} - layer_k). Second-order, and its
+  ends are the path's ends, so a sum that is a full cut of the graph carries F(x) - F(baseline).
+- "captum": Captum's own points (`approximation_parameters(method)`, Gauss-Legendre by default) and
+  Captum's first-order form, sum over k of grad_k · (layer_{k+1} - layer_k): Captum's numbers exactly.
+  Measured on MiniLM (16 sentences; each residual sum there is a full cut, so each should carry
+  F(x) - F(baseline)): Captum's rule misses by 6-50% at 20 steps (worst deep in the network), the
+  trapezoid rule by 0.4-4.4% at 20 steps and at most 0.7% at 50.
 
 Where the path runs: for float inputs (images, arrays), the model input itself, from a black (zero) or a
 data-mean baseline. For text, the output of the embeddings block, from the embeddings of a baseline
@@ -47,7 +56,9 @@ class SweepSpec:
     samples: tuple[int, ...] = ()
     """Indices into the audit data."""
     n_steps: int = 20
+    rule: Literal["trapezoid", "captum"] = "trapezoid"
     method: str = "gausslegendre"
+    """Captum's point placement, for `rule = "captum"`."""
     baseline: Baseline = "zeros"
     embeddings: str | None = None
     """Text models: the embeddings block, where the path runs."""
@@ -140,8 +151,10 @@ def run_sweep(subject: Subject, tree: ModuleTree, spec: SweepSpec, *, labels: to
 
     Costs (n_steps + 3) forwards and n_steps + 1 backwards per batch of the chosen samples.
     """
-    _, alphas_fn = approximation_parameters(spec.method)
-    alphas = [float(a) for a in alphas_fn(spec.n_steps + 1)]
+    if spec.rule == "captum":
+        alphas = [float(a) for a in approximation_parameters(spec.method)[1](spec.n_steps + 1)]
+    else:
+        alphas = [k / spec.n_steps for k in range(spec.n_steps + 1)]
     means = _input_means(subject, batch_size) if spec.baseline == "mean" else {}
     result = SweepResult(samples=spec.samples)
     chunks: dict[Any, list[torch.Tensor]] = {}
@@ -173,7 +186,7 @@ def run_sweep(subject: Subject, tree: ModuleTree, spec: SweepSpec, *, labels: to
                         if points.tensors and target.requires_grad:
                             torch.autograd.grad(target.sum(), wrt, allow_unused=True)
                     if previous is not None:
-                        _accumulate(sums, previous, points, len(indices), tree)
+                        _accumulate(sums, previous, points, len(indices), tree, trapezoid=spec.rule == "trapezoid")
                     previous = points
                     progress.advance(1)
             for key, value in sums.items():
@@ -187,16 +200,26 @@ def run_sweep(subject: Subject, tree: ModuleTree, spec: SweepSpec, *, labels: to
     return result
 
 
+def _step_grad(before: dict[Any, torch.Tensor], after: dict[Any, torch.Tensor], key: Any,
+               trapezoid: bool) -> torch.Tensor:
+    if trapezoid and key in after:
+        return (before[key] + after[key]) / 2
+    return before[key]
+
+
 def _accumulate(sums: dict[Any, torch.Tensor], before: _Points, after: _Points, size: int,
-                tree: ModuleTree) -> None:
-    """Adds grad_k · (value_{k+1} - value_k) per sample (and per unit) to the running sums."""
-    for key, grad in before.grads.items():
+                tree: ModuleTree, *, trapezoid: bool) -> None:
+    """Adds grad · (value_{k+1} - value_k) per sample (and per unit) to the running sums; grad is the
+    gradient at step k (Captum's rule) or the mean of steps k and k + 1 (trapezoid)."""
+    for key in before.grads:
         if key in after.values:
+            grad = _step_grad(before.grads, after.grads, key, trapezoid)
             step = (grad * (after.values[key] - before.values[key])).reshape(size, -1).sum(dim=1)
             sums[key] = sums[key] + step if key in sums else step
-    for name, grad in before.unit_grads.items():
+    for name in before.unit_grads:
         if name in after.unit_values:
             module = tree.get(name)
+            grad = _step_grad(before.unit_grads, after.unit_grads, name, trapezoid)
             product = grad * (after.unit_values[name] - before.unit_values[name])
             view = by_unit(product, module, BatchContext(start=0, size=size))
             if view is not None:

@@ -12,6 +12,8 @@ from torch import nn
 import auditor
 from auditor.analyses.gradients import Gradients, GradientsParams
 from auditor.analyses import run_one
+from auditor.engine.conductance import SweepSpec, run_sweep
+from auditor.progress import SilentProgress
 from tests.contexts import make_context
 from tests.models import TinyCNN
 
@@ -94,7 +96,7 @@ def test_conductance_of_parallel_branches_sums_to_their_join_and_equals_captum()
     torch.manual_seed(0)
     model = TwoBranches().eval()
     x, y = _data(n=12)
-    section = _run(model, x, y, conductance_steps=16, conductance_units=("join",))
+    section = _run(model, x, y, conductance_steps=16, conductance_units=("join",), conductance_rule="captum")
     values = section.module_metrics
     a, b, total = values["a"]["conductance"], values["b.1"]["conductance"], values["b.1"]["sum_conductance"]
     assert a + b == pytest.approx(total, rel=1e-5)
@@ -168,3 +170,21 @@ def test_a_transformer_gets_its_residual_joins_heads_and_per_class_numbers(tiny_
     assert "grad_norm/positive" in section.module_metrics["classifier"]
     assert {f.id for f in section.figures} >= {"gradients.conductance", "gradients.heads", "gradients.profile"}
     assert section.cost.backwards > 0 and section.metrics["conductance_samples"] == 6
+
+
+def test_with_the_default_trapezoid_rule_a_full_cut_carries_the_whole_change_of_the_target() -> None:
+    """Completeness: all of F(x) - F(baseline) flows through the sum, which every path crosses."""
+    torch.manual_seed(0)
+    model = TwoBranches().eval()
+    x, y = _data(n=12)
+    ctx = make_context(model, x, y)
+    site = ctx.joins[0].site
+
+    def gap(steps: int, rule: str) -> float:
+        spec = SweepSpec(points=(site,), samples=tuple(range(12)), n_steps=steps, rule=rule)  # type: ignore[arg-type]
+        result = run_sweep(ctx.subject, ctx.tree, spec, labels=y, batch_size=8, progress=SilentProgress())
+        assert result.delta is not None
+        return float((result.conductance[site] - result.delta).abs().max() / result.delta.abs().max())
+
+    assert gap(20, "trapezoid") < 0.05 and gap(400, "trapezoid") < 2e-3  # converges (first order at ReLU kinks)
+    assert gap(20, "captum") > gap(20, "trapezoid")
