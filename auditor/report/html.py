@@ -15,7 +15,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from auditor.findings import Severity
-from auditor.report.schema import AuditReport, Cell, Figure, ModuleRow, Section, Table
+from auditor.report.schema import AuditReport, Cell, Figure, Metadata, ModuleRow, Section, Table
 
 GENERIC_SECTION = "sections/_generic.html.j2"
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -71,7 +71,8 @@ def build_environment(directory: Path) -> Environment:
         seconds=format_seconds, sort_key=sort_key, data_uri=data_uri, pretty_json=pretty_json,
         cell=format_cell, dead=format_dead,
     )
-    env.globals.update(table_kinds=table_kinds, row_flag=row_flag, cost_line=cost_line, section_status=section_status)
+    env.globals.update(table_kinds=table_kinds, row_flag=row_flag, cost_line=cost_line, section_status=section_status,
+                       loading_notes=loading_notes)
     return env
 
 
@@ -221,6 +222,46 @@ def section_status(section: Section) -> SectionStatus:
         return SectionStatus("pass", "ok")
     n = sum(1 for f in section.findings if f.severity is worst)
     return SectionStatus(worst.value, f"{n} {worst.value}")
+
+
+_PREFIX_SOURCES = {"module.": "nn.DataParallel and DDP", "_orig_mod.": "torch.compile", "model.": "Lightning"}
+
+
+def loading_notes(meta: Metadata) -> list[str]:
+    """Sentences on what loading did beyond a plain read: checkpoint wrapper, key prefix, filled keys,
+    skipped data files."""
+    notes = []
+    loading = meta.weights_loading
+    if loading is not None and loading.wrapper_key:
+        others = _some(loading.wrapper_other_keys, shown=6)
+        notes.append(f"The weights file is a checkpoint dict: its state_dict was read from '{loading.wrapper_key}'"
+                     + (f"; its other entries ({others}) were not used." if others else "."))
+    if loading is not None and loading.stripped_prefix:
+        parts = [p + "." for p in loading.stripped_prefix.split(".") if p]
+        sources = ", ".join(_PREFIX_SOURCES.get(p, "a wrapper") for p in parts)
+        notes.append(f"Every key of the file began with '{loading.stripped_prefix}' (as {sources} save them) "
+                     "and no key of the model does: the prefix was removed before loading.")
+    if loading is not None and loading.filled_keys:
+        keys = loading.filled_keys
+        counters = all(k.endswith("num_batches_tracked") for k in keys)
+        notes.append(f"{len(keys)} entr{'ies' if len(keys) != 1 else 'y'} of the model absent from the file "
+                     f"{'were' if len(keys) != 1 else 'was'} filled in by torch's strict load_state_dict"
+                     + (" (BatchNorm's num_batches_tracked counters, which state dicts saved before torch 0.4.1 "
+                        "lack; they do not affect inference)" if counters else "")
+                     + f": {_some(keys)}.")
+    if meta.data_skipped_count:
+        n = meta.data_skipped_count
+        notes.append(f"{n} file{'s' * (n != 1)} in the image folder {'are' if n != 1 else 'is'} not "
+                     f"{'images' if n != 1 else 'an image'} and {'were' if n != 1 else 'was'} skipped: "
+                     f"{_some(meta.data_skipped_files, total=n)}.")
+    return notes
+
+
+def _some(items: list[str], *, shown: int = 3, total: int | None = None) -> str:
+    """`a, b, c and 4 more`: the first few of a list and how many were left out."""
+    total = len(items) if total is None else total
+    head = ", ".join(items[:shown])
+    return f"{head} and {total - min(shown, len(items))} more" if total > shown else head
 
 
 def _finding_anchors(report: AuditReport) -> dict[str, str]:

@@ -131,6 +131,22 @@ class ModuleRow(BaseModel):
     time_share: float | None = None
 
 
+class WeightsLoading(BaseModel):
+    """What it took to load a weights file into the model, so a published checkpoint loads as it is."""
+
+    model_config = _FROZEN
+
+    wrapper_key: str | None = None
+    """The file held a checkpoint dict; the state_dict was read from this entry of it."""
+    wrapper_other_keys: list[str] = []
+    """What else the checkpoint dict held (epoch, optimizer, best accuracy, ...); not used."""
+    stripped_prefix: str | None = None
+    """A prefix every key carried and no key of the model does ('module.' from DataParallel, ...), removed."""
+    filled_keys: list[str] = []
+    """Entries of the model absent from the file that torch's strict load filled in (BatchNorm's
+    num_batches_tracked in state dicts saved before torch 0.4.1)."""
+
+
 class Metadata(BaseModel):
     """Who and what: enough to reproduce the audit and to tell two audits apart."""
 
@@ -159,6 +175,11 @@ class Metadata(BaseModel):
     total_seconds: float = 0.0
     notes: dict[str, Cell] = {}
     """Facts the caller adds, e.g. the demo's held-out accuracy at training time."""
+    weights_loading: WeightsLoading | None = None
+    """Set when loading the weights file needed more than a plain strict load_state_dict."""
+    data_skipped_files: list[str] = []
+    """Files of an image folder that are not images and were left out (the first 20)."""
+    data_skipped_count: int = 0
 
 
 class Verdict(BaseModel):

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from auditor.errors import ExitCode
 from tests.conftest import CliResult
-from tests.models import TinyCNN
+from tests.models import TinyCNN, build_cifar_resnet
 
 RunCli = Callable[..., CliResult]
 
@@ -167,6 +167,39 @@ def test_weights_whose_shapes_do_not_match(run_cli: RunCli, out: Path, tmp_path:
                                       "--weights", weights), out)
 
     assert "shape mismatch" in message and "fc.weight (5, 64) vs (3, 64)" in message
+
+
+def test_a_current_state_dict_without_batchnorm_counters_is_refused_as_torch_refuses_it(
+        run_cli: RunCli, out: Path, tmp_path: Path, cifar_npz: Path) -> None:
+    state = build_cifar_resnet().state_dict()  # saved by this torch: its BatchNorm version says "has counters"
+    for key in [k for k in state if k.endswith("num_batches_tracked")]:
+        del state[key]
+    weights = tmp_path / "no_counters.pt"
+    torch.save(state, weights)
+    with pytest.raises(RuntimeError, match="num_batches_tracked"):
+        build_cifar_resnet().load_state_dict(torch.load(weights, weights_only=True), strict=True)
+
+    message = error_message(audit_cli(run_cli, out, "tests.models:build_cifar_resnet", cifar_npz,
+                                      "--weights", weights), out)
+
+    assert "missing 7 key(s)" in message and "bn1.num_batches_tracked" in message
+    assert "unexpected" not in message
+
+
+def test_a_prefixed_checkpoint_of_another_model_names_the_keys(run_cli: RunCli, out: Path, tmp_path: Path,
+                                                               tiny_cnn_safetensors: Path, tiny_cnn_npz: Path) -> None:
+    state = load_file(str(tiny_cnn_safetensors))
+    state["fc.weight"] = torch.zeros(5, 64)
+    state["extra.weight"] = torch.zeros(2)
+    weights = tmp_path / "dp.pt"
+    torch.save({"module." + k: v for k, v in state.items()}, weights)
+
+    message = error_message(audit_cli(run_cli, out, "tests.models:build_tiny_cnn", tiny_cnn_npz,
+                                      "--weights", weights), out)
+
+    assert "after removing the prefix 'module.'" in message
+    assert "unexpected 1 key(s)" in message and "extra.weight" in message
+    assert "fc.weight (5, 64) vs (3, 64)" in message and "missing" not in message
 
 
 def test_a_pickled_module_as_weights_needs_trust_pickle(run_cli: RunCli, out: Path, pickled_cnn: Path,
