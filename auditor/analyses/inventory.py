@@ -1,12 +1,12 @@
 """Module inventory: what every module is and what its output looked like over the audit data.
 
 Costs nothing beyond the shared walk (one hooked forward per batch). Findings: non-finite outputs
-(where they first appear), dead units, reused and unused modules.
+(where they first appear), dead units (where they die; structural zeros are not dead, see
+`auditor.walk.units`), pruned units, reused and unused modules.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from typing import ClassVar
 
@@ -38,7 +38,8 @@ class ModuleInventory:
     def run(self, ctx: AuditContext) -> Section:
         params = self.params or ctx.config.inventory
         rows = module_rows(ctx.tree, ctx.walk.records, ctx.walk.forwards)
-        findings = [*_non_finite(rows), *_dead_units(rows, params), *_reuse(rows), *_unused(rows)]
+        findings = [*_non_finite(rows), *_dead_units(rows, params), *_pruned_units(rows), *_reuse(rows),
+                    *_unused(rows)]
         root = rows[0]
         parents = {r.parent for r in rows}
         leaves = [r for r in rows if r.name not in parents]
@@ -49,6 +50,7 @@ class ModuleInventory:
             "trainable_parameters": float(root.trainable_params),
             "non_finite_modules": float(sum(1 for r in rows if r.nan_count or r.inf_count)),
             "modules_with_dead_units": float(sum(1 for f in findings if f.id == "inventory.dead_units")),
+            "modules_with_pruned_units": float(sum(1 for r in rows if r.pruned_units)),
             "reused_modules": float(sum(1 for r in rows if r.calls_per_forward > 1)),
         }
         summary = (
@@ -62,7 +64,6 @@ class ModuleInventory:
         )
 
 
-_PASS_THROUGH = re.compile(r"Pool|Dropout|Flatten|Identity|Unflatten", re.IGNORECASE)
 _NEVER_CALLED_BY_DESIGN = ("ModuleList", "ModuleDict", "ParameterList", "ParameterDict")
 
 
@@ -82,29 +83,35 @@ def _non_finite(rows: list[ModuleRow]) -> list[Finding]:
 
 
 def _dead_units(rows: list[ModuleRow], params: InventoryParams) -> list[Finding]:
-    """Modules where too many units never activate; a container repeating its child's output is skipped."""
-    flagged = [r for r in rows if r.units and r.dead_units is not None and r.units >= params.dead_unit_min_units
-               and r.dead_units / r.units > params.dead_unit_warn_fraction]
-    # The same dead channels show again downstream (pooling, dropout, a container returning its last
-    # child's output): report them once, at the module that computes them, and name the others.
-    parents = {r.parent for r in rows}
-    groups: dict[tuple[object, ...], list[ModuleRow]] = defaultdict(list)
-    for r in flagged:
-        groups[(r.dead_units, r.units)].append(r)
+    """Modules that made too many units zero on every sample (each unit counted where it was made)."""
     findings = []
-    for same in groups.values():
-        row = min(same, key=lambda r: (r.name in parents or _PASS_THROUGH.search(r.type) is not None,
-                                       r.order if r.order is not None else 1 << 30))
-        assert row.units is not None and row.dead_units is not None
+    for row in rows:
+        if not row.units or not row.dead_units or row.units < params.dead_unit_min_units:
+            continue
         fraction = row.dead_units / row.units
+        if fraction <= params.dead_unit_warn_fraction:
+            continue
         findings.append(Finding(
             id="inventory.dead_units", severity=Severity.WARN, module=row.name,
             message=(f"{fraction:.0%} of the units of {row.name} ({row.dead_units} of {row.units}) "
-                     "are zero for every audit sample."),
+                     "never activate: they are zero on every audit sample."),
             evidence={"dead_units": row.dead_units, "units": row.units, "dead_fraction": round(fraction, 4),
-                      "threshold": params.dead_unit_warn_fraction,
-                      "also_seen_as": ", ".join(r.name for r in same if r is not row)},
+                      "threshold": params.dead_unit_warn_fraction},
         ))
+    return findings
+
+
+def _pruned_units(rows: list[ModuleRow]) -> list[Finding]:
+    """Layers with units whose weights are all zero: pruned on purpose, or never trained."""
+    findings = []
+    for row in rows:
+        if row.pruned_units and row.units:
+            findings.append(Finding(
+                id="inventory.pruned_units", severity=Severity.INFO, module=row.name,
+                message=(f"{row.pruned_units} of the {row.units} units of {row.name} have all-zero weights "
+                         "(pruned) and output zero on every audit sample."),
+                evidence={"pruned_units": row.pruned_units, "units": row.units},
+            ))
     return findings
 
 

@@ -69,7 +69,7 @@ def build_environment(directory: Path) -> Environment:
     env.filters.update(
         num=format_number, si=format_count, pct=format_percent, shape=format_shape,
         seconds=format_seconds, sort_key=sort_key, data_uri=data_uri, pretty_json=pretty_json,
-        cell=format_cell, dead=format_dead,
+        cell=format_cell, dead=format_dead, zero_note=zero_note,
     )
     env.globals.update(table_kinds=table_kinds, row_flag=row_flag, cost_line=cost_line, section_status=section_status,
                        loading_notes=loading_notes)
@@ -158,6 +158,13 @@ def format_dead(row: ModuleRow) -> str:
     if row.dead_units is None:
         return ""
     return f"{row.dead_units}/{row.units if row.units is not None else '?'}"
+
+
+def zero_note(row: ModuleRow) -> str:
+    """The all-zero units that are not dead: `4 pruned`, `16 zero` (structural or passed on), or ""."""
+    pruned = row.pruned_units or 0
+    other = (row.zero_units or 0) - (row.dead_units or 0) - pruned
+    return ", ".join(part for part in (f"{pruned} pruned" * bool(pruned), f"{other} zero" * (other > 0)) if part)
 
 
 def format_cell(value: Cell) -> str:

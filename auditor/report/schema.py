@@ -126,6 +126,13 @@ class ModuleRow(BaseModel):
     zero_fraction: float | None = None
     units: int | None = None
     dead_units: int | None = None
+    """Units this module made zero on every audit sample: an activation whose input was not already
+    zero, or a layer with parameters whose weights for the unit are not all zero."""
+    zero_units: int | None = None
+    """Units zero on every audit sample for any reason: dead, pruned, or structural (zero-padding,
+    pooling, containers: zeros made without weights or passed on from upstream)."""
+    pruned_units: int | None = None
+    """Units zero on every audit sample because this layer's weights for them are all zero."""
     nan_count: int = 0
     inf_count: int = 0
     time_share: float | None = None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
 import auditor
 from auditor.config import AuditConfig, InventoryParams
+from tests.models import LambdaLayer
 
 
 class NanMidway(nn.Module):
@@ -67,6 +70,102 @@ def test_dead_units_warn_above_the_configured_fraction() -> None:
     assert dead[0].evidence["dead_units"] == 6 and dead[0].evidence["units"] == 8
     lenient = AuditConfig(inventory=InventoryParams(dead_unit_warn_fraction=0.8))
     assert auditor.audit(MostlyDead(), _data(), config=lenient).findings_by_id("inventory.dead_units") == []
+
+
+class PadPoolRelu(nn.Module):
+    """Zero-pads 4 channels onto 4 (option-A style), max-pools, applies a ReLU module, then a head.
+
+    The 4 padded channels are zero on every sample at `pad`, `pool` and `act`, and none of them is dead:
+    no weight and no activation made them zero.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.pad = LambdaLayer(lambda x: nn.functional.pad(x, (0, 0, 0, 0, 2, 2)))
+        self.pool = nn.MaxPool2d(2)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(8 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act(self.pool(self.pad(self.conv(x)))).flatten(1))
+
+
+class PrunedThenRelu(nn.Module):
+    """A hidden layer whose last 5 of 8 units have all-zero weights and bias, then a ReLU module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(4, 8)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(8, 2)
+        with torch.no_grad():
+            self.hidden.weight[3:] = 0.0
+            self.hidden.bias[3:] = 0.0
+            self.hidden.bias[:3] = 5.0  # the other units always fire
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act(self.hidden(x)))
+
+
+class DeadThenPooled(nn.Module):
+    """conv -> in-place ReLU whose first 3 of 4 channels never fire -> max-pool -> flatten -> head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(4 * 4 * 4, 3)
+        with torch.no_grad():
+            self.conv.bias[:3] = -1e3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.flatten(self.pool(self.relu(self.conv(x)))))
+
+
+def _images(n: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 1, 8, 8, generator=g), torch.arange(n) % 3
+
+
+def test_option_a_shortcut_zeros_are_structural_not_dead(cifar_npz: Path) -> None:
+    report = auditor.audit("tests.models:build_cifar_resnet", cifar_npz, device="cpu")
+
+    assert report.findings_by_id("inventory.dead_units") == []
+    rows = {r.name: r for r in report.modules}
+    for name, units in (("layer2.0.shortcut", 32), ("layer3.0.shortcut", 64)):
+        assert (rows[name].zero_units, rows[name].dead_units, rows[name].units) == (units // 2, 0, units)
+    assert report.section("inventory").metrics["modules_with_dead_units"] == 0
+
+
+def test_zeros_padded_then_pooled_then_activated_are_not_dead() -> None:
+    report = auditor.audit(PadPoolRelu(), _images())
+
+    rows = {r.name: r for r in report.modules}
+    assert [(rows[n].zero_units, rows[n].dead_units) for n in ("pad", "pool", "act")] == [(4, 0)] * 3
+    assert report.findings_by_id("inventory.dead_units") == []
+
+
+def test_units_with_all_zero_weights_are_pruned_not_dead() -> None:
+    report = auditor.audit(PrunedThenRelu(), _data())
+
+    pruned = report.findings_by_id("inventory.pruned_units")
+    assert [(f.module, f.severity.value, f.evidence["pruned_units"]) for f in pruned] == [("hidden", "info", 5)]
+    assert report.findings_by_id("inventory.dead_units") == []  # not at hidden, and not at the ReLU after it
+    rows = {r.name: r for r in report.modules}
+    assert (rows["act"].zero_units, rows["act"].dead_units) == (5, 0)
+
+
+def test_dead_units_are_reported_once_where_they_die() -> None:
+    report = auditor.audit(DeadThenPooled(), _images())
+
+    dead = report.findings_by_id("inventory.dead_units")
+    assert [(f.module, f.evidence["dead_units"]) for f in dead] == [("relu", 3)]
+    assert "also_seen_as" not in dead[0].evidence
+    rows = {r.name: r for r in report.modules}
+    assert (rows["pool"].zero_units, rows["pool"].dead_units) == (3, 0)
 
 
 def test_reuse_is_an_info_finding_and_module_count_matches_named_modules() -> None:
