@@ -24,7 +24,9 @@ def test_paths_in_gives_the_same_report_as_run_audit(tiny_bert_dir: Path, text_c
 def test_task_embedding_skips_performance_even_for_a_classifier(tiny_bert_dir: Path, text_csv: Path) -> None:
     report = auditor.audit(tiny_bert_dir, text_csv, task="embedding")
     assert report.metadata.task == "embedding"
-    assert [s.id for s in report.sections] == ["inventory"]
+    assert report.section("performance").metrics == {}
+    assert "task='classification'" in report.section("performance").summary
+    assert [f.id for f in report.findings if f.id.startswith("performance.")] == ["performance.labels_unused"]
 
 
 def test_in_memory_text_model_with_its_tokenizer(tiny_bert_dir: Path) -> None:

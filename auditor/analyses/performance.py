@@ -49,7 +49,8 @@ class Performance:
     id: ClassVar[str] = "performance"
     title: ClassVar[str] = "Performance"
     modalities: ClassVar[frozenset[Modality]] = frozenset({"text", "image", "tabular"})
-    tasks: ClassVar[frozenset[Task]] = frozenset({"classification"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding"})
+    """For an embedding it measures nothing, but says so: what the labels were used for, how to classify."""
 
     def __init__(self, params: PerformanceParams | None = None) -> None:
         self.params = params
@@ -59,6 +60,8 @@ class Performance:
 
     def run(self, ctx: AuditContext) -> Section:
         params = self.params or ctx.config.performance
+        if ctx.subject.task == "embedding":
+            return self._embedding(ctx)
         labels_t = ctx.subject.labels
         if labels_t is None:
             return Section(id=self.id, title=self.title,
@@ -127,6 +130,29 @@ class Performance:
         return Section(id=self.id, title=self.title, summary=summary, metrics=metrics, tables=[table],
                        figures=figures, findings=findings,
                        details={"confusion_matrix": matrix.tolist(), "class_names": names})
+
+
+    def _embedding(self, ctx: AuditContext) -> Section:
+        """No performance for an embedding model; the labels it was given go unused, and the reader is told."""
+        if ctx.subject.loaded.has_head:
+            what = "was audited as an embedding model (task embedding)"
+            how = "audit it as a classifier (task='classification')"
+        else:
+            what = "is a bare encoder without a classification head"
+            how = ("pass --head HEAD.safetensors (a linear head on the pooled output; [model] head in a config "
+                   "file) to classify with it and get accuracy, calibration and a confusion matrix")
+        labels = ctx.subject.data.labels
+        if labels is None:
+            return Section(id=self.id, title=self.title,
+                           summary=f"Not measured: the model {what} and the data has no labels. "
+                                   f"To measure performance, {how}.")
+        classes = len({str(label) for label in labels})
+        message = (f"The data's {len(labels)} labels ({classes} classes) were read but not used: the model {what}, "
+                   "and no analysis uses labels for embeddings yet (linear probes will). "
+                   f"To measure performance, {how}.")
+        return Section(id=self.id, title=self.title, summary=f"Not measured. {message}",
+                       findings=[Finding(id="performance.labels_unused", severity=Severity.INFO, message=message,
+                                         evidence={"labels": len(labels), "classes": classes})])
 
 
 def _confusion_figure(matrix: np.ndarray, names: list[str]) -> Figure:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +14,7 @@ from torch.nn import functional as F
 
 import auditor
 from auditor.analyses.performance import expected_calibration_error
+from auditor.config import DataSpec
 
 
 def _blobs(n: int = 300, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,3 +122,26 @@ def test_a_class_the_model_never_predicts_is_a_weak_class() -> None:
     weak = report.findings_by_id("performance.weak_class")
     assert [f.evidence["class"] for f in weak] == ["2"] and weak[0].evidence["recall"] == 0.0
     assert report.findings_by_id("performance.near_chance") == []
+
+
+def test_a_bare_encoder_says_what_its_labels_were_used_for(tiny_encoder_dir: Path, text_csv: Path,
+                                                           run_cli: Any, tmp_path: Path) -> None:
+    result = run_cli("run", "--model", tiny_encoder_dir, "--data", text_csv, "--out", tmp_path, "--formats",
+                     "json,html", "--quiet")
+
+    assert result.exit_code == 0, result.stderr
+    audit = json.loads((tmp_path / "audit.json").read_text())
+    performance = next(s for s in audit["sections"] if s["id"] == "performance")
+    assert performance["summary"].startswith("Not measured") and "--head" in performance["summary"]
+    unused = [f for f in audit["findings"] if f["id"] == "performance.labels_unused"]
+    assert len(unused) == 1 and unused[0]["severity"] == "info"
+    assert unused[0]["evidence"] == {"labels": 12, "classes": 2}
+    assert "were read but not used" in (tmp_path / "report.html").read_text()
+
+
+def test_an_unlabelled_bare_encoder_is_told_how_to_get_performance(tiny_encoder_dir: Path, text_csv: Path) -> None:
+    unlabelled = auditor.AuditConfig(data=DataSpec(label_column=None))
+    report = auditor.audit(tiny_encoder_dir, text_csv, config=unlabelled)
+
+    assert "--head" in report.section("performance").summary
+    assert report.findings_by_id("performance.labels_unused") == []
