@@ -50,3 +50,10 @@ def test_unknown_analysis_and_bad_option_are_config_errors() -> None:
         auditor.audit(model, data, batch_size=0)
     only = auditor.audit(model, data, config=auditor.AuditConfig(analyses=("performance",)))
     assert [s.id for s in only.sections] == ["performance"]
+
+
+def test_non_finite_arrays_are_refused_before_the_audit() -> None:
+    x = torch.randn(20, 3)
+    x[5, 1] = float("inf")
+    with pytest.raises(auditor.DataError, match=r"0 NaN and 1 Inf values in 1 of 20 samples, the first at sample 5"):
+        auditor.audit(nn.Linear(3, 2), (x, torch.arange(20) % 2))

@@ -80,15 +80,29 @@ class Performance:
             if majority_rate < 1.0 else 1.0
         nll = float(-torch.log(probs[torch.arange(n), labels_t].clamp_min(1e-12)).mean())
         confidence = probs.max(dim=1).values.numpy()
-        ece, bins = expected_calibration_error(confidence, correct, params.calibration_bins)
+        # Calibration is undefined over samples without a probability: ECE is NaN then (and fails below),
+        # while the diagram still shows the bins of the finite ones.
+        ece, bins = expected_calibration_error(confidence[finite], correct[finite], params.calibration_bins) \
+            if finite.any() else (float("nan"), [])
+        n_bad = int((~finite).sum())
+        if n_bad:
+            ece = float("nan")
         precision, recall, f1, support = precision_recall_fscore_support(
             labels, predicted, labels=list(range(n_classes)), zero_division=0)
         present = support > 0
         macro_f1 = float(f1[present].mean()) if present.any() else 0.0
         metrics = {"accuracy": accuracy, "majority_rate": majority_rate, "macro_f1": macro_f1,
                    "ece": ece, "nll": nll, "binomial_p_value": p_value, "samples": float(n),
-                   "non_finite_predictions": float((~finite).sum())}
+                   "non_finite_predictions": float(n_bad)}
         findings = []
+        if n_bad:
+            first = int(np.flatnonzero(~finite)[0])
+            findings.append(Finding(
+                id="performance.non_finite_scores", severity=Severity.FAIL,
+                message=(f"{n_bad} of {n} audit samples got NaN or Inf scores (the first: sample {first}); "
+                         "they count as wrong answers, and calibration (ECE, NLL) is undefined."),
+                evidence={"non_finite_samples": n_bad, "samples": n, "first_sample": first},
+            ))
         margin = accuracy - majority_rate
         if p_value > params.near_chance_alpha or margin < params.near_chance_margin:
             findings.append(Finding(
@@ -124,9 +138,10 @@ class Performance:
                    round(float(f1[c]), 4)] for c in range(n_classes)],
         )
         matrix = confusion_matrix(labels, predicted, labels=list(range(n_classes)))
-        figures = [_confusion_figure(matrix, names), _reliability_figure(bins, ece)]
+        figures = [_confusion_figure(matrix, names), _reliability_figure(bins, ece, left_out=n_bad)]
         summary = (f"Accuracy {accuracy:.1%} on {n} labelled samples (majority class {majority_rate:.1%}); "
-                   f"macro F1 {macro_f1:.3f}; expected calibration error {ece:.3f}.")
+                   f"macro F1 {macro_f1:.3f}; " + (f"calibration undefined ({n_bad} samples with NaN/Inf scores)."
+                                                  if n_bad else f"expected calibration error {ece:.3f}."))
         return Section(id=self.id, title=self.title, summary=summary, metrics=metrics, tables=[table],
                        figures=figures, findings=findings,
                        details={"confusion_matrix": matrix.tolist(), "class_names": names})
@@ -177,7 +192,7 @@ def _confusion_figure(matrix: np.ndarray, names: list[str]) -> Figure:
                          caption="Rows: true class; columns: predicted class; colour: share of the row, numbers: counts.")
 
 
-def _reliability_figure(bins: list[tuple[float, float, int]], ece: float) -> Figure:
+def _reliability_figure(bins: list[tuple[float, float, int]], ece: float, *, left_out: int = 0) -> Figure:
     with new_figure(4.2, 3.6) as (fig, ax):
         ax.plot([0, 1], [0, 1], ls="--", color="#9ca3af", lw=1, label="perfect calibration")
         if bins:
@@ -189,8 +204,15 @@ def _reliability_figure(bins: list[tuple[float, float, int]], ece: float) -> Fig
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("mean confidence")
         ax.set_ylabel("accuracy")
-        ax.set_title(f"ECE = {ece:.3f}", fontsize=10)
-        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        if left_out:  # never an "ECE = nan" that reads like a number
+            ax.set_title(f"ECE undefined: {left_out} sample{'s' * (left_out != 1)} with NaN/Inf scores left out",
+                         fontsize=9, color="#b42318")
+        else:
+            ax.set_title(f"ECE = {ece:.3f}", fontsize=10)
+        legend = ax.legend(loc="upper left", fontsize=8, frameon=False)
+        for handle in legend.legend_handles:  # one modest dot, not the size of the biggest bin
+            if hasattr(handle, "set_sizes"):
+                handle.set_sizes([30])
         return to_figure(fig, id="performance.reliability", title="Reliability diagram",
                          alt="Reliability diagram: accuracy against mean confidence per confidence bin",
                          caption="Each dot is a confidence bin (size: number of samples); dots on the diagonal are well calibrated.")

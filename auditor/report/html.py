@@ -71,6 +71,7 @@ def build_environment(directory: Path) -> Environment:
         seconds=format_seconds, sort_key=sort_key, data_uri=data_uri, pretty_json=pretty_json,
         cell=format_cell, dead=format_dead, zero_note=zero_note,
     )
+    env.tests["nan"] = is_nan
     env.globals.update(table_kinds=table_kinds, row_flag=row_flag, cost_line=cost_line, section_status=section_status,
                        loading_notes=loading_notes)
     return env
@@ -118,6 +119,11 @@ def format_number(value: float | int | None) -> str:
     if 1e5 <= size < 1e15:
         return f"{value:,.0f}"
     return f"{value:.2e}"
+
+
+def is_nan(value: object) -> bool:
+    """A float NaN (the template test `is nan`)."""
+    return isinstance(value, float) and math.isnan(value)
 
 
 def format_count(value: int | float | None) -> str:
@@ -221,11 +227,13 @@ class SectionStatus:
 
 
 def section_status(section: Section) -> SectionStatus:
-    """`error`, else the worst finding severity with its count, else `ok`."""
+    """`error`, else the worst finding severity with its count, else `NaN` for a NaN metric, else `ok`."""
     if section.error is not None:
         return SectionStatus("fail", "error")
     worst = max((f.severity for f in section.findings), key=lambda s: s.rank, default=None)
     if worst is None or worst is Severity.INFO:
+        if any(is_nan(value) for value in section.metrics.values()):
+            return SectionStatus("fail", "NaN")  # an audit.json written before NaN metrics became findings
         return SectionStatus("pass", "ok")
     n = sum(1 for f in section.findings if f.severity is worst)
     return SectionStatus(worst.value, f"{n} {worst.value}")

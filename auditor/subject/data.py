@@ -73,14 +73,31 @@ def load_data(spec: DataSpec, *, seed: int) -> AuditData:
 
 
 def cap_samples(data: AuditData, *, max_samples: int, seed: int) -> AuditData:
-    """Keeps at most `max_samples` samples, drawn with `seed`, in their original order."""
+    """Keeps at most `max_samples` samples, drawn with `seed`, in their original order; refuses
+    non-finite arrays first (a NaN input is bad data, not a finding about the model)."""
     n = len(data)
     if n == 0:
         raise DataError(f"data {data.source} holds no samples")
+    if data.arrays is not None:
+        check_finite(data.arrays, source=data.source)
     data.total_available = n
     if n > max_samples:
         data._take(np.sort(np.random.default_rng(seed).permutation(n)[:max_samples]).tolist())
     return data
+
+
+def check_finite(x: np.ndarray, *, source: str) -> None:
+    """Raises DataError naming how many values are NaN or Inf and the first sample holding one."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return
+    bad_samples = np.flatnonzero(~finite.reshape(len(x), -1).all(axis=1))
+    nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+    raise DataError(
+        f"the inputs in {source} hold {nan:,} NaN and {inf:,} Inf values in {len(bad_samples):,} of {len(x):,} "
+        f"samples, the first at sample {int(bad_samples[0])} (counting from 0): clean or drop them, a "
+        "non-finite input makes every number of the audit meaningless"
+    )
 
 
 def _image_folder(path: Path) -> AuditData:

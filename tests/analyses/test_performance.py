@@ -145,3 +145,50 @@ def test_an_unlabelled_bare_encoder_is_told_how_to_get_performance(tiny_encoder_
 
     assert "--head" in report.section("performance").summary
     assert report.findings_by_id("performance.labels_unused") == []
+
+
+class NanForSomeInputs(nn.Module):
+    """A trained-looking classifier whose logits are NaN wherever the first input feature exceeds 2.5."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        return torch.where(x[:, :1] > 2.5, torch.full_like(logits, float("nan")), logits)
+
+
+def test_nan_scores_on_finite_inputs_never_pass_as_ok() -> None:
+    from auditor.report.html import render_html
+
+    x, y = _blobs()
+    report = auditor.audit(NanForSomeInputs(_trained(x, y)), (x, y), max_samples=300)
+
+    section = report.section("performance")
+    bad = int((x[:, 0] > 2.5).sum())
+    assert 0 < bad < 300 and section.metrics["non_finite_predictions"] == bad
+    found = report.findings_by_id("performance.non_finite_scores")
+    assert len(found) == 1 and found[0].severity == auditor.Severity.FAIL
+    assert found[0].evidence["first_sample"] == int(torch.nonzero(x[:, 0] > 2.5)[0])
+    assert np.isnan(section.metrics["ece"]) and report.verdict.status == "fail"
+    assert f"calibration undefined ({bad} samples with NaN/Inf scores)" in section.summary
+    assert "error nan" not in section.summary
+    assert len(section.figures) == 2  # the reliability diagram still shows the finite samples
+    page = render_html(report)
+    block = page[page.index('<section id="section-performance"'):]
+    assert 'badge badge-fail">' in block[:block.index("</header>")]
+    assert 'class="metric metric-nan" title="ece: not a number"' in block
+
+
+def test_the_reliability_legend_dot_is_small_whatever_the_bin_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import auditor.analyses.performance as performance
+
+    drawn: list[Any] = []
+    real = performance.to_figure
+    monkeypatch.setattr(performance, "to_figure", lambda fig, **kw: drawn.append(fig) or real(fig, **kw))
+    performance._reliability_figure([(0.35, 0.3, 5), (0.95, 0.97, 500)], 0.02)
+
+    legend = drawn[0].axes[0].get_legend()
+    sizes = [size for handle in legend.legend_handles if hasattr(handle, "get_sizes") for size in handle.get_sizes()]
+    assert sizes and max(sizes) <= 40

@@ -280,6 +280,17 @@ def test_data_the_model_rejects(run_cli: RunCli, out: Path, tmp_path: Path) -> N
     assert "the model rejected the data" in message and "(2, 3, 5, 5)" in message
 
 
+def test_non_finite_inputs_are_bad_data(run_cli: RunCli, out: Path, tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(40, 1, 8, 8))
+    x[3, 0, 1, 1], x[3, 0, 2, 2], x[17, 0, 0, 0] = np.nan, np.nan, np.inf
+    data = save_npz(tmp_path / "nan.npz", x, np.arange(40) % 3)
+
+    message = error_message(audit_cli(run_cli, out, "tests.models:build_tiny_cnn", data, "--max-samples", "10"), out)
+
+    assert "2 NaN and 1 Inf values in 2 of 40 samples" in message and "first at sample 3" in message
+    assert str(data) in message
+
+
 def test_an_empty_image_folder(run_cli: RunCli, out: Path, tmp_path: Path, tiny_vit_dir: Path) -> None:
     folder = tmp_path / "images"
     folder.mkdir()
