@@ -105,16 +105,11 @@ def test_a_failing_analysis_is_an_error_entry_and_the_report_still_saves(monkeyp
     assert [s["id"] for s in saved["sections"]] == ["inventory", "performance", "broken"]
 
 
-class NanMetric:
+class NanMetric(Broken):
     """An analysis whose metric is NaN and which raises no finding about it."""
 
     id: ClassVar[str] = "nan_maker"
     title: ClassVar[str] = "NaN maker"
-    modalities = frozenset({"tabular", "text", "image"})
-    tasks = frozenset({"classification", "embedding"})
-
-    def cost(self, ctx: AuditContext) -> Cost:
-        return Cost()
 
     def run(self, ctx: AuditContext) -> Section:
         return Section(id=self.id, title=self.title, metrics={"score": float("nan"), "count": 3.0})
