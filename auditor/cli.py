@@ -63,7 +63,7 @@ def run(
     weights: WeightsOpt = None,
     head: HeadOpt = None,
     trust_pickle: TrustOpt = False,
-    name: Annotated[Optional[str], typer.Option(help="Model name shown in the report.", rich_help_panel="Model")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Model name shown in the report \\[default: the model's class].", rich_help_panel="Model")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="Text column of CSV/JSONL data \\[default: text].", rich_help_panel="Data")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column of CSV/JSONL data \\[default: label].", rich_help_panel="Data")] = None,
     unlabeled: Annotated[bool, typer.Option("--unlabeled", help="The data has no labels: skip performance.", rich_help_panel="Data")] = False,

@@ -59,6 +59,14 @@ def sha256_files(paths: list[Path]) -> str | None:
     return digest.hexdigest()
 
 
+def model_title(module: nn.Module) -> str:
+    """The name a report gives a model unless --name says otherwise: its class, not the factory function
+    or the folder it came from (those are its source)."""
+    if isinstance(module, EncoderClassifier):
+        return f"{type(module.encoder).__name__} with a linear head"
+    return type(module).__name__
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Loads the model that `spec` names, in eval mode on the CPU."""
     if not spec.path:
@@ -147,7 +155,7 @@ def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
     elif spec.head:
         raise ModelLoadError(f"--head applies to a bare encoder; {path} already has a classification head")
     return LoadedModel(
-        module=module, kind=kind, name=path.name, source=str(path), weights_sha256=sha256_files(hashed),
+        module=module, kind=kind, name=model_title(module), source=str(path), weights_sha256=sha256_files(hashed),
         tokenizer=tokenizer, image_processor=image_processor, class_names=class_names, has_head=has_head,
     )
 
@@ -198,7 +206,7 @@ def _load_factory(spec: ModelSpec) -> LoadedModel:
         loading = load_weights(module, weights, trust_pickle=spec.trust_pickle)
         sha = sha256_files([weights])
     class_names = [str(c) for c in getattr(module, "class_names", None) or []]
-    return LoadedModel(module=module, kind="module", name=attr.split(".")[-1], source=spec.path,
+    return LoadedModel(module=module, kind="module", name=model_title(module), source=spec.path,
                        weights_sha256=sha, class_names=class_names,
                        weights_loading=None if loading == WeightsLoading() else loading)
 
@@ -336,7 +344,7 @@ def _load_pickled_module(path: Path, *, trust: bool) -> LoadedModel:
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"{path} unpickled to {type(module).__name__}, not a torch.nn.Module")
     class_names = [str(c) for c in getattr(module, "class_names", None) or []]
-    return LoadedModel(module=module, kind="module", name=path.stem, source=str(path),
+    return LoadedModel(module=module, kind="module", name=model_title(module), source=str(path),
                        weights_sha256=sha256_files([path]), class_names=class_names)
 
 

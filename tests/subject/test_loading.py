@@ -250,9 +250,15 @@ def test_what_loading_adjusted_is_in_the_report(tmp_path: Path, cifar_npz: Path,
     assert "began with &#39;module.&#39;" in html and "num_batches_tracked counters" in html
 
 
-def test_model_name_option_names_the_model(tiny_cnn_npz: Path) -> None:
-    assert load("tests.models:build_tiny_cnn", tiny_cnn_npz).loaded.name == "build_tiny_cnn"
+def test_a_model_is_named_by_its_class_or_by_the_name_option(tiny_cnn_npz: Path, tiny_bert_dir: Path,
+                                                              tiny_encoder_dir: Path, encoder_head_file: Path,
+                                                              text_csv: Path) -> None:
+    factory = load("tests.models:build_tiny_cnn", tiny_cnn_npz).loaded
+    assert (factory.name, factory.source) == ("TinyCNN", "tests.models:build_tiny_cnn")
     assert load("tests.models:build_tiny_cnn", tiny_cnn_npz, name="bars-cnn").loaded.name == "bars-cnn"
+    hf = load(tiny_bert_dir, text_csv).loaded
+    assert (hf.name, hf.source) == ("BertForSequenceClassification", str(tiny_bert_dir))
+    assert load(tiny_encoder_dir, text_csv, head=str(encoder_head_file)).loaded.name == "BertModel with a linear head"
 
 
 def test_a_dict_output_with_logits_is_read_through_logits(tiny_cnn_npz: Path) -> None:
