@@ -107,6 +107,7 @@ def _metadata(subject: Subject, config: AuditConfig, stages: dict[str, float], *
         notes={k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
                for k, v in (notes or {}).items()},
         weights_loading=loaded.weights_loading,
+        data_skipped_files=subject.data.skipped_files[:20], data_skipped_count=len(subject.data.skipped_files),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +32,8 @@ class AuditData:
     arrays: np.ndarray | None = None
     labels: list[RawLabel] | None = None
     total_available: int = 0
+    skipped_files: list[str] = field(default_factory=list)
+    """Files of an image folder that are not images (paths relative to the folder), left out."""
 
     def __len__(self) -> int:
         if self.texts is not None:
@@ -113,7 +115,10 @@ def _image_folder(path: Path) -> AuditData:
                 labels.append(folder.name)
     if not paths:
         raise DataError(f"image folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return AuditData(kind="images", source=str(path), image_paths=paths, labels=labels)
+    used = set(paths)
+    skipped = [file.relative_to(path).as_posix() for file in sorted(path.rglob("*"))
+               if file.is_file() and file not in used]  # notes.txt, .DS_Store, files beside the classes
+    return AuditData(kind="images", source=str(path), image_paths=paths, labels=labels, skipped_files=skipped)
 
 
 def _npz(path: Path, spec: DataSpec) -> AuditData:

@@ -108,6 +108,26 @@ def test_hf_image_classifier_on_an_image_folder(tiny_vit_dir: Path, image_folder
     assert tuple(batch.inputs["pixel_values"].shape) == (5, 3, 16, 16)
 
 
+def test_files_in_an_image_folder_that_are_not_images_are_listed(tmp_path: Path, image_folder: Path, tiny_vit_dir: Path,
+                                                                 run_cli: Any) -> None:
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(image_folder, folder)
+    (folder / "circle" / "notes.txt").write_text("taken on a cloudy day", encoding="utf-8")
+    (folder / "README.md").write_text("three shapes", encoding="utf-8")
+
+    result = run_cli("run", "--model", tiny_vit_dir, "--data", folder, "--out", tmp_path / "audit",
+                     "--formats", "json,html", "--quiet")
+
+    assert result.exit_code == 0, result.stderr
+    meta = json.loads((tmp_path / "audit" / "audit.json").read_text())["metadata"]
+    assert meta["n_samples"] == 12
+    assert (meta["data_skipped_count"], meta["data_skipped_files"]) == (2, ["README.md", "circle/notes.txt"])
+    html = (tmp_path / "audit" / "report.html").read_text()
+    assert "2 files in the image folder are not images and were skipped: README.md, circle/notes.txt." in html
+
+
 # --- factories and weight files ------------------------------------------------------------------------
 
 def assert_holds_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
