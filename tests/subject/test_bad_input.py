@@ -280,6 +280,20 @@ def test_data_the_model_rejects(run_cli: RunCli, out: Path, tmp_path: Path) -> N
     assert "the model rejected the data" in message and "(2, 3, 5, 5)" in message
 
 
+@pytest.mark.parametrize(("model", "mode", "hint"), [
+    ("tests.models:build_tiny_cnn", "RGB", "takes 1-channel input but the images were read as RGB (3 channels): "
+                                           "pass --image-mode L"),
+    ("tests.models:build_cifar_resnet", "L", "takes 3-channel input but the images were read as grey (1 channel): "
+                                             "pass --image-mode RGB"),
+])
+def test_grey_and_colour_images_given_to_the_other_kind_of_model_get_a_hint(
+        model: str, mode: str, hint: str, run_cli: RunCli, out: Path, image_folder: Path) -> None:
+    size = "8" if "tiny_cnn" in model else "16"
+    message = error_message(audit_cli(run_cli, out, model, image_folder, "--image-size", size, "--image-mode", mode), out)
+
+    assert "the model rejected the data" in message and hint in message
+
+
 def test_non_finite_inputs_are_bad_data(run_cli: RunCli, out: Path, tmp_path: Path) -> None:
     x = np.random.default_rng(0).normal(size=(40, 1, 8, 8))
     x[3, 0, 1, 1], x[3, 0, 2, 2], x[17, 0, 0, 0] = np.nan, np.nan, np.inf
