@@ -423,6 +423,26 @@ def test_an_unknown_report_format(run_cli: RunCli, out: Path, tiny_cnn_npz: Path
     assert "--formats takes json, html and/or pdf" in error_message(result, out)
 
 
+@pytest.mark.parametrize(("args", "cause"), [
+    (["--max-samples", "0"], "Invalid value for '--max-samples'"),
+    (["--batch-size", "many"], "Invalid value for '--batch-size'"),
+    (["--no-such-option"], "No such option: --no-such-option"),
+])
+def test_a_usage_error_is_one_error_line_too(args: list[str], cause: str, run_cli: RunCli, out: Path,
+                                             tiny_cnn_npz: Path) -> None:
+    result = audit_cli(run_cli, out, "tests.models:build_tiny_cnn", tiny_cnn_npz, *args)
+
+    message = error_message(result, out)
+    assert cause in message and "(see 'auditor run --help')" in message
+    assert "╭" not in result.stderr and "Usage:" not in result.stderr
+
+
+def test_an_unknown_command_is_one_error_line(run_cli: RunCli) -> None:
+    message = error_message(run_cli("audit", "--model", "x"))
+
+    assert "No such command 'audit'" in message
+
+
 # --- how the error is printed ---------------------------------------------------------------------------
 
 def test_a_long_error_stays_on_one_line(run_cli: RunCli, out: Path, tmp_path: Path, tiny_cnn_npz: Path) -> None:
