@@ -159,9 +159,10 @@ def _by_type(rows: list[ModuleRow]) -> Table:
             share[r.type] += r.time_share
     return Table(
         id="inventory.by_type", title="Modules by type",
-        columns=["type", "count", "own parameters", "leaf time share"],
-        rows=[[t, count[t], params[t], round(share[t], 4)] for t in sorted(count, key=lambda t: -params[t])],
-        caption="Own parameters are those registered directly on modules of the type; time share sums leaf modules.",
+        columns=["type", "count", "own parameters", "leaf time %"],
+        rows=[[t, count[t], params[t], round(100 * share[t], 2)] for t in sorted(count, key=lambda t: -params[t])],
+        caption="Own parameters are those registered directly on modules of the type; leaf time % sums the "
+                "share of the forward time spent in leaf modules of the type.",
     )
 
 

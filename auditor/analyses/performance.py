@@ -134,8 +134,8 @@ class Performance:
         table = Table(
             id="performance.per_class", title="Per-class metrics",
             columns=["class", "support", "precision", "recall", "f1"],
-            rows=[[names[c], int(support[c]), round(float(precision[c]), 4), round(float(recall[c]), 4),
-                   round(float(f1[c]), 4)] for c in range(n_classes)],
+            rows=[[names[c], int(support[c]), round(float(precision[c]), 3), round(float(recall[c]), 3),
+                   round(float(f1[c]), 3)] for c in range(n_classes)],
         )
         matrix = confusion_matrix(labels, predicted, labels=list(range(n_classes)))
         figures = [_confusion_figure(matrix, names), _reliability_figure(bins, ece, left_out=n_bad)]

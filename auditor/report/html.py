@@ -72,7 +72,7 @@ def build_environment(directory: Path) -> Environment:
         cell=format_cell, dead=format_dead, zero_note=zero_note,
     )
     env.tests["nan"] = is_nan
-    env.globals.update(table_kinds=table_kinds, row_flag=row_flag, cost_line=cost_line, section_status=section_status,
+    env.globals.update(table_kinds=table_kinds, column_decimals=column_decimals, row_flag=row_flag, cost_line=cost_line, section_status=section_status,
                        loading_notes=loading_notes)
     return env
 
@@ -173,11 +173,28 @@ def zero_note(row: ModuleRow) -> str:
     return ", ".join(part for part in (f"{pruned} pruned" * bool(pruned), f"{other} zero" * (other > 0)) if part)
 
 
-def format_cell(value: Cell) -> str:
-    """A table cell: numbers compact, booleans yes/no, None blank."""
+def format_cell(value: Cell, decimals: int | None = None) -> str:
+    """A table cell: numbers compact (or with the column's `decimals`), booleans yes/no, None blank."""
     if value is None or isinstance(value, str):
         return value or ""
-    return format_number(value)
+    if decimals is None or isinstance(value, bool) or not math.isfinite(value):
+        return format_number(value)
+    return f"{value:,.{decimals}f}"
+
+
+def column_decimals(table: Table) -> list[int | None]:
+    """Per column, the decimals every number in it is shown with, so that a column never mixes
+    `5.00e-04` with `0.0084`; None for a column of whole numbers or text (compact format)."""
+    decimals: list[int | None] = []
+    for index, kind in enumerate(table_kinds(table)):
+        fractions = [c for row in table.rows if index < len(row) for c in [row[index]]
+                     if isinstance(c, float) and math.isfinite(c) and not c.is_integer()]
+        if kind != "num" or not fractions:
+            decimals.append(None)
+            continue
+        # As many decimals as the most precise cell needs (cells are rounded by their analysis), at most 4.
+        decimals.append(max(len(f"{c:.4f}".rstrip("0").split(".")[1]) for c in fractions))
+    return decimals
 
 
 def sort_key(value: Cell) -> str:

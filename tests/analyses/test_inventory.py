@@ -192,3 +192,13 @@ def test_healthy_model_has_no_inventory_warnings() -> None:
     report = auditor.audit(model, _data())
     assert [f.id for f in report.section("inventory").findings if f.severity.value != "info"] == []
     assert report.section("inventory").figures, "the activation profile figure is missing"
+
+
+def test_leaf_time_by_type_is_in_percent() -> None:
+    report = auditor.audit(DeadThenPooled(), _images())
+
+    table = report.section("inventory").tables[0]
+    assert table.columns[-1] == "leaf time %"
+    shares = [row[-1] for row in table.rows]
+    assert all(isinstance(s, float) and 0.0 <= s <= 100.0 for s in shares)
+    assert 1.0 < sum(shares) <= 100.0 + 1e-6  # percent, not fractions of 1

@@ -17,7 +17,7 @@ from auditor.report.html import (
     render_html, section_template_name, sort_key, templates_dir,
 )
 from auditor.findings import Finding, Severity
-from auditor.report.schema import AuditReport, Figure
+from auditor.report.schema import AuditReport, Figure, Table
 
 XSS = "<script>alert(1)</script>"
 PWN = "<script>window.__pwned=1</script>"
@@ -234,3 +234,15 @@ def test_empty_evidence_is_not_shown(sample_report: AuditReport) -> None:
     block = _section_block(page, inventory.id)
     assert '<span class="evidence-key">dead_units</span> 3' in block
     assert "also_seen_as" not in block and '<span class="evidence-key">note</span>' not in block
+
+
+def test_a_table_column_has_one_number_format(sample_report: AuditReport) -> None:
+    table = Table(id="by_type", title="Modules by type", columns=["type", "count", "leaf time %"],
+                  rows=[["Linear", 4, 41.2], ["ReLU", 3, 0.84], ["Dropout", 2, 0.05], ["Identity", 1, 0.0],
+                        ["Flatten", 1, None]])
+    sections = [s.model_copy(update={"tables": [table]}) if s.id == "inventory" else s for s in sample_report.sections]
+    page = render_html(sample_report.model_copy(update={"sections": sections}))
+
+    cells = re.findall(r'<td class="num" data-sort="[^"]*">([^<]*)</td>', _section_block(page, "inventory"))
+    assert cells == ["4", "41.20", "3", "0.84", "2", "0.05", "1", "0.00", "1", ""]
+    assert "e-0" not in "".join(cells)
