@@ -191,8 +191,14 @@ def _profile_figure(rows: list[ModuleRow]) -> list[Figure]:
             ax.yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=1e-2))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(axis="y", color="#e5e7eb", lw=0.6)
+        # A module called several times per forward is one point covering all its calls: ring it and say so.
+        reused = [i for i, r in enumerate(leaves) if r.calls_per_forward > 1]
+        if reused:
+            ax.scatter(reused, [leaves[i].std for i in reused], s=70, facecolors="none", edgecolors="#7c3aed",
+                       linewidths=1.4, zorder=3)
         if named:
-            ax.set_xticks(xs, [_tail(r.name) for r in leaves], rotation=55, ha="right", fontsize=7)
+            labels = [_tail(r.name) + (f" ×{r.calls_per_forward:g}" if r.calls_per_forward > 1 else "") for r in leaves]
+            ax.set_xticks(xs, labels, rotation=55, ha="right", fontsize=7)
             ax.set_xlabel("leaf module, in execution order")
         else:
             ax.set_xlabel(f"leaf module, in execution order ({len(leaves)} modules)")
@@ -212,4 +218,14 @@ def _profile_figure(rows: list[ModuleRow]) -> list[Figure]:
                           alt="Line chart of each leaf module's output standard deviation with bars of the "
                               "fraction of exact zeros, in execution order",
                           caption="Blue: standard deviation of each leaf module's output (log "
-                                  "scale); amber bars: share of exact zeros; red lines: non-finite outputs.")]
+                                  "scale); amber bars: share of exact zeros; red lines: non-finite outputs."
+                                  + _reuse_note([leaves[i] for i in reused]))]
+
+
+def _reuse_note(reused: list[ModuleRow]) -> str:
+    """The caption's word on modules that run more than once per forward but are drawn once."""
+    if not reused:
+        return ""
+    named = ", ".join(f"{r.name} (×{r.calls_per_forward:g})" for r in reused[:3]) + (" …" if len(reused) > 3 else "")
+    return (f" Purple rings: modules called more than once per forward, drawn once at their first call with "
+            f"statistics over all calls: {named}.")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
 import auditor
 from auditor.config import AuditConfig, InventoryParams
-from tests.models import LambdaLayer
+from tests.models import LambdaLayer, build_twice_used
 
 
 class NanMidway(nn.Module):
@@ -202,3 +204,17 @@ def test_leaf_time_by_type_is_in_percent() -> None:
     shares = [row[-1] for row in table.rows]
     assert all(isinstance(s, float) and 0.0 <= s <= 100.0 for s in shares)
     assert 1.0 < sum(shares) <= 100.0 + 1e-6  # percent, not fractions of 1
+
+
+def test_a_module_called_twice_is_marked_in_the_activation_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    import auditor.analyses.inventory as inventory
+
+    drawn: list[Any] = []
+    real = inventory.to_figure
+    monkeypatch.setattr(inventory, "to_figure", lambda fig, **kw: drawn.append(fig) or real(fig, **kw))
+    report = auditor.audit(build_twice_used(), _data(classes=3))
+
+    profile = report.section("inventory").figures[0]
+    assert "called more than once per forward" in profile.caption and "shared (×2)" in profile.caption
+    ticks = [label.get_text() for label in drawn[0].axes[0].get_xticklabels()]
+    assert "shared ×2" in ticks and "head" in ticks
