@@ -54,7 +54,17 @@ def render_html(report: AuditReport, *, for_pdf: bool = False) -> str:
         info_findings=[f for f in findings if f.severity is Severity.INFO],
         anchors=_finding_anchors(report),
         module_types=sorted({row.type for row in report.modules}),
+        compact_modules=fits_portrait(report),
     )
+
+
+def fits_portrait(report: AuditReport) -> bool:
+    """Whether the module table is small enough for a portrait PDF page (at most 40 rows; types, shapes
+    and indented names short enough not to push the 16 columns past the margin), so that a small model
+    does not get a landscape page of its own left nearly empty."""
+    rows = report.modules
+    return len(rows) <= 40 and max(len(r.name) + 0.8 * r.depth for r in rows) <= 30 \
+        and max(len(r.type) for r in rows) <= 18 and max(len(format_shape(r.output_shape)) for r in rows) <= 16
 
 
 def build_environment(directory: Path) -> Environment:
