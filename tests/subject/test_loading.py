@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from auditor.config import AuditConfig, DataSpec, ModelSpec
-from auditor.errors import DataError
+from auditor.errors import DataError, ModelLoadError
 from auditor.subject import Subject, load_subject, map_labels
 from tests.conftest import CLASS_NAMES, IMAGE_CLASSES, SCRIPT_TEXT, TEXT_ROWS
 from tests.models import CifarResNet, TinyCNN, build_tiny_cnn, build_wrapped_tiny_cnn
@@ -210,6 +210,26 @@ def test_an_old_dataparallel_checkpoint_in_a_wrapper_dict_loads(tmp_path: Path, 
     assert loading.stripped_prefix == "module."
     assert sorted(loading.filled_keys) == sorted(k for k in state if k.endswith("num_batches_tracked"))
     assert len(loading.filled_keys) == 7
+
+
+@pytest.mark.parametrize("counters", [True, False])
+def test_a_current_dataparallel_state_dict_is_judged_like_torch_judges_the_unwrapped_one(
+        counters: bool, tmp_path: Path, cifar_npz: Path) -> None:
+    state = torch.nn.DataParallel(CifarResNet()).state_dict()  # keys and module versions under "module."
+    if not counters:
+        for key in [k for k in state if k.endswith("num_batches_tracked")]:
+            del state[key]
+    weights = tmp_path / "dp.pt"
+    torch.save(state, weights)
+
+    if counters:
+        subject = load("tests.models:build_cifar_resnet", cifar_npz, weights=str(weights))
+        assert subject.loaded.weights_loading is not None
+        assert (subject.loaded.weights_loading.stripped_prefix, subject.loaded.weights_loading.filled_keys) == \
+            ("module.", [])
+    else:  # this torch's BatchNorm version says the counters must be there: torch refuses, and so do we
+        with pytest.raises(ModelLoadError, match=r"missing 7 key\(s\)"):
+            load("tests.models:build_cifar_resnet", cifar_npz, weights=str(weights))
 
 
 @pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "model.", "module._orig_mod."])
