@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from auditor.errors import AuditorError, ExitCode
+
+out = Console()
+err = Console(stderr=True)
+
 
 def _click_exceptions() -> Any:
     """click's exceptions as this typer raises them (typer >= 0.20 ships its own copy as typer._click)."""
@@ -59,8 +63,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-out = Console()
-err = Console(stderr=True)
 
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="Hugging Face model directory, or factory [bold]package.module:function[/] "

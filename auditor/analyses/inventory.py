@@ -197,8 +197,9 @@ def _profile_figure(rows: list[ModuleRow]) -> list[Figure]:
             ax.scatter(reused, [leaves[i].std for i in reused], s=70, facecolors="none", edgecolors="#7c3aed",
                        linewidths=1.4, zorder=3)
         if named:
-            labels = [_tail(r.name) + (f" ×{r.calls_per_forward:g}" if r.calls_per_forward > 1 else "") for r in leaves]
-            ax.set_xticks(xs, labels, rotation=55, ha="right", fontsize=7)
+            calls = [f" ×{r.calls_per_forward:g}" if r.calls_per_forward > 1 else "" for r in leaves]
+            ax.set_xticks(xs, [_tail(r.name) + c for r, c in zip(leaves, calls, strict=True)], rotation=55,
+                          ha="right", fontsize=7)
             ax.set_xlabel("leaf module, in execution order")
         else:
             ax.set_xlabel(f"leaf module, in execution order ({len(leaves)} modules)")

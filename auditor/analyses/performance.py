@@ -82,11 +82,10 @@ class Performance:
         confidence = probs.max(dim=1).values.numpy()
         # Calibration is undefined over samples without a probability: ECE is NaN then (and fails below),
         # while the diagram still shows the bins of the finite ones.
+        n_bad = int((~finite).sum())
         ece, bins = expected_calibration_error(confidence[finite], correct[finite], params.calibration_bins) \
             if finite.any() else (float("nan"), [])
-        n_bad = int((~finite).sum())
-        if n_bad:
-            ece = float("nan")
+        ece = float("nan") if n_bad else ece
         precision, recall, f1, support = precision_recall_fscore_support(
             labels, predicted, labels=list(range(n_classes)), zero_division=0)
         present = support > 0
@@ -145,7 +144,6 @@ class Performance:
         return Section(id=self.id, title=self.title, summary=summary, metrics=metrics, tables=[table],
                        figures=figures, findings=findings,
                        details={"confusion_matrix": matrix.tolist(), "class_names": names})
-
 
     def _embedding(self, ctx: AuditContext) -> Section:
         """No performance for an embedding model; the labels it was given go unused, and the reader is told."""

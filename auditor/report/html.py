@@ -82,8 +82,8 @@ def build_environment(directory: Path) -> Environment:
         cell=format_cell, dead=format_dead, zero_note=zero_note,
     )
     env.tests["nan"] = is_nan
-    env.globals.update(table_kinds=table_kinds, column_decimals=column_decimals, row_flag=row_flag, cost_line=cost_line, section_status=section_status,
-                       loading_notes=loading_notes)
+    env.globals.update(table_kinds=table_kinds, column_decimals=column_decimals, row_flag=row_flag,
+                       cost_line=cost_line, section_status=section_status, loading_notes=loading_notes)
     return env
 
 
@@ -180,7 +180,10 @@ def zero_note(row: ModuleRow) -> str:
     """The all-zero units that are not dead: `4 pruned`, `16 zero` (structural or passed on), or ""."""
     pruned = row.pruned_units or 0
     other = (row.zero_units or 0) - (row.dead_units or 0) - pruned
-    return ", ".join(part for part in (f"{pruned} pruned" * bool(pruned), f"{other} zero" * (other > 0)) if part)
+    parts = [f"{pruned} pruned"] if pruned else []
+    if other > 0:
+        parts.append(f"{other} zero")
+    return ", ".join(parts)
 
 
 def format_cell(value: Cell, decimals: int | None = None) -> str:
@@ -197,8 +200,8 @@ def column_decimals(table: Table) -> list[int | None]:
     `5.00e-04` with `0.0084`; None for a column of whole numbers or text (compact format)."""
     decimals: list[int | None] = []
     for index, kind in enumerate(table_kinds(table)):
-        fractions = [c for row in table.rows if index < len(row) for c in [row[index]]
-                     if isinstance(c, float) and math.isfinite(c) and not c.is_integer()]
+        cells = [row[index] for row in table.rows if index < len(row)]
+        fractions = [c for c in cells if isinstance(c, float) and math.isfinite(c) and not c.is_integer()]
         if kind != "num" or not fractions:
             decimals.append(None)
             continue
