@@ -42,6 +42,7 @@ def render_html(report: AuditReport, *, for_pdf: bool = False) -> str:
     script_hash = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
     sections = [(section, section_template_name(env, section.id)) for section in report.sections]
     findings = sorted(report.findings, key=lambda f: -f.severity.rank)
+    compact = fits_portrait(report)
     return env.get_template("report.html.j2").render(
         report=report,
         for_pdf=for_pdf,
@@ -54,7 +55,8 @@ def render_html(report: AuditReport, *, for_pdf: bool = False) -> str:
         info_findings=[f for f in findings if f.severity is Severity.INFO],
         anchors=_finding_anchors(report),
         module_types=sorted({row.type for row in report.modules}),
-        compact_modules=fits_portrait(report),
+        compact_modules=compact,
+        modules_last=for_pdf and not compact,
     )
 
 
