@@ -3,23 +3,63 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from auditor import cli_gate
 from auditor.cli_gate import BaselineOpt, JunitOpt, MarkdownOpt, PolicyOpt, judge, load_gate
 from auditor.errors import AuditorError, ExitCode
 
+out = Console()
+err = Console(stderr=True)
+
+
+def _click_exceptions() -> Any:
+    """click's exceptions as this typer raises them (typer >= 0.20 ships its own copy as typer._click)."""
+    vendored = getattr(typer.core, "_click", None)
+    return vendored.exceptions if vendored is not None else importlib.import_module("click.exceptions")
+
+
+_CLICK = _click_exceptions()
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (an unknown option, `--max-samples 0`) get the same single `error:` line and exit 2 as
+    any other bad input, instead of click's boxed usage panel."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except getattr(_CLICK, "NoArgsIsHelpError", ()):
+            sys.exit(int(ExitCode.BAD_INPUT))  # the help is already printed
+        except _CLICK.ClickException as error:
+            ctx = getattr(error, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if isinstance(error, _CLICK.UsageError) and ctx else ""
+            err.print(f"[bold red]error:[/] {escape(error.format_message())}{escape(hint)}", soft_wrap=True)
+            sys.exit(int(ExitCode.BAD_INPUT))
+        except typer.Abort:
+            err.print("Aborted.")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)  # a command's typer.Exit(code), or 0 when it returned
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="auditor",
     help="Audit a PyTorch model before you ship it: walk every module, measure it, and write an "
          "HTML + PDF + JSON report; gate a release on it ([bold]check[/], [bold]diff[/]).\n\n"
@@ -29,8 +69,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-out = Console()
-err = Console(stderr=True)
 
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="Hugging Face model directory, or factory [bold]package.module:function[/] "
@@ -92,7 +130,7 @@ def run(
     weights: WeightsOpt = None,
     head: HeadOpt = None,
     trust_pickle: TrustOpt = False,
-    name: Annotated[Optional[str], typer.Option(help="Model name shown in the report.", rich_help_panel="Model")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Model name shown in the report \\[default: the model's class].", rich_help_panel="Model")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="Text column of CSV/JSONL data \\[default: text].", rich_help_panel="Data")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column of CSV/JSONL data \\[default: label].", rich_help_panel="Data")] = None,
     unlabeled: Annotated[bool, typer.Option("--unlabeled", help="The data has no labels: skip performance.", rich_help_panel="Data")] = False,

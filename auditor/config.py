@@ -28,7 +28,7 @@ class ModelSpec(BaseModel):
     trust_pickle: bool = False
     """Allow unpickling a full model file. Only for files you trust: unpickling runs code."""
     name: str | None = None
-    """Display name in the report (default: the directory or factory name)."""
+    """Display name in the report (default: the model's class; the directory or factory is its source)."""
 
 
 class DataSpec(BaseModel):

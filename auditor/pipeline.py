@@ -127,6 +127,8 @@ def _metadata(subject: Subject, config: AuditConfig, stages: dict[str, float], *
         total_seconds=round(total, 3),
         notes={k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
                for k, v in (notes or {}).items()},
+        weights_loading=loaded.weights_loading,
+        data_skipped_files=subject.data.skipped_files[:20], data_skipped_count=len(subject.data.skipped_files),
     )
 
 

@@ -205,6 +205,15 @@ def tiny_cnn_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def cifar_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 samples of x (n, 3, 16, 16) float32 and y in 0..9, for `tests.models:build_cifar_resnet`."""
+    path = tmp_path_factory.mktemp("arrays") / "cifar.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.normal(size=(30, 3, 16, 16)).astype(np.float32), y=np.arange(30) % 10)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_cnn_safetensors(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The state_dict of a TinyCNN (seed 1, so it differs from the factory's own init) as safetensors."""
     from safetensors.torch import save_file

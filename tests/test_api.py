@@ -24,7 +24,9 @@ def test_paths_in_gives_the_same_report_as_run_audit(tiny_bert_dir: Path, text_c
 def test_task_embedding_skips_performance_even_for_a_classifier(tiny_bert_dir: Path, text_csv: Path) -> None:
     report = auditor.audit(tiny_bert_dir, text_csv, task="embedding")
     assert report.metadata.task == "embedding"
-    assert [s.id for s in report.sections] == ["inventory"]
+    assert report.section("performance").metrics == {}
+    assert "task='classification'" in report.section("performance").summary
+    assert [f.id for f in report.findings if f.id.startswith("performance.")] == ["performance.labels_unused"]
 
 
 def test_in_memory_text_model_with_its_tokenizer(tiny_bert_dir: Path) -> None:
@@ -51,3 +53,10 @@ def test_unknown_analysis_and_bad_option_are_config_errors() -> None:
     assert only.not_run == {"inventory": "skipped by the configuration", "gradients": "skipped by the configuration"}
     skipped = auditor.audit(model, data, skip=["performance", "gradients"])
     assert [s.id for s in skipped.sections] == ["inventory"]
+
+
+def test_non_finite_arrays_are_refused_before_the_audit() -> None:
+    x = torch.randn(20, 3)
+    x[5, 1] = float("inf")
+    with pytest.raises(auditor.DataError, match=r"0 NaN and 1 Inf values in 1 of 20 samples, the first at sample 5"):
+        auditor.audit(nn.Linear(3, 2), (x, torch.arange(20) % 2))

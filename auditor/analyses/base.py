@@ -8,6 +8,7 @@ the capture, asks the executor for any passes of its own, and returns a Section.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,6 +20,7 @@ from auditor.config import AuditConfig
 from auditor.engine.capture import Capture
 from auditor.engine.needs import Needs
 from auditor.errors import AuditorError
+from auditor.findings import Finding, Severity
 from auditor.progress import Progress, SilentProgress
 from auditor.report.schema import Cost, ModuleRow, Section
 from auditor.subject import Modality, Subject, Task
@@ -143,4 +145,19 @@ def run_one(analysis: Analysis, ctx: AuditContext, *, cost: Cost | None = None) 
     except Exception as exc:
         log.exception("analysis %s failed", analysis.id)
         return Section.failed(analysis.id, analysis.title, exc, seconds=time.perf_counter() - started)
-    return section.model_copy(update={"seconds": time.perf_counter() - started, "cost": cost})
+    return flag_nan_metrics(section).model_copy(update={"seconds": time.perf_counter() - started, "cost": cost})
+
+
+def flag_nan_metrics(section: Section) -> Section:
+    """A NaN metric never passes quietly: unless the analysis already failed the section, it gets a
+    failing `<id>.nan_metric` finding, so the badge, the verdict and a policy all see it."""
+    nan = sorted(key for key, value in section.metrics.items() if math.isnan(value))
+    if not nan or any(f.severity is Severity.FAIL for f in section.findings):
+        return section
+    finding = Finding(
+        id=f"{section.id}.nan_metric", severity=Severity.FAIL,
+        message=f"{', '.join(nan)} {'is' if len(nan) == 1 else 'are'} NaN (not a number): "
+                f"the {section.title.lower()} numbers cannot be trusted.",
+        evidence={"metrics": ", ".join(nan)},
+    )
+    return section.model_copy(update={"findings": [*section.findings, finding]})

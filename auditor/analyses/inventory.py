@@ -1,14 +1,14 @@
 """Module inventory: what every module is and what its output looked like over the audit data.
 
 Costs nothing beyond the shared capture (one hooked forward per batch). Findings: non-finite outputs
-(where they first appear), dead units, reused and unused modules. Per-module numbers go to
-`module_metrics`: `dead_units`, `dead_fraction`, `zero_fraction`, `output_mean`, `output_std`,
-`calls_per_forward`.
+(where they first appear), dead units (where they die; structural zeros are not dead, see
+`auditor.walk.units`), pruned units, reused and unused modules. Per-module numbers go to
+`module_metrics`: `dead_units`, `dead_fraction`, `pruned_units`, `zero_fraction`, `output_mean`,
+`output_std`, `calls_per_forward`.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from typing import ClassVar
 
@@ -46,7 +46,8 @@ class ModuleInventory(Analysis):
     def run(self, ctx: AuditContext) -> Section:
         params = self.params
         rows = ctx.rows
-        findings = [*_non_finite(rows), *_dead_units(rows, params), *_reuse(rows), *_unused(rows)]
+        findings = [*_non_finite(rows), *_dead_units(rows, params), *_pruned_units(rows), *_reuse(rows),
+                    *_unused(rows)]
         root = rows[0]
         parents = {r.parent for r in rows}
         leaves = [r for r in rows if r.name not in parents]
@@ -57,6 +58,7 @@ class ModuleInventory(Analysis):
             "trainable_parameters": float(root.trainable_params),
             "non_finite_modules": float(sum(1 for r in rows if r.nan_count or r.inf_count)),
             "modules_with_dead_units": float(sum(1 for f in findings if f.id == "inventory.dead_units")),
+            "modules_with_pruned_units": float(sum(1 for r in rows if r.pruned_units)),
             "reused_modules": float(sum(1 for r in rows if r.calls_per_forward > 1)),
         }
         forwards = ctx.capture.forwards
@@ -79,6 +81,8 @@ def _module_metrics(rows: list[ModuleRow]) -> dict[str, dict[str, float]]:
         if r.dead_units is not None and r.units:
             values["dead_units"] = float(r.dead_units)
             values["dead_fraction"] = r.dead_units / r.units
+        if r.pruned_units:
+            values["pruned_units"] = float(r.pruned_units)
         if r.zero_fraction is not None:
             values["zero_fraction"] = r.zero_fraction
         if r.mean is not None and r.std is not None:
@@ -87,7 +91,6 @@ def _module_metrics(rows: list[ModuleRow]) -> dict[str, dict[str, float]]:
     return out
 
 
-_PASS_THROUGH = re.compile(r"Pool|Dropout|Flatten|Identity|Unflatten", re.IGNORECASE)
 _NEVER_CALLED_BY_DESIGN = ("ModuleList", "ModuleDict", "ParameterList", "ParameterDict")
 
 
@@ -107,29 +110,35 @@ def _non_finite(rows: list[ModuleRow]) -> list[Finding]:
 
 
 def _dead_units(rows: list[ModuleRow], params: InventoryParams) -> list[Finding]:
-    """Modules where too many units never activate; a container repeating its child's output is skipped."""
-    flagged = [r for r in rows if r.units and r.dead_units is not None and r.units >= params.dead_unit_min_units
-               and r.dead_units / r.units > params.dead_unit_warn_fraction]
-    # The same dead channels show again downstream (pooling, dropout, a container returning its last
-    # child's output): report them once, at the module that computes them, and name the others.
-    parents = {r.parent for r in rows}
-    groups: dict[tuple[object, ...], list[ModuleRow]] = defaultdict(list)
-    for r in flagged:
-        groups[(r.dead_units, r.units)].append(r)
+    """Modules that made too many units zero on every sample (each unit counted where it was made)."""
     findings = []
-    for same in groups.values():
-        row = min(same, key=lambda r: (r.name in parents or _PASS_THROUGH.search(r.type) is not None,
-                                       r.order if r.order is not None else 1 << 30))
-        assert row.units is not None and row.dead_units is not None
+    for row in rows:
+        if not row.units or not row.dead_units or row.units < params.dead_unit_min_units:
+            continue
         fraction = row.dead_units / row.units
+        if fraction <= params.dead_unit_warn_fraction:
+            continue
         findings.append(Finding(
             id="inventory.dead_units", severity=Severity.WARN, module=row.name,
             message=(f"{fraction:.0%} of the units of {row.name} ({row.dead_units} of {row.units}) "
-                     "are zero for every audit sample."),
+                     "never activate: they are zero on every audit sample."),
             evidence={"dead_units": row.dead_units, "units": row.units, "dead_fraction": round(fraction, 4),
-                      "threshold": params.dead_unit_warn_fraction,
-                      "also_seen_as": ", ".join(r.name for r in same if r is not row)},
+                      "threshold": params.dead_unit_warn_fraction},
         ))
+    return findings
+
+
+def _pruned_units(rows: list[ModuleRow]) -> list[Finding]:
+    """Layers with units whose weights are all zero: pruned on purpose, or never trained."""
+    findings = []
+    for row in rows:
+        if row.pruned_units and row.units:
+            findings.append(Finding(
+                id="inventory.pruned_units", severity=Severity.INFO, module=row.name,
+                message=(f"{row.pruned_units} of the {row.units} units of {row.name} have all-zero weights "
+                         "(pruned) and output zero on every audit sample."),
+                evidence={"pruned_units": row.pruned_units, "units": row.units},
+            ))
     return findings
 
 
@@ -177,9 +186,10 @@ def _by_type(rows: list[ModuleRow]) -> Table:
             share[r.type] += r.time_share
     return Table(
         id="inventory.by_type", title="Modules by type",
-        columns=["type", "count", "own parameters", "leaf time share"],
-        rows=[[t, count[t], params[t], round(share[t], 4)] for t in sorted(count, key=lambda t: -params[t])],
-        caption="Own parameters are those registered directly on modules of the type; time share sums leaf modules.",
+        columns=["type", "count", "own parameters", "leaf time %"],
+        rows=[[t, count[t], params[t], round(100 * share[t], 2)] for t in sorted(count, key=lambda t: -params[t])],
+        caption="Own parameters are those registered directly on modules of the type; leaf time % sums the "
+                "share of the forward time spent in leaf modules of the type.",
     )
 
 
@@ -208,8 +218,15 @@ def _profile_figure(rows: list[ModuleRow]) -> list[Figure]:
             ax.yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=1e-2))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(axis="y", color="#e5e7eb", lw=0.6)
+        # A module called several times per forward is one point covering all its calls: ring it and say so.
+        reused = [i for i, r in enumerate(leaves) if r.calls_per_forward > 1]
+        if reused:
+            ax.scatter(reused, [leaves[i].std for i in reused], s=70, facecolors="none", edgecolors="#7c3aed",
+                       linewidths=1.4, zorder=3)
         if named:
-            ax.set_xticks(xs, [_tail(r.name) for r in leaves], rotation=55, ha="right", fontsize=7)
+            calls = [f" ×{r.calls_per_forward:g}" if r.calls_per_forward > 1 else "" for r in leaves]
+            ax.set_xticks(xs, [_tail(r.name) + c for r, c in zip(leaves, calls, strict=True)], rotation=55,
+                          ha="right", fontsize=7)
             ax.set_xlabel("leaf module, in execution order")
         else:
             ax.set_xlabel(f"leaf module, in execution order ({len(leaves)} modules)")
@@ -229,4 +246,14 @@ def _profile_figure(rows: list[ModuleRow]) -> list[Figure]:
                           alt="Line chart of each leaf module's output standard deviation with bars of the "
                               "fraction of exact zeros, in execution order",
                           caption="Blue: standard deviation of each leaf module's output (log "
-                                  "scale); amber bars: share of exact zeros; red lines: non-finite outputs.")]
+                                  "scale); amber bars: share of exact zeros; red lines: non-finite outputs."
+                                  + _reuse_note([leaves[i] for i in reused]))]
+
+
+def _reuse_note(reused: list[ModuleRow]) -> str:
+    """The caption's word on modules that run more than once per forward but are drawn once."""
+    if not reused:
+        return ""
+    named = ", ".join(f"{r.name} (×{r.calls_per_forward:g})" for r in reused[:3]) + (" …" if len(reused) > 3 else "")
+    return (f" Purple rings: modules called more than once per forward, drawn once at their first call with "
+            f"statistics over all calls: {named}.")

@@ -62,7 +62,9 @@ class Performance(Analysis):
 
     id: ClassVar[str] = "performance"
     title: ClassVar[str] = "Performance"
-    tasks: ClassVar[frozenset[Task]] = frozenset({"classification"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding"})
+    """For an embedding given labels it measures nothing, but says so: what the labels were used for, how
+    to classify."""
     params_type: ClassVar[type[BaseModel]] = PerformanceParams
     cost_note: ClassVar[str] = "reads the scores of the shared capture; no pass of its own"
 
@@ -71,12 +73,16 @@ class Performance(Analysis):
 
     def not_applicable(self, ctx: PlanContext) -> str | None:
         reason = super().not_applicable(ctx)
-        if reason is None and ctx.subject.labels is None:
+        if reason is None and ctx.subject.data.labels is None:
+            if ctx.subject.task == "embedding":
+                return "the model is a bare encoder without a head (add one with --head), and the data has no labels"
             return "the audit data has no labels"
         return reason
 
     def run(self, ctx: AuditContext) -> Section:
         params = self.params
+        if ctx.subject.task == "embedding":
+            return self._embedding(ctx)
         clean = ctx.clean
         if ctx.subject.labels is None or clean.correct is None or clean.accuracy is None or clean.loss is None:
             return Section(id=self.id, title=self.title,
@@ -95,15 +101,28 @@ class Performance(Analysis):
             if majority_rate < 1.0 else 1.0
         nll = clean.loss
         confidence = probs.max(dim=1).values.numpy()
-        ece, bins = expected_calibration_error(confidence, correct, params.calibration_bins)
+        # Calibration is undefined over samples without a probability: ECE is NaN then (and fails below),
+        # while the diagram still shows the bins of the finite ones.
+        n_bad = int((~finite).sum())
+        ece, bins = expected_calibration_error(confidence[finite], correct[finite], params.calibration_bins) \
+            if finite.any() else (float("nan"), [])
+        ece = float("nan") if n_bad else ece
         precision, recall, f1, support = precision_recall_fscore_support(
             labels, predicted, labels=list(range(n_classes)), zero_division=0)
         present = support > 0
         macro_f1 = float(f1[present].mean()) if present.any() else 0.0
         metrics = {"accuracy": accuracy, "majority_rate": majority_rate, "macro_f1": macro_f1,
                    "ece": ece, "nll": nll, "binomial_p_value": p_value, "samples": float(n),
-                   "non_finite_predictions": float((~finite).sum())}
+                   "non_finite_predictions": float(n_bad)}
         findings = []
+        if n_bad:
+            first = int(np.flatnonzero(~finite)[0])
+            findings.append(Finding(
+                id="performance.non_finite_scores", severity=Severity.FAIL,
+                message=(f"{n_bad} of {n} audit samples got NaN or Inf scores (the first: sample {first}); "
+                         "they count as wrong answers, and calibration (ECE, NLL) is undefined."),
+                evidence={"non_finite_samples": n_bad, "samples": n, "first_sample": first},
+            ))
         margin = accuracy - majority_rate
         if p_value > params.near_chance_alpha or margin < params.near_chance_margin:
             findings.append(Finding(
@@ -135,18 +154,38 @@ class Performance(Analysis):
         table = Table(
             id="performance.per_class", title="Per-class metrics",
             columns=["class", "support", "precision", "recall", "f1"],
-            rows=[[names[c], int(support[c]), round(float(precision[c]), 4), round(float(recall[c]), 4),
-                   round(float(f1[c]), 4)] for c in range(n_classes)],
+            rows=[[names[c], int(support[c]), round(float(precision[c]), 3), round(float(recall[c]), 3),
+                   round(float(f1[c]), 3)] for c in range(n_classes)],
         )
         matrix = confusion_matrix(labels, predicted, labels=list(range(n_classes)))
-        figures = [_confusion_figure(matrix, names), _reliability_figure(bins, ece)]
+        figures = [_confusion_figure(matrix, names), _reliability_figure(bins, ece, left_out=n_bad)]
         summary = (f"Accuracy {accuracy:.1%} on {n} labelled samples (majority class {majority_rate:.1%}); "
-                   f"macro F1 {macro_f1:.3f}; expected calibration error {ece:.3f}.")
+                   f"macro F1 {macro_f1:.3f}; " + (f"calibration undefined ({n_bad} samples with NaN/Inf scores)."
+                                                  if n_bad else f"expected calibration error {ece:.3f}."))
         return Section(id=self.id, title=self.title, summary=summary, metrics=metrics, tables=[table],
                        figures=figures, findings=findings,
                        details={"confusion_matrix": matrix.tolist(), "class_names": names,
                                 # per sample, for a paired comparison with the next release (McNemar)
                                 "predicted": encode_ints(predicted), "labels": encode_ints(labels)})
+
+    def _embedding(self, ctx: AuditContext) -> Section:
+        """No performance for an embedding model; the labels it was given go unused, and the reader is told."""
+        if ctx.subject.loaded.has_head:
+            what = "was audited as an embedding model (task embedding)"
+            how = "audit it as a classifier (task='classification')"
+        else:
+            what = "is a bare encoder without a classification head"
+            how = ("pass --head HEAD.safetensors (a linear head on the pooled output; [model] head in a config "
+                   "file) to classify with it and get accuracy, calibration and a confusion matrix")
+        labels = ctx.subject.data.labels
+        assert labels is not None  # not_applicable: without labels, performance does not run
+        classes = len({str(label) for label in labels})
+        message = (f"The data's {len(labels)} labels ({classes} classes) were read but not used: the model {what}, "
+                   "and no analysis uses labels for embeddings yet (linear probes will). "
+                   f"To measure performance, {how}.")
+        return Section(id=self.id, title=self.title, summary=f"Not measured. {message}",
+                       findings=[Finding(id="performance.labels_unused", severity=Severity.INFO, message=message,
+                                         evidence={"labels": len(labels), "classes": classes})])
 
 
 def _confusion_figure(matrix: np.ndarray, names: list[str]) -> Figure:
@@ -171,7 +210,7 @@ def _confusion_figure(matrix: np.ndarray, names: list[str]) -> Figure:
                          caption="Rows: true class; columns: predicted class; colour: share of the row, numbers: counts.")
 
 
-def _reliability_figure(bins: list[tuple[float, float, int]], ece: float) -> Figure:
+def _reliability_figure(bins: list[tuple[float, float, int]], ece: float, *, left_out: int = 0) -> Figure:
     with new_figure(4.2, 3.6) as (fig, ax):
         ax.plot([0, 1], [0, 1], ls="--", color="#9ca3af", lw=1, label="perfect calibration")
         if bins:
@@ -183,8 +222,15 @@ def _reliability_figure(bins: list[tuple[float, float, int]], ece: float) -> Fig
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("mean confidence")
         ax.set_ylabel("accuracy")
-        ax.set_title(f"ECE = {ece:.3f}", fontsize=10)
-        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        if left_out:  # never an "ECE = nan" that reads like a number
+            ax.set_title(f"ECE undefined: {left_out} sample{'s' * (left_out != 1)} with NaN/Inf scores left out",
+                         fontsize=9, color="#b42318")
+        else:
+            ax.set_title(f"ECE = {ece:.3f}", fontsize=10)
+        legend = ax.legend(loc="upper left", fontsize=8, frameon=False)
+        for handle in legend.legend_handles:  # one modest dot, not the size of the biggest bin
+            if hasattr(handle, "set_sizes"):
+                handle.set_sizes([30])
         return to_figure(fig, id="performance.reliability", title="Reliability diagram",
                          alt="Reliability diagram: accuracy against mean confidence per confidence bin",
                          caption="Each dot is a confidence bin (size: number of samples); dots on the diagonal are well calibrated.")

@@ -15,7 +15,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from auditor.findings import Severity
-from auditor.report.schema import AuditReport, Cell, Figure, ModuleRow, Section, Table
+from auditor.report.schema import AuditReport, Cell, Figure, Metadata, ModuleRow, Section, Table
 
 GENERIC_SECTION = "sections/_generic.html.j2"
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -42,6 +42,7 @@ def render_html(report: AuditReport, *, for_pdf: bool = False) -> str:
     script_hash = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
     sections = [(section, section_template_name(env, section.id)) for section in report.sections]
     findings = sorted(report.findings, key=lambda f: -f.severity.rank)
+    compact = fits_portrait(report)
     return env.get_template("report.html.j2").render(
         report=report,
         for_pdf=for_pdf,
@@ -54,7 +55,18 @@ def render_html(report: AuditReport, *, for_pdf: bool = False) -> str:
         info_findings=[f for f in findings if f.severity is Severity.INFO],
         anchors=_finding_anchors(report),
         module_types=sorted({row.type for row in report.modules}),
+        compact_modules=compact,
+        modules_last=for_pdf and not compact,
     )
+
+
+def fits_portrait(report: AuditReport) -> bool:
+    """Whether the module table is small enough for a portrait PDF page (at most 40 rows; types, shapes
+    and indented names short enough not to push the 16 columns past the margin), so that a small model
+    does not get a landscape page of its own left nearly empty."""
+    rows = report.modules
+    return len(rows) <= 40 and max(len(r.name) + 0.8 * r.depth for r in rows) <= 30 \
+        and max(len(r.type) for r in rows) <= 18 and max(len(format_shape(r.output_shape)) for r in rows) <= 16
 
 
 def build_environment(directory: Path) -> Environment:
@@ -69,9 +81,11 @@ def build_environment(directory: Path) -> Environment:
     env.filters.update(
         num=format_number, si=format_count, pct=format_percent, shape=format_shape,
         seconds=format_seconds, sort_key=sort_key, data_uri=data_uri, pretty_json=pretty_json,
-        cell=format_cell, dead=format_dead,
+        cell=format_cell, dead=format_dead, zero_note=zero_note,
     )
-    env.globals.update(table_kinds=table_kinds, row_flag=row_flag, cost_line=cost_line, section_status=section_status)
+    env.tests["nan"] = is_nan
+    env.globals.update(table_kinds=table_kinds, column_decimals=column_decimals, row_flag=row_flag,
+                       cost_line=cost_line, section_status=section_status, loading_notes=loading_notes)
     return env
 
 
@@ -119,6 +133,11 @@ def format_number(value: float | int | None) -> str:
     return f"{value:.2e}"
 
 
+def is_nan(value: object) -> bool:
+    """A float NaN (the template test `is nan`)."""
+    return isinstance(value, float) and math.isnan(value)
+
+
 def format_count(value: int | float | None) -> str:
     """A count in k / M / B: 812, 12.3k, 1.2M."""
     if value is None:
@@ -159,11 +178,38 @@ def format_dead(row: ModuleRow) -> str:
     return f"{row.dead_units}/{row.units if row.units is not None else '?'}"
 
 
-def format_cell(value: Cell) -> str:
-    """A table cell: numbers compact, booleans yes/no, None blank."""
+def zero_note(row: ModuleRow) -> str:
+    """The all-zero units that are not dead: `4 pruned`, `16 zero` (structural or passed on), or ""."""
+    pruned = row.pruned_units or 0
+    other = (row.zero_units or 0) - (row.dead_units or 0) - pruned
+    parts = [f"{pruned} pruned"] if pruned else []
+    if other > 0:
+        parts.append(f"{other} zero")
+    return ", ".join(parts)
+
+
+def format_cell(value: Cell, decimals: int | None = None) -> str:
+    """A table cell: numbers compact (or with the column's `decimals`), booleans yes/no, None blank."""
     if value is None or isinstance(value, str):
         return value or ""
-    return format_number(value)
+    if decimals is None or isinstance(value, bool) or not math.isfinite(value):
+        return format_number(value)
+    return f"{value:,.{decimals}f}"
+
+
+def column_decimals(table: Table) -> list[int | None]:
+    """Per column, the decimals every number in it is shown with, so that a column never mixes
+    `5.00e-04` with `0.0084`; None for a column of whole numbers or text (compact format)."""
+    decimals: list[int | None] = []
+    for index, kind in enumerate(table_kinds(table)):
+        cells = [row[index] for row in table.rows if index < len(row)]
+        fractions = [c for c in cells if isinstance(c, float) and math.isfinite(c) and not c.is_integer()]
+        if kind != "num" or not fractions:
+            decimals.append(None)
+            continue
+        # As many decimals as the most precise cell needs (cells are rounded by their analysis), at most 4.
+        decimals.append(max(len(f"{c:.4f}".rstrip("0").split(".")[1]) for c in fractions))
+    return decimals
 
 
 def sort_key(value: Cell) -> str:
@@ -214,14 +260,56 @@ class SectionStatus:
 
 
 def section_status(section: Section) -> SectionStatus:
-    """`error`, else the worst finding severity with its count, else `ok`."""
+    """`error`, else the worst finding severity with its count, else `NaN` for a NaN metric, else `ok`."""
     if section.error is not None:
         return SectionStatus("fail", "error")
     worst = max((f.severity for f in section.findings), key=lambda s: s.rank, default=None)
     if worst is None or worst is Severity.INFO:
+        if any(is_nan(value) for value in section.metrics.values()):
+            return SectionStatus("fail", "NaN")  # an audit.json written before NaN metrics became findings
         return SectionStatus("pass", "ok")
     n = sum(1 for f in section.findings if f.severity is worst)
     return SectionStatus(worst.value, f"{n} {worst.value}")
+
+
+_PREFIX_SOURCES = {"module.": "nn.DataParallel and DDP", "_orig_mod.": "torch.compile", "model.": "Lightning"}
+
+
+def loading_notes(meta: Metadata) -> list[str]:
+    """Sentences on what loading did beyond a plain read: checkpoint wrapper, key prefix, filled keys,
+    skipped data files."""
+    notes = []
+    loading = meta.weights_loading
+    if loading is not None and loading.wrapper_key:
+        others = _some(loading.wrapper_other_keys, shown=6)
+        notes.append(f"The weights file is a checkpoint dict: its state_dict was read from '{loading.wrapper_key}'"
+                     + (f"; its other entries ({others}) were not used." if others else "."))
+    if loading is not None and loading.stripped_prefix:
+        parts = [p + "." for p in loading.stripped_prefix.split(".") if p]
+        sources = ", ".join(_PREFIX_SOURCES.get(p, "a wrapper") for p in parts)
+        notes.append(f"Every key of the file began with '{loading.stripped_prefix}' (as {sources} save them) "
+                     "and no key of the model does: the prefix was removed before loading.")
+    if loading is not None and loading.filled_keys:
+        keys = loading.filled_keys
+        counters = all(k.endswith("num_batches_tracked") for k in keys)
+        notes.append(f"{len(keys)} entr{'ies' if len(keys) != 1 else 'y'} of the model absent from the file "
+                     f"{'were' if len(keys) != 1 else 'was'} filled in by torch's strict load_state_dict"
+                     + (" (BatchNorm's num_batches_tracked counters, which state dicts saved before torch 0.4.1 "
+                        "lack; they do not affect inference)" if counters else "")
+                     + f": {_some(keys)}.")
+    if meta.data_skipped_count:
+        n = meta.data_skipped_count
+        notes.append(f"{n} file{'s' * (n != 1)} in the image folder {'are' if n != 1 else 'is'} not "
+                     f"{'images' if n != 1 else 'an image'} and {'were' if n != 1 else 'was'} skipped: "
+                     f"{_some(meta.data_skipped_files, total=n)}.")
+    return notes
+
+
+def _some(items: list[str], *, shown: int = 3, total: int | None = None) -> str:
+    """`a, b, c and 4 more`: the first few of a list and how many were left out."""
+    total = len(items) if total is None else total
+    head = ", ".join(items[:shown])
+    return f"{head} and {total - min(shown, len(items))} more" if total > shown else head
 
 
 def _finding_anchors(report: AuditReport) -> dict[str, str]:

@@ -148,9 +148,32 @@ class ModuleRow(BaseModel):
     zero_fraction: float | None = None
     units: int | None = None
     dead_units: int | None = None
+    """Units this module made zero on every audit sample: an activation whose input was not already
+    zero, or a layer with parameters whose weights for the unit are not all zero."""
+    zero_units: int | None = None
+    """Units zero on every audit sample for any reason: dead, pruned, or structural (zero-padding,
+    pooling, containers: zeros made without weights or passed on from upstream)."""
+    pruned_units: int | None = None
+    """Units zero on every audit sample because this layer's weights for them are all zero."""
     nan_count: int = 0
     inf_count: int = 0
     time_share: float | None = None
+
+
+class WeightsLoading(BaseModel):
+    """What it took to load a weights file into the model, so a published checkpoint loads as it is."""
+
+    model_config = _FROZEN
+
+    wrapper_key: str | None = None
+    """The file held a checkpoint dict; the state_dict was read from this entry of it."""
+    wrapper_other_keys: list[str] = []
+    """What else the checkpoint dict held (epoch, optimizer, best accuracy, ...); not used."""
+    stripped_prefix: str | None = None
+    """A prefix every key carried and no key of the model does ('module.' from DataParallel, ...), removed."""
+    filled_keys: list[str] = []
+    """Entries of the model absent from the file that torch's strict load filled in (BatchNorm's
+    num_batches_tracked in state dicts saved before torch 0.4.1)."""
 
 
 class Metadata(BaseModel):
@@ -184,6 +207,11 @@ class Metadata(BaseModel):
     total_seconds: float = 0.0
     notes: dict[str, Cell] = {}
     """Facts the caller adds, e.g. the demo's held-out accuracy at training time."""
+    weights_loading: WeightsLoading | None = None
+    """Set when loading the weights file needed more than a plain strict load_state_dict."""
+    data_skipped_files: list[str] = []
+    """Files of an image folder that are not images and were left out (the first 20)."""
+    data_skipped_count: int = 0
 
 
 class Verdict(BaseModel):

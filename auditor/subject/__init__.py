@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -123,7 +124,10 @@ def build_subject(loaded: LoadedModel, data: AuditData, config: AuditConfig, *, 
     except Exception as err:
         shapes = {k: tuple(v.shape) for k, v in probe_inputs.items()}
         message = " ".join(str(err).split())[:300]
-        raise DataError(f"the model rejected the data (inputs {shapes}): {type(err).__name__}: {message}") from None
+        hint = _image_mode_hint(message, config.data.image_mode) \
+            if data.kind == "images" and loaded.image_processor is None else ""
+        raise DataError(f"the model rejected the data (inputs {shapes}): {type(err).__name__}: {message}"
+                        f"{hint}") from None
     scores = adapter.scores(output, probe_inputs)
     n_outputs = int(scores.shape[1])
     if task is None:
@@ -139,6 +143,21 @@ def build_subject(loaded: LoadedModel, data: AuditData, config: AuditConfig, *, 
         class_names = [str(i) for i in range(max(n_outputs, 2))]
     return Subject(loaded=loaded, data=data, adapter=adapter, device=device, modality=modality, task=task,
                    n_outputs=n_outputs, labels=labels, class_names=class_names)
+
+
+_CHANNELS = re.compile(r"to have (\d+) channels?, but got (\d+) channels?")
+
+
+def _image_mode_hint(message: str, mode: str) -> str:
+    """What to pass when folder images were read with the wrong number of channels for the model."""
+    read_as = "RGB (3 channels)" if mode == "RGB" else "grey (1 channel)"
+    other = "L" if mode == "RGB" else "RGB"
+    found = _CHANNELS.search(message)
+    if found and int(found.group(1)) == (1 if mode == "RGB" else 3):
+        return f"; the model takes {found.group(1)}-channel input but the images were read as {read_as}: " \
+               f"pass --image-mode {other}"
+    return f"; the images were read as {read_as}: if the model takes {'grey' if mode == 'RGB' else 'colour'} " \
+           f"images, pass --image-mode {other}"
 
 
 def _as_int(label: RawLabel) -> int | None:

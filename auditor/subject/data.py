@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +31,8 @@ class AuditData:
     image_paths: list[Path] | None = None
     arrays: np.ndarray | None = None
     labels: list[RawLabel] | None = None
+    skipped_files: list[str] = field(default_factory=list)
+    """Files of an image folder that are not images (paths relative to the folder), left out."""
 
     def __len__(self) -> int:
         if self.texts is not None:
@@ -72,13 +74,30 @@ def load_data(spec: DataSpec, *, seed: int) -> AuditData:
 
 
 def cap_samples(data: AuditData, *, max_samples: int, seed: int) -> AuditData:
-    """Keeps at most `max_samples` samples, drawn with `seed`, in their original order."""
+    """Keeps at most `max_samples` samples, drawn with `seed`, in their original order; refuses
+    non-finite arrays first (a NaN input is bad data, not a finding about the model)."""
     n = len(data)
     if n == 0:
         raise DataError(f"data {data.source} holds no samples")
+    if data.arrays is not None:
+        check_finite(data.arrays, source=data.source)
     if n > max_samples:
         data._take(np.sort(np.random.default_rng(seed).permutation(n)[:max_samples]).tolist())
     return data
+
+
+def check_finite(x: np.ndarray, *, source: str) -> None:
+    """Raises DataError naming how many values are NaN or Inf and the first sample holding one."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return
+    bad_samples = np.flatnonzero(~finite.reshape(len(x), -1).all(axis=1))
+    nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+    raise DataError(
+        f"the inputs in {source} hold {nan:,} NaN and {inf:,} Inf values in {len(bad_samples):,} of {len(x):,} "
+        f"samples, the first at sample {int(bad_samples[0])} (counting from 0): clean or drop them, a "
+        "non-finite input makes every number of the audit meaningless"
+    )
 
 
 def _image_folder(path: Path) -> AuditData:
@@ -94,7 +113,10 @@ def _image_folder(path: Path) -> AuditData:
                 labels.append(folder.name)
     if not paths:
         raise DataError(f"image folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return AuditData(kind="images", source=str(path), image_paths=paths, labels=labels)
+    used = set(paths)
+    skipped = [file.relative_to(path).as_posix() for file in sorted(path.rglob("*"))
+               if file.is_file() and file not in used]  # notes.txt, .DS_Store, files beside the classes
+    return AuditData(kind="images", source=str(path), image_paths=paths, labels=labels, skipped_files=skipped)
 
 
 def _npz(path: Path, spec: DataSpec) -> AuditData:

@@ -9,6 +9,7 @@ import json
 import pickle
 import re
 import sys
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from torch import nn
 
 from auditor.config import ModelSpec
 from auditor.errors import ModelLoadError
+from auditor.report.schema import WeightsLoading
 from auditor.subject.heads import EncoderClassifier, load_linear_head
 
 ModelKind = Literal["hf_text", "hf_image", "hf_encoder", "module"]
@@ -41,6 +43,8 @@ class LoadedModel:
     class_names: list[str] = field(default_factory=list)
     has_head: bool = True
     """False for a bare encoder without `head`: the audit targets its pooled hidden state."""
+    weights_loading: WeightsLoading | None = None
+    """What loading the weights file took beyond a plain strict load (None: nothing)."""
 
 
 def sha256_files(paths: list[Path]) -> str | None:
@@ -53,6 +57,14 @@ def sha256_files(paths: list[Path]) -> str | None:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def model_title(module: nn.Module) -> str:
+    """The name a report gives a model unless --name says otherwise: its class, not the factory function
+    or the folder it came from (those are its source)."""
+    if isinstance(module, EncoderClassifier):
+        return f"{type(module.encoder).__name__} with a linear head"
+    return type(module).__name__
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
@@ -143,7 +155,7 @@ def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
     elif spec.head:
         raise ModelLoadError(f"--head applies to a bare encoder; {path} already has a classification head")
     return LoadedModel(
-        module=module, kind=kind, name=path.name, source=str(path), weights_sha256=sha256_files(hashed),
+        module=module, kind=kind, name=model_title(module), source=str(path), weights_sha256=sha256_files(hashed),
         tokenizer=tokenizer, image_processor=image_processor, class_names=class_names, has_head=has_head,
     )
 
@@ -188,25 +200,40 @@ def _load_factory(spec: ModelSpec) -> LoadedModel:
         raise ModelLoadError(f"factory {spec.path!r} raised {_one_line(err)}") from None
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"factory {spec.path!r} returned {type(module).__name__}, not a torch.nn.Module")
-    sha = None
+    sha = loading = None
     if spec.weights:
         weights = Path(spec.weights)
-        load_weights(module, weights, trust_pickle=spec.trust_pickle)
+        loading = load_weights(module, weights, trust_pickle=spec.trust_pickle)
         sha = sha256_files([weights])
     class_names = [str(c) for c in getattr(module, "class_names", None) or []]
-    return LoadedModel(module=module, kind="module", name=attr.split(".")[-1], source=spec.path,
-                       weights_sha256=sha, class_names=class_names)
+    return LoadedModel(module=module, kind="module", name=model_title(module), source=spec.path,
+                       weights_sha256=sha, class_names=class_names,
+                       weights_loading=None if loading == WeightsLoading() else loading)
 
 
-def read_state_dict(path: Path, *, trust_pickle: bool) -> dict[str, torch.Tensor]:
-    """A state_dict from .safetensors, or from a torch file read with weights_only=True."""
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+"""Entries under which training scripts save the state_dict inside a checkpoint dict."""
+_KEY_PREFIXES = ("module.", "_orig_mod.", "model.")
+"""Prefixes that wrappers put on every key: nn.DataParallel / DDP, torch.compile, Lightning."""
+
+
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def read_state_dict(path: Path, *, trust_pickle: bool) -> tuple[dict[str, torch.Tensor], WeightsLoading]:
+    """A state_dict from .safetensors, or from a torch file read with weights_only=True.
+
+    A checkpoint dict (`{"state_dict": ..., "epoch": ...}`) gives its state_dict; what else it held is
+    recorded, not used.
+    """
     if not path.is_file():
         raise ModelLoadError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            return load_file(str(path)), WeightsLoading()
         except Exception as err:  # SafetensorError, or OSError on a truncated header
             raise ModelLoadError(f"{path} is not a valid safetensors file (corrupt or truncated?): "
                                  f"{_one_line(err)}") from None
@@ -224,31 +251,75 @@ def read_state_dict(path: Path, *, trust_pickle: bool) -> dict[str, torch.Tensor
         raise ModelLoadError(f"{path} is not a readable torch weights file: {_one_line(err)}") from None
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    loading = WeightsLoading()
+    if isinstance(obj, dict) and not _is_state_dict(obj):
+        key = next((k for k in _WRAPPER_KEYS if _is_state_dict(obj.get(k))), None)
+        if key is not None:
+            loading = WeightsLoading(wrapper_key=key, wrapper_other_keys=[str(k) for k in obj if k != key])
+            obj = obj[key]
+    if not _is_state_dict(obj):
         raise ModelLoadError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
-    return obj
+    return obj, loading
 
 
-def load_weights(module: nn.Module, path: Path, *, trust_pickle: bool) -> None:
-    """Loads a state_dict into `module`, strictly: every key and shape must match."""
-    state = read_state_dict(path, trust_pickle=trust_pickle)
+def strip_key_prefix(state: dict[str, torch.Tensor], model_keys: list[str]) -> tuple[dict[str, torch.Tensor], str]:
+    """Removes wrapper prefixes ('module.', '_orig_mod.', 'model.', nested too) that every key of
+    `state` carries and no key of the model does; returns the state and what was removed ("" for none)."""
+    removed = ""
+    while True:
+        prefix = next((p for p in _KEY_PREFIXES if all(k.startswith(p) for k in state)
+                       and not any(k.startswith(p) for k in model_keys)), None)
+        if prefix is None:
+            return state, removed
+        stripped: dict[str, torch.Tensor] = OrderedDict((k[len(prefix):], v) for k, v in state.items())
+        metadata = getattr(state, "_metadata", None)
+        if metadata is not None:  # module versions, keyed by module path: BatchNorm reads its own
+            name = prefix[:-1]
+            stripped._metadata = OrderedDict(  # type: ignore[attr-defined]  # torch's convention
+                (k[len(prefix):] if k.startswith(prefix) else "" if k == name else k, v) for k, v in metadata.items())
+        state, removed = stripped, removed + prefix
+
+
+def load_weights(module: nn.Module, path: Path, *, trust_pickle: bool) -> WeightsLoading:
+    """Loads a state_dict into `module` with torch's strict load_state_dict; says what it had to adjust.
+
+    Torch decides what fits (a state dict from before BatchNorm counted its batches loads, as it does
+    in torch); its refusal becomes one line naming the keys.
+    """
+    state, loading = read_state_dict(path, trust_pickle=trust_pickle)
     expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} key(s) e.g. {missing[:3]}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s) e.g. {unexpected[:3]}")
-        if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatch(es) e.g. {mismatched[:2]}")
-        raise ModelLoadError(f"weights {path} do not match the model: " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
+    state, prefix = strip_key_prefix(state, list(expected))
+    try:
+        module.load_state_dict(state, strict=True)
+    except Exception as err:  # RuntimeError, or whatever a custom _load_from_state_dict raises
+        stripped = f" (after removing the prefix {prefix!r} from every key)" if prefix else ""
+        raise ModelLoadError(f"weights {path} do not match the model{stripped}: "
+                             f"{_explain_mismatch(module, state, err)}") from None
+    return loading.model_copy(update={"stripped_prefix": prefix or None,
+                                      "filled_keys": [k for k in expected if k not in state]})
+
+
+def _explain_mismatch(module: nn.Module, state: dict[str, torch.Tensor], err: Exception) -> str:
+    """Why torch refused `state`: missing and unexpected keys (as torch counts them) and shape mismatches."""
+    expected = module.state_dict()
+    wrong_shape = [k for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    fitting: dict[str, torch.Tensor] = OrderedDict((k, v) for k, v in state.items() if k not in wrong_shape)
+    if hasattr(state, "_metadata"):
+        fitting._metadata = state._metadata  # type: ignore[attr-defined]  # torch's convention
+    try:  # a dry run without the wrong shapes: torch lists the keys, after filling what it fills
+        result = module.load_state_dict(fitting, strict=False)
+    except Exception:
+        return _one_line(err)
+    missing = [k for k in result.missing_keys if k not in wrong_shape]
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} key(s) e.g. {missing[:3]}")
+    if result.unexpected_keys:
+        parts.append(f"unexpected {len(result.unexpected_keys)} key(s) e.g. {result.unexpected_keys[:3]}")
+    if wrong_shape:
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong_shape]
+        parts.append(f"{len(shapes)} shape mismatch(es) e.g. {shapes[:2]}")
+    return "; ".join(parts) or _one_line(err)
 
 
 def _unpickle(path: Path) -> Any:
@@ -273,7 +344,7 @@ def _load_pickled_module(path: Path, *, trust: bool) -> LoadedModel:
     if not isinstance(module, nn.Module):
         raise ModelLoadError(f"{path} unpickled to {type(module).__name__}, not a torch.nn.Module")
     class_names = [str(c) for c in getattr(module, "class_names", None) or []]
-    return LoadedModel(module=module, kind="module", name=path.stem, source=str(path),
+    return LoadedModel(module=module, kind="module", name=model_title(module), source=str(path),
                        weights_sha256=sha256_files([path]), class_names=class_names)
 
 

@@ -54,6 +54,9 @@ class ModuleRecord:
     dtype: str | None = None
     stats: RunningStats = field(default_factory=RunningStats)
     seconds: float = 0.0
+    input_sources: set[str | None] = field(default_factory=set)
+    """Activation modules only: the modules whose output was its input (None: no module's output, e.g.
+    the result of a functional op), so zeros it merely passes on are not taken for units it killed."""
 
     def merge_shape(self, shape: tuple[int, ...]) -> None:
         if self.shape is None:
@@ -62,6 +65,11 @@ class ModuleRecord:
             self.shape = []
         else:
             self.shape = [a if a == b else None for a, b in zip(self.shape, shape, strict=True)]
+
+
+def _key(t: torch.Tensor) -> tuple[Any, ...]:
+    """Identifies a tensor's values within one forward: storage, view and in-place version."""
+    return (t.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, t._version)
 
 
 class Recorder:
@@ -107,6 +115,9 @@ class Recorder:
         # Per forward: a tensor already summarized (a container returning its child's output, dropout
         # in eval mode) is not reduced again. The weak reference proves the storage is still that one.
         self._seen: dict[tuple[Any, ...], tuple[weakref.ref[torch.Tensor], CallSummary]] = {}
+        # Per forward: which module returned a tensor, so an activation can name where its input came from.
+        self._made_by: dict[tuple[Any, ...], tuple[weakref.ref[torch.Tensor], str]] = {}
+        self._activations = {name for name, node in tree.nodes.items() if node.activation}
 
     def __enter__(self) -> Recorder:
         try:
@@ -127,6 +138,7 @@ class Recorder:
         self._seen.clear()
         self._starts.clear()
         self._grad_outputs.clear()
+        self._made_by.clear()
 
     def begin_forward(self, batch: BatchContext | None = None) -> None:
         """Marks the start of one forward pass over a batch (collectors need to know the batch)."""
@@ -135,6 +147,7 @@ class Recorder:
         self.forwards += 1
         self._seen.clear()
         self._grad_outputs.clear()
+        self._made_by.clear()
         self._batch = batch
 
     @property
@@ -152,6 +165,10 @@ class Recorder:
     def _on_start(self, name: str, module: nn.Module, args: Any) -> None:
         now = time.perf_counter()
         self._starts.setdefault(name, []).append((now, self._overhead))
+        if name in self._activations:
+            first = args[0] if args else None
+            hit = self._made_by.get(_key(first)) if isinstance(first, torch.Tensor) else None
+            self.records[name].input_sources.add(hit[1] if hit is not None and hit[0]() is not None else None)
         self._overhead += time.perf_counter() - now
 
     def _on_output(self, name: str, module: nn.Module, args: Any, output: Any) -> None:
@@ -171,7 +188,9 @@ class Recorder:
             primary = tensors[0]
             record.merge_shape(tuple(primary.shape))
             record.dtype = str(primary.dtype).removeprefix("torch.")
-            record.stats.add(self._summary(primary, module, need_alive=not record.stats.all_alive))
+            key = _key(primary)
+            record.stats.add(self._summary(primary, key, module, need_alive=not record.stats.all_alive))
+            self._made_by[key] = (weakref.ref(primary), name)
             for extra in tensors[1:]:  # secondary outputs (e.g. attention weights): only non-finite counts
                 if not bool(torch.isfinite(extra).all()):
                     record.stats.nan += int(torch.isnan(extra).sum())
@@ -224,9 +243,9 @@ class Recorder:
                 if view is not None:
                     collector.add_relevance(view[0].sum(dim=1))
 
-    def _summary(self, t: torch.Tensor, module: nn.Module, *, need_alive: bool) -> CallSummary:
-        key = (t.data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype, t._version,
-               type(module).__name__ if t.dim() == 3 else None)
+    def _summary(self, t: torch.Tensor, tensor_key: tuple[Any, ...], module: nn.Module, *,
+                 need_alive: bool) -> CallSummary:
+        key = (*tensor_key, type(module).__name__ if t.dim() == 3 else None)
         hit = self._seen.get(key)
         # Reusable if the tensor is still alive (so its storage is the one summarized) and the summary
         # has what this module needs: per-unit activity, unless it was skipped for a module that had

@@ -7,6 +7,7 @@ import math
 from auditor.report.schema import ModuleRow
 from auditor.walk.recorder import ModuleRecord
 from auditor.walk.tree import ModuleTree
+from auditor.walk.units import classify_zero_units
 
 
 def _finite(value: float) -> float | None:
@@ -21,6 +22,7 @@ def module_rows(tree: ModuleTree, records: dict[str, ModuleRecord], forwards: in
         record = records.get(name, ModuleRecord())
         stats = record.stats
         seen = stats.numel > 0
+        zeros = classify_zero_units(node, tree.get(name), records)
         rows.append(ModuleRow(
             name=name, type=node.type, depth=node.depth, parent=node.parent, params=node.params,
             trainable_params=node.trainable_params, own_params=node.own_params, aliases=list(node.aliases),
@@ -35,7 +37,9 @@ def module_rows(tree: ModuleTree, records: dict[str, ModuleRecord], forwards: in
             max=_finite(stats.max) if stats.n else None,
             zero_fraction=stats.zero_fraction if seen else None,
             units=stats.units if not stats.units_vary else None,
-            dead_units=stats.dead_units,
+            zero_units=zeros.zero if zeros else None,
+            dead_units=zeros.dead if zeros else None,
+            pruned_units=zeros.pruned if zeros else None,
             nan_count=stats.nan,
             inf_count=stats.inf,
             time_share=(record.seconds / total_seconds) if total_seconds and record.calls else None,

@@ -178,8 +178,16 @@ class RunningStats:
     @property
     def dead_units(self) -> int | None:
         """Units that were exactly zero for every sample and position seen."""
+        mask = self.zero_mask
+        return None if mask is None else int(mask.sum())
+
+    @property
+    def zero_mask(self) -> torch.Tensor | None:
+        """Per unit: was it exactly zero for every sample and position seen (None: units unknown)."""
         if self.units is None or self.units_vary or self.numel == 0:
             return None
         if self.all_alive:
-            return 0
-        return self.units if self.ever_alive is None else int((~self.ever_alive).sum())
+            return torch.zeros(self.units, dtype=torch.bool)
+        if self.ever_alive is None:
+            return torch.ones(self.units, dtype=torch.bool)
+        return ~self.ever_alive.cpu()

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from torch import nn
+
+_ACTIVATIONS = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Threshold, nn.Softplus, nn.Sigmoid, nn.Tanh, nn.Softsign,
+    nn.Hardshrink, nn.Softshrink, nn.Tanhshrink, nn.LogSigmoid, nn.GLU,
+)
+# Activations of other libraries, by name: transformers' GELUActivation, timm's Swish, ...
+_ACTIVATION_NAME = re.compile(r"ReLU|GELU|SiLU|Swish|Mish|Activation$")
+
+
+def is_activation(module: nn.Module) -> bool:
+    """An element-wise activation module (ReLU family and the like): where a unit can die."""
+    return isinstance(module, _ACTIVATIONS) or _ACTIVATION_NAME.search(type(module).__name__) is not None
 
 
 @dataclass(frozen=True)
@@ -23,6 +37,8 @@ class ModuleNode:
     """Parameters registered directly on this module (not its children)."""
     aliases: tuple[str, ...]
     """Other paths under which the same module object is registered (shared modules)."""
+    activation: bool = False
+    """An element-wise activation module (see `is_activation`)."""
 
 
 def _count(params: Iterator[nn.Parameter]) -> tuple[int, int]:
@@ -59,6 +75,7 @@ class ModuleTree:
                 trainable_params=trainable,
                 own_params=own,
                 aliases=tuple(a for a in aliases.get(id(module), []) if a != name),
+                activation=is_activation(module),
             )
         self.nodes = nodes
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +14,7 @@ from torch.nn import functional as F
 
 import auditor
 from auditor.analyses.performance import expected_calibration_error
+from auditor.config import DataSpec
 
 
 def _blobs(n: int = 300, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,3 +122,74 @@ def test_a_class_the_model_never_predicts_is_a_weak_class() -> None:
     weak = report.findings_by_id("performance.weak_class")
     assert [f.evidence["class"] for f in weak] == ["2"] and weak[0].evidence["recall"] == 0.0
     assert report.findings_by_id("performance.near_chance") == []
+
+
+def test_a_bare_encoder_says_what_its_labels_were_used_for(tiny_encoder_dir: Path, text_csv: Path,
+                                                           run_cli: Any, tmp_path: Path) -> None:
+    result = run_cli("run", "--model", tiny_encoder_dir, "--data", text_csv, "--out", tmp_path, "--formats",
+                     "json,html", "--quiet")
+
+    assert result.exit_code == 0, result.stderr
+    audit = json.loads((tmp_path / "audit.json").read_text())
+    performance = next(s for s in audit["sections"] if s["id"] == "performance")
+    assert performance["summary"].startswith("Not measured") and "--head" in performance["summary"]
+    unused = [f for f in audit["findings"] if f["id"] == "performance.labels_unused"]
+    assert len(unused) == 1 and unused[0]["severity"] == "info"
+    assert unused[0]["evidence"] == {"labels": 12, "classes": 2}
+    assert "were read but not used" in (tmp_path / "report.html").read_text()
+
+
+def test_an_unlabelled_bare_encoder_is_told_how_to_get_performance(tiny_encoder_dir: Path, text_csv: Path) -> None:
+    unlabelled = auditor.AuditConfig(data=DataSpec(label_column=None))
+    report = auditor.audit(tiny_encoder_dir, text_csv, config=unlabelled)
+
+    assert "performance" not in [s.id for s in report.sections]
+    assert "--head" in report.not_run["performance"]  # listed with its reason in the report
+    assert report.findings_by_id("performance.labels_unused") == []
+
+
+class NanForSomeInputs(nn.Module):
+    """A trained-looking classifier whose logits are NaN wherever the first input feature exceeds 2.5."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        return torch.where(x[:, :1] > 2.5, torch.full_like(logits, float("nan")), logits)
+
+
+def test_nan_scores_on_finite_inputs_never_pass_as_ok() -> None:
+    from auditor.report.html import render_html
+
+    x, y = _blobs()
+    report = auditor.audit(NanForSomeInputs(_trained(x, y)), (x, y), max_samples=300)
+
+    section = report.section("performance")
+    bad = int((x[:, 0] > 2.5).sum())
+    assert 0 < bad < 300 and section.metrics["non_finite_predictions"] == bad
+    found = report.findings_by_id("performance.non_finite_scores")
+    assert len(found) == 1 and found[0].severity == auditor.Severity.FAIL
+    assert found[0].evidence["first_sample"] == int(torch.nonzero(x[:, 0] > 2.5)[0])
+    assert np.isnan(section.metrics["ece"]) and report.verdict.status == "fail"
+    assert f"calibration undefined ({bad} samples with NaN/Inf scores)" in section.summary
+    assert "error nan" not in section.summary
+    assert len(section.figures) == 2  # the reliability diagram still shows the finite samples
+    page = render_html(report)
+    block = page[page.index('<section id="section-performance"'):]
+    assert 'badge badge-fail">' in block[:block.index("</header>")]
+    assert 'class="metric metric-nan" title="ece: not a number"' in block
+
+
+def test_the_reliability_legend_dot_is_small_whatever_the_bin_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import auditor.analyses.performance as performance
+
+    drawn: list[Any] = []
+    real = performance.to_figure
+    monkeypatch.setattr(performance, "to_figure", lambda fig, **kw: drawn.append(fig) or real(fig, **kw))
+    performance._reliability_figure([(0.35, 0.3, 5), (0.95, 0.97, 500)], 0.02)
+
+    legend = drawn[0].axes[0].get_legend()
+    sizes = [size for handle in legend.legend_handles if hasattr(handle, "get_sizes") for size in handle.get_sizes()]
+    assert sizes and max(sizes) <= 40

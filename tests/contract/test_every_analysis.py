@@ -117,6 +117,31 @@ def test_an_analysis_that_cannot_plan_is_an_error_entry_too(monkeypatch) -> None
     assert report.findings_by_id("broken_plan.analysis_failed") and report.section("inventory").error is None
 
 
+class NanMetric(Broken):
+    """An analysis whose metric is NaN and which raises no finding about it."""
+
+    id: ClassVar[str] = "nan_maker"
+    title: ClassVar[str] = "NaN maker"
+
+    def run(self, ctx: AuditContext) -> Section:
+        return Section(id=self.id, title=self.title, metrics={"score": float("nan"), "count": 3.0})
+
+
+def test_a_nan_metric_never_passes_quietly(monkeypatch) -> None:
+    import auditor.pipeline as pipeline
+    from auditor.report.html import section_status
+
+    monkeypatch.setattr(pipeline, "ALL_ANALYSES", (*ALL_ANALYSES, NanMetric))
+    g = torch.Generator().manual_seed(0)
+    report = auditor.audit(_model(), (torch.randn(24, 4, generator=g), torch.arange(24) % 3))
+
+    flagged = report.findings_by_id("nan_maker.nan_metric")
+    assert len(flagged) == 1 and flagged[0].severity == auditor.Severity.FAIL
+    assert flagged[0].evidence == {"metrics": "score"} and report.verdict.status == "fail"
+    written_before = report.section("nan_maker").model_copy(update={"findings": []})  # an older audit.json
+    assert section_status(written_before).level == "fail"
+
+
 def test_same_seed_gives_the_same_audit() -> None:
     g = torch.Generator().manual_seed(0)
     data = (torch.randn(200, 4, generator=g), torch.arange(200) % 3)

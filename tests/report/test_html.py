@@ -16,7 +16,8 @@ from auditor.report.html import (
     GENERIC_SECTION, data_uri, format_count, format_dead, format_number, format_percent, format_shape,
     render_html, section_template_name, sort_key, templates_dir,
 )
-from auditor.report.schema import AuditReport, Figure
+from auditor.findings import Finding, Severity
+from auditor.report.schema import AuditReport, Figure, Table
 
 XSS = "<script>alert(1)</script>"
 PWN = "<script>window.__pwned=1</script>"
@@ -205,3 +206,43 @@ def test_numbers_are_formatted_compactly(sample_report: AuditReport) -> None:
     assert sort_key(None) == "" and sort_key(float("inf")) == "Infinity" and sort_key(True) == ""
     act = next(r for r in sample_report.modules if r.name == "encoder.layers.1.act")
     assert format_dead(act) == "3/128"
+
+
+def test_all_zero_units_that_are_not_dead_are_noted_not_flagged(sample_report: AuditReport) -> None:
+    rows = [r.model_copy(update={"zero_units": 64, "dead_units": 0, "pruned_units": 0, "units": 128})
+            if r.name == "encoder.layers.0.act" else
+            r.model_copy(update={"zero_units": 9, "dead_units": 3, "pruned_units": 4})
+            if r.name == "encoder.layers.1.act" else r for r in sample_report.modules]
+    page = render_html(sample_report.model_copy(update={"modules": rows}))
+
+    table = _module_table(page)
+    structural = re.search(r'<tr class="">\s*<td class="name"[^>]*><code>encoder\.<wbr>layers\.<wbr>0\.<wbr>act<.*?</tr>',
+                           table, re.S)
+    assert structural and '0/128<span class="dead-note">64 zero</span>' in structural.group(0)
+    assert '3/128<span class="dead-note">4 pruned, 2 zero</span>' in table
+
+
+def test_empty_evidence_is_not_shown(sample_report: AuditReport) -> None:
+    finding = Finding(id="inventory.dead_units", severity=Severity.WARN, module="encoder.layers.1.act",
+                      message="3 of 128 units never activate.",
+                      evidence={"dead_units": 3, "also_seen_as": "", "note": None})
+    inventory = sample_report.section("inventory")
+    sections = [s.model_copy(update={"findings": [finding]}) if s.id == "inventory" else s
+                for s in sample_report.sections]
+    page = render_html(sample_report.model_copy(update={"sections": sections}))
+
+    block = _section_block(page, inventory.id)
+    assert '<span class="evidence-key">dead_units</span> 3' in block
+    assert "also_seen_as" not in block and '<span class="evidence-key">note</span>' not in block
+
+
+def test_a_table_column_has_one_number_format(sample_report: AuditReport) -> None:
+    table = Table(id="by_type", title="Modules by type", columns=["type", "count", "leaf time %"],
+                  rows=[["Linear", 4, 41.2], ["ReLU", 3, 0.84], ["Dropout", 2, 0.05], ["Identity", 1, 0.0],
+                        ["Flatten", 1, None]])
+    sections = [s.model_copy(update={"tables": [table]}) if s.id == "inventory" else s for s in sample_report.sections]
+    page = render_html(sample_report.model_copy(update={"sections": sections}))
+
+    cells = re.findall(r'<td class="num" data-sort="[^"]*">([^<]*)</td>', _section_block(page, "inventory"))
+    assert cells == ["4", "41.20", "3", "0.84", "2", "0.05", "1", "0.00", "1", ""]
+    assert "e-0" not in "".join(cells)

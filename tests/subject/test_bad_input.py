@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from auditor.errors import ExitCode
 from tests.conftest import CliResult
-from tests.models import TinyCNN
+from tests.models import TinyCNN, build_cifar_resnet
 
 RunCli = Callable[..., CliResult]
 
@@ -169,6 +169,39 @@ def test_weights_whose_shapes_do_not_match(run_cli: RunCli, out: Path, tmp_path:
     assert "shape mismatch" in message and "fc.weight (5, 64) vs (3, 64)" in message
 
 
+def test_a_current_state_dict_without_batchnorm_counters_is_refused_as_torch_refuses_it(
+        run_cli: RunCli, out: Path, tmp_path: Path, cifar_npz: Path) -> None:
+    state = build_cifar_resnet().state_dict()  # saved by this torch: its BatchNorm version says "has counters"
+    for key in [k for k in state if k.endswith("num_batches_tracked")]:
+        del state[key]
+    weights = tmp_path / "no_counters.pt"
+    torch.save(state, weights)
+    with pytest.raises(RuntimeError, match="num_batches_tracked"):
+        build_cifar_resnet().load_state_dict(torch.load(weights, weights_only=True), strict=True)
+
+    message = error_message(audit_cli(run_cli, out, "tests.models:build_cifar_resnet", cifar_npz,
+                                      "--weights", weights), out)
+
+    assert "missing 7 key(s)" in message and "bn1.num_batches_tracked" in message
+    assert "unexpected" not in message
+
+
+def test_a_prefixed_checkpoint_of_another_model_names_the_keys(run_cli: RunCli, out: Path, tmp_path: Path,
+                                                               tiny_cnn_safetensors: Path, tiny_cnn_npz: Path) -> None:
+    state = load_file(str(tiny_cnn_safetensors))
+    state["fc.weight"] = torch.zeros(5, 64)
+    state["extra.weight"] = torch.zeros(2)
+    weights = tmp_path / "dp.pt"
+    torch.save({"module." + k: v for k, v in state.items()}, weights)
+
+    message = error_message(audit_cli(run_cli, out, "tests.models:build_tiny_cnn", tiny_cnn_npz,
+                                      "--weights", weights), out)
+
+    assert "after removing the prefix 'module.'" in message
+    assert "unexpected 1 key(s)" in message and "extra.weight" in message
+    assert "fc.weight (5, 64) vs (3, 64)" in message and "missing" not in message
+
+
 def test_a_pickled_module_as_weights_needs_trust_pickle(run_cli: RunCli, out: Path, pickled_cnn: Path,
                                                         tiny_cnn_npz: Path) -> None:
     message = error_message(audit_cli(run_cli, out, "tests.models:build_tiny_cnn", tiny_cnn_npz,
@@ -245,6 +278,31 @@ def test_data_the_model_rejects(run_cli: RunCli, out: Path, tmp_path: Path) -> N
     message = error_message(audit_cli(run_cli, out, "tests.models:build_tiny_cnn", data), out)
 
     assert "the model rejected the data" in message and "(2, 3, 5, 5)" in message
+
+
+@pytest.mark.parametrize(("model", "mode", "hint"), [
+    ("tests.models:build_tiny_cnn", "RGB", "takes 1-channel input but the images were read as RGB (3 channels): "
+                                           "pass --image-mode L"),
+    ("tests.models:build_cifar_resnet", "L", "takes 3-channel input but the images were read as grey (1 channel): "
+                                             "pass --image-mode RGB"),
+])
+def test_grey_and_colour_images_given_to_the_other_kind_of_model_get_a_hint(
+        model: str, mode: str, hint: str, run_cli: RunCli, out: Path, image_folder: Path) -> None:
+    size = "8" if "tiny_cnn" in model else "16"
+    message = error_message(audit_cli(run_cli, out, model, image_folder, "--image-size", size, "--image-mode", mode), out)
+
+    assert "the model rejected the data" in message and hint in message
+
+
+def test_non_finite_inputs_are_bad_data(run_cli: RunCli, out: Path, tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(40, 1, 8, 8))
+    x[3, 0, 1, 1], x[3, 0, 2, 2], x[17, 0, 0, 0] = np.nan, np.nan, np.inf
+    data = save_npz(tmp_path / "nan.npz", x, np.arange(40) % 3)
+
+    message = error_message(audit_cli(run_cli, out, "tests.models:build_tiny_cnn", data, "--max-samples", "10"), out)
+
+    assert "2 NaN and 1 Inf values in 2 of 40 samples" in message and "first at sample 3" in message
+    assert str(data) in message
 
 
 def test_an_empty_image_folder(run_cli: RunCli, out: Path, tmp_path: Path, tiny_vit_dir: Path) -> None:
@@ -363,6 +421,26 @@ def test_an_unknown_report_format(run_cli: RunCli, out: Path, tiny_cnn_npz: Path
                      "--formats", "json,docx", "--quiet")
 
     assert "--formats takes json, html, pdf" in error_message(result, out)
+
+
+@pytest.mark.parametrize(("args", "cause"), [
+    (["--max-samples", "0"], "Invalid value for '--max-samples'"),
+    (["--batch-size", "many"], "Invalid value for '--batch-size'"),
+    (["--no-such-option"], "No such option: --no-such-option"),
+])
+def test_a_usage_error_is_one_error_line_too(args: list[str], cause: str, run_cli: RunCli, out: Path,
+                                             tiny_cnn_npz: Path) -> None:
+    result = audit_cli(run_cli, out, "tests.models:build_tiny_cnn", tiny_cnn_npz, *args)
+
+    message = error_message(result, out)
+    assert cause in message and "(see 'auditor run --help')" in message
+    assert "╭" not in result.stderr and "Usage:" not in result.stderr
+
+
+def test_an_unknown_command_is_one_error_line(run_cli: RunCli) -> None:
+    message = error_message(run_cli("audit", "--model", "x"))
+
+    assert "No such command 'audit'" in message
 
 
 # --- how the error is printed ---------------------------------------------------------------------------

@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import load_file
 
 from auditor.config import AuditConfig, DataSpec, ModelSpec
-from auditor.errors import DataError
+from auditor.errors import DataError, ModelLoadError
 from auditor.subject import Subject, load_subject, map_labels
 from tests.conftest import CLASS_NAMES, IMAGE_CLASSES, SCRIPT_TEXT, TEXT_ROWS
-from tests.models import TinyCNN, build_tiny_cnn
+from tests.models import CifarResNet, TinyCNN, build_tiny_cnn, build_wrapped_tiny_cnn
 
 
 def load(model: str | Path, data: str | Path, **spec: object) -> Subject:
@@ -108,6 +108,26 @@ def test_hf_image_classifier_on_an_image_folder(tiny_vit_dir: Path, image_folder
     assert tuple(batch.inputs["pixel_values"].shape) == (5, 3, 16, 16)
 
 
+def test_files_in_an_image_folder_that_are_not_images_are_listed(tmp_path: Path, image_folder: Path, tiny_vit_dir: Path,
+                                                                 run_cli: Any) -> None:
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(image_folder, folder)
+    (folder / "circle" / "notes.txt").write_text("taken on a cloudy day", encoding="utf-8")
+    (folder / "README.md").write_text("three shapes", encoding="utf-8")
+
+    result = run_cli("run", "--model", tiny_vit_dir, "--data", folder, "--out", tmp_path / "audit",
+                     "--formats", "json,html", "--quiet")
+
+    assert result.exit_code == 0, result.stderr
+    meta = json.loads((tmp_path / "audit" / "audit.json").read_text())["metadata"]
+    assert meta["n_samples"] == 12
+    assert (meta["data_skipped_count"], meta["data_skipped_files"]) == (2, ["README.md", "circle/notes.txt"])
+    html = (tmp_path / "audit" / "report.html").read_text()
+    assert "2 files in the image folder are not images and were skipped: README.md, circle/notes.txt." in html
+
+
 # --- factories and weight files ------------------------------------------------------------------------
 
 def assert_holds_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -157,9 +177,128 @@ def test_a_pickled_module_loads_only_when_trusted(tmp_path: Path, tiny_cnn_safet
     assert_holds_weights(as_weights.model, module.state_dict())
 
 
-def test_model_name_option_names_the_model(tiny_cnn_npz: Path) -> None:
-    assert load("tests.models:build_tiny_cnn", tiny_cnn_npz).loaded.name == "build_tiny_cnn"
+# --- checkpoints as people publish them ------------------------------------------------------------------
+
+def trained_resnet_state() -> dict[str, torch.Tensor]:
+    """A CifarResNet state_dict that differs from the factory's init, with BatchNorm statistics."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        model = CifarResNet().train()
+        with torch.no_grad():
+            model(torch.randn(8, 3, 16, 16))
+    return model.eval().state_dict()
+
+
+def as_published(state: dict[str, torch.Tensor], *, prefix: str = "module.") -> dict[str, torch.Tensor]:
+    """The state dict as an old nn.DataParallel training script saved it: every key prefixed, no
+    BatchNorm `num_batches_tracked` (torch < 0.4.1), no module-version metadata."""
+    return {prefix + k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+def test_an_old_dataparallel_checkpoint_in_a_wrapper_dict_loads(tmp_path: Path, cifar_npz: Path) -> None:
+    state = trained_resnet_state()
+    weights = tmp_path / "resnet8.th"
+    torch.save({"state_dict": as_published(state), "epoch": 200, "best_prec1": 91.7}, weights)
+
+    subject = load("tests.models:build_cifar_resnet", cifar_npz, weights=str(weights))
+
+    loaded = subject.model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    loading = subject.loaded.weights_loading
+    assert loading is not None
+    assert (loading.wrapper_key, loading.wrapper_other_keys) == ("state_dict", ["epoch", "best_prec1"])
+    assert loading.stripped_prefix == "module."
+    assert sorted(loading.filled_keys) == sorted(k for k in state if k.endswith("num_batches_tracked"))
+    assert len(loading.filled_keys) == 7
+
+
+@pytest.mark.parametrize("counters", [True, False])
+def test_a_current_dataparallel_state_dict_is_judged_like_torch_judges_the_unwrapped_one(
+        counters: bool, tmp_path: Path, cifar_npz: Path) -> None:
+    state = torch.nn.DataParallel(CifarResNet()).state_dict()  # keys and module versions under "module."
+    if not counters:
+        for key in [k for k in state if k.endswith("num_batches_tracked")]:
+            del state[key]
+    weights = tmp_path / "dp.pt"
+    torch.save(state, weights)
+
+    if counters:
+        subject = load("tests.models:build_cifar_resnet", cifar_npz, weights=str(weights))
+        assert subject.loaded.weights_loading is not None
+        assert (subject.loaded.weights_loading.stripped_prefix, subject.loaded.weights_loading.filled_keys) == \
+            ("module.", [])
+    else:  # this torch's BatchNorm version says the counters must be there: torch refuses, and so do we
+        with pytest.raises(ModelLoadError, match=r"missing 7 key\(s\)"):
+            load("tests.models:build_cifar_resnet", cifar_npz, weights=str(weights))
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "model.", "module._orig_mod."])
+def test_a_prefix_on_every_key_is_removed(prefix: str, tmp_path: Path, tiny_cnn_safetensors: Path,
+                                          tiny_cnn_npz: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = load_file(str(tiny_cnn_safetensors))
+    weights = tmp_path / "wrapped.safetensors"
+    save_file({prefix + k: v for k, v in state.items()}, str(weights))
+
+    subject = load("tests.models:build_tiny_cnn", tiny_cnn_npz, weights=str(weights))
+
+    assert_holds_weights(subject.model, state)
+    assert subject.loaded.weights_loading is not None
+    assert subject.loaded.weights_loading.stripped_prefix == prefix
+
+
+def test_a_prefix_the_model_itself_uses_is_kept(tmp_path: Path, tiny_cnn_npz: Path) -> None:
+    model = build_wrapped_tiny_cnn()  # its own keys are model.conv.weight, ...
+    weights = tmp_path / "wrapped.pt"
+    torch.save(model.state_dict(), weights)
+
+    subject = load("tests.models:build_wrapped_tiny_cnn", tiny_cnn_npz, weights=str(weights))
+
+    assert_holds_weights(subject.model, model.state_dict())
+    assert subject.loaded.weights_loading is None  # a plain strict load: nothing to say
+
+
+@pytest.mark.parametrize("key", ["state_dict", "model_state_dict"])  # training scripts; the PyTorch tutorial
+def test_a_checkpoint_dict_loads_its_state_dict(key: str, tmp_path: Path, tiny_cnn_safetensors: Path,
+                                                tiny_cnn_npz: Path) -> None:
+    state = load_file(str(tiny_cnn_safetensors))
+    weights = tmp_path / "checkpoint.pth.tar"
+    torch.save({"epoch": 3, key: state, "loss": 0.25}, weights)
+
+    subject = load("tests.models:build_tiny_cnn", tiny_cnn_npz, weights=str(weights))
+
+    assert_holds_weights(subject.model, state)
+    assert subject.loaded.weights_loading is not None
+    assert subject.loaded.weights_loading.wrapper_key == key
+    assert subject.loaded.weights_loading.wrapper_other_keys == ["epoch", "loss"]
+    assert subject.loaded.weights_loading.stripped_prefix is None
+
+
+def test_what_loading_adjusted_is_in_the_report(tmp_path: Path, cifar_npz: Path, run_cli: Any) -> None:
+    weights = tmp_path / "resnet8.pth.tar"
+    torch.save({"state_dict": as_published(trained_resnet_state()), "epoch": 200}, weights)
+
+    result = run_cli("run", "--model", "tests.models:build_cifar_resnet", "--weights", weights, "--data", cifar_npz,
+                     "--out", tmp_path / "audit", "--formats", "json,html", "--quiet")
+
+    assert result.exit_code == 0, result.stderr
+    meta = json.loads((tmp_path / "audit" / "audit.json").read_text())["metadata"]
+    assert meta["weights_loading"]["stripped_prefix"] == "module."
+    assert meta["weights_loading"]["wrapper_other_keys"] == ["epoch"]
+    html = (tmp_path / "audit" / "report.html").read_text()
+    assert "began with &#39;module.&#39;" in html and "num_batches_tracked counters" in html
+
+
+def test_a_model_is_named_by_its_class_or_by_the_name_option(tiny_cnn_npz: Path, tiny_bert_dir: Path,
+                                                              tiny_encoder_dir: Path, encoder_head_file: Path,
+                                                              text_csv: Path) -> None:
+    factory = load("tests.models:build_tiny_cnn", tiny_cnn_npz).loaded
+    assert (factory.name, factory.source) == ("TinyCNN", "tests.models:build_tiny_cnn")
     assert load("tests.models:build_tiny_cnn", tiny_cnn_npz, name="bars-cnn").loaded.name == "bars-cnn"
+    hf = load(tiny_bert_dir, text_csv).loaded
+    assert (hf.name, hf.source) == ("BertForSequenceClassification", str(tiny_bert_dir))
+    assert load(tiny_encoder_dir, text_csv, head=str(encoder_head_file)).loaded.name == "BertModel with a linear head"
 
 
 def test_a_dict_output_with_logits_is_read_through_logits(tiny_cnn_npz: Path) -> None:

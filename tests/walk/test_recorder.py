@@ -106,6 +106,22 @@ def test_dead_channels_are_counted_per_channel() -> None:
     assert recorder.records["conv"].stats.dead_units == 0
 
 
+def test_an_activation_knows_which_module_fed_it() -> None:
+    class FunctionalThenRelu(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(self.act(self.lin(x)) * 2.0)  # second call: the input is a functional op's result
+
+    recorder = _record(InplaceCNN(), torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8))
+    assert recorder.records["relu"].input_sources == {"conv"}  # in place: its input is the conv's output
+    assert recorder.records["conv"].input_sources == set()  # only activations are traced
+    assert _record(FunctionalThenRelu(), torch.randn(2, 4)).records["act"].input_sources == {"lin", None}
+
+
 def test_a_module_used_twice_is_counted_twice_per_forward() -> None:
     model = Twice()
     recorder = _record(model, torch.randn(4, 4), torch.randn(4, 4))
