@@ -187,7 +187,8 @@ class Recorder:
         if tensors:
             primary = tensors[0]
             record.merge_shape(tuple(primary.shape))
-            record.dtype = str(primary.dtype).removeprefix("torch.")
+            if record.dtype is None:
+                record.dtype = str(primary.dtype).removeprefix("torch.")
             key = _key(primary)
             record.stats.add(self._summary(primary, key, module, need_alive=not record.stats.all_alive))
             self._made_by[key] = (weakref.ref(primary), name)

@@ -52,13 +52,14 @@ class Scratch:
     call costs page faults that can exceed the reduction itself."""
 
     def __init__(self) -> None:
-        self._buffers: dict[torch.dtype, torch.Tensor] = {}
+        self._buffers: dict[tuple[torch.dtype, bool], torch.Tensor] = {}
 
     def get(self, numel: int, like: torch.Tensor) -> torch.Tensor:
-        buffer = self._buffers.get(like.dtype)
-        if buffer is None or buffer.numel() < numel or buffer.device != like.device:
+        key = (like.dtype, like.is_cuda)  # cheaper than comparing device objects on every call
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < numel or buffer.get_device() != like.get_device():
             buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
-            self._buffers[like.dtype] = buffer
+            self._buffers[key] = buffer
         return buffer[:numel]
 
 
