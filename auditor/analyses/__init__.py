@@ -6,11 +6,12 @@ from auditor.analyses.base import Analysis, AuditContext, PlanContext, run_one
 from auditor.analyses.gradients import Gradients
 from auditor.analyses.inventory import ModuleInventory
 from auditor.analyses.performance import Performance
+from auditor.analyses.probes import Probes
 from auditor.config import AnalysesConfig
 from auditor.engine.plan import analysis_params
 from auditor.errors import ConfigError
 
-ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients)
+ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, Probes)
 """Every analysis, in report order."""
 
 

@@ -180,12 +180,25 @@ class Performance(Analysis):
         labels = ctx.subject.data.labels
         assert labels is not None  # not_applicable: without labels, performance does not run
         classes = len({str(label) for label in labels})
+        if _probes_read_labels(ctx):
+            return Section(id=self.id, title=self.title, summary=(
+                f"Not measured: the model {what}. Its {len(labels)} labels ({classes} classes) are the task of the "
+                f"linear probes instead (see the probes section: at which block they are linearly decodable). "
+                f"To measure performance, {how}."))
         message = (f"The data's {len(labels)} labels ({classes} classes) were read but not used: the model {what}, "
-                   "and no analysis uses labels for embeddings yet (linear probes will). "
+                   "and the linear probes, which would read them, do not run. "
                    f"To measure performance, {how}.")
         return Section(id=self.id, title=self.title, summary=f"Not measured. {message}",
                        findings=[Finding(id="performance.labels_unused", severity=Severity.INFO, message=message,
                                          evidence={"labels": len(labels), "classes": classes})])
+
+
+def _probes_read_labels(ctx: AuditContext) -> bool:
+    """Whether the probes analysis runs on this audit and probes for the data's labels."""
+    selection = ctx.config.analyses
+    if "probes" in selection.skip or (selection.only is not None and "probes" not in selection.only):
+        return False
+    return bool(selection.table("probes").get("labels", True))
 
 
 def _confusion_figure(matrix: np.ndarray, names: list[str]) -> Figure:

@@ -42,6 +42,8 @@ class Capture:
     """(units,) float64 per module."""
     pooled: dict[str, torch.Tensor] = field(default_factory=dict)
     """(samples, units) per module."""
+    pooled_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    """(samples, units) per module: its first positional input, pooled the same way."""
     top_k: dict[str, TopK] = field(default_factory=dict)
     grad_norm: dict[str, torch.Tensor] = field(default_factory=dict)
     """(samples,) L2 norm of the target's gradient at the module's output, summed over calls."""
@@ -113,7 +115,7 @@ def find_in_place(subject: Subject, tree: ModuleTree, names: frozenset[str]) -> 
 
 
 def run_capture(subject: Subject, tree: ModuleTree, needs: Needs, *, batch_size: int,
-                progress: Progress) -> Capture:
+                progress: Progress, description: str = "capturing modules") -> Capture:
     """Runs the model once over every batch with a Recorder on every module; hooks go when it ends."""
     model = subject.model
     started = time.perf_counter()
@@ -130,7 +132,7 @@ def run_capture(subject: Subject, tree: ModuleTree, needs: Needs, *, batch_size:
         # in-place op for their tensor hook to fire, and their own weights are upstream of it.
         upstream = [p for name in in_place for p in tree.get(name).parameters() if p.requires_grad]
         batches = subject.batches(batch_size)
-        for batch in progress.track(batches, total=subject.n_batches(batch_size), description="capturing modules"):
+        for batch in progress.track(batches, total=subject.n_batches(batch_size), description=description):
             recorder.begin_forward(_batch_context(batch))
             sizes.append(len(batch))
             grad_now = backward and backward_error is None
@@ -174,6 +176,8 @@ def _collect(capture: Capture, recorder: Recorder, sizes: list[int], *, gradient
             capture.unit_means[name] = c.unit_means.mean
         if c.pooled and c.pooled_batches and all(p.shape[1] for p in c.pooled_batches):
             capture.pooled[name] = torch.cat(c.pooled_batches)
+        if c.pooled_input and c.pooled_input_batches and all(p.shape[1] for p in c.pooled_input_batches):
+            capture.pooled_inputs[name] = torch.cat(c.pooled_input_batches)
         if c.top_k is not None and c.top_k.values is not None:
             capture.top_k[name] = c.top_k
         if not gradients:

@@ -3,7 +3,7 @@ cluster could run independent `PatchedPass`es side by side and return the same r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import torch
@@ -13,13 +13,15 @@ from auditor.engine.needs import Needs
 from auditor.engine.plan import PatchedPass
 from auditor.progress import Progress
 from auditor.subject import Subject
-from auditor.walk.patch import patch_many
+from auditor.walk.patch import Patch, patch_many
 from auditor.walk.tree import ModuleTree
 
 
 class Executor(Protocol):
-    def capture(self, needs: Needs) -> Capture:
-        """Runs the shared capture pass."""
+    def capture(self, needs: Needs, *, subject: Subject | None = None, patches: Mapping[str, Patch] | None = None,
+                label: str = "") -> Capture:
+        """Runs a capture pass: the shared one by default; over other inputs for the same model (`subject`, e.g.
+        a probe set), and/or with modules patched (e.g. re-initialized weights), when asked."""
         ...
 
     def scores(self, passes: Sequence[PatchedPass]) -> list[torch.Tensor]:
@@ -36,8 +38,12 @@ class LocalExecutor:
         self.batch_size = batch_size
         self.progress = progress
 
-    def capture(self, needs: Needs) -> Capture:
-        return run_capture(self.subject, self.tree, needs, batch_size=self.batch_size, progress=self.progress)
+    def capture(self, needs: Needs, *, subject: Subject | None = None, patches: Mapping[str, Patch] | None = None,
+                label: str = "") -> Capture:
+        subject = subject or self.subject
+        with patch_many(subject.model, patches or {}):
+            return run_capture(subject, self.tree, needs, batch_size=self.batch_size, progress=self.progress,
+                               description=label or "capturing modules")
 
     def scores(self, passes: Sequence[PatchedPass]) -> list[torch.Tensor]:
         subject, results = self.subject, []

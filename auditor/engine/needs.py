@@ -22,6 +22,8 @@ class Needs(BaseModel):
         (mean ablation).
       - `pooled`: one vector per sample: mask-aware mean over tokens, global average over space for
         conv maps (probes).
+      - `pooled_inputs`: the same of the module's first positional input (what a head reads, where no
+        module's output is exactly that: a mean over tokens taken by a function, a flatten).
       - `top_k` of `top_k_modules`: per unit, the `top_k` samples with the largest activation (the unit's
         maximum over positions), with the position where it peaked (feature visualization).
       - `gradients`: per sample, the L2 norm of the gradient of the target with respect to the output,
@@ -36,6 +38,7 @@ class Needs(BaseModel):
 
     unit_means: Names = frozenset()
     pooled: Names = frozenset()
+    pooled_inputs: Names = frozenset()
     top_k: int = Field(0, ge=0)
     top_k_modules: Names = frozenset()
     gradients: Names = frozenset()
@@ -55,6 +58,7 @@ class Needs(BaseModel):
         return Needs(
             unit_means=self.unit_means | other.unit_means,
             pooled=self.pooled | other.pooled,
+            pooled_inputs=self.pooled_inputs | other.pooled_inputs,
             top_k=max(self.top_k, other.top_k),
             top_k_modules=self.top_k_modules | other.top_k_modules,
             gradients=self.gradients | other.gradients,
@@ -70,12 +74,14 @@ class Needs(BaseModel):
 
     def modules(self) -> Names:
         """Every module some need names."""
-        return self.unit_means | self.pooled | self.top_k_modules | self.gradients | self.unit_relevance
+        return (self.unit_means | self.pooled | self.pooled_inputs | self.top_k_modules | self.gradients
+                | self.unit_relevance)
 
     def describe(self) -> list[str]:
         """One short line per need, for `auditor run --plan` and the report."""
         lines = ["output statistics of every module, model scores"]
         for label, names in (("per-unit means", self.unit_means), ("pooled representations", self.pooled),
+                             ("pooled inputs", self.pooled_inputs),
                              (f"top-{self.top_k} samples per unit", self.top_k_modules),
                              ("gradients (norm, gradient × activation)", self.gradients),
                              ("per-unit gradient × activation", self.unit_relevance)):

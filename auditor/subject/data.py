@@ -142,6 +142,15 @@ def _npz(path: Path, spec: DataSpec) -> AuditData:
     return AuditData(kind="arrays", source=str(path), arrays=x.astype(np.float32, copy=False), labels=labels)
 
 
+def read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns and rows of a CSV/TSV or JSONL file (what `--data` reads for text, and probe files)."""
+    if path.suffix in (".csv", ".tsv"):
+        return _read_csv(path)
+    if path.suffix in (".jsonl", ".ndjson"):
+        return _read_jsonl(path)
+    raise DataError(f"unsupported table {path}: expected .csv, .tsv or .jsonl")
+
+
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:

@@ -122,10 +122,12 @@ class ModuleCollector:
 
     unit_means: UnitMeans | None = None
     pooled: bool = False
+    pooled_input: bool = False
     top_k: TopK | None = None
     gradients: bool = False
     unit_relevance: bool = False
     pooled_batches: list[torch.Tensor] = field(default_factory=list)
+    pooled_input_batches: list[torch.Tensor] = field(default_factory=list)
     grad_norm_batches: list[torch.Tensor] = field(default_factory=list)
     grad_x_act_batches: list[torch.Tensor] = field(default_factory=list)
     relevance_batches: list[torch.Tensor | None] = field(default_factory=list)
@@ -137,6 +139,7 @@ class ModuleCollector:
     broadcast over the batch): its gradient has no per-sample value."""
     # This forward, summed (gradients) or averaged (pooled) over the calls of a reused module.
     _pooled: list[torch.Tensor] = field(default_factory=list)
+    _pooled_input: list[torch.Tensor] = field(default_factory=list)
     _peaks: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     _grad_norm: torch.Tensor | None = None
     _grad_x_act: torch.Tensor | None = None
@@ -158,6 +161,12 @@ class ModuleCollector:
         if self.top_k is not None:
             self._peaks.append(peak(x, valid))
 
+    def on_input(self, t: torch.Tensor, module: nn.Module, batch: BatchContext) -> None:
+        """Pools the module's first positional input (called before the module runs)."""
+        view = by_unit(t, module, batch)
+        if view is not None:
+            self._pooled_input.append(pool(*view).float())
+
     def add_gradient(self, norm: torch.Tensor, grad_x_act: torch.Tensor) -> None:
         """Adds one call's per-sample gradient norm and gradient × activation (a reused module: summed)."""
         self._grad_norm = norm if self._grad_norm is None else self._grad_norm + norm
@@ -170,10 +179,9 @@ class ModuleCollector:
     def end_forward(self, batch: BatchContext) -> None:
         """Closes one batch: what this forward's calls produced becomes one row per sample."""
         if self.pooled:
-            if self._pooled:
-                self.pooled_batches.append((sum(self._pooled[1:], self._pooled[0]) / len(self._pooled)).cpu())
-            else:  # the module did not run on this batch, or its output has no units
-                self.pooled_batches.append(torch.full((batch.size, 0), float("nan")))
+            self.pooled_batches.append(_mean_of_calls(self._pooled, batch))
+        if self.pooled_input:
+            self.pooled_input_batches.append(_mean_of_calls(self._pooled_input, batch))
         if self.top_k is not None and self._peaks:
             values = torch.stack([v for v, _ in self._peaks]).amax(dim=0) if len(self._peaks) > 1 else self._peaks[0][0]
             positions = self._peaks[0][1] if len(self._peaks) == 1 else \
@@ -186,7 +194,7 @@ class ModuleCollector:
             self.grad_x_act_batches.append(self._grad_x_act.cpu() if self._grad_x_act is not None else zeros)
         if self.unit_relevance:
             self.relevance_batches.append(self._relevance.cpu() if self._relevance is not None else None)
-        self._pooled, self._peaks, self._calls = [], [], 0
+        self._pooled, self._pooled_input, self._peaks, self._calls = [], [], [], 0
         self._grad_norm = self._grad_x_act = self._relevance = None
 
     def relevance(self, sizes: list[int]) -> torch.Tensor | None:
@@ -196,3 +204,11 @@ class ModuleCollector:
             return None
         return torch.cat([r if r is not None else torch.zeros(n, units)
                           for r, n in zip(self.relevance_batches, sizes, strict=True)])
+
+
+def _mean_of_calls(pooled: list[torch.Tensor], batch: BatchContext) -> torch.Tensor:
+    """One batch's pooled rows, averaged over the calls of a reused module; (batch, 0) when the module did not
+    run on this batch, or its output has no units."""
+    if not pooled:
+        return torch.full((batch.size, 0), float("nan"))
+    return (sum(pooled[1:], pooled[0]) / len(pooled)).cpu()

@@ -94,6 +94,7 @@ class Recorder:
             name: ModuleCollector(
                 unit_means=UnitMeans() if name in needs.unit_means else None,
                 pooled=name in needs.pooled,
+                pooled_input=name in needs.pooled_inputs,
                 top_k=TopK(needs.top_k) if name in needs.top_k_modules and needs.top_k else None,
                 gradients=name in needs.gradients,
                 unit_relevance=name in needs.unit_relevance,
@@ -165,6 +166,10 @@ class Recorder:
     def _on_start(self, name: str, module: nn.Module, args: Any) -> None:
         now = time.perf_counter()
         self._starts.setdefault(name, []).append((now, self._overhead))
+        collector = self.collectors.get(name)
+        if collector is not None and collector.pooled_input and args and isinstance(args[0], torch.Tensor):
+            assert self._batch is not None
+            collector.on_input(args[0], module, self._batch)
         if name in self._activations:
             first = args[0] if args else None
             hit = self._made_by.get(_key(first)) if isinstance(first, torch.Tensor) else None

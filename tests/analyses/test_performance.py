@@ -133,10 +133,18 @@ def test_a_bare_encoder_says_what_its_labels_were_used_for(tiny_encoder_dir: Pat
     audit = json.loads((tmp_path / "audit.json").read_text())
     performance = next(s for s in audit["sections"] if s["id"] == "performance")
     assert performance["summary"].startswith("Not measured") and "--head" in performance["summary"]
+    assert "task of the linear probes" in performance["summary"]  # what the labels are for: the probes
+    assert [f for f in audit["findings"] if f["id"] == "performance.labels_unused"] == []
+
+    skipped = tmp_path / "skipped"
+    result = run_cli("run", "--model", tiny_encoder_dir, "--data", text_csv, "--out", skipped, "--formats",
+                     "json,html", "--quiet", "--skip", "probes")
+    assert result.exit_code == 0, result.stderr
+    audit = json.loads((skipped / "audit.json").read_text())
     unused = [f for f in audit["findings"] if f["id"] == "performance.labels_unused"]
     assert len(unused) == 1 and unused[0]["severity"] == "info"
     assert unused[0]["evidence"] == {"labels": 12, "classes": 2}
-    assert "were read but not used" in (tmp_path / "report.html").read_text()
+    assert "were read but not used" in (skipped / "report.html").read_text()
 
 
 def test_an_unlabelled_bare_encoder_is_told_how_to_get_performance(tiny_encoder_dir: Path, text_csv: Path) -> None:
