@@ -523,7 +523,7 @@ def token_gradcam(forward: Callable[..., torch.Tensor], module: nn.Module, x: to
     handle = module.register_forward_hook(keep)
     try:
         with torch.enable_grad():
-            scores = forward(x)
+            scores = forward(x.detach().requires_grad_())  # a graph even when every weight is frozen
             picked = scores.gather(1, target[:, None]).sum()
             grad = torch.autograd.grad(picked, kept["out"])[0]
     finally:

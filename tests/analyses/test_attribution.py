@@ -194,3 +194,42 @@ def test_a_model_that_cannot_converge_in_two_steps_is_flagged() -> None:
 def test_a_bare_encoder_is_not_applicable(tiny_encoder_dir: Path, text_csv: Path) -> None:
     report = auditor.audit(str(tiny_encoder_dir), str(text_csv))
     assert "bare encoder" in report.not_run["attribution"]
+
+
+def test_a_vision_transformer_gets_grad_cam_on_its_patch_tokens(tiny_vit_dir: Path, image_folder: Path) -> None:
+    report = auditor.audit(str(tiny_vit_dir), str(image_folder), analyses=["attribution"], batch_size=4,
+                           config=auditor.AuditConfig.model_validate(
+                               {"analyses": {"attribution": {"samples": 4, "n_steps": 4, "examples_per_class": 1}}}))
+    section = report.section("attribution")
+    assert section.error is None, section.error
+    assert any(m.startswith("Grad-CAM on vit.") for m in section.details["methods"])  # the last token layer
+    assert section.figures and section.figures[0].id == "attribution.maps.1"
+
+
+def test_token_gradcam_puts_the_map_on_the_patch_that_decides() -> None:
+    """A toy ViT-shaped layer: 1 class token + a 2×2 grid of patch tokens where only patch 3 (bottom right)
+    carries anything, as the masked conv map does for the CNN above."""
+    from auditor.analyses.attribution import token_gradcam
+
+    class Tokens(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, 1, 4, 4) -> (batch, 5, 4): cls + 4 patches
+            patches = x.unfold(2, 2, 2).unfold(3, 2, 2).reshape(x.shape[0], 4, 4)
+            keep = torch.tensor([0.0, 0.0, 0.0, 1.0]).view(1, 4, 1)
+            return torch.cat([torch.zeros_like(patches[:, :1]), patches * keep], dim=1)
+
+    class Toy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tokens, self.head = Tokens(), nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.tokens(x)[:, 4])
+
+    torch.manual_seed(0)
+    model = Toy()
+    with torch.no_grad():
+        model.head.weight.abs_()
+    x = torch.rand(3, 1, 4, 4) + 0.5
+    forward = lambda inputs: torch.log_softmax(model(inputs), dim=1)  # noqa: E731
+    for cam in token_gradcam(forward, model.tokens, x, torch.zeros(3, dtype=torch.long)):
+        assert cam.shape == (4, 4) and float(cam[2:, 2:].mean()) > 0 and float(cam[0, 0]) == 0.0
