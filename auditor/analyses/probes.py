@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from auditor.analyses.base import Analysis, AuditContext, PlanContext
 from auditor.engine.capture import Capture
 from auditor.engine.needs import Needs
+from auditor.errors import DataError
 from auditor.findings import Finding, Severity
 from auditor.probing.figures import accuracy_figure, mdl_figure, results_table
 from auditor.probing.mdl import online_code_length
@@ -43,6 +44,7 @@ from auditor.probing.ridge import canonical_order, cross_validate, stratified_fo
 from auditor.probing.sets import (ProbeSet, Property, audit_labels, builtin_gratings, builtin_sentiment,
                                   probe_subject, to_tensor, unique_names, user_file)
 from auditor.report.schema import Cost, Section
+from auditor.subject import Subject
 from auditor.subject.task import log_probabilities
 from auditor.walk.patch import Patch
 
@@ -182,12 +184,12 @@ class Probes(Analysis):
                 trained_capture = ctx.capture
             else:
                 subject = probe_subject(ctx.subject, probe_set.data)
-                trained_capture = ctx.executor.capture(needs, subject=subject, label=f"probes: {probe_set.name}")
+                trained_capture = _capture(ctx, needs, subject=subject, label=f"probes: {probe_set.name}")
             random_capture = None
             if patches is not None:
                 subject_or_none = None if probe_set.data is None else probe_subject(ctx.subject, probe_set.data)
-                random_capture = ctx.executor.capture(needs, subject=subject_or_none, patches=patches,
-                                                      label=f"probes: {probe_set.name}, random network")
+                random_capture = _capture(ctx, needs, subject=subject_or_none, patches=patches,
+                                          label=f"probes: {probe_set.name}, random network")
             timing["extra_capture_seconds"] += time.perf_counter() - started
             trained = representations(trained_capture, needs, head)
             random = representations(random_capture, needs, head) if random_capture is not None else {}
@@ -306,6 +308,16 @@ class Probes(Analysis):
         return Section(id=self.id, title=self.title, summary=summary, metrics=metrics,
                        tables=[results_table(results, order, head)], figures=figures, findings=findings,
                        module_metrics=module_metrics, details=details)
+
+
+def _capture(ctx: AuditContext, needs: Needs, *, subject: Subject | None = None,
+             patches: dict[str, Patch] | None = None, label: str) -> Capture:
+    """One extra capture pass. The model failing on it is this analysis's failure (an error section), not bad
+    audit input: the audit data already went through the shared capture."""
+    try:
+        return ctx.executor.capture(needs, subject=subject, patches=patches, label=label)
+    except DataError as err:
+        raise RuntimeError(f"{label}: {err}") from err
 
 
 # --- representations -------------------------------------------------------------------------------------

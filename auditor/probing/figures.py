@@ -95,8 +95,7 @@ def mdl_figure(results: list[PropertyResult], order: list[str], head: str | None
             trained = [res.modules[n].compression if n in res.modules and res.modules[n].compression is not None
                        else np.nan for n in names]
             ax.plot(xs, trained, marker="o", ms=3.5, lw=1.6, color=colour, label=f"{res.prop.name}")
-            random = [res.modules[n].random_compression if n in res.modules and
-                      res.modules[n].random_compression is not None else np.nan for n in names]
+            random = [_nan(res.modules[n].random_compression) if n in res.modules else math.nan for n in names]
             if not all(math.isnan(v) for v in random):
                 ax.plot(xs, random, lw=1.0, ls="--", color=colour, alpha=0.8, label=f"{res.prop.name}, re-initialized")
         ax.axhline(1.0, color="#9ca3af", lw=1.0, ls="--", label="no compression (uniform code)")
@@ -111,6 +110,10 @@ def mdl_figure(results: list[PropertyResult], order: list[str], head: str | None
                          caption="How much shorter the online code of the labels is than the uniform code (Voita & "
                                  "Titov, 2020): high where a probe learns the property from few samples, 1 where the "
                                  "representation does not help. Dashed: the re-initialized network.")
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def _slug(name: str) -> str:

@@ -75,7 +75,7 @@ def _softmax_scores(scores: np.ndarray) -> np.ndarray:
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return np.asarray(shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True)))
 
 
 def _probabilities(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, classes: int) -> np.ndarray:
@@ -102,7 +102,7 @@ def _probabilities(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     # small prefix must not make the next block's code overconfident
     tolerance = float(losses[best].std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
     temperature = _TEMPERATURES[int(np.flatnonzero(mean_loss <= mean_loss[best] + tolerance)[0])]
-    return np.exp(_log_softmax(temperature * test + log_prior))
+    return np.asarray(np.exp(_log_softmax(temperature * test + log_prior)))
 
 
 def online_code_length(x: np.ndarray, labels: np.ndarray, classes: int, *, order: np.ndarray) -> CodeLength:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -102,10 +103,11 @@ def _draw(module: nn.Module, own: dict[str, torch.Tensor], stats: dict[str, torc
     clone._buffers = {n: b.detach().clone() if b is not None else None for n, b in module._buffers.items()}
     clone._modules = {}
     try:
-        clone.reset_parameters()
+        reset: Any = getattr(clone, "reset_parameters")
+        reset()
     except Exception:  # a reset that needs its children (or fails): treat the layer as unknown
         return None
-    fresh = {n: p for n, p in clone._parameters.items() if p is not None and n in own}
+    fresh: dict[str, torch.Tensor] = {n: p for n, p in clone._parameters.items() if p is not None and n in own}
     fresh.update({n: b for n, b in clone._buffers.items() if b is not None and n in stats})
     return {n: t.detach() for n, t in fresh.items()}
 

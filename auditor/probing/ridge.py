@@ -82,15 +82,15 @@ def spectrum(train: np.ndarray, test: np.ndarray) -> Spectrum:
 def encode_targets(labels: np.ndarray, classes: int) -> np.ndarray:
     """(n, L) class indices -> (n, m, L) ±1 targets: m = 1 for two classes, one column per class otherwise."""
     if classes == 2:
-        return (2.0 * (labels == 1) - 1.0)[:, None, :]
-    return 2.0 * (labels[:, None, :] == np.arange(classes)[None, :, None]) - 1.0
+        return np.asarray((2.0 * (labels == 1) - 1.0)[:, None, :])
+    return np.asarray(2.0 * (labels[:, None, :] == np.arange(classes)[None, :, None]) - 1.0)
 
 
 def decide(scores: np.ndarray) -> np.ndarray:
     """(n, m, L) scores -> (n, L) predicted classes."""
     if scores.shape[1] == 1:
         return (scores[:, 0, :] > 0).astype(np.int64)
-    return scores.argmax(axis=1)
+    return np.asarray(scores.argmax(axis=1))
 
 
 @dataclass(frozen=True)

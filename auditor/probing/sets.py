@@ -209,7 +209,7 @@ def user_file(ctx: PlanContext, path: str, *, columns: tuple[str, ...], text_col
         if any(not t.strip() for t in texts):
             raise DataError(f"{file}: every row needs a non-empty {text_col!r}")
         data = AuditData(kind="text", source=str(file), texts=texts)
-        raw = {c: [r.get(c) for r in rows] for c in wanted}
+        raw: dict[str, list[str | int | None]] = {c: [r.get(c) for r in rows] for c in wanted}
     else:
         if file.suffix != ".npz":
             raise ConfigError(f"[analyses.probes] data for a {ctx.subject.modality} model must be a .npz "
