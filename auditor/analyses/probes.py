@@ -37,7 +37,7 @@ from auditor.engine.capture import Capture
 from auditor.engine.needs import Needs
 from auditor.errors import DataError
 from auditor.findings import Finding, Severity
-from auditor.probing.figures import accuracy_figure, mdl_figure, results_table
+from auditor.probing.figures import accuracy_figure, mdl_figure, results_tables
 from auditor.probing.mdl import online_code_length
 from auditor.probing.random_init import fresh_weights
 from auditor.probing.ridge import canonical_order, cross_validate, stratified_folds, usable_folds
@@ -306,7 +306,7 @@ class Probes(Analysis):
         if mdl is not None:
             figures.append(mdl)
         return Section(id=self.id, title=self.title, summary=summary, metrics=metrics,
-                       tables=[results_table(results, order, head)], figures=figures, findings=findings,
+                       tables=results_tables(results, order, head), figures=figures, findings=findings,
                        module_metrics=module_metrics, details=details)
 
 

@@ -28,7 +28,8 @@ def axis_labels(names: list[str], head: str | None, limit: int = 26) -> list[str
     common = 0
     while len(blocks) > 1 and all(len(p) > common + 1 for p in blocks) and len({p[common] for p in blocks}) == 1:
         common += 1
-    keep = max(common - 1, 0)
+    # drop the shared prefix, but keep one more level where a label would be a bare index (`layer.3`, not `3`)
+    keep = common - 1 if common and any(p[common].isdigit() for p in blocks) else common
     return [f"→ {_short(name, limit - 10)} (input)" if name == head else _short(".".join(name.split(".")[keep:]), limit)
             for name in names]
 
@@ -124,24 +125,33 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(value, digits)
 
 
-def results_table(results: list[PropertyResult], order: list[str], head: str | None) -> Table:
-    rows: list[list[Any]] = []
+def results_tables(results: list[PropertyResult], order: list[str], head: str | None) -> list[Table]:
+    """One table per property: a row per probed module, its accuracy and the three baselines."""
+    tables = []
     for res in results:
+        rows: list[list[Any]] = []
         for name in [n for n in order if n in res.modules]:
             r = res.modules[name]
-            shuffled = float(np.quantile(r.permuted, 0.95))
             gain = r.accuracy - r.random_init if r.random_init is not None else None
-            rows.append([res.prop.name, f"{name} (input)" if name == head else name, _round(r.accuracy),
-                         _round(r.low), _round(r.high), _round(res.majority), _round(shuffled), _round(r.random_init),
-                         _round(gain), _round(r.mdl_bits, 3), _round(r.compression, 3), _round(r.head_lens)])
-    return Table(id="probes.results", title="Probe accuracy and baselines per block",
-                 columns=["property", "module", "accuracy", "95% low", "95% high", "majority", "shuffled (p95)",
-                          "re-initialized", "trained − re-init.", "MDL bits/sample", "compression", "head lens"],
-                 rows=rows,
-                 caption="k-fold accuracy of a ridge probe on each block's pooled output (the head's entry is its "
-                         "input), with its Wilson interval; the 95th percentile of the same probe on shuffled labels; "
-                         "the probe on the re-initialized network; the online code length of the labels; the model's "
-                         "head applied to the block (where widths match).")
+            rows.append([f"{name} (input)" if name == head else name, _round(r.accuracy),
+                         f"{r.low:.3f}–{r.high:.3f}", _round(float(np.quantile(r.permuted, 0.95))),
+                         _round(r.random_init), _round(gain), _round(r.mdl_bits, 3), _round(r.compression, 3),
+                         _round(r.head_lens)])
+        if not rows:
+            continue
+        tables.append(Table(
+            id=f"probes.results.{_slug(res.prop.name)}", title=f"{res.prop.name!r}: probe accuracy and baselines",
+            columns=["module", "accuracy", "95% interval", "shuffled (p95)", "re-initialized", "trained − re-init.",
+                     "MDL bits/sample", "compression", "head lens"],
+            rows=rows,
+            caption=f"{res.folds}-fold accuracy of a ridge probe on each block's pooled output (the head's entry is "
+                    f"its input), with its Wilson interval; majority class {res.majority:.3f}; a block decodes "
+                    f"{res.prop.name!r} only above {res.threshold:.3f} (shuffled labels at their best block). "
+                    "Shuffled (p95): the 95th percentile of the same probe on shuffled labels at this block; "
+                    "re-initialized: the probe on the same architecture with fresh weights; MDL: the online code "
+                    "length of the labels (uniform code: log2 K bits); head lens: the model's own head applied to "
+                    "the block, no fitting (where widths match)."))
+    return tables
 
 
-__all__ = ["accuracy_figure", "axis_labels", "mdl_figure", "results_table"]
+__all__ = ["accuracy_figure", "axis_labels", "mdl_figure", "results_tables"]
