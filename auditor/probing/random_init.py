@@ -103,7 +103,7 @@ def _draw(module: nn.Module, own: dict[str, torch.Tensor], stats: dict[str, torc
     clone._buffers = {n: b.detach().clone() if b is not None else None for n, b in module._buffers.items()}
     clone._modules = {}
     try:
-        reset: Any = getattr(clone, "reset_parameters")
+        reset: Any = clone.reset_parameters
         reset()
     except Exception:  # a reset that needs its children (or fails): treat the layer as unknown
         return None
