@@ -13,7 +13,7 @@ logistic-regression solver (the obvious way), on the MiniLM demo's audit data.
 
 Each timing is the median of `--runs` interleaved runs (capture, then fits); nested CV runs once.
 
-    python -m benchmarks.probes [--runs 3] [--skip-nested]
+    python -m benchmarks.probes [--runs 3] [--skip-nested] [--threads 1] [--demo digits_cnn]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -82,7 +83,12 @@ def main() -> None:
     parser.add_argument("--demo", default="minilm_sentiment")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-nested", action="store_true")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for the capture (0: torch's default); on a busy 2-core machine 1 is "
+                             "faster and steadier than 2")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     ctx = _context(args.demo)
     analysis = Probes()
@@ -108,7 +114,7 @@ def main() -> None:
         fits.append(seconds)
     assert result is not None
     capture_s, fit_s = statistics.median(captures), statistics.median(fits)
-    print(f"{args.demo}: {probe_set.samples} samples, {len(order)} probed modules, {result.folds} folds, "
+    print(f"{args.demo}: torch threads {torch.get_num_threads()}, {probe_set.samples} samples, {len(order)} probed modules, {result.folds} folds, "
           f"{analysis.params.permutations} permutations")
     print(f"capture pass (pooled blocks + head input): {capture_s:.2f} s (runs {min(captures):.2f}-{max(captures):.2f})")
     print(f"probe fits (ridge + permutations + random network + MDL + head lens): {fit_s:.2f} s "

@@ -441,7 +441,9 @@ def _summary(ctx: AuditContext, results: list[PropertyResult], order: list[str],
             "percentile of the best block decides whether a property is decodable at all)")
     if scheme:
         text += f", the same network re-initialized ({scheme})"
-    text += ", and the online code length (MDL). The head lens applies the model's own head to blocks of its width."
+    text += ", and the online code length (MDL)."
+    if head in order:
+        text += " The head lens applies the model's own head to every block of its input's width."
     notes = [f"{r.prop.name}: {r.note}" for r in results if r.note]
     return text + (" " + " ".join(notes) if notes else "")
 

@@ -9,8 +9,10 @@ from auditor.config import AuditConfig, DataSpec, ModelSpec
 from auditor.progress import Progress, SilentProgress
 from auditor.report.schema import AuditReport
 
-DEMOS = ("digits_cnn", "digits_cnn_v2", "minilm_sentiment")
-"""`digits_cnn_v2` is a second release of the digits CNN, degraded on purpose (`auditor.demo.release`)."""
+DEMOS = ("digits_cnn", "digits_cnn_v2", "minilm_sentiment", "minilm_encoder")
+"""`digits_cnn_v2` is a second release of the digits CNN, degraded on purpose (`auditor.demo.release`);
+`minilm_encoder` is the bare pretrained encoder of `minilm_sentiment`, without its head: its report shows at
+which layer sentiment becomes linearly decodable (the probes read the held-out labels)."""
 
 
 def cache_dir() -> Path:
@@ -39,11 +41,15 @@ def demo_config(name: str, *, progress: Progress | None = None, seed: int = 0) -
                             name="digits-cnn-v2" if second else "digits-cnn"),
             data=DataSpec(path=str(info["data"])), seed=seed, batch_size=128,
         )
-    elif name == "minilm_sentiment":
+    elif name in ("minilm_sentiment", "minilm_encoder"):
         from auditor.demo import sentiment
 
         progress.note("MiniLM sentiment: preparing (embeds 1,100 sentences once, ~10 s, then cached)")
         info = sentiment.prepare(cache_dir(), seed=seed)
+        if name == "minilm_encoder":  # the bare encoder: its labels are the probes' task
+            config = AuditConfig(model=ModelSpec(path=str(info["encoder"]), name="minilm-encoder"),
+                                 data=DataSpec(path=str(info["data"])), seed=seed, batch_size=32)
+            return config, {"heldout_samples": info["heldout_samples"]}
         config = AuditConfig(
             model=ModelSpec(path=str(info["encoder"]), head=str(info["head"]), name="minilm-sentiment"),
             data=DataSpec(path=str(info["data"])), seed=seed, batch_size=32,

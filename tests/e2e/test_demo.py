@@ -75,3 +75,22 @@ def test_the_degraded_digits_release_fails_its_check_against_the_first(demo_out:
     result = CliRunner().invoke(app, ["check", str(demo_out / "digits_cnn_v2"), "--policy", str(folder / "policy.toml"),
                                       "--baseline", str(demo_out / "digits_cnn")])
     assert result.exit_code == 1, result.output
+
+
+def test_the_bare_minilm_encoder_shows_where_sentiment_becomes_linearly_decodable(demo_out: Path) -> None:
+    audit = _audit(demo_out, "minilm_encoder")
+    assert audit["metadata"]["task"] == "embedding"
+    probes = next(s for s in audit["sections"] if s["id"] == "probes")
+    assert probes["error"] is None
+    assert [p["property"] for p in probes["details"]["properties"]] == ["label", "sentiment"]
+    peaks = {f["evidence"]["property"]: f for f in audit["findings"] if f["id"] == "probes.peak_layer"}
+    assert set(peaks) == {"label", "sentiment"}  # both decodable somewhere, above the permutation baseline
+    for finding in peaks.values():
+        assert finding["module"].startswith("encoder.layer.")  # inside the stack, not the embeddings
+        assert finding["evidence"]["accuracy"] > finding["evidence"]["random_init_accuracy"]
+    # the frozen encoder of the sentiment demo is this encoder: its blocks give the same probe curve there
+    with_head = next(s for s in _audit(demo_out, "minilm_sentiment")["sections"] if s["id"] == "probes")
+    bare = {n.removeprefix("encoder."): m["probe_accuracy/label"] for n, m in probes["module_metrics"].items()}
+    full = {n.removeprefix("encoder.encoder.").removeprefix("encoder."): m["probe_accuracy/label"]
+            for n, m in with_head["module_metrics"].items() if n != "head"}
+    assert bare == pytest.approx(full)
