@@ -180,15 +180,13 @@ class Probes(Analysis):
         order = probed_order(ctx.capture, needs, head)
         for probe_set in sets:
             started = time.perf_counter()
-            if probe_set.data is None:
-                trained_capture = ctx.capture
-            else:
-                subject = probe_subject(ctx.subject, probe_set.data)
-                trained_capture = _capture(ctx, needs, subject=subject, label=f"probes: {probe_set.name}")
+            # the audit data is in the shared capture; a probe set of its own is encoded once, captured twice
+            subject = None if probe_set.data is None else probe_subject(ctx.subject, probe_set.data)
+            trained_capture = ctx.capture if subject is None else \
+                _capture(ctx, needs, subject=subject, label=f"probes: {probe_set.name}")
             random_capture = None
             if patches is not None:
-                subject_or_none = None if probe_set.data is None else probe_subject(ctx.subject, probe_set.data)
-                random_capture = _capture(ctx, needs, subject=subject_or_none, patches=patches,
+                random_capture = _capture(ctx, needs, subject=subject, patches=patches,
                                           label=f"probes: {probe_set.name}, random network")
             timing["extra_capture_seconds"] += time.perf_counter() - started
             trained = representations(trained_capture, needs, head)

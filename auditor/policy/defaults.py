@@ -103,6 +103,12 @@ max = 0.05                 # IG's median convergence delta, as a share of |F(x) 
 critical = false
 optional = true            # attributions need a head (not a bare encoder)
 
+[[rule]]
+name = "the audit labels stay linearly decodable"
+findings = ["probes.no_signal", "probes.lost_in_head"]
+severity = "warn"          # the audit data's own labels; the built-in probe sets only inform
+critical = false
+
 # A waiver accepts one finding (by id, optionally on one module) until its expiry date, with a reason.
 # From the day after `expires` it no longer waives, and the verdict says so.
 #

@@ -182,6 +182,16 @@ def test_an_unlabelled_audit_passes_the_init_policy() -> None:
     assert {r.name for r in verdict.with_status(Status.SKIPPED)} >= {"accuracy well above chance", "no class regresses"}
 
 
+def test_the_init_policy_warns_when_the_audit_labels_are_not_linearly_decodable() -> None:
+    report = make_report(metrics={"inventory.modules": 5.0}, findings=[finding("probes.no_signal")])
+    verdict = evaluate_policy(report, policy(DEFAULT_POLICY_TOML))
+    assert verdict.passed  # a warning, not a failed release
+    assert "the audit labels stay linearly decodable" in {r.name for r in verdict.with_status(Status.WARN)}
+    quiet = make_report(metrics={"inventory.modules": 5.0}, findings=[finding("probes.no_signal", "info")])
+    assert "the audit labels stay linearly decodable" in {  # a built-in probe set only informs
+        r.name for r in evaluate_policy(quiet, policy(DEFAULT_POLICY_TOML)).with_status(Status.PASS)}
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ('[[rule]]\nmetric = "performance.accuracy"\nmaxdrop = 0.1',
      "policy.toml: rule 1: unknown key 'maxdrop'"),
