@@ -188,9 +188,8 @@ def builtin_gratings(ctx: PlanContext) -> ProbeSet:
     x, props = gratings(shape, mean, std, seed=ctx.config.seed)
     properties = [Property(name, labels, classes, builtin=True) for name, (labels, classes) in props.items()]
     data = AuditData(kind="arrays", source="generated gratings", arrays=x)
-    what = ", ".join(props)
     return ProbeSet(name="gratings", samples=len(x), properties=properties, keys=None, data=data,
-                    description=f"{len(x)} gratings of {shape[1]}×{shape[2]} pixels ({what})")
+                    description=f"{len(x)} generated gratings of {shape[1]}×{shape[2]} pixels")
 
 
 def user_file(ctx: PlanContext, path: str, *, columns: tuple[str, ...], text_column: str | None,
