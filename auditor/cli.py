@@ -242,7 +242,7 @@ def list_analyses() -> None:
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo reports.")] = Path("sample_reports"),
-    only: Annotated[Optional[str], typer.Option(help="Only this demo: digits_cnn, digits_cnn_v2 or minilm_sentiment.")] = None,
+    only: Annotated[Optional[str], typer.Option(help="Only this demo: digits_cnn, digits_cnn_v2, minilm_sentiment or minilm_encoder.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Audit the two embedded default models (a digits CNN and MiniLM sentiment) into OUT/<name>/.
