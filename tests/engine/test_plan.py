@@ -141,9 +141,12 @@ def test_the_shipped_config_is_checked_when_read(tmp_path: Path) -> None:
 def test_without_labels_performance_does_not_run_and_the_report_says_why() -> None:
     model = nn.Sequential(nn.Linear(4, 3))
     report = auditor.audit(model, (torch.randn(10, 4), None))
-    # everything else runs: gradients and attributions explain the prediction instead of the label
-    assert [s.id for s in report.sections] == [a.id for a in ALL_ANALYSES if a.id != "performance"]
-    assert report.not_run == {"performance": "the audit data has no labels"}
+    # everything else runs (gradients and attributions explain the prediction instead of the label), but
+    # the probes: tabular data without labels has nothing to probe for
+    assert [s.id for s in report.sections] == [a.id for a in ALL_ANALYSES if a.id not in ("performance", "probes")]
+    assert report.not_run == {"performance": "the audit data has no labels",
+                              "probes": "no labels to probe for, and no built-in probe set for tabular data "
+                                        "([analyses.probes] data adds one)"}
     from auditor.report.html import render_html
 
     assert "the audit data has no labels" in render_html(report)
