@@ -7,11 +7,12 @@ from auditor.analyses.base import Analysis, AuditContext, PlanContext, run_one
 from auditor.analyses.gradients import Gradients
 from auditor.analyses.inventory import ModuleInventory
 from auditor.analyses.performance import Performance
+from auditor.analyses.trust import Trust
 from auditor.config import AnalysesConfig
 from auditor.engine.plan import analysis_params
 from auditor.errors import ConfigError
 
-ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, Attribution)
+ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, Attribution, Trust)
 """Every analysis, in report order."""
 
 

@@ -103,6 +103,18 @@ max = 0.05                 # IG's median convergence delta, as a share of |F(x) 
 critical = false
 optional = true            # attributions need a head (not a bare encoder)
 
+[[rule]]
+name = "explanations pass their sanity and faithfulness checks"
+findings = ["trust.sanity_failed", "trust.unfaithful"]
+severity = "warn"
+critical = false           # they judge the explainer, not the model
+
+[[rule]]
+name = "no reliance on protected features"
+findings = ["trust.protected_feature"]
+severity = "warn"
+critical = false           # set true to fail a release whose predictions flip when he/she or names are swapped
+
 # A waiver accepts one finding (by id, optionally on one module) until its expiry date, with a reason.
 # From the day after `expires` it no longer waives, and the verdict says so.
 #
