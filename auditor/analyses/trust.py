@@ -303,11 +303,18 @@ class _TrustRun:
         kept: dict[int, dict[str, torch.Tensor]] = {}
         last: dict[str, torch.Tensor] = {}
         keep_at = {0, len(groups) // 2, len(groups) - 1}
+        previous: torch.Tensor | None = None
         with cascade(self.subject.model, groups, seed=ctx.config.seed) as steps:
             for k, (group, clone) in enumerate(ctx.progress.track(steps, total=len(groups),
                                                                   description="randomization cascade")):
+                with torch.no_grad():
+                    scores = self.subject.adapter.forward(clone, inputs)
+                # A module the decision never reads (MiniLM's pooler under a mean-pooling head) leaves the
+                # function unchanged: the maps are the previous step's, not worth recomputing.
+                unchanged = previous is not None and torch.equal(scores, previous) and bool(last)
+                previous = scores
                 for m in self.methods:
-                    maps = self._explain(m, clone, inputs, target)
+                    maps = last[m] if unchanged else self._explain(m, clone, inputs, target)
                     signed, absolute = self._similarities(originals[m], maps, content)
                     curves[m].append((signed, absolute))
                     module_metrics.setdefault(group.name, {})[f"sanity_correlation/{m}"] = signed
