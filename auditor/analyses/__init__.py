@@ -8,11 +8,12 @@ from auditor.analyses.gradients import Gradients
 from auditor.analyses.inventory import ModuleInventory
 from auditor.analyses.performance import Performance
 from auditor.analyses.probes import Probes
+from auditor.analyses.trust import Trust
 from auditor.config import AnalysesConfig
 from auditor.engine.plan import analysis_params
 from auditor.errors import ConfigError
 
-ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, Attribution, Probes)
+ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, Attribution, Trust, Probes)
 """Every analysis, in report order."""
 
 

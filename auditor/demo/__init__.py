@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from auditor.config import AuditConfig, DataSpec, ModelSpec
+from auditor.config import AnalysesConfig, AuditConfig, DataSpec, ModelSpec
 from auditor.progress import Progress, SilentProgress
 from auditor.report.schema import AuditReport
 
@@ -40,6 +40,8 @@ def demo_config(name: str, *, progress: Progress | None = None, seed: int = 0) -
             model=ModelSpec(path="auditor.demo.digits:build_model", weights=str(info["weights"]),
                             name="digits-cnn-v2" if second else "digits-cnn"),
             data=DataSpec(path=str(info["data"])), seed=seed, batch_size=128,
+            # does the CNN read the (nearly always empty) corners? trust replaces them and counts flips
+            analyses=AnalysesConfig.model_validate({"trust": {"region": "corners"}}),
         )
     elif name in ("minilm_sentiment", "minilm_encoder"):
         from auditor.demo import sentiment

@@ -109,6 +109,18 @@ findings = ["probes.no_signal", "probes.lost_in_head"]
 severity = "warn"          # the audit data's own labels; the built-in probe sets only inform
 critical = false
 
+[[rule]]
+name = "explanations pass their sanity and faithfulness checks"
+findings = ["trust.sanity_failed", "trust.unfaithful"]
+severity = "warn"
+critical = false           # they judge the explainer, not the model
+
+[[rule]]
+name = "no reliance on protected features"
+findings = ["trust.protected_feature"]
+severity = "warn"
+critical = false           # set true to fail a release whose predictions flip when he/she or names are swapped
+
 # A waiver accepts one finding (by id, optionally on one module) until its expiry date, with a reason.
 # From the day after `expires` it no longer waives, and the verdict says so.
 #

@@ -57,18 +57,21 @@ class ModelAdapter:
         data = self.data
         if data.kind == "text":
             assert data.texts is not None
-            inputs = dict(self.loaded.tokenizer(
-                data.texts[start:stop], padding=True, truncation=True,
-                max_length=self.spec.max_length, return_tensors="pt",
-            ))
-            if self._accepted is not None:
-                inputs = {k: v for k, v in inputs.items() if k in self._accepted}
-        elif data.kind == "images":
+            return self.encode_texts(data.texts[start:stop])
+        if data.kind == "images":
             inputs = self._encode_images(start, stop)
         else:
             assert data.arrays is not None
             x = torch.from_numpy(np.ascontiguousarray(data.arrays[start:stop]))
             inputs = {"pixel_values": x} if self.loaded.kind == "hf_image" else {"x": x}
+        return {k: v.to(self.device) for k, v in inputs.items()}
+
+    def encode_texts(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Model inputs for any texts (edited copies of audit samples), tokenized as the audit data is."""
+        inputs = dict(self.loaded.tokenizer(texts, padding=True, truncation=True, max_length=self.spec.max_length,
+                                            return_tensors="pt"))
+        if self._accepted is not None:
+            inputs = {k: v for k, v in inputs.items() if k in self._accepted}
         return {k: v.to(self.device) for k, v in inputs.items()}
 
     def _encode_images(self, start: int, stop: int) -> dict[str, torch.Tensor]:

@@ -1,0 +1,779 @@
+"""Can the explanations be trusted? Three checks an attribution map must pass before it is evidence.
+
+- **Sanity** (Adebayo et al., 2018): re-initialize the weights cascading from the output down, on a copy
+  of the model, and recompute the maps of a few samples at each step. Maps that stay alike after the
+  model has been destroyed describe the input, not the model. Per method and step: Spearman's rank
+  correlation of the signed maps and, for images, the SSIM of the absolute maps (for text and arrays the
+  rank correlation of the absolute maps), beside each map's correlation with the input itself (what an
+  edge detector would give): methods that multiply by the input (IG, gradient × input) keep a high
+  absolute-map similarity after full randomization; the report says so instead of hiding it.
+  `trust.sanity_failed` (warn) when a method's signed maps after full randomization still correlate
+  above `sanity_threshold` with the originals: it judges the explainer, not the model.
+- **Faithfulness** (Petsiuk et al., 2018): deletion and insertion curves against random orders, with a
+  one-sided Wilcoxon test over samples; `trust.unfaithful` (warn) when the attribution order is not
+  better than random.
+- **Reliance on protected features**: the share of attribution that named words or an image region take,
+  per class; and counterfactual edits, the test of reliance rather than attention: swap word pairs
+  (he↔she, first names of different groups; a default English list ships with the package) or replace a
+  region, and measure the change of the target's probability and the share of flipped predictions, per
+  class, with intervals. `trust.protected_feature` (warn; a policy can make it fail).
+
+Cost: (steps + 1) × methods explanations of `samples` samples (IG: n_steps forwards and backwards each);
+2 × (deletion_steps + 1) × (random_orders + methods) forwards per sample; one forward per edited sample.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from auditor.analyses.attribution import _encode, _targets, internal_batch_size
+from auditor.analyses.base import Analysis, AuditContext, PlanContext
+from auditor.errors import ConfigError
+from auditor.findings import Finding, Severity
+from auditor.report.figures import new_figure, to_figure
+from auditor.report.schema import Cost, Figure, Section, Table
+from auditor.subject import Task
+from auditor.trust import faithfulness as faith
+from auditor.trust.counterfactual import (WordSwapper, blur, bootstrap_mean, default_word_pairs, region_mask,
+                                          wilson)
+from auditor.trust.explainers import (IMAGE_EXPLAINERS, MULTIPLIES_BY_INPUT, SHORT, TEXT_EXPLAINERS, TITLES,
+                                      Explainer, ExplainSetup)
+from auditor.trust.randomize import Group, cascade, cascade_groups
+from auditor.trust.similarity import rank_correlation, ssim
+
+Region = Literal["border", "corners", "center", "box"]
+RANDOM = "\0random"  # the random orders' key: no explainer name can collide with it
+
+
+class TrustParams(BaseModel):
+    """`[analyses.trust]`. The defaults keep each demo model's section around a minute on 2 CPU cores."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    methods: tuple[str, ...] = ()
+    """Explainers to check (default: integrated_gradients, input_x_gradient, and for images the signed gradient)."""
+    samples: int = Field(16, ge=2)
+    """Samples explained at every randomization step and perturbed for the deletion/insertion curves."""
+    n_steps: int = Field(8, ge=2, le=1000)
+    """Integrated Gradients steps. Maps are compared by rank, and 8 points settle it: on the digits CNN, 8-step
+    against 64-step maps rank-correlate 0.95–0.99 per sample."""
+    baseline: Literal["zeros", "mean"] = "zeros"
+    """Images and arrays: the attribution baseline and the deletion fill (black or the data mean)."""
+    memory_budget_mb: int = Field(512, ge=16)
+    sanity_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    """`trust.sanity_failed` when |signed rank correlation| after full randomization exceeds this."""
+    deletion_steps: int = Field(16, ge=2, le=200)
+    random_orders: int = Field(4, ge=1, le=64)
+    deletion_fill: Literal["baseline", "blur"] = "baseline"
+    """What deleted pixels become: the baseline, or (images) a blurred copy of the image."""
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    """Significance level of the faithfulness test."""
+    word_pairs: tuple[tuple[str, str], ...] | None = None
+    """Text: words swapped in the counterfactual test (default: the English list shipped with the package)."""
+    protected_words: tuple[str, ...] | None = None
+    """Text: words whose attribution share is reported (default: every word of `word_pairs`)."""
+    share_samples: int = Field(64, ge=1)
+    """Text: samples containing a protected word whose attribution share is measured."""
+    region: Region | None = None
+    """Images: a region to measure (attribution share) and replace (counterfactual); none by default."""
+    region_size: float = Field(0.125, gt=0.0, le=0.5)
+    """`border` width and `corners`/`center` side, as a share of the image's shorter side."""
+    region_box: tuple[int, int, int, int] | None = None
+    """`box`: top, left, height, width in input pixels."""
+    region_fill: Literal["baseline", "blur"] = "baseline"
+    flip_threshold: float = Field(0.05, ge=0.0, le=1.0)
+    """`trust.protected_feature` when this share of edited predictions (overall or in a class) flips ..."""
+    probability_threshold: float = Field(0.05, ge=0.0, le=1.0)
+    """... or when the mean |change| of the target's probability exceeds this."""
+
+    @model_validator(mode="after")
+    def _box(self) -> TrustParams:
+        if self.region == "box" and self.region_box is None:
+            raise ValueError("region = 'box' needs region_box = [top, left, height, width]")
+        return self
+
+
+class Trust(Analysis):
+    """Sanity (randomization), faithfulness (deletion/insertion) and protected-feature reliance checks."""
+
+    id: ClassVar[str] = "trust"
+    title: ClassVar[str] = "Can the explanations be trusted?"
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification"})
+    params_type: ClassVar[type[BaseModel]] = TrustParams
+    cost_note: ClassVar[str] = ("explanations of 16 samples at every randomization step; deletion/insertion curves; "
+                                "one forward per counterfactual edit")
+
+    def __init__(self, params: TrustParams | None = None, *, explainers: Mapping[str, Explainer] | None = None) -> None:
+        self.params: TrustParams = params or TrustParams()
+        self.extra = dict(explainers or {})
+        """Explainers beyond the built-in ones, by name (a new method, or one a test plants)."""
+
+    def not_applicable(self, ctx: PlanContext) -> str | None:
+        reason = super().not_applicable(ctx)
+        if reason is None and ctx.subject.modality == "text" \
+                and not any(b.kind == "embeddings" for b in ctx.blocks):
+            return "the text model has no embeddings module to attribute over"
+        return reason
+
+    def explainers(self, text: bool) -> dict[str, Explainer]:
+        known = {**(TEXT_EXPLAINERS if text else IMAGE_EXPLAINERS), **self.extra}
+        names = self.params.methods or (tuple(TEXT_EXPLAINERS if text else IMAGE_EXPLAINERS) + tuple(self.extra))
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(f"[analyses.trust] methods names unknown explainers {unknown}; known: {sorted(known)}")
+        return {n: known[n] for n in names}
+
+    def cost(self, ctx: PlanContext) -> Cost:
+        p, n = self.params, max(len(ctx.subject), 1)
+        s = min(p.samples, n)
+        methods = self.params.methods or (("a", "b") if ctx.subject.modality == "text" else ("a", "b", "c"))
+        steps = len(ctx.blocks) + 1
+        per_explain = p.n_steps + len(methods)  # IG plus one pass for each gradient method
+        sanity = steps * s * per_explain
+        deletion = s * 2 * (p.deletion_steps + 1) * (p.random_orders + len(methods))
+        edits = 2 * n
+        return Cost(forwards=(sanity + deletion + edits) / n, backwards=sanity / n,
+                    note=f"{s} samples explained at ~{steps} randomization steps; deletion/insertion curves with "
+                         f"{p.random_orders} random orders; counterfactual edits")
+
+    def run(self, ctx: AuditContext) -> Section:
+        return _TrustRun(self, ctx).run()
+
+
+def _short(name: str) -> str:
+    parts = name.split(".")
+    return ".".join(parts[-2:]) if len(parts) > 2 else (name or "model")
+
+
+class _TrustRun:
+    def __init__(self, analysis: Trust, ctx: AuditContext) -> None:
+        self.analysis, self.ctx, self.p = analysis, ctx, analysis.params
+        self.subject = ctx.subject
+        first = self.subject.adapter.encode(0, 1)
+        self.text = "input_ids" in first and not any(v.is_floating_point() for v in first.values())
+        key = "input_ids" if self.text else next(k for k, v in first.items() if v.is_floating_point())
+        self.x_dims = first[key].dim()
+        self.targets = _targets(ctx)
+        embeddings = next((b.name for b in ctx.blocks if b.kind == "embeddings"), None)
+        self.setup = ExplainSetup(subject=self.subject, keys=list(first), key=key, baseline=self._baseline,
+                                  embeddings=embeddings, n_steps=self.p.n_steps,
+                                  internal_batch_size=internal_batch_size(self.subject, self.p.memory_budget_mb))
+        self.methods = analysis.explainers(self.text)
+        self._mean: torch.Tensor | None = None
+        tokenizer = self.subject.loaded.tokenizer
+        self.markers = {getattr(tokenizer, f"{m}_token_id", None) for m in ("cls", "sep", "bos", "eos", "pad")} \
+            if self.text else set()
+
+    # --- inputs ----------------------------------------------------------------------------------------
+
+    def _baseline(self, x: torch.Tensor) -> torch.Tensor:
+        if self.text:
+            return self.subject.adapter.baseline_ids(x)
+        if self.p.baseline == "mean":
+            if self._mean is None:
+                total: torch.Tensor | None = None
+                for batch in self.subject.batches(self.ctx.config.batch_size):
+                    s = batch.inputs[self.setup.key].double().sum(dim=0)
+                    total = s if total is None else total + s
+                assert total is not None
+                self._mean = (total / len(self.subject)).float()
+            return self._mean.to(x.device).expand_as(x).contiguous()
+        return torch.zeros_like(x)
+
+    def _pick_samples(self) -> list[int]:
+        """A seeded draw balanced over classes, correctly classified samples first."""
+        n = len(self.subject)
+        rng = np.random.default_rng(self.ctx.config.seed)
+        order = rng.permutation(n)
+        correct = (self.ctx.clean.predictions == self.targets).numpy() if self.subject.labels is not None \
+            else np.ones(n, dtype=bool)
+        by_class: dict[int, list[int]] = defaultdict(list)
+        for i in order:
+            by_class[int(self.targets[i])].append(int(i))
+        for c in by_class:
+            by_class[c].sort(key=lambda i: not correct[i])  # stable: correct ones first, seeded order kept
+        picked: list[int] = []
+        while len(picked) < min(self.p.samples, n):
+            for c in sorted(by_class):
+                if by_class[c] and len(picked) < self.p.samples:
+                    picked.append(by_class[c].pop(0))
+        return sorted(picked)
+
+    def _content(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Per sample, the flat map positions a reader sees: every pixel/feature, or the real tokens."""
+        key = self.setup.key
+        rows = inputs[key].shape[0]
+        if not self.text:
+            size = int(np.prod(inputs[key].shape[2:])) if self.x_dims >= 4 else int(np.prod(inputs[key].shape[1:]))
+            return [torch.arange(size) for _ in range(rows)]
+        ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask", torch.ones_like(ids)).bool()
+        markers = torch.tensor(sorted(m for m in self.markers if m is not None), dtype=ids.dtype)
+        content = mask & ~torch.isin(ids, markers)
+        return [torch.nonzero(row).flatten() for row in content]
+
+    def _explain(self, name: str, model: nn.Module, inputs: dict[str, torch.Tensor],
+                 target: torch.Tensor) -> torch.Tensor:
+        maps = self.methods[name](self.setup, model, inputs, target)
+        return maps.detach().float().reshape(maps.shape[0], -1) if self.x_dims < 4 or self.text \
+            else maps.detach().float()
+
+    # --- the run ---------------------------------------------------------------------------------------
+
+    def run(self) -> Section:
+        p = self.p
+        samples = self._pick_samples()
+        inputs = _encode(self.subject, samples)
+        target = self.targets[samples]
+        content = self._content(inputs)
+        model = self.subject.model
+        originals = {m: self._explain(m, model, inputs, target) for m in self.methods}
+        metrics: dict[str, float] = {}
+        findings: list[Finding] = []
+        tables: list[Table] = []
+        figures: list[Figure] = []
+        module_metrics: dict[str, dict[str, float]] = {}
+        sanity = self._sanity(inputs, target, content, originals, module_metrics)
+        metrics.update(sanity["metrics"])
+        findings += sanity["findings"]
+        tables.append(sanity["table"])
+        figures.append(sanity["figure"])
+        if sanity.get("maps") is not None:
+            figures.append(sanity["maps"])
+        if sanity.get("example") is not None:
+            tables.append(sanity["example"])
+        faithful = self._faithfulness(samples, inputs, target, content, originals)
+        metrics.update(faithful["metrics"])
+        findings += faithful["findings"]
+        tables.append(faithful["table"])
+        figures.append(faithful["figure"])
+        protected = self._protected(samples, inputs, content, originals)
+        metrics.update(protected["metrics"])
+        findings += protected["findings"]
+        if protected.get("table") is not None:
+            tables.append(protected["table"])
+        details: dict[str, Any] = {"samples": samples, "methods": list(self.methods),
+                                   "steps": sanity["steps"], "protected": protected["details"]}
+        summary = (f"{len(samples)} samples (balanced over classes) explained by "
+                   + ", ".join(TITLES.get(m, m) for m in self.methods)
+                   + f" on the trained model and after each of {len(sanity['steps'])} cascading re-initializations "
+                   "(a copy; the model audited is untouched); deletion and insertion of "
+                   + ("tokens (pad)" if self.text else ("pixels" if self.x_dims >= 4 else "features"))
+                   + f" in {p.deletion_steps} steps against {p.random_orders} random orders; "
+                   + protected["summary"] + " " + sanity["note"])
+        return Section(id=self.analysis.id, title=self.analysis.title, summary=summary.strip(), metrics=metrics,
+                       findings=findings, tables=tables, figures=figures, details=details,
+                       module_metrics=module_metrics)
+
+    # --- sanity ----------------------------------------------------------------------------------------
+
+    def _similarities(self, a: torch.Tensor, b: torch.Tensor, content: list[torch.Tensor]) -> tuple[float, float]:
+        """Mean over samples: signed rank correlation, and SSIM (images) or |map| rank correlation."""
+        signed, absolute = [], []
+        for i, where in enumerate(content):
+            x, y = a[i].flatten()[where], b[i].flatten()[where]
+            signed.append(rank_correlation(x, y))
+            absolute.append(ssim(a[i].abs(), b[i].abs()) if a.dim() == 3 else rank_correlation(x.abs(), y.abs()))
+        return float(np.mean(signed)), float(np.mean(absolute))
+
+    def _input_correlation(self, maps: torch.Tensor, inputs: dict[str, torch.Tensor],
+                           content: list[torch.Tensor]) -> float | None:
+        """Images and arrays: how much |map| ranks like |input − baseline| (an edge detector's answer)."""
+        if self.text:
+            return None
+        x = inputs[self.setup.key]
+        edge = (x - self._baseline(x)).abs()
+        edge = edge.sum(dim=1) if edge.dim() >= 4 else edge
+        return float(np.mean([rank_correlation(maps[i].flatten()[w].abs(), edge[i].flatten()[w])
+                              for i, w in enumerate(content)]))
+
+    def _sanity(self, inputs: dict[str, torch.Tensor], target: torch.Tensor, content: list[torch.Tensor],
+                originals: dict[str, torch.Tensor], module_metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
+        ctx, p = self.ctx, self.p
+        order = {name: record.order for name, record in ctx.capture.records.items()}
+        groups = cascade_groups(self.subject.model, ctx.blocks, order)
+        curves: dict[str, list[tuple[float, float]]] = {m: [(1.0, 1.0)] for m in self.methods}
+        kept: dict[int, dict[str, torch.Tensor]] = {}
+        last: dict[str, torch.Tensor] = {}
+        keep_at = {0, len(groups) // 2, len(groups) - 1}
+        previous: torch.Tensor | None = None
+        with cascade(self.subject.model, groups, seed=ctx.config.seed) as steps:
+            for k, (group, clone) in enumerate(ctx.progress.track(steps, total=len(groups),
+                                                                  description="randomization cascade")):
+                with torch.no_grad():
+                    scores = self.subject.adapter.forward(clone, inputs)
+                # A module the decision never reads (MiniLM's pooler under a mean-pooling head) leaves the
+                # function unchanged: the maps are the previous step's, not worth recomputing.
+                unchanged = previous is not None and torch.equal(scores, previous) and bool(last)
+                previous = scores
+                for m in self.methods:
+                    maps = last[m] if unchanged else self._explain(m, clone, inputs, target)
+                    signed, absolute = self._similarities(originals[m], maps, content)
+                    curves[m].append((signed, absolute))
+                    module_metrics.setdefault(group.name, {})[f"sanity_correlation/{m}"] = signed
+                    if k in keep_at:
+                        kept.setdefault(k, {})[m] = maps
+                    last[m] = maps
+        metrics: dict[str, float] = {}
+        findings: list[Finding] = []
+        notes = []
+        similarity = "SSIM of |maps|" if self.x_dims >= 4 and not self.text else "rank correlation of |maps|"
+        for m in self.methods:
+            signed, absolute = curves[m][-1]
+            metrics[f"sanity_correlation/{m}"] = signed
+            metrics[f"sanity_similarity/{m}"] = absolute
+            before = self._input_correlation(originals[m], inputs, content)
+            after = self._input_correlation(last[m], inputs, content) if m in last else None
+            if before is not None and after is not None:
+                metrics[f"input_correlation/{m}"] = before
+                metrics[f"input_correlation_random/{m}"] = after
+                if m in MULTIPLIES_BY_INPUT:
+                    notes.append(f"{TITLES.get(m, m)} multiplies by the input, so its absolute maps keep a "
+                                 f"{similarity} of {absolute:.2f} after full randomization and rank like the input "
+                                 f"itself ({after:.2f}); its signed maps ({signed:.2f}) are the test.")
+            if abs(signed) > p.sanity_threshold:
+                findings.append(Finding(
+                    id="trust.sanity_failed", severity=Severity.WARN,
+                    message=(f"{TITLES.get(m, m)} fails the randomization sanity check: with every weight of the "
+                             f"model re-initialized, its maps still correlate {signed:.2f} (signed rank correlation, "
+                             f"threshold {p.sanity_threshold:.2f}) with the trained model's. They describe the input "
+                             "more than the model; do not read them as evidence of what the model learned."),
+                    evidence={"method": m, "signed_correlation": round(signed, 4),
+                              "absolute_similarity": round(absolute, 4), "threshold": p.sanity_threshold}))
+        labels = ["trained", *[_short(g.name) for g in groups]]
+        table = Table(id="trust.sanity", title="Randomization cascade: similarity to the trained model's maps",
+                      columns=["step", "re-initialized down to", "parameters", *[
+                          f"{SHORT.get(m, m)} {kind}" for m in self.methods for kind in ("signed", "|map|")]],
+                      rows=[[k, g.name or "(model)", g.parameters,
+                             *[round(curves[m][k + 1][j], 4) for m in self.methods for j in (0, 1)]]
+                            for k, g in enumerate(groups)],
+                      caption=f"Mean over samples: Spearman rank correlation of the signed maps, and {similarity}, "
+                              + "(" + ", ".join(f"{SHORT.get(m, m)}: {TITLES.get(m, m)}" for m in self.methods) + ") "
+                              "between each step's maps and the trained model's. Step k re-initializes every "
+                              "module above it too (cascading, output first).")
+        figure = self._sanity_figure(labels, curves, similarity)
+        out: dict[str, Any] = {"metrics": metrics, "findings": findings, "table": table, "figure": figure,
+                               "steps": [g.name for g in groups], "note": " ".join(notes)}
+        if self.x_dims >= 4 and not self.text:
+            out["maps"] = self._maps_figure(inputs, originals, kept, groups)
+        elif self.text:
+            out["example"] = self._text_example(inputs, content, originals, last)
+        return out
+
+    def _sanity_figure(self, labels: list[str], curves: dict[str, list[tuple[float, float]]],
+                       similarity: str) -> Figure:
+        with new_figure(7.5, 3.0) as (fig, _):
+            fig.clf()
+            axes = fig.subplots(1, 2, sharex=True)
+            xs = np.arange(len(labels))
+            for m, values in curves.items():
+                axes[0].plot(xs, [v[0] for v in values], marker="o", ms=3, label=TITLES.get(m, m))
+                axes[1].plot(xs, [v[1] for v in values], marker="o", ms=3, label=TITLES.get(m, m))
+            for ax, title in zip(axes, ("signed maps: rank correlation", similarity), strict=True):
+                ax.set_title(title, fontsize=8)
+                ax.axhline(0.0, color="#9ca3af", lw=0.6)
+                ax.set_ylim(-0.25, 1.05)
+                ax.set_xticks(xs, labels, rotation=60, ha="right", fontsize=6)
+                ax.tick_params(axis="y", labelsize=7)
+                ax.spines[["top", "right"]].set_visible(False)
+            axes[0].axhline(self.p.sanity_threshold, color="#dc2626", lw=0.8, ls="--")
+            axes[0].legend(fontsize=6, frameon=False)
+            return to_figure(fig, id="trust.sanity", title="Sanity check: maps as the model is destroyed",
+                             alt="Similarity of attribution maps to the trained model's as layers are re-initialized",
+                             caption="Left to right, more of the model is re-initialized (output first). A trustworthy "
+                                     "method's curve falls towards 0; the dashed red line is the sanity threshold.")
+
+    def _maps_figure(self, inputs: dict[str, torch.Tensor], originals: dict[str, torch.Tensor],
+                     kept: dict[int, dict[str, torch.Tensor]], groups: list[Group]) -> Figure:
+        x = inputs[self.setup.key]
+        steps = sorted(kept)
+        samples = list(range(min(2, x.shape[0])))
+        cols = 2 + len(steps)
+        rows = len(samples) * len(self.methods)
+        with new_figure(1.0 + 1.1 * cols, 0.4 + 1.05 * rows) as (fig, _):
+            fig.clf()
+            axes = fig.subplots(rows, cols, squeeze=False)
+            for si, i in enumerate(samples):
+                picture = x[i].detach().float()
+                picture = picture[0] if picture.shape[0] == 1 else picture.permute(1, 2, 0)
+                lo, hi = float(picture.min()), float(picture.max())
+                picture = (picture - lo) / (hi - lo) if hi > lo else picture * 0
+                for mi, m in enumerate(self.methods):
+                    r = si * len(self.methods) + mi
+                    axes[r, 0].imshow(picture.numpy(), cmap="gray" if picture.dim() == 2 else None)
+                    series = [originals[m][i]] + [kept[k][m][i] for k in steps]
+                    for c, heat in enumerate(series, start=1):
+                        bound = float(heat.abs().max()) or 1.0
+                        axes[r, c].imshow((heat / bound).numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+                    axes[r, 0].set_ylabel(f"#{i}\n{TITLES.get(m, m)}", fontsize=6)
+            titles = ["input", "trained", *[f"to {_short(groups[k].name)}" for k in steps]]
+            for c, title in enumerate(titles):
+                axes[0, c].set_title(title, fontsize=7)
+            for ax in axes.flat:
+                ax.set_xticks([])
+                ax.set_yticks([])
+            return to_figure(fig, id="trust.sanity_maps", title="Maps as the model is re-initialized",
+                             alt="Attribution maps of two samples for the trained model and after re-initialization steps",
+                             caption="Signed maps, each scaled to its own largest |value| (red raises the target's "
+                                     "log-probability, blue lowers it). 'to X': every module from the output down to X "
+                                     "re-initialized; the last column is the fully random model.")
+
+    def _text_example(self, inputs: dict[str, torch.Tensor], content: list[torch.Tensor],
+                      originals: dict[str, torch.Tensor], last: dict[str, torch.Tensor]) -> Table:
+        tokenizer = self.subject.loaded.tokenizer
+        ids = inputs["input_ids"]
+        rows = []
+        for i in range(min(3, ids.shape[0])):
+            where = content[i]
+            tokens = tokenizer.convert_ids_to_tokens(ids[i][where].tolist())
+            text = tokenizer.convert_tokens_to_string(tokens)
+            for m in self.methods:
+                def top(maps: torch.Tensor, i: int = i, where: torch.Tensor = where,
+                        tokens: list[str] = tokens) -> str:
+                    values = maps[i].flatten()[where]
+                    best = values.argsort(descending=True)[:3].tolist()
+                    return ", ".join(f"{tokens[b]} ({float(values[b]):+.2g})" for b in best)
+                rows.append([text, TITLES.get(m, m), top(originals[m]), top(last[m]) if m in last else ""])
+        return Table(id="trust.sanity_text", title="Top tokens before and after full randomization",
+                     columns=["sample", "method", "trained model", "fully random model"], rows=rows,
+                     caption="The three tokens with the largest signed attribution toward the target class. A "
+                             "trustworthy method's choice changes once the model is destroyed.")
+
+    # --- faithfulness ----------------------------------------------------------------------------------
+
+    def _editable(self, inputs: dict[str, torch.Tensor], i: int, where: torch.Tensor) -> faith.Editable:
+        one = {k: v[i:i + 1] for k, v in inputs.items()}
+        key = self.setup.key
+        if self.text:
+            ids = one[key]
+            pad = getattr(self.subject.loaded.tokenizer, "pad_token_id", 0) or 0
+            # trim the padding of the batch encoding: the sample as it was alone
+            length = int(one.get("attention_mask", torch.ones_like(ids)).sum())
+            one = {k: v[:, :length] for k, v in one.items()}
+            ids = one[key]
+
+            def build_text(masks: torch.Tensor) -> dict[str, torch.Tensor]:
+                rows = masks.shape[0]
+                out = {k: v.expand(rows, -1).clone() for k, v in one.items()}
+                edited = out[key][:, where]
+                out[key][:, where] = torch.where(masks, torch.full_like(edited, pad), edited)
+                return out
+            return faith.Editable(positions=len(where), build=build_text, index=where)
+        x = one[key]
+        fill = blur(x) if self.p.deletion_fill == "blur" and x.dim() == 4 else self._baseline(x)
+        spatial = x.shape[2:] if x.dim() >= 4 else x.shape[1:]
+
+        def build_image(masks: torch.Tensor) -> dict[str, torch.Tensor]:
+            rows = masks.shape[0]
+            m = masks.reshape(rows, 1, *spatial) if x.dim() >= 4 else masks.reshape(rows, *spatial)
+            out = {k: v.expand(rows, *v.shape[1:]).clone() for k, v in one.items() if k != key}
+            out[key] = torch.where(m, fill.expand_as(x), x.expand(rows, *x.shape[1:]))
+            return {k: out[k] for k in one}
+        return faith.Editable(positions=len(where), build=build_image, index=where)
+
+    def _faithfulness(self, samples: list[int], inputs: dict[str, torch.Tensor], target: torch.Tensor,
+                      content: list[torch.Tensor], originals: dict[str, torch.Tensor]) -> dict[str, Any]:
+        p = self.p
+        model = self.subject.model
+        fractions = np.linspace(0.0, 1.0, p.deletion_steps + 1)
+        chunk = max(self.ctx.config.batch_size, 64)
+        areas: dict[str, dict[str, list[Any]]] = {m: {"del": [], "ins": []} for m in [*self.methods, RANDOM]}
+        mean_curves: dict[str, list[np.ndarray]] = defaultdict(list)
+        generator = torch.Generator().manual_seed(self.ctx.config.seed)
+        for i in self.ctx.progress.track(range(len(samples)), total=len(samples), description="deletion/insertion"):
+            where = content[i]
+            if len(where) == 0:
+                continue
+            editable = self._editable(inputs, i, where)
+            t = int(target[i])
+
+            def probability(batch: dict[str, torch.Tensor], t: int = t) -> torch.Tensor:
+                with torch.no_grad():
+                    return torch.softmax(self.subject.adapter.forward(model, batch).float(), dim=1)[:, t]
+            orders = [originals[m][i].flatten()[where].argsort(descending=True, stable=True) for m in self.methods]
+            orders += [torch.randperm(len(where), generator=generator) for _ in range(p.random_orders)]
+            deletion, insertion = faith.curves(editable, orders, fractions, probability, chunk=chunk)
+            d_area, i_area = faith.area(deletion, fractions), faith.area(insertion, fractions)
+            for k, m in enumerate(self.methods):
+                areas[m]["del"].append(d_area[k])
+                areas[m]["ins"].append(i_area[k])
+                mean_curves[f"{m}:del"].append(deletion[k])
+                mean_curves[f"{m}:ins"].append(insertion[k])
+            r = len(self.methods)
+            areas[RANDOM]["del"].append(d_area[r:])
+            areas[RANDOM]["ins"].append(i_area[r:])
+            mean_curves[f"{RANDOM}:del"].append(deletion[r:].mean(axis=0))
+            mean_curves[f"{RANDOM}:ins"].append(insertion[r:].mean(axis=0))
+        metrics: dict[str, float] = {}
+        findings: list[Finding] = []
+        rows = []
+        if not areas[RANDOM]["del"]:
+            return {"metrics": {}, "findings": [], "figure": self._faith_figure(fractions, {}),
+                    "table": Table(id="trust.faithfulness", title="Deletion and insertion", columns=["method"],
+                                   rows=[], caption="No sample had a position to perturb.")}
+        rand_del, rand_ins = np.stack(areas[RANDOM]["del"]), np.stack(areas[RANDOM]["ins"])
+        metrics["random_deletion_auc"] = float(rand_del.mean())
+        metrics["random_insertion_auc"] = float(rand_ins.mean())
+        for m in self.methods:
+            c = faith.compare(np.array(areas[m]["del"]), np.array(areas[m]["ins"]), rand_del, rand_ins)
+            metrics[f"deletion_auc/{m}"] = c.deletion
+            metrics[f"insertion_auc/{m}"] = c.insertion
+            metrics[f"deletion_gain/{m}"] = c.deletion_gain
+            metrics[f"deletion_p/{m}"] = c.p_deletion
+            metrics[f"insertion_p/{m}"] = c.p_insertion
+            better = c.p_deletion < p.alpha and c.deletion_gain > 0
+            rows.append([TITLES.get(m, m), round(c.deletion, 4), round(c.random_deletion, 4),
+                         float(f"{c.p_deletion:.3g}"), round(c.insertion, 4), round(c.random_insertion, 4),
+                         float(f"{c.p_insertion:.3g}"), "better than random" if better else "not better than random"])
+            if not better:
+                findings.append(Finding(
+                    id="trust.unfaithful", severity=Severity.WARN,
+                    message=(f"{TITLES.get(m, m)} is not faithful: deleting the positions it ranks first lowers the "
+                             f"target's probability no faster than deleting random ones (deletion area "
+                             f"{c.deletion:.3f} against {c.random_deletion:.3f} for random orders, one-sided Wilcoxon "
+                             f"p = {c.p_deletion:.3g} over {c.samples} samples, α = {p.alpha})."),
+                    evidence={"method": m, "deletion_auc": round(c.deletion, 4),
+                              "random_deletion_auc": round(c.random_deletion, 4), "insertion_auc": round(c.insertion, 4),
+                              "random_insertion_auc": round(c.random_insertion, 4), "p_value": c.p_deletion}))
+        table = Table(id="trust.faithfulness", title="Deletion and insertion against random orders",
+                      columns=["method", "deletion AUC", "random", "p (deletion)", "insertion AUC", "random",
+                               "p (insertion)", "verdict"], rows=rows,
+                      caption="Areas under the target-probability curves as positions are removed (deletion: lower "
+                              "is better) or put back into the baseline (insertion: higher is better), most attributed "
+                              f"first, against the mean of {p.random_orders} random orders per sample; one-sided "
+                              "Wilcoxon signed-rank tests over samples. The verdict follows deletion: insertion "
+                              "passes through inputs far from the data.")
+        averaged = {k: np.mean(np.stack(v), axis=0) for k, v in mean_curves.items()}
+        return {"metrics": metrics, "findings": findings, "table": table,
+                "figure": self._faith_figure(fractions, averaged)}
+
+    def _faith_figure(self, fractions: np.ndarray, curves: dict[str, np.ndarray]) -> Figure:
+        unit = "tokens" if self.text else ("pixels" if self.x_dims >= 4 else "features")
+        with new_figure(7.5, 2.8) as (fig, _):
+            fig.clf()
+            axes = fig.subplots(1, 2, sharey=True)
+            for ax, mode, title in ((axes[0], "del", "deletion"), (axes[1], "ins", "insertion")):
+                for m in self.methods:
+                    if f"{m}:{mode}" in curves:
+                        ax.plot(fractions, curves[f"{m}:{mode}"], label=TITLES.get(m, m))
+                if f"{RANDOM}:{mode}" in curves:
+                    ax.plot(fractions, curves[f"{RANDOM}:{mode}"], color="#6b7280", ls="--", label="random order")
+                ax.set_title(title, fontsize=8)
+                ax.set_xlabel(f"share of {unit} {'removed' if mode == 'del' else 'restored'}", fontsize=7)
+                ax.tick_params(labelsize=7)
+                ax.spines[["top", "right"]].set_visible(False)
+            axes[0].set_ylabel("target probability (mean)", fontsize=7)
+            axes[1].legend(fontsize=6, frameon=False)
+            return to_figure(fig, id="trust.faithfulness", title="Deletion and insertion curves",
+                             alt="Mean target probability as the most attributed positions are removed or restored",
+                             caption="Mean over samples. A faithful method's deletion curve falls faster, and its "
+                                     "insertion curve rises faster, than the random order's (dashed).")
+
+    # --- protected features ----------------------------------------------------------------------------
+
+    def _protected(self, samples: list[int], inputs: dict[str, torch.Tensor], content: list[torch.Tensor],
+                   originals: dict[str, torch.Tensor]) -> dict[str, Any]:
+        if self.text:
+            return self._protected_words()
+        if self.p.region is None or self.x_dims < 4:
+            return {"metrics": {}, "findings": [], "details": {},
+                    "summary": "no protected region configured ([analyses.trust] region) for images."}
+        return self._protected_region(samples, inputs, originals)
+
+    def _class_name(self, c: int) -> str:
+        names = self.subject.class_names
+        return names[c] if 0 <= c < len(names) else str(c)
+
+    def _edit_effects(self, indices: list[int], before: torch.Tensor, after: torch.Tensor
+                      ) -> tuple[dict[str, float], list[list[Any]], list[Finding], dict[str, Any]]:
+        """Probability change of the target and flips, overall and per class, with intervals; the finding."""
+        p = self.p
+        target = self.targets[indices]
+        change = (after.gather(1, target[:, None]) - before.gather(1, target[:, None])).flatten().double().numpy()
+        flips = (after.argmax(1) != before.argmax(1)).numpy()
+        seed = self.ctx.config.seed
+        rows: list[list[Any]] = []
+        worst: tuple[str, float, int] | None = None
+        groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(indices), dtype=bool))]
+        groups += [(self._class_name(c), (target == c).numpy()) for c in sorted(set(target.tolist()))]
+        stats: dict[str, Any] = {}
+        for name, sel in groups:
+            n = int(sel.sum())
+            if n == 0:
+                continue
+            k = int(flips[sel].sum())
+            low, high = wilson(k, n)
+            mean = float(change[sel].mean())
+            c_low, c_high = bootstrap_mean(change[sel], seed=seed)
+            rows.append([name, n, round(k / n, 4), f"[{low:.3f}, {high:.3f}]", round(mean, 4),
+                         f"[{c_low:.3f}, {c_high:.3f}]", round(float(np.abs(change[sel]).mean()), 4)])
+            stats[name] = {"n": n, "flips": k, "flip_rate": k / n, "mean_change": mean,
+                           "mean_abs_change": float(np.abs(change[sel]).mean())}
+            if name != "all" and n >= 5 and (worst is None or k / n > worst[1]):
+                worst = (name, k / n, n)
+        overall = stats["all"]
+        metrics = {"flip_rate": overall["flip_rate"], "probability_change": overall["mean_change"],
+                   "probability_change_abs": overall["mean_abs_change"], "edited_samples": float(overall["n"])}
+        findings = []
+        flagged = overall["flip_rate"] > p.flip_threshold or overall["mean_abs_change"] > p.probability_threshold \
+            or (worst is not None and worst[1] > p.flip_threshold)
+        if flagged:
+            where = f"; in class {worst[0]} {worst[1]:.0%} of {worst[2]}" if worst is not None and worst[1] > 0 else ""
+            findings.append(Finding(
+                id="trust.protected_feature", severity=Severity.WARN,
+                message=(f"The model relies on a protected feature: the counterfactual edit flips "
+                         f"{overall['flip_rate']:.1%} of {overall['n']} edited predictions{where}, and moves the "
+                         f"target's probability by {overall['mean_abs_change']:.3f} on average (thresholds: "
+                         f"{p.flip_threshold:.0%} flips, {p.probability_threshold:.2f} probability)."),
+                evidence={"flip_rate": round(overall["flip_rate"], 4), "edited": overall["n"],
+                          "mean_abs_change": round(overall["mean_abs_change"], 4),
+                          "worst_class": worst[0] if worst else None}))
+        return metrics, rows, findings, stats
+
+    def _forward_texts(self, texts: list[str]) -> torch.Tensor:
+        out = []
+        bs = self.ctx.config.batch_size
+        with torch.no_grad():
+            for start in range(0, len(texts), bs):
+                batch = self.subject.adapter.encode_texts(texts[start:start + bs])
+                out.append(torch.softmax(self.subject.adapter.forward(self.subject.model, batch).float(), dim=1))
+        return torch.cat(out) if out else torch.zeros(0, 0)
+
+    def _protected_words(self) -> dict[str, Any]:
+        p = self.p
+        pairs = list(p.word_pairs) if p.word_pairs is not None else default_word_pairs()
+        swapper = WordSwapper(pairs)
+        protected = frozenset(w.lower() for w in (p.protected_words if p.protected_words is not None
+                                                  else swapper.words))
+        texts = self.subject.data.texts or []
+        metrics: dict[str, float] = {}
+        findings: list[Finding] = []
+        details: dict[str, Any] = {"pairs": len(pairs), "protected_words": len(protected)}
+        # counterfactual swaps
+        edited = [(i, swapper.swap(t)) for i, t in enumerate(texts)]
+        edited = [(i, s) for i, s in edited if s != texts[i]]
+        rows: list[list[Any]] = []
+        parts = []
+        if edited:
+            indices = [i for i, _ in edited]
+            before = self._forward_texts([texts[i] for i in indices])
+            after = self._forward_texts([s for _, s in edited])
+            m, rows, findings, stats = self._edit_effects(indices, before, after)
+            metrics.update(m)
+            details["swaps"] = stats
+            details["examples"] = [{"index": i, "text": texts[i], "swapped": s} for i, s in edited[:3]]
+            parts.append(f"{len(edited)} samples contained a word of the {len(pairs)} swap pairs; swapped, "
+                         f"{stats['all']['flip_rate']:.1%} of their predictions flip")
+        else:
+            parts.append(f"no sample contains a word of the {len(pairs)} swap pairs, so there was nothing to swap")
+        # attribution share
+        share = self._word_share(protected, texts)
+        if share is not None:
+            metrics["protected_share"] = share["all"]
+            details["share"] = share
+            parts.append(f"protected words take {share['all']:.1%} of the attribution in the samples that have them")
+        for row in rows:
+            row.insert(2, round(share[row[0]], 4) if share is not None and row[0] in share else "")
+        table = Table(id="trust.protected", title="Protected words: attribution share and counterfactual swaps",
+                      columns=["class", "swapped samples", "attribution share", "flip rate", "95% interval",
+                               "mean Δ target probability", "95% interval", "mean |Δ|"], rows=rows,
+                      caption="Words swapped both ways (he↔she, his↔her, names of different groups...). Flip: the "
+                              "predicted class changes. Δ: probability of the sample's target class after the swap "
+                              "minus before. Share: |attribution| on the protected words over all words "
+                              "(Integrated Gradients). Intervals: Wilson (flips), bootstrap (Δ).") if rows else None
+        return {"metrics": metrics, "findings": findings, "details": details, "table": table,
+                "summary": "; ".join(parts) + "."}
+
+    def _word_share(self, protected: frozenset[str], texts: Sequence[str]) -> dict[str, float] | None:
+        if not protected or not texts:
+            return None
+        pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(protected, key=len, reverse=True))
+                             + r")\b", re.IGNORECASE)
+        having = [i for i, t in enumerate(texts) if pattern.search(t)][:self.p.share_samples]
+        if not having:
+            return None
+        method = "integrated_gradients" if "integrated_gradients" in self.methods else next(iter(self.methods))
+        tokenizer = self.subject.loaded.tokenizer
+        shares: dict[int, list[float]] = defaultdict(list)
+        bs = self.ctx.config.batch_size
+        for start in range(0, len(having), bs):
+            chunk = having[start:start + bs]
+            inputs = _encode(self.subject, chunk)
+            maps = self._explain(method, self.subject.model, inputs, self.targets[chunk]).abs()
+            content = self._content(inputs)
+            for row, i in enumerate(chunk):
+                enc = tokenizer(texts[i], truncation=True, max_length=self.subject.adapter.spec.max_length,
+                                return_offsets_mapping=True)
+                hits = set()
+                for position, (a, b) in enumerate(enc["offset_mapping"]):
+                    if b > a:
+                        for match in pattern.finditer(texts[i]):
+                            if a < match.end() and b > match.start():
+                                hits.add(position)
+                where = content[row].tolist()
+                total = float(maps[row].flatten()[where].sum())
+                if total > 0:
+                    shares[int(self.targets[i])].append(
+                        float(maps[row].flatten()[[q for q in where if q in hits]].sum()) / total)
+        if not shares:
+            return None
+        out = {self._class_name(c): float(np.mean(v)) for c, v in shares.items()}
+        out["all"] = float(np.mean([s for v in shares.values() for s in v]))
+        return out
+
+    def _protected_region(self, picked: list[int], inputs: dict[str, torch.Tensor],
+                          originals: dict[str, torch.Tensor]) -> dict[str, Any]:
+        p = self.p
+        assert p.region is not None
+        key = self.setup.key
+        x0 = inputs[key]
+        mask = region_mask(x0.shape, p.region, p.region_size, p.region_box)
+        method = "integrated_gradients" if "integrated_gradients" in self.methods else next(iter(self.methods))
+        maps = originals[method].abs()
+        totals = maps.flatten(1).sum(dim=1)
+        share_per = (maps[:, mask].sum(dim=1) / totals.clamp_min(1e-30)).numpy()
+        metrics: dict[str, float] = {"protected_share": float(share_per.mean())}
+        share: dict[str, float] = {"all": float(share_per.mean())}
+        for c in sorted(set(self.targets[picked].tolist())):
+            sel = (self.targets[picked] == c).numpy()
+            share[self._class_name(c)] = float(share_per[sel].mean())
+        before, after, indices = [], [], []
+        model = self.subject.model
+        with torch.no_grad():
+            start = 0
+            for batch in self.subject.batches(self.ctx.config.batch_size):
+                x = batch.inputs[key]
+                fill = blur(x) if p.region_fill == "blur" else self._baseline(x)
+                edited = dict(batch.inputs)
+                edited[key] = torch.where(mask.to(x.device).expand_as(x), fill, x)
+                before.append(torch.softmax(self.subject.adapter.forward(model, batch.inputs).float(), dim=1))
+                after.append(torch.softmax(self.subject.adapter.forward(model, edited).float(), dim=1))
+                indices += list(range(start, start + x.shape[0]))
+                start += x.shape[0]
+        m, rows, findings, stats = self._edit_effects(indices, torch.cat(before), torch.cat(after))
+        metrics.update(m)
+        for row in rows:
+            row.insert(2, round(share[row[0]], 4) if row[0] in share else "")
+        where = p.region if p.region != "box" else f"box {list(p.region_box or ())}"
+        table = Table(id="trust.protected", title=f"Protected region ({where}): attribution share and replacement",
+                      columns=["class", "edited samples", "attribution share", "flip rate", "95% interval",
+                               "mean Δ target probability", "95% interval", "mean |Δ|"], rows=rows,
+                      caption=f"The region ({int(mask.sum())} of {mask.numel()} pixels) replaced by "
+                              f"{'a blurred copy' if p.region_fill == 'blur' else 'the baseline'} in every sample. "
+                              "Share: |Integrated Gradients| inside the region over the whole map, on the sanity "
+                              "samples. Intervals: Wilson (flips), bootstrap (Δ).")
+        return {"metrics": metrics, "findings": findings, "table": table,
+                "details": {"region": where, "pixels": int(mask.sum()), "share": share, "edits": stats},
+                "summary": f"replacing the {where} region flips {stats['all']['flip_rate']:.1%} of predictions, and "
+                           f"it takes {share['all']:.1%} of the attribution."}
+
+
+__all__ = ["Trust", "TrustParams"]
