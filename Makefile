@@ -38,6 +38,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.capture_overhead
 	$(BIN)/python -m benchmarks.gradients
+	$(BIN)/python -m benchmarks.attribution_memory
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

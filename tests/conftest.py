@@ -80,7 +80,8 @@ def _bert_config(vocab_size: int, **extra: object):  # -> transformers.BertConfi
 def _save_tokenizer(vocab: Path, directory: Path) -> None:
     from transformers import BertTokenizerFast
 
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(str(directory))
+    # transformers 5 reads the vocabulary from `vocab` (a path or a dict) and ignores `vocab_file`.
+    BertTokenizerFast(vocab=str(vocab)).save_pretrained(str(directory))
 
 
 @pytest.fixture(scope="session")

@@ -96,6 +96,13 @@ findings = ["gradients.vanishing", "gradients.exploding"]
 severity = "warn"
 critical = false
 
+[[rule]]
+name = "attributions converge"
+metric = "attribution.ig_relative_delta"
+max = 0.05                 # IG's median convergence delta, as a share of |F(x) - F(baseline)|
+critical = false
+optional = true            # attributions need a head (not a bare encoder)
+
 # A waiver accepts one finding (by id, optionally on one module) until its expiry date, with a reason.
 # From the day after `expires` it no longer waives, and the verdict says so.
 #

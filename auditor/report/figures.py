@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,7 +30,9 @@ def new_figure(width: float, height: float) -> Iterator[tuple[Any, Any]]:
 def to_figure(fig: Any, *, id: str, title: str, alt: str, caption: str = "") -> Figure:
     """Encodes a matplotlib figure as an embedded PNG Figure."""
     buffer = io.BytesIO()
-    fig.tight_layout()
+    with warnings.catch_warnings():  # axes sharing a colour bar are not tight_layout's case; bbox_inches fits them
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     return Figure(id=id, title=title, media_type="image/png", alt=alt, caption=caption,
                   data_base64=base64.b64encode(buffer.getvalue()).decode("ascii"))

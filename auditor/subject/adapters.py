@@ -146,7 +146,7 @@ class ModelAdapter:
     # --- attribution baselines ----------------------------------------------------------------------
 
     def baseline_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Text: every token but the special ones ([CLS], [SEP], padding) replaced by the pad token.
+        """Text: every token but the sequence markers ([CLS], [SEP], padding) replaced by the pad token.
 
         Keeping [CLS]/[SEP] in place keeps the baseline a sequence the model was trained to read.
         """
@@ -154,6 +154,8 @@ class ModelAdapter:
         pad = getattr(tokenizer, "pad_token_id", None)
         if pad is None:
             raise ValueError("the tokenizer has no pad token to build a baseline from")
-        special = torch.tensor(sorted(set(getattr(tokenizer, "all_special_ids", []))), device=input_ids.device)
-        keep = torch.isin(input_ids, special) if special.numel() else torch.zeros_like(input_ids, dtype=torch.bool)
+        # Only the sequence markers stay ([UNK] and [MASK] are special too, but they are content).
+        markers = {getattr(tokenizer, f"{name}_token_id", None) for name in ("cls", "sep", "bos", "eos", "pad")}
+        kept = torch.tensor(sorted(m for m in markers if m is not None), device=input_ids.device)
+        keep = torch.isin(input_ids, kept) if kept.numel() else torch.zeros_like(input_ids, dtype=torch.bool)
         return torch.where(keep, input_ids, torch.full_like(input_ids, pad))

@@ -39,10 +39,13 @@ class Block:
 
 
 def _is_repeated(module: nn.Module) -> bool:
+    """A `ModuleList` of layers of one type (one layer is still a stack: a 1-layer transformer), or a
+    `Sequential` of at least two modules of one type."""
     if not isinstance(module, (nn.ModuleList, nn.Sequential)):
         return False
-    types = {type(child) for child in module.children()}
-    return len(list(module.children())) >= 2 and len(types) == 1
+    children = list(module.children())
+    least = 1 if isinstance(module, nn.ModuleList) else 2
+    return len(children) >= least and len({type(child) for child in children}) == 1
 
 
 def _is_embeddings(module: nn.Module) -> bool:

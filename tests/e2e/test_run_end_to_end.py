@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from auditor.analyses import ALL_ANALYSES
+
 from tests.conftest import open_page
 from tests.models import build_tiny_cnn
 
@@ -58,7 +60,7 @@ def test_json_has_every_module_the_metadata_and_the_sections(audit_dir: Path, ti
     assert meta["seed"] == 3 and meta["torch_version"] and meta["auditor_version"]
     assert {"load", "capture", "inventory", "performance"} <= set(meta["stage_seconds"])
     assert audit["schema_version"] == "1.2"
-    assert [s["id"] for s in audit["sections"]] == ["inventory", "performance", "gradients"]
+    assert [s["id"] for s in audit["sections"]] == [a.id for a in ALL_ANALYSES]
     assert audit["verdict"]["status"] in ("pass", "warn", "fail")
 
 
@@ -97,7 +99,7 @@ weights = "{tiny_cnn_safetensors}"
 path = "data/bars.npz"   # relative to this file
 
 [analyses]
-skip = ["performance", "gradients"]
+only = ["inventory"]
 
 [analyses.inventory]
 dead_unit_warn_fraction = 0.5
@@ -108,8 +110,7 @@ dead_unit_warn_fraction = 0.5
     audit = json.loads((tmp_path / "reports" / "latest" / "audit.json").read_text())
     assert audit["metadata"]["config"]["analyses"]["inventory"]["dead_unit_warn_fraction"] == 0.5
     assert [s["id"] for s in audit["sections"]] == ["inventory"]
-    assert audit["not_run"] == {"performance": "skipped by the configuration",
-                                "gradients": "skipped by the configuration"}
+    assert audit["not_run"] == {a.id: "skipped by the configuration" for a in ALL_ANALYSES if a.id != "inventory"}
     assert audit["metadata"]["n_samples"] == 24
     override = run_cli("run", "--config", tmp_path / "audit.toml", "--formats", "json", "--quiet",
                        "--max-samples", "10", "--out", tmp_path / "other")

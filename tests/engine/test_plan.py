@@ -141,7 +141,8 @@ def test_the_shipped_config_is_checked_when_read(tmp_path: Path) -> None:
 def test_without_labels_performance_does_not_run_and_the_report_says_why() -> None:
     model = nn.Sequential(nn.Linear(4, 3))
     report = auditor.audit(model, (torch.randn(10, 4), None))
-    assert [s.id for s in report.sections] == ["inventory", "gradients"]  # gradients explain the prediction
+    # everything else runs: gradients and attributions explain the prediction instead of the label
+    assert [s.id for s in report.sections] == [a.id for a in ALL_ANALYSES if a.id != "performance"]
     assert report.not_run == {"performance": "the audit data has no labels"}
     from auditor.report.html import render_html
 
@@ -169,7 +170,7 @@ def test_plan_prints_the_plan_runs_nothing_and_writes_nothing(run_cli: Any, tiny
 
     monkeypatch.setattr(capture, "run_capture", no_capture)
     out = tmp_path / "out"
-    result = _run_cli_plan(run_cli, tiny_cnn_npz, out, "--skip", "performance,gradients")
+    result = _run_cli_plan(run_cli, tiny_cnn_npz, out, "--analyses", "inventory")
     assert result.exit_code == 0, result.stderr
     assert "24 samples in 1 batch of 32" in result.stdout
     assert "inventory" in result.stdout and "performance" in result.stdout and "skipped" in result.stdout
