@@ -362,3 +362,14 @@ def test_the_model_is_bit_identical_after_the_analysis_and_after_an_error_in_its
         handle.remove()
     assert section.error is not None and "middle" in section.error.message
     untouched()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "samples"), [("digits_cnn", 64), ("minilm_sentiment", 16)])
+def test_the_cached_prefixes_and_the_naive_loop_agree_on_the_demo_models(name: str, samples: int) -> None:
+    from benchmarks.ablation import measure
+
+    result = measure(name, samples, runs=1)
+    assert result.passes >= 10
+    assert result.worst_metric_error <= 1e-6 and result.disagreements == 0
+    assert result.full_forward == 0 and result.estimated_share is not None and result.estimated_share < 0.9
