@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.capture_overhead
 	$(BIN)/python -m benchmarks.gradients
 	$(BIN)/python -m benchmarks.attribution_memory
+	$(BIN)/python -m benchmarks.ablation
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -117,13 +117,15 @@ def measure(name: str, samples: int, runs: int) -> Result:
     fast_scores: list[torch.Tensor] = []
     naive_scores: list[torch.Tensor] = []
     run = None
-    for _ in range(runs):
-        started = time.perf_counter()
-        naive_scores = naive()
-        naive_times.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        fast_scores, run = cached()
-        cached_times.append(time.perf_counter() - started)
+    for i in range(runs):  # interleaved, the order alternating: a shared machine's load drifts
+        for which in (("naive", "cached") if i % 2 == 0 else ("cached", "naive")):
+            started = time.perf_counter()
+            if which == "naive":
+                naive_scores = naive()
+                naive_times.append(time.perf_counter() - started)
+            else:
+                fast_scores, run = cached()
+                cached_times.append(time.perf_counter() - started)
         ratios.append(cached_times[-1] / naive_times[-1])
     assert run is not None
     with torch.no_grad():

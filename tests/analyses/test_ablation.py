@@ -365,7 +365,7 @@ def test_the_model_is_bit_identical_after_the_analysis_and_after_an_error_in_its
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "samples"), [("digits_cnn", 64), ("minilm_sentiment", 16)])
+@pytest.mark.parametrize(("name", "samples"), [("digits_cnn", 64), ("minilm_sentiment", 8)])
 def test_the_cached_prefixes_and_the_naive_loop_agree_on_the_demo_models(name: str, samples: int) -> None:
     from benchmarks.ablation import measure
 
