@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.gradients
 	$(BIN)/python -m benchmarks.attribution_memory
 	$(BIN)/python -m benchmarks.probes
+	$(BIN)/python -m benchmarks.ablation
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from auditor.analyses.ablation import ModuleAblation
 from auditor.analyses.attribution import Attribution
 from auditor.analyses.base import Analysis, AuditContext, PlanContext, run_one
 from auditor.analyses.gradients import Gradients
@@ -13,7 +14,8 @@ from auditor.config import AnalysesConfig
 from auditor.engine.plan import analysis_params
 from auditor.errors import ConfigError
 
-ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, Attribution, Trust, Probes)
+ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, ModuleAblation, Attribution, Trust,
+                                              Probes)
 """Every analysis, in report order."""
 
 

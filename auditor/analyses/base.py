@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from auditor.config import AuditConfig
 from auditor.engine.capture import Capture
 from auditor.engine.needs import Needs
+from auditor.engine.prefix import Traced, trace_modules
 from auditor.errors import AuditorError
 from auditor.findings import Finding, Severity
 from auditor.progress import Progress, SilentProgress
@@ -64,6 +65,12 @@ class PlanContext:
         """The model's residual sums (branch + stream), found once on a 2-sample forward."""
         return find_joins(self.subject, self.tree, self.blocks)
 
+    @cached_property
+    def traced(self) -> dict[str, Traced]:
+        """Every module's call order, call count and output shape, and whether its output can stand in for its
+        forward (cached prefixes), from one traced forward over two samples."""
+        return trace_modules(self.subject, self.tree)
+
 
 @dataclass
 class AuditContext(PlanContext):
@@ -79,8 +86,9 @@ class AuditContext(PlanContext):
         """The run context of a plan context: what the plan already worked out (joins) is not redone."""
         ctx = cls(subject=plan.subject, tree=plan.tree, blocks=plan.blocks, config=plan.config, capture=capture,
                   executor=executor, progress=progress or SilentProgress())
-        if "joins" in plan.__dict__:
-            ctx.__dict__["joins"] = plan.__dict__["joins"]
+        for worked_out in ("joins", "traced"):
+            if worked_out in plan.__dict__:
+                ctx.__dict__[worked_out] = plan.__dict__[worked_out]
         return ctx
 
     @cached_property

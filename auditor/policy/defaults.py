@@ -121,6 +121,20 @@ findings = ["trust.protected_feature"]
 severity = "warn"
 critical = false           # set true to fail a release whose predictions flip when he/she or names are swapped
 
+[[rule]]
+name = "the same modules matter when removed"
+module_metric = "ablation.ablation_drop"
+min_rank_correlation = 0.5   # Spearman of the accuracy drops over the modules both releases ablated
+critical = false
+optional = true            # ablation drops need a head (a bare encoder has its embedding change instead)
+
+[[rule]]
+name = "no new module carries one class alone"
+findings = ["ablation.class_specific", "ablation.critical_module"]
+severity = "info"
+fail_on_new = true         # only modules (and heads, units) the baseline did not name
+critical = false
+
 # A waiver accepts one finding (by id, optionally on one module) until its expiry date, with a reason.
 # From the day after `expires` it no longer waives, and the verdict says so.
 #

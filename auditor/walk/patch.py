@@ -63,6 +63,11 @@ def _replace_primary(output: Any, replacement: Replacement) -> Any:
     raise TypeError(f"cannot patch an output of type {type(output).__name__}: no primary tensor")
 
 
+def replace_output(output: Any, replacement: Replacement) -> Any:
+    """What a module's output becomes under `patch(module, output=replacement)` (its primary tensor replaced)."""
+    return _replace_primary(output, replacement)
+
+
 @contextmanager
 def patch(module: nn.Module, *, output: Replacement | None = None,
           weights: Mapping[str, WeightValue] | None = None) -> Iterator[None]:

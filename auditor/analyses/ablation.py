@@ -1,0 +1,234 @@
+"""Ablation: what breaks when a module, an attention head, a unit or a share of a layer's kernels is removed.
+
+Each module at the chosen granularity has its output replaced by its per-unit mean over the audit data
+(mean ablation, padding excluded: less off-distribution than zeros; Meyes et al., 2019, "Ablation Studies
+in Artificial Neural Networks"; Wang et al., 2022, "Interpretability in the Wild" for mean ablation) or by
+zeros, and the model is scored again: accuracy, loss, per-class recall and the KL divergence of its
+predictions from the intact model's, each drop with a paired bootstrap interval over the samples (Efron
+& Tibshirani, 1993). A residual block's output is the whole stream, so replacing it would collapse
+everything after it; the block is ablated by its branches (what it adds to the stream) instead.
+Attention heads are removed one at a time by replacing their slice of the input to the attention output
+projection (Michel et al., 2019, "Are Sixteen Heads Really Better than One?"). Single units of chosen
+layers are mean-ablated alone, and each convolution loses 10-90% of its kernels, smallest L1 norm first
+and at random (Li et al., 2017, "Pruning Filters for Efficient ConvNets"), zeroed after any BatchNorm.
+
+Bare encoders have no accuracy: there the change is 1 - cosine similarity of the pooled embedding to the
+intact one. Without labels, accuracy is agreement with the intact model's predictions.
+
+Speed: the passes run on cached prefixes (`auditor.engine.prefix`): what precedes the ablated module is
+recorded once and not run again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from auditor.analyses.ablation_report import figures, tables
+from auditor.analyses.ablation_targets import (
+    Granularity,
+    PruneStep,
+    Selection,
+    Target,
+    default_unit_layers,
+    head_targets,
+    module_targets,
+    prune_layers,
+    prune_steps,
+    select_modules,
+    unit_targets,
+)
+from auditor.analyses.ablation_findings import findings_of, metrics_of, summary_of
+from auditor.analyses.ablation_metrics import prunable_fraction, prune_key, pruning_curves, reference, score_rows
+from auditor.analyses.base import Analysis, AuditContext, PlanContext
+from auditor.analyses.gradients import attention_heads
+from auditor.engine.executor import LocalExecutor
+from auditor.engine.needs import Needs
+from auditor.engine.plan import PatchedPass
+from auditor.engine.prefix import PassRoute, PrefixRun, Traced, run_with_cached_prefixes
+from auditor.errors import ConfigError
+from auditor.report.schema import Cost, Section
+
+
+class AblationParams(BaseModel):
+    """`[analyses.ablation]`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    modules: Granularity | tuple[str, ...] = "default"
+    """"default": every block and every leaf with parameters; "blocks"; "leaves"; "all"; or glob patterns."""
+    mode: Literal["mean", "zero"] = "mean"
+    """Replace an output by its per-unit mean over the audit data (padding excluded), or by zeros."""
+    heads: bool = True
+    """Ablate every attention head of a Hugging Face transformer, one at a time."""
+    unit_layers: Literal["default", "none"] | tuple[str, ...] = "default"
+    """Layers whose units are ablated one at a time: "default" (the last convolutional block and the layer
+    feeding the head), "none", or module names."""
+    max_units: int = Field(512, ge=1)
+    """At most this many units per unit layer (the first ones)."""
+    prune: bool = True
+    """Kernel-pruning sweeps over the convolutions (see `prune_linear`, `prune_layers`)."""
+    prune_linear: bool = False
+    """Sweep linear layers too (their neurons), the head excepted."""
+    prune_layers: tuple[str, ...] = ()
+    """Glob patterns naming the layers to sweep instead (convolutions or linear layers)."""
+    prune_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    prune_tolerance: float = Field(0.01, ge=0.0, le=1.0)
+    """A layer is prunable when removing half its kernels (smallest L1 first) costs at most this much
+    accuracy (a bare encoder: this much cosine distance)."""
+    bootstrap: int = Field(1000, ge=100)
+    """Paired bootstrap resamples of the samples, for every interval."""
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    critical_drop: float = Field(0.1, gt=0.0, le=1.0)
+    """`ablation.critical_module`: accuracy drops at least this much (and its interval excludes 0)."""
+    class_drop: float = Field(0.3, gt=0.0, le=1.0)
+    """`ablation.class_specific`: one class's recall drops at least this much ..."""
+    class_gap: float = Field(0.2, gt=0.0, le=1.0)
+    """... and at least this much more than any other class's."""
+    redundant_margin: float = Field(0.02, gt=0.0, le=1.0)
+    """`ablation.redundant`: the drop's whole interval lies within ± this, at most this share of predictions
+    may change (one-sided upper bound) ..."""
+    redundant_kl: float = Field(0.01, gt=0.0)
+    """... and the mean KL divergence from the intact predictions is below this (nats)."""
+    cache_mib: int = Field(1024, ge=0)
+    """Memory for the recorded outputs that let a pass skip what precedes the ablated module (0: none)."""
+    top: int = Field(30, ge=1)
+    """Modules in the bar chart."""
+    max_findings: int = Field(8, ge=1)
+    """At most this many findings of each kind (the strongest)."""
+
+
+def _executor_scores(ctx: AuditContext, passes: list[PatchedPass], traced: dict[str, Traced],
+                     p: AblationParams) -> tuple[list[torch.Tensor], list[PassRoute | None], PrefixRun | None]:
+    if isinstance(ctx.executor, LocalExecutor):
+        seconds = {name: record.seconds for name, record in ctx.capture.records.items()}
+        run = run_with_cached_prefixes(ctx.subject, ctx.tree, passes, traced=traced,
+                                       batch_size=ctx.config.batch_size, budget_bytes=p.cache_mib << 20,
+                                       progress=ctx.progress, seconds=seconds)
+        return run.scores, list(run.routes), run
+    return ctx.executor.scores(passes), [None] * len(passes), None  # another executor runs whole passes
+
+
+class ModuleAblation(Analysis):
+    """Removes each module, head, unit and share of kernels, and measures what breaks, overall and per class."""
+
+    id: ClassVar[str] = "ablation"
+    title: ClassVar[str] = "Ablation"
+    params_type: ClassVar[type[BaseModel]] = AblationParams
+    cost_note: ClassVar[str] = ("one patched pass per ablated module, head, unit and pruning step, plus one "
+                                "recording pass; most run only the part of the network after what they ablate")
+
+    def __init__(self, params: AblationParams | None = None) -> None:
+        self.params: AblationParams = params or AblationParams()
+
+    def _unit_layer_names(self, ctx: PlanContext, traced: dict[str, Traced]) -> list[str]:
+        p = self.params
+        if p.unit_layers == "none":
+            return []
+        if p.unit_layers == "default":
+            return default_unit_layers(ctx, traced)
+        unknown = sorted(set(p.unit_layers) - set(ctx.tree.names))
+        if unknown:
+            raise ConfigError(f"[analyses.ablation] unit_layers names modules the model does not have: {unknown[:5]}")
+        return list(p.unit_layers)
+
+    def _wanted(self, ctx: PlanContext, traced: dict[str, Traced]) -> tuple[list[str], list[str], list[str]]:
+        """(modules, head modules, unit layers) whose unit means the ablation needs."""
+        p = self.params
+        modules = select_modules(ctx, traced, p.modules)
+        branches = [b for n in modules for j in ctx.joins if j.block == n for b in (s.module for s in j.branches)]
+        heads = sorted(attention_heads(ctx)[1]) if p.heads else []
+        return [*modules, *branches], heads, self._unit_layer_names(ctx, traced)
+
+    def needs(self, ctx: PlanContext) -> Needs:
+        if self.params.mode == "zero":
+            return Needs()
+        modules, heads, units = self._wanted(ctx, ctx.traced)
+        return Needs(unit_means=frozenset([*modules, *heads, *units]))
+
+    def select(self, ctx: PlanContext, traced: dict[str, Traced], means: dict[str, torch.Tensor]) -> Selection:
+        """Everything this audit ablates, as patches."""
+        p = self.params
+        selection = Selection()
+        module_targets(ctx, traced, means, modules=p.modules, mode=p.mode, selection=selection)
+        if p.heads:
+            count, head_modules = attention_heads(ctx)
+            if count >= 2:
+                head_targets(traced, means, heads=count, mode=p.mode, selection=selection,
+                             head_modules=sorted(head_modules, key=lambda n: traced[n].start if n in traced else 0))
+        unit_targets(traced, means, self._unit_layer_names(ctx, traced), mode=p.mode, max_units=p.max_units,
+                     selection=selection)
+        if p.prune:
+            layers = prune_layers(ctx, traced, patterns=p.prune_layers, linear=p.prune_linear)
+            selection.prune = prune_steps(ctx, traced, layers, fractions=p.prune_fractions, seed=ctx.config.seed)
+        return selection
+
+    def cost(self, ctx: PlanContext) -> Cost:
+        selection = self.select(ctx, ctx.traced, {})
+        passes = len({t.key for t in selection.targets} | {s.key for s in selection.prune})
+        recording = 1 if passes and self.params.cache_mib else 0
+        return Cost(forwards=float(passes + recording),
+                    note=f"{passes} patched passes ({len(selection.targets)} ablations, {len(selection.prune)} "
+                         f"pruning steps) and {recording} recording pass; most run only the part of the network "
+                         "after what they ablate")
+
+    def run(self, ctx: AuditContext) -> Section:
+        p = self.params
+        traced = ctx.traced
+        selection = self.select(ctx, traced, ctx.capture.unit_means)
+        passes: list[PatchedPass] = []
+        index: dict[tuple[object, ...], int] = {}
+        for key, patches, label in [*((t.key, t.patches, f"ablating {t.name}") for t in selection.targets),
+                                    *((s.key, s.patches, f"pruning {s.layer}") for s in selection.prune)]:
+            if key not in index:
+                index[key] = len(passes)
+                passes.append(PatchedPass(patches=patches, label=label))
+        scores, routes, run = _executor_scores(ctx, passes, traced, p)
+        ref = reference(ctx, p)
+        rows = score_rows(ref, selection.targets, [scores[index[t.key]] for t in selection.targets],
+                          [routes[index[t.key]] for t in selection.targets])
+        prune_rows = score_rows(ref, [_prune_target(s) for s in selection.prune],
+                                [scores[index[s.key]] for s in selection.prune], [None] * len(selection.prune))
+        curves = pruning_curves(selection.prune, prune_rows, ref)
+        module_metrics: dict[str, dict[str, float]] = {}
+        for row in rows:
+            module_metrics.setdefault(row.target.name, {}).update(row.metrics(ref.embedding))
+        for layer, curve in curves.items():
+            values = module_metrics.setdefault(layer, {})
+            for method, points in curve.items():
+                for fraction, value in points:
+                    values[f"{prune_key(ref)}_{method}/{round(fraction * 100)}"] = value
+            values["prunable_fraction"] = prunable_fraction(curve.get("l1", []), ref, p.prune_tolerance)
+        findings, counts = findings_of(ctx, ref, rows, curves, p)
+        metrics = metrics_of(ref, rows, curves, counts, len(passes), routes)
+        summary = summary_of(ctx, ref, selection, rows, routes, run, p)
+        details: dict[str, Any] = {
+            "mode": p.mode,
+            "branches": {r.target.name: list(r.target.branches) for r in rows if r.target.branches},
+            "full_forward": {r.target.name: r.route.full_forward for r in rows
+                             if r.route is not None and r.route.full_forward},
+            "skipped": selection.skipped, "unit_layers": selection.unit_layers,
+            "truncated_units": selection.truncated_units,
+            "cache": {"modules": len(run.cached), "bytes": sum(run.cached.values()), "budget_bytes": run.budget_bytes,
+                      "evicted": run.evicted, "record_seconds": round(run.record_seconds, 3),
+                      "forward_share": _forward_share(routes)} if run else None,
+        }
+        return Section(id=self.id, title=self.title, summary=summary, metrics=metrics,
+                       tables=tables(ref, rows, selection, curves, p), figures=figures(ref, rows, selection, curves, p),
+                       findings=findings, module_metrics=module_metrics, details=details)
+
+
+def _forward_share(routes: list[PassRoute | None]) -> float | None:
+    """The mean estimated share of a full forward the passes ran (from the capture's per-module times)."""
+    shares = [1.0 - r.skipped for r in routes if r is not None and r.skipped is not None]
+    return round(sum(shares) / len(shares), 4) if shares else None
+
+
+def _prune_target(step: PruneStep) -> Target:
+    return Target(name=f"{step.layer}@{step.method}{step.removed}", kind="module", patches=step.patches,
+                  key=step.key, replaced="zeros", module=step.layer)
+
+
+__all__ = ["AblationParams", "ModuleAblation"]

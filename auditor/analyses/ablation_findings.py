@@ -1,0 +1,230 @@
+"""The ablation analysis's findings, metrics and summary, from its rows of numbers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from auditor.analyses.ablation_metrics import Curve, Reference, Row
+from auditor.analyses.ablation_targets import Selection
+from auditor.engine.prefix import PassRoute, PrefixRun
+from auditor.findings import Finding, Severity
+
+if TYPE_CHECKING:
+    from auditor.analyses.ablation import AblationParams
+    from auditor.analyses.base import AuditContext
+
+MODULE_KINDS = ("block", "module")
+
+
+def rank_key(row: Row) -> tuple[float, float, float]:
+    """Largest drop first; ties (every layer of a small CNN collapses the output) by loss increase, then KL."""
+    def neg(value: float) -> float:
+        return -value if math.isfinite(value) else (-math.inf if value > 0 else math.inf)
+    return neg(row.drop), neg(row.loss_increase), neg(row.kl)
+
+
+def describe(row: Row) -> str:
+    """The row's name in a sentence: "features.gap's unit 12", "the head 3 of ...", "layer.2 (its branches ...)"."""
+    t = row.target
+    if t.kind == "unit":
+        return f"unit {t.index} of {t.module}"
+    if t.kind == "head":
+        return f"head {t.index} of {t.module}"
+    if t.branches:
+        return f"{t.name} (by its residual branch{'es' * (len(t.branches) > 1)} {', '.join(t.branches)})"
+    return t.name
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f}"
+
+
+@dataclass
+class Counts:
+    critical: int = 0
+    class_specific: int = 0
+    redundant: int = 0
+    prunable: int = 0
+
+
+def class_gap(row: Row) -> tuple[str, float, float] | None:
+    """(class, its recall drop, the largest drop of any other class), or None without classes."""
+    if len(row.class_drops) < 2:
+        return None
+    ordered = sorted(row.class_drops.items(), key=lambda kv: -kv[1] if math.isfinite(kv[1]) else math.inf)
+    return ordered[0][0], ordered[0][1], ordered[1][1]
+
+
+def is_redundant(row: Row, ref: Reference, p: AblationParams) -> bool:
+    """An equivalence, not an absence of evidence: the whole interval of the drop lies within ±margin, the
+    share of changed predictions is below the margin even at its upper bound, and the KL is small."""
+    if ref.embedding:
+        return row.high <= p.redundant_margin
+    return (-p.redundant_margin <= row.low and row.high <= p.redundant_margin
+            and row.changed_upper <= p.redundant_margin and row.kl < p.redundant_kl)
+
+
+def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: dict[str, Curve],
+                p: AblationParams) -> tuple[list[Finding], Counts]:
+    counts = Counts()
+    findings: list[Finding] = []
+    what = "the pooled embedding's cosine distance" if ref.embedding else "accuracy"
+    conf = f"{p.confidence:.0%}"
+
+    critical = sorted((r for r in rows if r.target.kind in (*MODULE_KINDS, "head")
+                       and r.drop >= p.critical_drop and r.low > 0), key=rank_key)
+    counts.critical = len(critical)
+    for row in critical[:p.max_findings]:
+        effect = (f"moves the pooled embedding by a cosine distance of {row.drop:.3g} ({conf} interval "
+                  f"{row.low:.3g}–{row.high:.3g})") if ref.embedding else (
+            f"costs {_pct(row.drop)} points of accuracy ({conf} interval {_pct(row.low)}–{_pct(row.high)}); "
+            f"loss +{row.loss_increase:.3g}, KL {row.kl:.3g}")
+        collapse = f"; the model then predicts {row.collapsed_to!r} for nearly every sample" if row.collapsed_to else ""
+        findings.append(Finding(
+            id="ablation.critical_module", severity=Severity.INFO, module=row.target.name,
+            message=f"Replacing the output of {describe(row)} by its {row.target.replaced} {effect}{collapse}.",
+            evidence=_evidence(row, ref)))
+
+    if not ref.embedding:
+        specific = []
+        for row in rows:
+            gap = class_gap(row)
+            if gap is None or row.collapsed_to is not None:
+                continue
+            name, top, second = gap
+            if top >= p.class_drop and top - second >= p.class_gap:
+                specific.append((top - second, row, name, top, second))
+        specific.sort(key=lambda item: -item[0])
+        counts.class_specific = len(specific)
+        for _, row, name, top, second in specific[:p.max_findings]:
+            findings.append(Finding(
+                id="ablation.class_specific", severity=Severity.INFO, module=row.target.name,
+                message=(f"Ablating {describe(row)} takes {_pct(top)} points off the recall of class {name!r} and at "
+                         f"most {_pct(max(second, 0.0))} off any other class: what {name!r} needs passes through it."),
+                evidence={**_evidence(row, ref), "class": name, "class_drop": top, "next_class_drop": second}))
+
+    redundant = [r for r in rows if r.target.kind in MODULE_KINDS and is_redundant(r, ref, p)]
+    names = {r.target.name for r in redundant}
+    outermost = [r for r in redundant if not any(r.target.name.startswith(f"{n}.") for n in names)]
+    counts.redundant = len(outermost)
+    for row in outermost[:p.max_findings]:
+        inside = sum(1 for n in names if n.startswith(f"{row.target.name}."))
+        bound = "" if ref.embedding else (f", at most {_pct(row.changed_upper)}% of predictions change "
+                                          f"({_pct(row.changed)}% did) and the KL is {row.kl:.2g}")
+        findings.append(Finding(
+            id="ablation.redundant", severity=Severity.INFO, module=row.target.name,
+            message=(f"Replacing the output of {describe(row)} by its {row.target.replaced} changes "
+                     f"{what} by {_signed(row.low, ref)} to {_signed(row.high, ref)} ({conf} interval, within "
+                     f"±{_signed(p.redundant_margin, ref, sign=False)}){bound}: a pruning candidate"
+                     + (f" (with the {inside} modules inside it)" if inside else "") + "."),
+            evidence={**_evidence(row, ref), "margin": p.redundant_margin}))
+
+    for layer, curve in curves.items():
+        points = curve.get("l1", [])
+        if not points:
+            continue
+        fraction, value = min(points, key=lambda fv: abs(fv[0] - 0.5))
+        lost = value if ref.embedding else ref.accuracy - value
+        if abs(fraction - 0.5) > 0.15 or lost > p.prune_tolerance:
+            continue
+        counts.prunable += 1
+        if counts.prunable > p.max_findings:
+            continue
+        kept = f"a cosine distance of {value:.3g}" if ref.embedding else \
+            f"accuracy {_pct(value)}% against {_pct(ref.accuracy)}% intact"
+        findings.append(Finding(
+            id="ablation.prunable_layer", severity=Severity.INFO, module=layer,
+            message=(f"{layer} keeps {what} within {_signed(p.prune_tolerance, ref, sign=False)} with {fraction:.0%} of "
+                     f"its kernels removed, smallest L1 norm first ({kept}): it uses about half of its capacity or less."),
+            evidence={"fraction_removed": fraction, "value": value, "intact": 0.0 if ref.embedding else ref.accuracy,
+                      "tolerance": p.prune_tolerance}))
+    return findings, counts
+
+
+def _signed(value: float, ref: Reference, *, sign: bool = True) -> str:
+    if ref.embedding:
+        return f"{value:.3g}"
+    return f"{value * 100:+.1f} points" if sign else f"{value * 100:.1f} points"
+
+
+def _evidence(row: Row, ref: Reference) -> dict[str, float | int | str | bool | None]:
+    evidence: dict[str, float | int | str | bool | None] = {
+        "drop" if not ref.embedding else "embedding_change": row.drop, "low": row.low, "high": row.high,
+        "replaced_by": row.target.replaced}
+    if not ref.embedding:
+        evidence.update({"loss_increase": row.loss_increase, "kl": row.kl, "changed": row.changed})
+    if row.target.branches:
+        evidence["branches"] = ", ".join(row.target.branches)
+    return evidence
+
+
+def metrics_of(ref: Reference, rows: Sequence[Row], curves: dict[str, Curve], counts: Counts, passes: int,
+               routes: Sequence[PassRoute | None]) -> dict[str, float]:
+    modules = [r for r in rows if r.target.kind in MODULE_KINDS]
+    drops = [r.drop for r in modules if math.isfinite(r.drop)]
+    metrics = {
+        "ablated_modules": float(len(modules)),
+        "ablated_heads": float(sum(1 for r in rows if r.target.kind == "head")),
+        "ablated_units": float(sum(1 for r in rows if r.target.kind == "unit")),
+        "pruned_layers": float(len(curves)),
+        "max_embedding_change" if ref.embedding else "max_drop": max(drops) if drops else 0.0,
+        "critical_modules": float(counts.critical), "class_specific": float(counts.class_specific),
+        "redundant_modules": float(counts.redundant), "prunable_layers": float(counts.prunable),
+        "passes": float(passes),
+    }
+    known = [r for r in routes if r is not None]
+    if known:
+        metrics["full_forward_passes"] = float(sum(1 for r in known if r.full_forward))
+    return metrics  # the share of a forward each pass ran is timed, so it is a detail: metrics repeat exactly
+
+
+def summary_of(ctx: AuditContext, ref: Reference, selection: Selection, rows: Sequence[Row],
+               routes: Sequence[PassRoute | None], run: PrefixRun | None, p: AblationParams) -> str:
+    modules = [r for r in rows if r.target.kind in MODULE_KINDS]
+    branched = [r for r in modules if r.target.branches]
+    parts = [f"{'Mean' if p.mode == 'mean' else 'Zero'} ablation of {len(modules)} module{'s' * (len(modules) != 1)}"]
+    if branched:
+        parts.append(f" ({len(branched)} residual block{'s' * (len(branched) != 1)} ablated by {'their' if len(branched) > 1 else 'its'} "
+                     "branches: what they add to the stream, since replacing the stream itself collapses every "
+                     "block alike)")
+    extra = []
+    heads = sum(1 for r in rows if r.target.kind == "head")
+    if heads:
+        extra.append(f"{heads} attention heads ({len(selection.head_modules)} layers × {selection.heads})")
+    units = sum(1 for r in rows if r.target.kind == "unit")
+    if units:
+        extra.append(f"{units} single units of {', '.join(selection.unit_layers)}")
+    if selection.prune:
+        extra.append(f"{len(selection.prune)} pruning steps on {len({s.layer for s in selection.prune})} layer"
+                     f"{'s' * (len({s.layer for s in selection.prune}) != 1)}")
+    if extra:
+        parts.append(", " + ", ".join(extra[:-1]) + (" and " if len(extra) > 1 else "") + extra[-1])
+    n = len(ref.scores)
+    against = ("the intact pooled embedding (1 − cosine similarity)" if ref.embedding else
+               "the labels" if ctx.subject.labels is not None else "the intact model's own predictions (no labels)")
+    parts.append(f", measured on {n} samples against {against}, with {p.confidence:.0%} paired bootstrap "
+                 f"intervals over the samples.")
+    zeroed = sorted({r.target.name for r in rows if r.target.replaced.startswith("zeros (")})
+    if zeroed and p.mode == "mean":
+        parts.append(f" Without a per-unit mean, zeroed instead: {', '.join(zeroed[:4])}{', …' if len(zeroed) > 4 else ''}.")
+    known = [r for r in routes if r is not None]
+    if run is not None and known:
+        shares = [1.0 - r.skipped for r in known if r.skipped is not None]
+        full = [r for r in known if r.full_forward]
+        if shares:
+            parts.append(f" Cached prefixes: each pass ran on average {sum(shares) / len(shares):.0%} of a full "
+                         f"forward ({sum(run.cached.values()) / 2**20:.0f} MiB of recorded outputs of {len(run.cached)} "
+                         "modules)")
+        if full:
+            reasons = sorted({f"{r.first}: {r.full_forward}" for r in full})
+            parts.append(f"; {len(full)} ran the whole model ({'; '.join(reasons[:3])}{'; …' if len(reasons) > 3 else ''})")
+        parts.append(".")
+    elif not known:
+        parts.append(" Each pass ran the whole model (the executor runs passes elsewhere).")
+    return "".join(parts)
+
+
+__all__ = ["Counts", "class_gap", "describe", "findings_of", "is_redundant", "metrics_of", "rank_key", "summary_of"]
