@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from auditor.analyses.attribution import Attribution
 from auditor.analyses.base import Analysis, AuditContext, PlanContext, run_one
+from auditor.analyses.features import Features
 from auditor.analyses.gradients import Gradients
 from auditor.analyses.inventory import ModuleInventory
 from auditor.analyses.performance import Performance
@@ -11,7 +12,7 @@ from auditor.config import AnalysesConfig
 from auditor.engine.plan import analysis_params
 from auditor.errors import ConfigError
 
-ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, Attribution)
+ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, Attribution, Features)
 """Every analysis, in report order."""
 
 
