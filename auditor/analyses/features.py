@@ -69,8 +69,10 @@ class FeaturesParams(BaseModel):
     """Random jitter, scaling and rotation at each step."""
     decorrelate: bool = True
     """Optimize decorrelated colours (the data's channel covariance)."""
-    tv_weight: float = Field(0.05, ge=0.0)
+    tv_weight: float = Field(0.5, ge=0.0)
+    """Weight of the total-variation penalty (mean |difference| of neighbouring pixels on the [0, 1] scale)."""
     l2_weight: float = Field(0.02, ge=0.0)
+    """Weight of the penalty on the squared distance from mid-range."""
     feature_maps: bool = True
     feature_map_samples: int = Field(4, ge=1, le=10)
     feature_map_channels: int = Field(6, ge=1, le=16)
@@ -101,7 +103,11 @@ class UnitView:
     by_activation: list[tuple[int, float, int]]
     """(sample, activation, peak position), largest first."""
     by_relevance: list[tuple[int, float]] = field(default_factory=list)
+    real_objective: float = math.nan
+    """The objective's largest value on a real sample: the channel's mean (the capture's pooled values),
+    else its peak, which bounds the centre value of a `neuron` objective from above."""
     optimized: float | None = None
+    """The unit's peak on the optimized input (text: the value the search reached)."""
     optimized_objective: float | None = None
     random: float | None = None
     search: dict[str, Any] | None = None
@@ -142,7 +148,7 @@ class Features(Analysis):
         names = frozenset(self.modules(ctx))
         relevant = ctx.subject.task == "classification"
         return Needs(top_k=self.params.top_k, top_k_modules=names,
-                     unit_relevance=names if relevant else frozenset(), pooled=frozenset() if relevant else names)
+                     unit_relevance=names if relevant else frozenset(), pooled=names)
 
     def cost(self, ctx: PlanContext) -> Cost:
         p, n = self.params, max(len(ctx.subject), 1)
@@ -214,6 +220,10 @@ class _Run:
                      zip(topk.samples[u], topk.values[u], topk.positions[u], finite, strict=True) if ok]
             view = UnitView(module=name, unit=int(u), relevance=float(score[u]), max_real=shown[0][1] if shown else math.nan,
                             by_activation=shown[:self.p.examples])
+            view.real_objective = view.max_real
+            pooled = capture.pooled.get(name)
+            if self.p.objective == "channel" and pooled is not None and pooled.shape[1] == units:
+                view.real_objective = float(pooled[:, u].max())
             if relevance is not None and relevance.shape[1] == units:
                 r = relevance[:, u]
                 top = torch.argsort(r, descending=True, stable=True)[:self.p.examples]
@@ -253,8 +263,8 @@ class _Run:
                 figures += attention_figures
         module_metrics: dict[str, dict[str, float]] = {}
         for name, views in chosen.items():
-            values = {"max_real_activation": max(v.max_real for v in views)}
-            reached = [v.optimized for v in views if v.optimized is not None]
+            values = {"max_real_activation": max(v.real_objective for v in views)}
+            reached = [v.optimized_objective for v in views if v.optimized_objective is not None]
             if reached:
                 values["max_optimized_activation"] = max(reached)
             module_metrics[name] = values
@@ -267,11 +277,11 @@ class _Run:
                     metrics[f"attention_entropy/{h}"] = e
         all_views = [v for views in chosen.values() for v in views]
         findings = _weak_optimizations(all_views)
-        searched = [v for v in all_views if v.optimized is not None]
+        searched = [v for v in all_views if v.optimized_objective is not None]
         metrics = {"units_shown": float(len(all_views)), "modules_shown": float(len(chosen))}
         if searched:
-            metrics["units_beating_real"] = float(sum(1 for v in searched if v.optimized is not None
-                                                      and v.optimized >= v.max_real))
+            metrics["units_beating_real"] = float(sum(1 for v in searched if v.optimized_objective is not None
+                                                      and v.optimized_objective >= v.real_objective))
         how = ("a token search" if self.text else "an optimized input")
         summary = (f"{len(all_views)} units of {len(chosen)} modules, chosen by "
                    + ("mean |gradient × activation| toward the decision" if ctx.capture.unit_relevance
@@ -309,7 +319,8 @@ class _Run:
         units = torch.tensor([v.unit for v in views])
         spatial = len(self._map_shape(name)) > 0
         kind: Objective = self.p.objective if spatial else "channel"
-        scale = torch.tensor([v.max_real if math.isfinite(v.max_real) and v.max_real > 0 else 1.0 for v in views])
+        scale = torch.tensor([v.real_objective if math.isfinite(v.real_objective) and v.real_objective > 0 else 1.0
+                              for v in views])
         settings = OptimSettings(steps=self.p.steps, learning_rate=self.p.learning_rate, transforms=self.p.transforms,
                                  decorrelate=self.p.decorrelate, tv_weight=self.p.tv_weight,
                                  l2_weight=self.p.l2_weight, seed=self.ctx.config.seed)
@@ -394,7 +405,7 @@ class _Run:
             rel = [(gallery.crop(inputs[s], self._patch_box(name, relevance_positions[(v.unit, s)], size))
                     if spatial else inputs[s], f"{r:.3g}") for s, r in v.by_relevance]
             rows.append(gallery.Row(label=self._unit_label(name, v.unit), optimized=image,
-                                    note=f"{v.optimized:.3g} (real {v.max_real:.3g})", by_activation=act,
+                                    note=f"{v.optimized_objective:.3g} (real {v.real_objective:.3g})", by_activation=act,
                                     by_relevance=rel))
         return gallery.unit_gallery(name, rows, low=rng.low, high=rng.high, examples=self.p.examples,
                                     patches=spatial, objective=self.p.objective if spatial else "unit")
@@ -455,7 +466,7 @@ class _Run:
                 return unit_values(out, module, units, "peak", valid)
 
             result = search.run(score, settings)
-            v.optimized = result.value
+            v.optimized = v.optimized_objective = result.value
             v.search = {"tokens": result.tokens, "text": _join_tokens(result.tokens), "value": result.value,
                         "start_value": result.start_value, "evaluated": result.evaluated}
 
@@ -581,7 +592,8 @@ def _join_tokens(tokens: list[str]) -> str:
 
 def _unit_detail(v: UnitView) -> dict[str, Any]:
     return {"unit": v.unit, "relevance": v.relevance, "max_real_activation": v.max_real,
-            "max_optimized_activation": v.optimized, "optimized_objective": v.optimized_objective,
+            "max_optimized_activation": v.optimized, "real_objective": v.real_objective,
+            "optimized_objective": v.optimized_objective,
             "random_activation": v.random,
             "top_by_activation": [{"sample": s, "activation": a, "position": pos} for s, a, pos in v.by_activation],
             "top_by_relevance": [{"sample": s, "relevance": r} for s, r in v.by_relevance]}
@@ -590,25 +602,27 @@ def _unit_detail(v: UnitView) -> dict[str, Any]:
 def _units_table(views: list[UnitView], *, text: bool) -> Table:
     rows: list[list[Any]] = []
     for v in views:
-        reached = v.optimized
-        rows.append([v.module, v.unit, round(v.relevance, 6), round(v.max_real, 6),
+        reached = v.optimized_objective
+        rows.append([v.module, v.unit, round(v.relevance, 6), round(v.real_objective, 6),
                      round(reached, 6) if reached is not None else None,
-                     round(reached / v.max_real, 3) if reached is not None and v.max_real > 0 else None,
+                     round(reached / v.real_objective, 3) if reached is not None and v.real_objective > 0 else None,
                      (v.search or {}).get("text", "") if text else
                      ", ".join(f"#{s}" for s, _, _ in v.by_activation)])
     return Table(id="features.units", title="Chosen units",
-                 columns=["module", "unit", "relevance", "max real activation",
-                          "token search" if text else "optimized activation", "ratio",
+                 columns=["module", "unit", "relevance", "best real",
+                          "token search" if text else "optimized", "ratio",
                           "text found" if text else "top samples"],
                  rows=rows,
                  caption="Relevance: mean |gradient × activation| of the unit toward the decision (or its variance "
-                         "without one). Max real activation: the largest value of the unit (over positions) on any "
-                         "audit sample. The optimized input's value is read the same way; a ratio above 1 means the "
-                         "optimization found a stronger input than any real one.")
+                         "without one). Best real: the objective's largest value on an audit sample (a conv channel: "
+                         "its mean over space under the channel objective; otherwise the unit's largest value over "
+                         "positions, which bounds a neuron objective's centre value from above). Optimized: the same "
+                         "on the optimized input or the text found; a ratio above 1 means it beats every real sample.")
 
 
 def _weak_optimizations(views: list[UnitView]) -> list[Finding]:
-    weak = [v for v in views if v.optimized is not None and v.max_real > 0 and v.optimized < v.max_real]
+    weak = [v for v in views if v.optimized_objective is not None and v.real_objective > 0
+            and v.optimized_objective < v.real_objective]
     if not weak:
         return []
     by_module: dict[str, list[UnitView]] = {}
@@ -616,14 +630,15 @@ def _weak_optimizations(views: list[UnitView]) -> list[Finding]:
         by_module.setdefault(v.module, []).append(v)
     findings = []
     for module, items in by_module.items():
-        worst = min(items, key=lambda v: (v.optimized or 0.0) / v.max_real)
+        worst = min(items, key=lambda v: (v.optimized_objective or 0.0) / v.real_objective)
         findings.append(Finding(
             id="features.optimization_below_real", severity=Severity.INFO, module=module,
             message=(f"For {len(items)} unit{'s' * (len(items) != 1)} of {module} the optimized input reached less "
-                     f"than the best real sample (unit {worst.unit}: {worst.optimized:.3g} against "
-                     f"{worst.max_real:.3g}); its picture shows a weaker stimulus than its top examples."),
-            evidence={"units": len(items), "worst_unit": worst.unit, "optimized": round(worst.optimized or 0.0, 6),
-                      "max_real": round(worst.max_real, 6)}))
+                     f"than the best real sample (unit {worst.unit}: {worst.optimized_objective:.3g} against "
+                     f"{worst.real_objective:.3g}); its picture shows a weaker stimulus than its top examples."),
+            evidence={"units": len(items), "worst_unit": worst.unit,
+                      "optimized": round(worst.optimized_objective or 0.0, 6),
+                      "max_real": round(worst.real_objective, 6)}))
     return findings
 
 

@@ -120,7 +120,7 @@ class OptimSettings:
     learning_rate: float = 0.05
     transforms: bool = True
     decorrelate: bool = True
-    tv_weight: float = 0.05
+    tv_weight: float = 0.5
     l2_weight: float = 0.02
     seed: int = 0
 
@@ -150,7 +150,7 @@ def maximize(objective: Callable[[torch.Tensor], torch.Tensor], n: int, shape: t
                 unit = (x - low) / span  # in [0, 1] per channel
                 loss = -(objective(seen) / denominator).sum()
                 if images:
-                    loss = loss + settings.tv_weight * total_variation(unit).sum() * unit.shape[-1]
+                    loss = loss + settings.tv_weight * total_variation(unit).sum()
                 loss = loss + settings.l2_weight * ((unit - 0.5) ** 2).flatten(1).mean(dim=1).sum()
                 (grad,) = torch.autograd.grad(loss, [param.spectrum])
             param.spectrum.grad = grad
