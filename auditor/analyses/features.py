@@ -40,7 +40,7 @@ from auditor.features import gallery
 from auditor.features.attention import attention_hooks, eager_attention, head_stats
 from auditor.features.optim import InputRange, OptimSettings, maximize
 from auditor.features.tokens import SearchSettings, TokenSearch
-from auditor.features.units import Objective, centre_position, output_of, unit_values, unit_view
+from auditor.features.units import Objective, centre_position, output_of, run_to, unit_values, unit_view
 from auditor.findings import Finding, Severity
 from auditor.report.schema import Cost, Figure, Section, Table
 
@@ -181,6 +181,7 @@ class _Run:
         self.keys = list(first.inputs)
         self.key = next((k for k, v in first.inputs.items() if v.is_floating_point()), self.keys[0])
         self.text = ctx.subject.modality == "text"
+        self._receptive: dict[str, tuple[float, float]] = {}
 
     def _inputs(self, indices: list[int]) -> dict[str, torch.Tensor]:
         return _encode(self.subject, indices)
@@ -307,9 +308,8 @@ class _Run:
     def _objective(self, module: nn.Module, units: torch.Tensor, kind: Objective
                    ) -> Callable[[torch.Tensor], torch.Tensor]:
         def objective(x: torch.Tensor) -> torch.Tensor:
-            with output_of(module) as kept:
-                self._forward({self.key: x})
-            return unit_values(kept["out"], module, units, kind)
+            out = run_to(module, lambda: self._forward({self.key: x}))
+            return unit_values(out, module, units, kind)
         return objective
 
     def _optimize(self, name: str, views: list[UnitView], rng: InputRange) -> torch.Tensor:
@@ -347,9 +347,10 @@ class _Run:
     def _maps(self, name: str, indices: list[int]) -> torch.Tensor:
         """(samples, positions, units) of a module's output on some samples."""
         module = self.ctx.tree.get(name)
-        with torch.no_grad(), output_of(module) as kept:
-            self._forward(self._inputs(indices))
-        return unit_view(kept["out"].float().cpu(), module)[0]
+        inputs = self._inputs(indices)
+        with torch.no_grad():
+            out = run_to(module, lambda: self._forward(inputs))
+        return unit_view(out.float().cpu(), module)[0]
 
     def _patch_box(self, name: str, position: int, image: tuple[int, int]) -> tuple[int, int, int, int]:
         """(top, left, bottom, right) of the input a conv unit at `position` sees: its receptive field."""
@@ -365,9 +366,8 @@ class _Run:
     def _receptive_half(self, name: str) -> tuple[float, float]:
         """Half the height and width of a conv module's receptive field, from the gradient of its centre
         position on a few samples (the input pixels that reach it)."""
-        cached = getattr(self, "_rf", {})
-        if name in cached:
-            return cached[name]  # type: ignore[no-any-return]  # filled below
+        if name in self._receptive:
+            return self._receptive[name]
         module = self.ctx.tree.get(name)
         x = self._inputs(list(range(min(8, len(self.subject)))))[self.key].detach().requires_grad_()
         with torch.enable_grad(), output_of(module) as kept:
@@ -381,8 +381,7 @@ class _Run:
             reach = grad.abs().sum(dim=(0, 1)) > 0
             rows, cols = torch.nonzero(reach.any(dim=1)).flatten(), torch.nonzero(reach.any(dim=0)).flatten()
             half = ((int(rows.max()) - int(rows.min()) + 1) / 2, (int(cols.max()) - int(cols.min()) + 1) / 2)
-        cached[name] = half
-        self._rf = cached
+        self._receptive[name] = half
         return half
 
     def _gallery(self, name: str, views: list[UnitView], images: torch.Tensor, rng: InputRange) -> Figure:
@@ -456,9 +455,7 @@ class _Run:
             unit = v.unit
 
             def score(inputs: dict[str, torch.Tensor], unit: int = unit) -> torch.Tensor:
-                with output_of(module) as kept:
-                    self._forward(inputs)
-                out = kept["out"]
+                out = run_to(module, lambda: self._forward(inputs))
                 units = torch.full((out.shape[0],), unit, dtype=torch.long)
                 mask = inputs.get("attention_mask")
                 x, _ = unit_view(out, module)

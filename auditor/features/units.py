@@ -63,6 +63,35 @@ def unit_values(t: torch.Tensor, module: nn.Module, units: torch.Tensor, objecti
     return picked.max(dim=1).values
 
 
+class _Reached(Exception):
+    """Raised by a hook once the module of interest has returned: the rest of the forward is not needed."""
+
+
+def run_to(module: nn.Module, forward: Callable[[], object]) -> torch.Tensor:
+    """Runs `forward` only as far as `module`, and returns (a copy of) its output.
+
+    The layers after it do not run: a token search on a middle layer of a transformer costs half a forward.
+    """
+    kept: dict[str, torch.Tensor] = {}
+
+    def stop(m: nn.Module, args: Any, output: Any) -> None:
+        first = next((x for x in iter_tensors(output) if x.is_floating_point()), None)
+        if first is not None:
+            kept["out"] = first.clone()
+            raise _Reached
+
+    handle = module.register_forward_hook(stop)
+    try:
+        forward()
+    except _Reached:
+        pass
+    finally:
+        handle.remove()
+    if "out" not in kept:
+        raise RuntimeError(f"{type(module).__name__} did not run in the forward")
+    return kept["out"]
+
+
 @contextmanager
 def output_of(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     """Keeps the primary tensor `module` returns on its last call, for the length of a `with` block.
