@@ -80,8 +80,8 @@ class FeaturesParams(BaseModel):
     search_units: int = Field(2, ge=0, le=16)
     """Units per module that get a token search (text)."""
     search_length: int = Field(4, ge=1, le=16)
-    search_steps: int = Field(12, ge=1)
-    search_candidates: int = Field(48, ge=1)
+    search_steps: int = Field(10, ge=1)
+    search_candidates: int = Field(32, ge=1)
     search_top: int = Field(16, ge=1)
     context_tokens: int = Field(6, ge=1, le=30)
     """Tokens of context shown on each side of a text unit's peak."""
@@ -223,7 +223,7 @@ class _Run:
                             by_activation=shown[:self.p.examples])
             view.real_objective = view.max_real
             pooled = capture.pooled.get(name)
-            if self.p.objective == "channel" and pooled is not None and pooled.shape[1] == units:
+            if not self.text and self.p.objective == "channel" and pooled is not None and pooled.shape[1] == units:
                 view.real_objective = float(pooled[:, u].max())
             if relevance is not None and relevance.shape[1] == units:
                 r = relevance[:, u]

@@ -27,8 +27,8 @@ Score = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 class SearchSettings:
     length: int = 4
     """Free tokens between [CLS] and [SEP]."""
-    steps: int = 16
-    candidates: int = 48
+    steps: int = 10
+    candidates: int = 32
     """Candidate sequences evaluated exactly per step."""
     top: int = 16
     """Tokens per position the gradient proposes."""
