@@ -162,7 +162,7 @@ class Features(Analysis):
         else:
             units = modules * p.units_per_module
             forwards = backwards = units * p.steps
-            attention = min(p.attention_samples, n) if p.attention and attention_heads(ctx)[0] else 0
+            attention = min(p.attention_samples, n) if p.attention and _attention_modules(ctx) else 0
             note = f"image optimization: {units} units × {p.steps} steps"
         shown = modules * p.units_per_module * p.examples * 2 + p.feature_map_samples
         return Cost(forwards=(forwards + attention + shown) / n, backwards=backwards / n,
@@ -500,7 +500,8 @@ class _Run:
     # --- attention -----------------------------------------------------------------------------------------
 
     def _attention(self) -> tuple[dict[str, Any], list[Figure]] | None:
-        heads, names = attention_heads(self.ctx)
+        heads, _ = attention_heads(self.ctx)
+        names = _attention_modules(self.ctx)
         if not heads or not names:
             return None
         modules = {n: self.ctx.tree.get(n) for n in sorted(names, key=self.ctx.tree.names.index)}
@@ -554,6 +555,13 @@ class _Run:
 
 
 # --- small helpers --------------------------------------------------------------------------------------
+
+def _attention_modules(ctx: PlanContext) -> list[str]:
+    """The innermost modules whose class is an attention (BertSelfAttention inside BertAttention; ViTAttention in
+    transformers 5, which has no self-attention child)."""
+    found = [n for n, m in ctx.tree.modules() if type(m).__name__.endswith("Attention")]
+    return [n for n in found if not any(other.startswith(f"{n}.") for other in found)]
+
 
 def _one_per_class(ctx: AuditContext, count: int) -> list[int]:
     """Up to `count` samples, one per class in class order (the first of each), else the first samples."""

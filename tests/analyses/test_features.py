@@ -243,3 +243,17 @@ def test_attention_heads_of_a_transformer_are_read_with_eager_attention_and_rest
         assert model.config._attn_implementation == "eager"
         raise RuntimeError("the forward failed")
     assert model.config._attn_implementation == before
+
+
+def test_a_vision_transformer_gets_galleries_on_the_processor_range_and_its_heads(tiny_vit_dir: Path,
+                                                                                 image_folder: Path) -> None:
+    config = auditor.AuditConfig.model_validate({"batch_size": 4, "analyses": {"features": {
+        "steps": 8, "units_per_module": 2, "attention_samples": 4}}})
+    report = auditor.audit(str(tiny_vit_dir), str(image_folder), analyses=["features"], config=config)
+    section = report.section("features")
+    assert section.error is None
+    ids = [f.id for f in section.figures]
+    assert "features.gallery.classifier" in ids and "features.attention_heads" in ids
+    assert not any(i.startswith("features.maps.") for i in ids)  # token outputs have no spatial map
+    assert section.details["attention"]["heads"] == 2
+    assert {"max_real_activation", "max_optimized_activation"} <= set(section.module_metrics["classifier"])
