@@ -48,12 +48,13 @@ class SearchResult:
 
 
 def allowed_tokens(tokenizer: Any, vocab_size: int) -> torch.Tensor:
-    """(vocab,) bool: the tokens a search may use: whole words of letters, no special or unused token."""
+    """(vocab,) bool: the tokens a search may use: ASCII letters (word pieces too), no special or unused token."""
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     allowed = torch.zeros(vocab_size, dtype=torch.bool)
     for token_id, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(vocab_size)))):
         word = str(token).removeprefix("##").removeprefix("Ġ").removeprefix("▁")
-        allowed[token_id] = token_id not in special and word.isalpha() and not str(token).startswith("[")
+        allowed[token_id] = token_id not in special and word.isascii() and word.isalpha() \
+            and not str(token).startswith("[")
     return allowed
 
 
