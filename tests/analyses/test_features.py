@@ -257,3 +257,14 @@ def test_a_vision_transformer_gets_galleries_on_the_processor_range_and_its_head
     assert not any(i.startswith("features.maps.") for i in ids)  # token outputs have no spatial map
     assert section.details["attention"]["heads"] == 2
     assert {"max_real_activation", "max_optimized_activation"} <= set(section.module_metrics["classifier"])
+
+
+def test_a_bare_encoder_gets_its_most_variable_units_without_relevance(tiny_encoder_dir: Path, text_csv: Path) -> None:
+    config = auditor.AuditConfig.model_validate({"batch_size": 4, "analyses": {"features": {
+        "search_steps": 2, "search_candidates": 8, "search_units": 1, "units_per_module": 2, "attention": False}}})
+    report = auditor.audit(str(tiny_encoder_dir), str(text_csv), analyses=["features"], config=config)
+    section = report.section("features")
+    assert section.error is None and "variance over the data" in section.summary
+    for group in section.details["text_units"]:
+        assert all(u["by_relevance"] == [] for u in group["units"])
+    assert all("head" not in name for name in section.module_metrics)
