@@ -283,12 +283,17 @@ class _Run:
         if searched:
             metrics["units_beating_real"] = float(sum(1 for v in searched if v.optimized_objective is not None
                                                       and v.optimized_objective >= v.real_objective))
-        how = ("a token search" if self.text else "an optimized input")
+        if self.text:
+            how = (f"for {len(searched)} of them a token search ({p.search_length} tokens) that maximizes the unit"
+                   if searched else "no token search")
+        else:
+            how = "an input optimized to maximize each"
         summary = (f"{len(all_views)} units of {len(chosen)} modules, chosen by "
                    + ("mean |gradient × activation| toward the decision" if ctx.capture.unit_relevance
                       else "variance over the data")
-                   + f": each with its top {p.examples} examples by activation (from the capture's top-{p.top_k}) and "
-                     f"by relevance, and {how} that maximizes it, beside the largest activation a real sample gave.")
+                   + f": their top {p.examples} examples by activation (from the capture's top-{p.top_k})"
+                   + (" and by relevance" if ctx.capture.unit_relevance else "")
+                   + f", and {how}, beside the best real sample.")
         return Section(id=analysis.id, title=analysis.title, summary=summary, metrics=metrics,
                        tables=[_units_table(all_views, text=self.text)], figures=figures, findings=findings,
                        module_metrics=module_metrics, details=details)
