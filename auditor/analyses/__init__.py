@@ -5,6 +5,7 @@ from __future__ import annotations
 from auditor.analyses.ablation import ModuleAblation
 from auditor.analyses.attribution import Attribution
 from auditor.analyses.base import Analysis, AuditContext, PlanContext, run_one
+from auditor.analyses.features import Features
 from auditor.analyses.gradients import Gradients
 from auditor.analyses.inventory import ModuleInventory
 from auditor.analyses.performance import Performance
@@ -15,7 +16,7 @@ from auditor.engine.plan import analysis_params
 from auditor.errors import ConfigError
 
 ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, ModuleAblation, Attribution, Trust,
-                                              Probes)
+                                              Probes, Features)
 """Every analysis, in report order."""
 
 

@@ -39,6 +39,9 @@ def test_digits_cnn_is_accurate_and_its_weights_reload_exactly(demo_out: Path) -
     assert measured == pytest.approx(trained, abs=1e-4)
     assert audit["metadata"]["n_samples"] == 360 and audit["metadata"]["n_classes"] == 10
     assert not [f for f in audit["findings"] if f["id"] == "performance.near_chance"]
+    features = next(s for s in audit["sections"] if s["id"] == "features")
+    assert features["error"] is None and features["seconds"] < 120  # about a minute on 2 cores, with slack
+    assert {"features.gallery.features.relu3", "features.maps.features.relu1"} <= {f["id"] for f in features["figures"]}
 
 
 def test_minilm_sentiment_audits_the_real_encoder_with_its_head(demo_out: Path) -> None:
@@ -51,6 +54,9 @@ def test_minilm_sentiment_audits_the_real_encoder_with_its_head(demo_out: Path) 
                                                                   abs=1 / 300 + 1e-9)
     assert audit["metrics"]["performance.accuracy"] > 0.65
     assert meta["weights_sha256"] and meta["n_samples"] == 300
+    features = next(s for s in audit["sections"] if s["id"] == "features")
+    assert features["error"] is None and features["details"]["text_units"] and features["details"]["attention"]
+    assert "features.attention_heads" in {f["id"] for f in features["figures"]}
 
 
 def test_the_degraded_digits_release_fails_its_check_against_the_first(demo_out: Path) -> None:
