@@ -617,14 +617,16 @@ class _TrustRun:
                          f"[{c_low:.3f}, {c_high:.3f}]", round(float(np.abs(change[sel]).mean()), 4)])
             stats[name] = {"n": n, "flips": k, "flip_rate": k / n, "mean_change": mean,
                            "mean_abs_change": float(np.abs(change[sel]).mean())}
-            if name != "all" and n >= 5 and (worst is None or k / n > worst[1]):
+            # a class counts against the model only where its flips are evidence: the Wilson interval's
+            # lower end above the threshold (2 flips of 37 is not)
+            if name != "all" and low > p.flip_threshold and (worst is None or k / n > worst[1]):
                 worst = (name, k / n, n)
         overall = stats["all"]
         metrics = {"flip_rate": overall["flip_rate"], "probability_change": overall["mean_change"],
                    "probability_change_abs": overall["mean_abs_change"], "edited_samples": float(overall["n"])}
         findings = []
         flagged = overall["flip_rate"] > p.flip_threshold or overall["mean_abs_change"] > p.probability_threshold \
-            or (worst is not None and worst[1] > p.flip_threshold)
+            or worst is not None
         if flagged:
             where = f"; in class {worst[0]} {worst[1]:.0%} of {worst[2]}" if worst is not None and worst[1] > 0 else ""
             findings.append(Finding(
