@@ -222,12 +222,8 @@ class _ImageAttribution:
 
     def _baseline(self, x: torch.Tensor) -> torch.Tensor:
         if self.p.baseline == "mean":
-            total = None
-            for batch in self.subject.batches(self.ctx.config.batch_size):
-                s = batch.inputs[self.key].double().sum(dim=0)
-                total = s if total is None else total + s
-            assert total is not None
-            return (total / len(self.subject)).float().expand_as(x).contiguous()
+            mean = self.subject.input_means(self.ctx.config.batch_size)[self.key]
+            return mean.to(x.device).expand_as(x).contiguous()
         return torch.zeros_like(x)
 
     def run(self, analysis: Attribution) -> Section:

@@ -167,7 +167,6 @@ class _TrustRun:
                                   embeddings=embeddings, n_steps=self.p.n_steps,
                                   internal_batch_size=internal_batch_size(self.subject, self.p.memory_budget_mb))
         self.methods = analysis.explainers(self.text)
-        self._mean: torch.Tensor | None = None
         tokenizer = self.subject.loaded.tokenizer
         self.markers = {getattr(tokenizer, f"{m}_token_id", None) for m in ("cls", "sep", "bos", "eos", "pad")} \
             if self.text else set()
@@ -178,14 +177,8 @@ class _TrustRun:
         if self.text:
             return self.subject.adapter.baseline_ids(x)
         if self.p.baseline == "mean":
-            if self._mean is None:
-                total: torch.Tensor | None = None
-                for batch in self.subject.batches(self.ctx.config.batch_size):
-                    s = batch.inputs[self.setup.key].double().sum(dim=0)
-                    total = s if total is None else total + s
-                assert total is not None
-                self._mean = (total / len(self.subject)).float()
-            return self._mean.to(x.device).expand_as(x).contiguous()
+            mean = self.subject.input_means(self.ctx.config.batch_size)[self.setup.key]
+            return mean.to(x.device).expand_as(x).contiguous()
         return torch.zeros_like(x)
 
     def _pick_samples(self) -> list[int]:
@@ -592,7 +585,8 @@ class _TrustRun:
         names = self.subject.class_names
         return names[c] if 0 <= c < len(names) else str(c)
 
-    def _edit_effects(self, indices: list[int], before: torch.Tensor, after: torch.Tensor
+    def _edit_effects(self, indices: list[int], before: torch.Tensor, after: torch.Tensor,
+                      share: Mapping[str, float] | None
                       ) -> tuple[dict[str, float], list[list[Any]], list[Finding], dict[str, Any]]:
         """Probability change of the target and flips, overall and per class, with intervals; the finding."""
         p = self.p
@@ -613,7 +607,8 @@ class _TrustRun:
             low, high = wilson(k, n)
             mean = float(change[sel].mean())
             c_low, c_high = bootstrap_mean(change[sel], seed=seed)
-            rows.append([name, n, round(k / n, 4), f"[{low:.3f}, {high:.3f}]", round(mean, 4),
+            rows.append([name, n, round(share[name], 4) if share is not None and name in share else "",
+                         round(k / n, 4), f"[{low:.3f}, {high:.3f}]", round(mean, 4),
                          f"[{c_low:.3f}, {c_high:.3f}]", round(float(np.abs(change[sel]).mean()), 4)])
             stats[name] = {"n": n, "flips": k, "flip_rate": k / n, "mean_change": mean,
                            "mean_abs_change": float(np.abs(change[sel]).mean())}
@@ -659,38 +654,32 @@ class _TrustRun:
         metrics: dict[str, float] = {}
         findings: list[Finding] = []
         details: dict[str, Any] = {"pairs": len(pairs), "protected_words": len(protected)}
-        # counterfactual swaps
+        share = self._word_share(protected, texts)
         edited = [(i, swapper.swap(t)) for i, t in enumerate(texts)]
         edited = [(i, s) for i, s in edited if s != texts[i]]
-        rows: list[list[Any]] = []
         parts = []
+        table = None
         if edited:
             indices = [i for i, _ in edited]
             before = self._forward_texts([texts[i] for i in indices])
             after = self._forward_texts([s for _, s in edited])
-            m, rows, findings, stats = self._edit_effects(indices, before, after)
+            m, rows, findings, stats = self._edit_effects(indices, before, after, share)
             metrics.update(m)
             details["swaps"] = stats
             details["examples"] = [{"index": i, "text": texts[i], "swapped": s} for i, s in edited[:3]]
             parts.append(f"{len(edited)} samples contained a word of the {len(pairs)} swap pairs; swapped, "
                          f"{stats['all']['flip_rate']:.1%} of their predictions flip")
+            table = _protected_table(
+                "Protected words: attribution share and counterfactual swaps", "swapped samples", rows,
+                "Words swapped both ways (he↔she, his↔her, names of different groups...). Flip: the predicted class "
+                "changes. Δ: probability of the sample's target class after the swap minus before. Share: "
+                "|attribution| on the protected words over all words (Integrated Gradients).")
         else:
             parts.append(f"no sample contains a word of the {len(pairs)} swap pairs, so there was nothing to swap")
-        # attribution share
-        share = self._word_share(protected, texts)
         if share is not None:
             metrics["protected_share"] = share["all"]
             details["share"] = share
             parts.append(f"protected words take {share['all']:.1%} of the attribution in the samples that have them")
-        for row in rows:
-            row.insert(2, round(share[row[0]], 4) if share is not None and row[0] in share else "")
-        table = Table(id="trust.protected", title="Protected words: attribution share and counterfactual swaps",
-                      columns=["class", "swapped samples", "attribution share", "flip rate", "95% interval",
-                               "mean Δ target probability", "95% interval", "mean |Δ|"], rows=rows,
-                      caption="Words swapped both ways (he↔she, his↔her, names of different groups...). Flip: the "
-                              "predicted class changes. Δ: probability of the sample's target class after the swap "
-                              "minus before. Share: |attribution| on the protected words over all words "
-                              "(Integrated Gradients). Intervals: Wilson (flips), bootstrap (Δ).") if rows else None
         return {"metrics": metrics, "findings": findings, "details": details, "table": table,
                 "summary": "; ".join(parts) + "."}
 
@@ -747,35 +736,38 @@ class _TrustRun:
         for c in sorted(set(self.targets[picked].tolist())):
             sel = (self.targets[picked] == c).numpy()
             share[self._class_name(c)] = float(share_per[sel].mean())
-        before, after, indices = [], [], []
+        after = []
         model = self.subject.model
         with torch.no_grad():
-            start = 0
             for batch in self.subject.batches(self.ctx.config.batch_size):
                 x = batch.inputs[key]
                 fill = blur(x) if p.region_fill == "blur" else self._baseline(x)
-                edited = dict(batch.inputs)
-                edited[key] = torch.where(mask.to(x.device).expand_as(x), fill, x)
-                before.append(torch.softmax(self.subject.adapter.forward(model, batch.inputs).float(), dim=1))
+                edited = dict(batch.inputs, **{key: torch.where(mask.to(x.device).expand_as(x), fill, x)})
                 after.append(torch.softmax(self.subject.adapter.forward(model, edited).float(), dim=1))
-                indices += list(range(start, start + x.shape[0]))
-                start += x.shape[0]
-        m, rows, findings, stats = self._edit_effects(indices, torch.cat(before), torch.cat(after))
+        # the intact predictions are the shared capture's: no second pass over the unedited data
+        before = torch.softmax(self.ctx.capture.scores.float(), dim=1)
+        indices = list(range(len(self.subject)))
+        m, rows, findings, stats = self._edit_effects(indices, before, torch.cat(after).cpu(), share)
         metrics.update(m)
-        for row in rows:
-            row.insert(2, round(share[row[0]], 4) if row[0] in share else "")
         where = p.region if p.region != "box" else f"box {list(p.region_box or ())}"
-        table = Table(id="trust.protected", title=f"Protected region ({where}): attribution share and replacement",
-                      columns=["class", "edited samples", "attribution share", "flip rate", "95% interval",
-                               "mean Δ target probability", "95% interval", "mean |Δ|"], rows=rows,
-                      caption=f"The region ({int(mask.sum())} of {mask.numel()} pixels) replaced by "
-                              f"{'a blurred copy' if p.region_fill == 'blur' else 'the baseline'} in every sample. "
-                              "Share: |Integrated Gradients| inside the region over the whole map, on the sanity "
-                              "samples. Intervals: Wilson (flips), bootstrap (Δ).")
+        table = _protected_table(
+            f"Protected region ({where}): attribution share and replacement", "edited samples", rows,
+            f"The region ({int(mask.sum())} of {mask.numel()} pixels) replaced by "
+            f"{'a blurred copy' if p.region_fill == 'blur' else 'the baseline'} in every sample. Share: |Integrated "
+            "Gradients| inside the region over the whole map, on the sanity samples.")
         return {"metrics": metrics, "findings": findings, "table": table,
                 "details": {"region": where, "pixels": int(mask.sum()), "share": share, "edits": stats},
                 "summary": f"replacing the {where} region flips {stats['all']['flip_rate']:.1%} of predictions, and "
                            f"it takes {share['all']:.1%} of the attribution."}
+
+
+
+def _protected_table(title: str, counted: str, rows: list[list[Any]], caption: str) -> Table:
+    """The protected-feature table (words or a region): one row overall, then one per class."""
+    return Table(id="trust.protected", title=title,
+                 columns=["class", counted, "attribution share", "flip rate", "95% interval",
+                          "mean Δ target probability", "95% interval", "mean |Δ|"], rows=rows,
+                 caption=caption + " Intervals: Wilson (flips), bootstrap (Δ).")
 
 
 __all__ = ["Trust", "TrustParams"]

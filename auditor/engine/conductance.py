@@ -35,7 +35,7 @@ from torch import nn
 
 from auditor.engine.capture import params_require_grad
 from auditor.progress import Progress
-from auditor.subject import Batch, Subject
+from auditor.subject import Subject
 from auditor.walk.collectors import BatchContext, by_unit
 from auditor.walk.joins import SumSite
 from auditor.walk.patch import patch
@@ -132,19 +132,6 @@ class _Points:
             self._keep(name, t, self.unit_values, self.unit_grads)
 
 
-def _float_inputs(batch: Batch) -> list[str]:
-    return [k for k, v in batch.inputs.items() if v.is_floating_point()]
-
-
-def _input_means(subject: Subject, batch_size: int) -> dict[str, torch.Tensor]:
-    sums: dict[str, torch.Tensor] = {}
-    for batch in subject.batches(batch_size):
-        for key in _float_inputs(batch):
-            total = batch.inputs[key].double().sum(dim=0)
-            sums[key] = sums[key] + total if key in sums else total
-    return {k: (v / len(subject)).float() for k, v in sums.items()}
-
-
 def run_sweep(subject: Subject, tree: ModuleTree, spec: SweepSpec, *, labels: torch.Tensor, batch_size: int,
               progress: Progress) -> SweepResult:
     """Conductance at every point of `spec` for the samples of `spec`; `labels` fixes each sample's target.
@@ -155,7 +142,7 @@ def run_sweep(subject: Subject, tree: ModuleTree, spec: SweepSpec, *, labels: to
         alphas = [float(a) for a in approximation_parameters(spec.method)[1](spec.n_steps + 1)]
     else:
         alphas = [k / spec.n_steps for k in range(spec.n_steps + 1)]
-    means = _input_means(subject, batch_size) if spec.baseline == "mean" else {}
+    means = subject.input_means(batch_size) if spec.baseline == "mean" else {}
     result = SweepResult(samples=spec.samples)
     chunks: dict[Any, list[torch.Tensor]] = {}
     deltas: list[torch.Tensor] = []

@@ -51,6 +51,7 @@ class Subject:
     labels: torch.Tensor | None
     class_names: list[str] = field(default_factory=list)
     _encoded: dict[int, list[Batch]] = field(default_factory=dict, repr=False)
+    _input_means: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -93,6 +94,19 @@ class Subject:
             yield batch
         if kept is not None:
             self._encoded[batch_size] = kept
+
+
+    def input_means(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """The mean of every float input over the audit data (a data-mean baseline), computed once."""
+        if self._input_means is None:
+            sums: dict[str, torch.Tensor] = {}
+            for batch in self.batches(batch_size):
+                for key, value in batch.inputs.items():
+                    if value.is_floating_point():
+                        total = value.double().sum(dim=0)
+                        sums[key] = sums[key] + total if key in sums else total
+            self._input_means = {k: (v / len(self)).float() for k, v in sums.items()}
+        return self._input_means
 
 
 def resolve_device(name: str) -> torch.device:
