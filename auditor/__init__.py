@@ -9,7 +9,7 @@
 from auditor.config import AuditConfig, load_config
 from auditor.errors import AuditorError, ConfigError, DataError, ExitCode, ModelLoadError, PolicyError
 from auditor.findings import Finding, Severity
-from auditor.pipeline import audit, plan_audit, run_audit
+from auditor.pipeline import audit, audit_generator, plan_audit, run_audit
 from auditor.policy.diff import ReleaseDiff, diff_reports
 from auditor.policy.evaluate import evaluate_policy
 from auditor.policy.load import load_policy
@@ -21,6 +21,6 @@ from auditor.report.schema import AuditReport, Section
 __all__ = [
     "AuditConfig", "AuditReport", "AuditorError", "ConfigError", "DataError", "ExitCode", "Finding",
     "ModelLoadError", "Policy", "PolicyError", "PolicyVerdict", "ReleaseDiff", "Section", "Severity", "audit",
-    "diff_reports", "evaluate_policy", "load_config", "load_policy", "load_report", "plan_audit", "run_audit",
+    "audit_generator", "diff_reports", "evaluate_policy", "load_config", "load_policy", "load_report", "plan_audit", "run_audit",
     "save_report",
 ]

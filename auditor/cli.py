@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from typer.core import TyperGroup
 from auditor import cli_gate
 from auditor.cli_gate import BaselineOpt, JunitOpt, MarkdownOpt, PolicyOpt, judge, load_gate
 from auditor.errors import AuditorError, ExitCode
+
+if TYPE_CHECKING:
+    from auditor.config import AuditConfig
 
 out = Console()
 err = Console(stderr=True)
@@ -121,6 +124,28 @@ def _ids(text: str | None) -> list[str] | None:
     return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _with_judges(cfg: AuditConfig, discriminator: str | None, discriminator_weights: Path | None,
+                 classifier: str | None, classifier_weights: Path | None, noise_dim: int | None) -> AuditConfig:
+    """The config with the generator options of the command line applied (they make the model a generator)."""
+    from auditor.config import validate_config
+
+    given = (discriminator, discriminator_weights, classifier, classifier_weights, noise_dim)
+    if all(option is None for option in given):
+        return cfg
+    raw = cfg.model_dump()
+    spec = raw.get("generator") or {"discriminator": {}}
+    for role, path, weights in (("discriminator", discriminator, discriminator_weights),
+                                ("classifier", classifier, classifier_weights)):
+        if path is not None or weights is not None:
+            table = spec.get(role) or {}
+            table.update({k: v for k, v in (("path", path), ("weights", str(weights) if weights else None)) if v})
+            spec[role] = table
+    if noise_dim is not None:
+        spec["noise_dim"] = noise_dim
+    raw["generator"] = spec
+    return validate_config(raw, source="command line")
+
+
 @app.command()
 def run(
     model: ModelOpt = None,
@@ -145,6 +170,11 @@ def run(
     plan: Annotated[bool, typer.Option("--plan", help="Print the plan (analyses, what each needs, passes, a time estimate from one timed batch) and exit; writes nothing.", rich_help_panel="Run")] = False,
     formats: Annotated[str, typer.Option("--formats", help="Comma-separated: json,html,pdf.", rich_help_panel="Run")] = "json,html,pdf",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel="Run")] = False,
+    discriminator: Annotated[Optional[str], typer.Option(help="The model is a generator: its discriminator (a factory package.module:function or a Hugging Face directory), the judge of realness.", rich_help_panel="Generator")] = None,
+    discriminator_weights: Annotated[Optional[Path], typer.Option(help="Weights of a factory discriminator.", rich_help_panel="Generator")] = None,
+    classifier: Annotated[Optional[str], typer.Option(help="A classifier trained on the real data, the judge of class, confidence and diversity (factory or directory).", rich_help_panel="Generator")] = None,
+    classifier_weights: Annotated[Optional[Path], typer.Option(help="Weights of a factory classifier.", rich_help_panel="Generator")] = None,
+    noise_dim: Annotated[Optional[int], typer.Option(min=1, help="Noise length \\[default: the generator's noise_dim/latent_dim/z_dim/nz].", rich_help_panel="Generator")] = None,
     policy: PolicyOpt = None,
     baseline: BaselineOpt = None,
     junit: JunitOpt = None,
@@ -166,6 +196,10 @@ def run(
       auditor run --config audit.toml --plan
 
       auditor run --config audit.toml --policy policy.toml --baseline last-release/ --junit junit.xml
+
+      auditor run --model mypkg.gan:generator --weights g.safetensors --discriminator mypkg.gan:discriminator
+        --discriminator-weights d.safetensors --classifier mypkg.nets:build --classifier-weights c.safetensors
+        --out audit/    (a generator: the noise is drawn with --seed, --max-samples vectors)
     """
     from auditor.config import AuditConfig, load_config
     from auditor.pipeline import plan_audit, run_audit
@@ -188,7 +222,8 @@ def run(
             "out": str(out_dir) if out_dir else None, "device": device, "batch_size": batch_size, "seed": seed,
             "analyses.only": _ids(analyses), "analyses.skip": _ids(skip),
         }
-        cfg = base.with_overrides(overrides)
+        cfg = _with_judges(base.with_overrides(overrides), discriminator, discriminator_weights, classifier,
+                           classifier_weights, noise_dim)
         if unlabeled:
             cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"label_column": None})})
         if plan:
@@ -242,13 +277,15 @@ def list_analyses() -> None:
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo reports.")] = Path("sample_reports"),
-    only: Annotated[Optional[str], typer.Option(help="Only this demo: digits_cnn, digits_cnn_v2, minilm_sentiment or minilm_encoder.")] = None,
+    only: Annotated[Optional[str], typer.Option(
+        help="Only this demo: digits_cnn, digits_cnn_v2, minilm_sentiment, minilm_encoder or digits_gan.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Audit the two embedded default models (a digits CNN and MiniLM sentiment) into OUT/<name>/.
+    """Audit the embedded default models (a digits CNN, MiniLM sentiment, a digits GAN) into OUT/<name>/.
 
     The digits CNN trains in seconds on scikit-learn's bundled digits; the MiniLM sentiment head trains on
-    the project's own sentiment sentences. Both are cached after the first run; nothing is downloaded.
+    the project's own sentiment sentences; the digits GAN trains in under a minute and is judged by its
+    discriminator and by the digits CNN. All are cached after the first run; nothing is downloaded.
     A second digits release, trained with digit 3 under-represented on purpose (digits_cnn_v2), is judged
     against the first: its diff and the failing check go to OUT/release_diff/.
     """
@@ -262,7 +299,9 @@ def demo(
         reports = run_demo(out_dir, names=names, progress=SilentProgress() if quiet else RichProgress())
     for demo_name, report in reports.items():
         trained = report.metadata.notes.get("heldout_accuracy_at_training")
-        out.print(f"[bold]{escape(demo_name)}[/]: held-out accuracy at training {trained:.1%}" if isinstance(trained, float) else demo_name)
+        seconds = report.metadata.notes.get("train_seconds")
+        out.print(f"[bold]{escape(demo_name)}[/]: held-out accuracy at training {trained:.1%}" if isinstance(trained, float)
+                  else f"[bold]{escape(demo_name)}[/]: trained in {seconds} s" if seconds is not None else demo_name)
         _print_summary(report, {"folder": str(out_dir / demo_name)})
         if report.policy is not None:
             from auditor.report.terminal import print_verdict

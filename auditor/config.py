@@ -47,6 +47,28 @@ class DataSpec(BaseModel):
     image_mode: Literal["RGB", "L"] = "RGB"
 
 
+class GeneratorSpec(BaseModel):
+    """`[generator]`: the model is a generator (noise -> sample), judged by its discriminator and, optionally,
+    a classifier trained on the real data. The noise batch has `[data] max_samples` samples drawn with the
+    audit's seed, or is read from `[data] path` (a .npz: `x` the noise, `y` the classes asked for)."""
+
+    model_config = _STRICT | ConfigDict(protected_namespaces=())
+
+    discriminator: ModelSpec
+    """The GAN's discriminator: a factory with weights, or a Hugging Face directory; higher = more real."""
+    discriminator_output: Literal["logit", "probability"] = "logit"
+    """What the discriminator returns: a logit (realness = its sigmoid) or a probability already."""
+    classifier: ModelSpec | None = None
+    """A classifier trained on the real data: confidence, class histogram and diversity of the samples."""
+    noise_dim: int | None = Field(None, ge=1)
+    """Length of the noise vector (default: the generator's `noise_dim`, `latent_dim`, `z_dim` or `nz`)."""
+    noise: Literal["normal", "uniform"] = "normal"
+    """Standard normal, or uniform on [-1, 1]."""
+    classes: int | None = Field(None, ge=0)
+    """A conditional generator: its number of classes; each sample asks for one, in turn (0..classes-1), as
+    the generator's second input. Default: the generator's `n_classes` attribute, else 0 (unconditional)."""
+
+
 class AnalysesConfig(BaseModel):
     """`[analyses]`: which analyses run, and one `[analyses.<id>]` table of parameters per analysis.
 
@@ -111,6 +133,8 @@ class AuditConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(32, ge=1)
     seed: int = 0
+    generator: GeneratorSpec | None = None
+    """Set when the model is a generator: its judges and its noise (see `GeneratorSpec`)."""
     analyses: AnalysesConfig = AnalysesConfig()
 
     @model_validator(mode="before")
@@ -164,10 +188,18 @@ def load_config(path: str | Path) -> AuditConfig:
         table = raw.get(section, {}) if section else raw
         if isinstance(table, dict) and isinstance(table.get(key), str):
             table[key] = str((base / table[key]).resolve()) if not Path(table[key]).is_absolute() else table[key]
-    model_table = raw.get("model", {})
-    if isinstance(model_table, dict) and isinstance(model_table.get("path"), str):
-        candidate = model_table["path"]
-        # A factory spec ("pkg.mod:fn") is not a path; a directory relative to the file is.
-        if (base / candidate).exists() and not Path(candidate).is_absolute():
-            model_table["path"] = str((base / candidate).resolve())
+    generator = raw.get("generator")
+    judges = [generator.get(k) for k in ("discriminator", "classifier")] if isinstance(generator, dict) else []
+    for model_table in [raw.get("model", {}), *judges]:
+        if not isinstance(model_table, dict):
+            continue
+        for key in ("weights", "head"):
+            if model_table is not raw.get("model") and isinstance(model_table.get(key), str) \
+                    and not Path(model_table[key]).is_absolute():
+                model_table[key] = str((base / model_table[key]).resolve())
+        if isinstance(model_table.get("path"), str):
+            candidate = model_table["path"]
+            # A factory spec ("pkg.mod:fn") is not a path; a directory relative to the file is.
+            if (base / candidate).exists() and not Path(candidate).is_absolute():
+                model_table["path"] = str((base / candidate).resolve())
     return validate_config(raw, source=str(path))

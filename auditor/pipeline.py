@@ -106,6 +106,11 @@ def _portable_config(config: AuditConfig) -> dict[str, Any]:
     for table, key in (("model", "path"), ("model", "weights"), ("model", "head"), ("data", "path")):
         raw[table][key] = portable_path(raw[table][key])
     raw["out"] = portable_path(raw["out"])
+    for judge in ("discriminator", "classifier"):
+        spec: dict[str, Any] | None = (raw.get("generator") or {}).get(judge)
+        if spec:
+            for key in ("path", "weights", "head"):
+                spec[key] = portable_path(spec[key])
     return raw
 
 
@@ -175,6 +180,60 @@ def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None,
                          load_seconds=time.perf_counter() - started)
 
 
+def audit_generator(generator: nn.Module, discriminator: nn.Module, classifier: nn.Module | None = None, *,
+                    config: AuditConfig | None = None, noise_dim: int | None = None, classes: int | None = None,
+                    discriminator_output: str = "logit", analyses: Sequence[str] | None = None, skip: Sequence[str] = (),
+                    progress: Progress | None = None, notes: Mapping[str, Any] | None = None,
+                    **options: Any) -> AuditReport:
+    """Audits a generator (noise -> sample) by what its discriminator and a classifier say of its samples.
+
+    Args:
+        generator: takes a (batch, noise_dim) noise tensor (and, when conditional, a (batch,) class tensor).
+        discriminator: takes a batch of samples (and the classes, when its forward has two arguments) and
+            returns one realness score per sample, a logit unless `discriminator_output="probability"`.
+        classifier: optional, trained on the real data: class scores per sample.
+        config: a full AuditConfig; `options` override its fields (`seed=1`, `max_samples=256` noise vectors).
+        noise_dim, classes: as `[generator]` (default: the generator's `noise_dim`/`n_classes` attributes).
+        analyses, skip, progress, notes: as for `audit`.
+
+    Returns:
+        The AuditReport, with the module inventory and the `judge` section.
+    """
+    from auditor.config import GeneratorSpec
+    from auditor.subject.generator import classes_of, noise_data, noise_dim_of
+    from auditor.subject.judges import Judges
+
+    for role, module in (("generator", generator), ("discriminator", discriminator), ("classifier", classifier)):
+        if module is not None and not isinstance(module, nn.Module):
+            raise ConfigError(f"{role} must be an nn.Module, not {type(module).__name__}")
+    config = config or AuditConfig()
+    data_fields = set(type(config.data).model_fields)
+    overrides: dict[str, Any] = {(f"data.{k}" if k in data_fields else k): v for k, v in options.items()}
+    if analyses is not None:
+        overrides["analyses.only"] = list(analyses)
+    if skip:
+        overrides["analyses.skip"] = list(skip)
+    spec = {"discriminator": {"name": type(discriminator).__name__}, "noise_dim": noise_dim, "classes": classes,
+            "discriminator_output": discriminator_output}
+    if classifier is not None:
+        spec["classifier"] = {"name": type(classifier).__name__}
+    config = config.with_overrides(overrides)
+    config = config.model_copy(update={"generator": GeneratorSpec.model_validate(spec)})
+    seed_everything(config.seed)
+    started = time.perf_counter()
+    assert config.generator is not None
+    loaded = _wrap_module(generator, None)
+    loaded.generates, loaded.has_head = True, False
+    data = noise_data(config, dim=noise_dim_of(generator, config.generator),
+                      classes=classes_of(generator, config.generator))
+    judge_c = _wrap_module(classifier, None) if classifier is not None else None
+    judges = Judges(discriminator=_wrap_module(discriminator, None), output=config.generator.discriminator_output,
+                    classifier=judge_c, class_names=list(judge_c.class_names) if judge_c is not None else [])
+    subject = build_subject(loaded, data, config, task="generation", judges=judges)
+    return audit_subject(subject, config, progress=progress or SilentProgress(), notes=notes,
+                         load_seconds=time.perf_counter() - started)
+
+
 def _wrap_module(model: nn.Module, tokenizer: Any) -> LoadedModel:
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be an nn.Module or a path/factory string, not {type(model).__name__}")
@@ -206,4 +265,4 @@ def _in_memory_data(data: Any, *, max_samples: int, seed: int) -> AuditData:
     return cap_samples(audit_data, max_samples=max_samples, seed=seed)
 
 
-__all__ = ["audit", "audit_subject", "plan_audit", "plan_subject", "run_audit"]
+__all__ = ["audit", "audit_generator", "audit_subject", "plan_audit", "plan_subject", "run_audit"]

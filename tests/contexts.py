@@ -28,3 +28,24 @@ def make_context(model: nn.Module, x: torch.Tensor | Any, y: torch.Tensor | Any 
     merged = Needs.union([needs or Needs(), *(a.needs(plan_ctx) for a in analyses)])
     executor = LocalExecutor(subject, plan_ctx.tree, batch_size=config.batch_size, progress=SilentProgress())
     return AuditContext.after(plan_ctx, capture=executor.capture(merged), executor=executor)
+
+
+def make_generator_context(generator: nn.Module, discriminator: nn.Module, classifier: nn.Module | None = None, *,
+                           samples: int = 48, batch_size: int = 16, analyses: Sequence[Analysis] = ()) -> AuditContext:
+    """A generator subject (seeded noise, its judges) captured for `analyses`, as `auditor.audit_generator` does."""
+    from auditor.config import GeneratorSpec, ModelSpec
+    from auditor.subject.generator import classes_of, noise_data, noise_dim_of
+    from auditor.subject.judges import Judges
+
+    spec = GeneratorSpec(discriminator=ModelSpec(), classifier=ModelSpec() if classifier is not None else None)
+    config = AuditConfig(batch_size=batch_size, generator=spec).with_overrides({"data.max_samples": samples})
+    loaded = _wrap_module(generator, None)
+    loaded.generates, loaded.has_head = True, False
+    data = noise_data(config, dim=noise_dim_of(generator, spec), classes=classes_of(generator, spec))
+    judges = Judges(discriminator=_wrap_module(discriminator, None),
+                    classifier=_wrap_module(classifier, None) if classifier is not None else None)
+    subject = build_subject(loaded, data, config, task="generation", judges=judges)
+    plan_ctx, _ = plan_subject(subject, config)
+    merged = Needs.union([a.needs(plan_ctx) for a in analyses])
+    executor = LocalExecutor(subject, plan_ctx.tree, batch_size=config.batch_size, progress=SilentProgress())
+    return AuditContext.after(plan_ctx, capture=executor.capture(merged), executor=executor)

@@ -164,3 +164,141 @@ class CifarResNet(nn.Module):
 
 def build_cifar_resnet() -> CifarResNet:
     return _seeded(CifarResNet)
+
+
+# --- generators and their judges, with answers known by construction ------------------------------------
+
+def templates() -> Tensor:
+    """Three 4×4 'digits': five lit pixels each, on disjoint pixels (rows of a (3, 16) tensor)."""
+    t = torch.zeros(3, 16)
+    for k in range(3):
+        t[k, k * 5:k * 5 + 5] = 1.0
+    return t
+
+
+class TemplateClassifier(nn.Module):
+    """Nearest template: logits 2 x·t_k − |t_k|² (= −|x − t_k|² up to a shift common to all classes).
+    Its penultimate features are the flattened image (the input of its one linear layer)."""
+
+    class_names = ["zero", "one", "two"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(16, 3)
+        with torch.no_grad():
+            t = templates()
+            self.fc.weight.copy_(2 * t)
+            self.fc.bias.copy_(-(t * t).sum(dim=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.flatten(x))
+
+
+class TemplateDiscriminator(nn.Module):
+    """Realness logit 3 − 4 · (squared distance to the nearest template): a template is real (0.95), the
+    average of the three templates is not (~0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("t", templates())
+        self.scale = nn.Parameter(torch.tensor(4.0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        distance = torch.cdist(x.flatten(1), self.t).pow(2).min(dim=1).values
+        return 3.0 - self.scale * distance
+
+
+class Residual(nn.Module):
+    def __init__(self, width: int, gain: float) -> None:
+        super().__init__()
+        self.branch = nn.Linear(width, width)
+        with torch.no_grad():
+            self.branch.weight.copy_(gain * torch.eye(width))
+            self.branch.bias.zero_()
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.branch(h)
+
+
+class Paint(nn.Module):
+    """h (batch, 3) -> (batch, 1, 4, 4): the templates mixed by softmax(4 h), nearly one template per sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("t", templates())
+
+    def forward(self, h: Tensor) -> Tensor:
+        return (torch.softmax(4 * h, dim=1) @ self.t).reshape(-1, 1, 4, 4)
+
+
+class ToyGenerator(nn.Module):
+    """Noise (batch, 4) -> one of three templates. `first` spreads the noise (ablated by its mean, every sample
+    becomes the blurred average of the templates: realness collapses); `blocks.0` adds a little to the
+    stream; `blocks.1` is an identity: its branch has zero weights, so ablating it can move nothing."""
+
+    noise_dim = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.first.weight.copy_(3 * torch.eye(3, 4))
+            self.first.bias.zero_()
+        self.blocks = nn.Sequential(Residual(3, 0.1), Residual(3, 0.0))
+        self.paint = Paint()
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.paint(self.blocks(self.first(z)))
+
+
+class Painter(nn.Module):
+    """Adds, to the samples asked to be class k, the stroke that turns template 0 into template k."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+        t = templates()
+        self.stroke = nn.Parameter(t[k] - t[0])
+
+    def forward(self, z: Tensor, y: Tensor) -> Tensor:
+        return (y == self.k).float().unsqueeze(1) * self.stroke * (1 + 0.05 * z[:, :1])
+
+
+class PainterGenerator(nn.Module):
+    """Conditional: (noise (batch, 4), class (batch,)) -> template 0 plus, for class k > 0, painter k-1's stroke.
+    Ablating `painters.0` (mean) leaves class-1 samples a third of their stroke: they become class 0, and
+    class 1 vanishes from the classifier's histogram while class 2 is untouched."""
+
+    noise_dim = 4
+    n_classes = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base = nn.Linear(4, 16)
+        with torch.no_grad():
+            self.base.weight.mul_(0.02)
+            self.base.bias.copy_(templates()[0])
+        self.painters = nn.ModuleList([Painter(1), Painter(2)])
+
+    def forward(self, z: Tensor, y: Tensor) -> Tensor:
+        x = self.base(z)
+        for painter in self.painters:
+            x = x + painter(z, y)
+        return x.reshape(-1, 1, 4, 4)
+
+
+def build_toy_generator() -> ToyGenerator:
+    return _seeded(ToyGenerator)
+
+
+def build_painter_generator() -> PainterGenerator:
+    return _seeded(PainterGenerator)
+
+
+def build_template_discriminator() -> TemplateDiscriminator:
+    return TemplateDiscriminator()
+
+
+def build_template_classifier() -> TemplateClassifier:
+    return TemplateClassifier()

@@ -8,6 +8,7 @@ from auditor.analyses.base import Analysis, AuditContext, PlanContext, run_one
 from auditor.analyses.features import Features
 from auditor.analyses.gradients import Gradients
 from auditor.analyses.inventory import ModuleInventory
+from auditor.analyses.judge import Judge
 from auditor.analyses.performance import Performance
 from auditor.analyses.probes import Probes
 from auditor.analyses.trust import Trust
@@ -15,8 +16,8 @@ from auditor.config import AnalysesConfig
 from auditor.engine.plan import analysis_params
 from auditor.errors import ConfigError
 
-ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, ModuleAblation, Attribution, Trust,
-                                              Probes, Features)
+ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, ModuleAblation, Judge, Attribution,
+                                              Trust, Probes, Features)
 """Every analysis, in report order."""
 
 

@@ -44,10 +44,9 @@ from auditor.analyses.ablation_findings import findings_of, metrics_of, summary_
 from auditor.analyses.ablation_metrics import prunable_fraction, prune_key, pruning_curves, reference, score_rows
 from auditor.analyses.base import Analysis, AuditContext, PlanContext
 from auditor.analyses.gradients import attention_heads
-from auditor.engine.executor import LocalExecutor
 from auditor.engine.needs import Needs
 from auditor.engine.plan import PatchedPass
-from auditor.engine.prefix import PassRoute, PrefixRun, Traced, run_with_cached_prefixes
+from auditor.engine.prefix import PassRoute, Traced
 from auditor.errors import ConfigError
 from auditor.report.schema import Cost, Section
 
@@ -98,17 +97,6 @@ class AblationParams(BaseModel):
     """Modules in the bar chart."""
     max_findings: int = Field(8, ge=1)
     """At most this many findings of each kind (the strongest)."""
-
-
-def _executor_scores(ctx: AuditContext, passes: list[PatchedPass], traced: dict[str, Traced],
-                     p: AblationParams) -> tuple[list[torch.Tensor], list[PassRoute | None], PrefixRun | None]:
-    if isinstance(ctx.executor, LocalExecutor):
-        seconds = {name: record.seconds for name, record in ctx.capture.records.items()}
-        run = run_with_cached_prefixes(ctx.subject, ctx.tree, passes, traced=traced,
-                                       batch_size=ctx.config.batch_size, budget_bytes=p.cache_mib << 20,
-                                       progress=ctx.progress, seconds=seconds)
-        return run.scores, list(run.routes), run
-    return ctx.executor.scores(passes), [None] * len(passes), None  # another executor runs whole passes
 
 
 class ModuleAblation(Analysis):
@@ -185,7 +173,7 @@ class ModuleAblation(Analysis):
             if key not in index:
                 index[key] = len(passes)
                 passes.append(PatchedPass(patches=patches, label=label))
-        scores, routes, run = _executor_scores(ctx, passes, traced, p)
+        scores, routes, run = ctx.patched_scores(passes, cache_bytes=p.cache_mib << 20)
         ref = reference(ctx, p)
         rows = score_rows(ref, selection.targets, [scores[index[t.key]] for t in selection.targets],
                           [routes[index[t.key]] for t in selection.targets])

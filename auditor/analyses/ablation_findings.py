@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from auditor.analyses.ablation_metrics import Curve, Reference, Row
-from auditor.analyses.ablation_targets import Selection
+from auditor.analyses.ablation_targets import Selection, describe_target
 from auditor.engine.prefix import PassRoute, PrefixRun
 from auditor.findings import Finding, Severity
 
@@ -27,15 +27,8 @@ def rank_key(row: Row) -> tuple[float, float, float]:
 
 
 def describe(row: Row) -> str:
-    """The row's name in a sentence: "features.gap's unit 12", "the head 3 of ...", "layer.2 (its branches ...)"."""
-    t = row.target
-    if t.kind == "unit":
-        return f"unit {t.index} of {t.module}"
-    if t.kind == "head":
-        return f"head {t.index} of {t.module}"
-    if t.branches:
-        return f"{t.name} (by its residual branch{'es' * (len(t.branches) > 1)} {', '.join(t.branches)})"
-    return t.name
+    """The row's name in a sentence."""
+    return describe_target(row.target)
 
 
 def _pct(value: float) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 
 from auditor.analyses.ablation_findings import MODULE_KINDS, class_gap, rank_key
 from auditor.analyses.ablation_metrics import Curve, Reference, Row
-from auditor.analyses.ablation_targets import Selection
+from auditor.analyses.ablation_targets import Selection, ablated_as
 from auditor.analyses.gradients import _labels as axis_labels
 from auditor.analyses.gradients import _short as short
 from auditor.report.figures import new_figure, to_figure
@@ -33,11 +33,7 @@ def _route(row: Row) -> str:
 
 
 def _ablated_as(row: Row) -> str:
-    t = row.target
-    if t.branches:
-        tails = [b[len(t.name) + 1:] if b.startswith(f"{t.name}.") else b for b in t.branches]
-        return f"{' + '.join(tails)} ({t.replaced})"
-    return t.replaced
+    return ablated_as(row.target)
 
 
 def _hit(row: Row) -> str | None:

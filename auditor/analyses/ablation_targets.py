@@ -45,6 +45,25 @@ class Target:
     """The unit or head index."""
 
 
+def describe_target(t: Target) -> str:
+    """A target's name in a sentence: "unit 12 of features.gap", "head 3 of ...", "layer.2 (by its residual ...)"."""
+    if t.kind == "unit":
+        return f"unit {t.index} of {t.module}"
+    if t.kind == "head":
+        return f"head {t.index} of {t.module}"
+    if t.branches:
+        return f"{t.name} (by its residual branch{'es' * (len(t.branches) > 1)} {', '.join(t.branches)})"
+    return t.name
+
+
+def ablated_as(t: Target) -> str:
+    """What replaced the target's output, naming a residual block's branches relative to it."""
+    if t.branches:
+        tails = [b[len(t.name) + 1:] if b.startswith(f"{t.name}.") else b for b in t.branches]
+        return f"{' + '.join(tails)} ({t.replaced})"
+    return t.replaced
+
+
 @dataclass(frozen=True)
 class PruneStep:
     """One point of a pruning curve: `removed` of a layer's kernels gone, chosen by `method`."""
@@ -293,5 +312,6 @@ def _site(ctx: PlanContext, traced: Mapping[str, Traced], name: str, units: int)
     return name
 
 
-__all__ = ["Granularity", "PruneStep", "Selection", "Target", "default_unit_layers", "head_targets",
+__all__ = ["Granularity", "PruneStep", "Selection", "Target", "ablated_as", "default_unit_layers", "describe_target",
+           "head_targets",
            "module_targets", "prune_layers", "prune_steps", "residual_branches", "select_modules", "unit_targets"]

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar
 
+import torch
 from pydantic import BaseModel, ConfigDict
 
 from auditor.config import AuditConfig
 from auditor.engine.capture import Capture
 from auditor.engine.needs import Needs
-from auditor.engine.prefix import Traced, trace_modules
+from auditor.engine.prefix import PassRoute, PrefixRun, Traced, run_with_cached_prefixes, trace_modules
 from auditor.errors import AuditorError
 from auditor.findings import Finding, Severity
 from auditor.progress import Progress, SilentProgress
@@ -33,6 +34,8 @@ from auditor.walk.tree import ModuleTree
 
 if TYPE_CHECKING:
     from auditor.engine.executor import Executor
+    from auditor.engine.plan import PatchedPass
+
 
 log = logging.getLogger("auditor")
 
@@ -95,6 +98,20 @@ class AuditContext(PlanContext):
     def clean(self) -> CleanMetrics:
         """The intact model's predictions, accuracy, loss and per-class recall on the audit data, computed once."""
         return self.subject.head.metrics(self.capture.scores, self.subject.labels)
+
+    def patched_scores(self, passes: list[PatchedPass], *, cache_bytes: int
+                       ) -> tuple[list[torch.Tensor], list[PassRoute | None], PrefixRun | None]:
+        """Every patched pass's scores, in order: in this process on cached prefixes (what precedes the first
+        patched module is recorded once, within `cache_bytes`), else whole passes on the executor."""
+        from auditor.engine.executor import LocalExecutor
+
+        if isinstance(self.executor, LocalExecutor):
+            seconds = {name: record.seconds for name, record in self.capture.records.items()}
+            run = run_with_cached_prefixes(self.subject, self.tree, passes, traced=self.traced,
+                                           batch_size=self.config.batch_size, budget_bytes=cache_bytes,
+                                           progress=self.progress, seconds=seconds)
+            return run.scores, list(run.routes), run
+        return self.executor.scores(passes), [None] * len(passes), None
 
     @cached_property
     def rows(self) -> list[ModuleRow]:

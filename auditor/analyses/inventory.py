@@ -19,6 +19,7 @@ from auditor.analyses.base import Analysis, AuditContext
 from auditor.findings import Finding, Severity
 from auditor.report.figures import new_figure, to_figure
 from auditor.report.schema import Figure, ModuleRow, Section, Table
+from auditor.subject import Modality, Task
 
 
 class InventoryParams(BaseModel):
@@ -39,6 +40,8 @@ class ModuleInventory(Analysis):
     title: ClassVar[str] = "Module inventory"
     params_type: ClassVar[type[BaseModel]] = InventoryParams
     cost_note: ClassVar[str] = "reads the statistics of the shared capture; no pass of its own"
+    modalities: ClassVar[frozenset[Modality]] = frozenset({"text", "image", "tabular", "noise"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding", "generation"})
 
     def __init__(self, params: InventoryParams | None = None) -> None:
         self.params: InventoryParams = params or InventoryParams()

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from auditor.config import AnalysesConfig, AuditConfig, DataSpec, ModelSpec
+from auditor.config import AnalysesConfig, AuditConfig, DataSpec, GeneratorSpec, ModelSpec
 from auditor.progress import Progress, SilentProgress
 from auditor.report.schema import AuditReport
 
-DEMOS = ("digits_cnn", "digits_cnn_v2", "minilm_sentiment", "minilm_encoder")
+DEMOS = ("digits_cnn", "digits_cnn_v2", "minilm_sentiment", "minilm_encoder", "digits_gan")
 """`digits_cnn_v2` is a second release of the digits CNN, degraded on purpose (`auditor.demo.release`);
 `minilm_encoder` is the bare pretrained encoder of `minilm_sentiment`, without its head: its report shows at
-which layer sentiment becomes linearly decodable (the probes read the held-out labels)."""
+which layer sentiment becomes linearly decodable (the probes read the held-out labels); `digits_gan` is a
+class-conditional GAN of digits, judged by its discriminator and by the digits CNN."""
 
 
 def cache_dir() -> Path:
@@ -56,6 +57,23 @@ def demo_config(name: str, *, progress: Progress | None = None, seed: int = 0) -
             model=ModelSpec(path=str(info["encoder"]), head=str(info["head"]), name="minilm-sentiment"),
             data=DataSpec(path=str(info["data"])), seed=seed, batch_size=32,
         )
+    elif name == "digits_gan":
+        from auditor.demo import digits, gan
+
+        progress.note("digits GAN: preparing (trains once, ~40 s, then cached; the digits CNN judges it)")
+        cnn = digits.prepare(cache_dir(), seed=seed)
+        info = gan.prepare(cache_dir(), seed=seed)
+        config = AuditConfig(
+            model=ModelSpec(path="auditor.demo.gan:build_generator", weights=str(info["generator"]), name="digits-gan"),
+            generator=GeneratorSpec(
+                discriminator=ModelSpec(path="auditor.demo.gan:build_discriminator",
+                                        weights=str(info["discriminator"])),
+                classifier=ModelSpec(path="auditor.demo.digits:build_model", weights=str(cnn["weights"]))),
+            data=DataSpec(max_samples=1000), seed=seed, batch_size=250,
+            # which of the last block's channels draws which digit?
+            analyses=AnalysesConfig.model_validate({"judge": {"unit_layers": ["up"]}}),
+        )
+        return config, {"train_samples": info["train_samples"], "train_seconds": info["train_seconds"]}
     else:
         raise ValueError(f"unknown demo {name!r}; known: {DEMOS}")
     notes = {"heldout_accuracy_at_training": round(float(info["heldout_accuracy"]), 4),

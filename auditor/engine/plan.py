@@ -162,7 +162,10 @@ def make_plan(ctx: PlanContext, registry: Sequence[type[Analysis]], *, time_one_
     selection = ctx.config.analyses
     candidates, not_run = select(registry, only=selection.only, skip=selection.skip)
     planned = []
+    generator = ctx.subject.task == "generation"
     for analysis_type in candidates:
+        if generator != (analysis_type.tasks == frozenset({"generation"})) and ctx.subject.task not in analysis_type.tasks:
+            continue  # made for the other kind of model (generators vs models that decide): not even "not run"
         analysis = analysis_type(analysis_params(analysis_type, selection.table(analysis_type.id)))
         try:
             reason = analysis.not_applicable(ctx)

@@ -135,6 +135,20 @@ severity = "info"
 fail_on_new = true         # only modules (and heads, units) the baseline did not name
 critical = false
 
+[[rule]]
+name = "generated samples stay recognizable"
+metric = "judge.intact_confidence"
+max_drop = 0.05            # the classifier judge's mean confidence, against the last release's generator
+critical = false
+optional = true            # generators only, and only with a classifier judge
+
+[[rule]]
+name = "no new generator module draws one class alone"
+findings = ["judge.class_specific"]
+severity = "info"
+fail_on_new = true
+critical = false
+
 # A waiver accepts one finding (by id, optionally on one module) until its expiry date, with a reason.
 # From the day after `expires` it no longer waives, and the verdict says so.
 #

@@ -13,13 +13,15 @@ from auditor.config import AuditConfig
 from auditor.errors import AuditorError, DataError
 from auditor.subject.adapters import ModelAdapter
 from auditor.subject.data import AuditData, RawLabel, load_data
+from auditor.subject.judges import Judges
 from auditor.subject.loading import LoadedModel, load_model
 from auditor.subject.task import Task, TaskHead, task_head
 
 __all__ = ["Batch", "Modality", "Subject", "Task", "TaskHead", "build_subject", "load_subject", "map_labels",
            "resolve_device"]
 
-Modality = Literal["text", "image", "tabular"]
+Modality = Literal["text", "image", "tabular", "noise"]
+"""What the model reads; "noise": a generator's noise vectors."""
 ENCODED_CACHE_BYTES = 1 << 30
 """Encoded batches up to this size are kept for every pass of the audit; larger data is re-encoded."""
 
@@ -50,6 +52,8 @@ class Subject:
     n_outputs: int
     labels: torch.Tensor | None
     class_names: list[str] = field(default_factory=list)
+    judges: Judges | None = None
+    """A generator's judges (its discriminator, and a classifier when one is given)."""
     _encoded: dict[int, list[Batch]] = field(default_factory=dict, repr=False)
     _input_means: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
@@ -64,6 +68,11 @@ class Subject:
 
     def __len__(self) -> int:
         return len(self.data)
+
+    @property
+    def conditions(self) -> torch.Tensor | None:
+        """A conditional generator's classes asked for, one per sample (None otherwise)."""
+        return torch.from_numpy(self.data.conditions).long() if self.data.conditions is not None else None
 
     def n_batches(self, batch_size: int) -> int:
         return -(-len(self.data) // batch_size)
@@ -118,12 +127,20 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_subject(config: AuditConfig) -> Subject:
-    """Loads the model and the data that `config` names and checks them against each other."""
+    """Loads the model and the data that `config` names and checks them against each other; a generator
+    (`[generator]`) with its noise and its judges."""
+    if config.generator is not None:
+        from auditor.subject.generator import load_generator
+
+        loaded, data, judges = load_generator(config)
+        return build_subject(loaded, data, config, task="generation", judges=judges)
     return build_subject(load_model(config.model), load_data(config.data, seed=config.seed), config)
 
 
-def build_subject(loaded: LoadedModel, data: AuditData, config: AuditConfig, *, task: Task | None = None) -> Subject:
-    """Runs one probe forward on two samples, decides the task, and maps labels to class indices."""
+def build_subject(loaded: LoadedModel, data: AuditData, config: AuditConfig, *, task: Task | None = None,
+                  judges: Judges | None = None) -> Subject:
+    """Runs one probe forward on two samples, decides the task, and maps labels to class indices; a
+    generator's judges must accept its samples."""
     if len(data) == 0:
         raise DataError("the audit data holds no samples")
     device = resolve_device(config.device)
@@ -144,10 +161,14 @@ def build_subject(loaded: LoadedModel, data: AuditData, config: AuditConfig, *, 
                         f"{hint}") from None
     scores = adapter.scores(output, probe_inputs)
     n_outputs = int(scores.shape[1])
+    if judges is not None:
+        _check_judges(judges, scores, adapter, probe_inputs, device, config.batch_size)
     if task is None:
         task = "classification" if loaded.has_head else "embedding"
     modality: Modality = "text" if data.kind == "text" else (
         "image" if data.kind == "images" or (data.arrays is not None and data.arrays.ndim >= 4) else "tabular")
+    if task == "generation":
+        modality = "noise"
     labels = None
     class_names = loaded.class_names[:n_outputs] if task == "classification" else []
     if data.labels is not None and task == "classification":
@@ -155,8 +176,26 @@ def build_subject(loaded: LoadedModel, data: AuditData, config: AuditConfig, *, 
         labels = torch.tensor(indices, dtype=torch.long)
     if task == "classification" and not class_names:
         class_names = [str(i) for i in range(max(n_outputs, 2))]
+    if judges is not None:
+        class_names = judges.class_names
     return Subject(loaded=loaded, data=data, adapter=adapter, device=device, modality=modality, task=task,
-                   n_outputs=n_outputs, labels=labels, class_names=class_names)
+                   n_outputs=n_outputs, labels=labels, class_names=class_names, judges=judges)
+
+
+def _check_judges(judges: Judges, scores: torch.Tensor, adapter: ModelAdapter, inputs: dict[str, torch.Tensor],
+                  device: torch.device, batch_size: int) -> None:
+    """The judges read the generator's first samples, or the audit stops with what they said (exit 2)."""
+    judges.to(device)
+    assert adapter.sample_shape is not None
+    try:
+        verdicts = judges.score(scores.detach(), adapter.sample_shape, inputs.get("y"), batch_size=batch_size,
+                                device=device)
+    except Exception as err:
+        message = " ".join(str(err).split())[:300]
+        raise DataError(f"the judges could not read the generator's samples (shape {tuple(adapter.sample_shape)}): "
+                        f"{type(err).__name__}: {message}") from None
+    if verdicts.probabilities is not None and not judges.class_names:
+        judges.class_names = [str(i) for i in range(verdicts.probabilities.shape[1])]
 
 
 _CHANNELS = re.compile(r"to have (\d+) channels?, but got (\d+) channels?")

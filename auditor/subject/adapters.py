@@ -31,6 +31,8 @@ class ModelAdapter:
         self.spec = spec
         self.device = device
         self.keyword_inputs = loaded.kind != "module" or data.kind == "text"
+        self.sample_shape: tuple[int, ...] | None = None
+        """A generator's sample shape, read from its output (None until it ran)."""
         self._accepted = self._accepted_keywords(loaded.module)
         if data.kind == "text" and loaded.tokenizer is None:
             raise DataError(
@@ -64,6 +66,8 @@ class ModelAdapter:
             assert data.arrays is not None
             x = torch.from_numpy(np.ascontiguousarray(data.arrays[start:stop]))
             inputs = {"pixel_values": x} if self.loaded.kind == "hf_image" else {"x": x}
+            if data.conditions is not None:  # a conditional generator: (noise, class) positionally
+                inputs["y"] = torch.from_numpy(np.ascontiguousarray(data.conditions[start:stop])).long()
         return {k: v.to(self.device) for k, v in inputs.items()}
 
     def encode_texts(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -110,6 +114,12 @@ class ModelAdapter:
         """The model's answer as (batch, outputs): logits, or a bare encoder's pooled hidden state."""
         batch = next(iter(inputs.values())).shape[0]
         tensor = self._pick(output, inputs)
+        if self.loaded.generates:  # a generator's answer is its sample, flattened
+            if tensor.dim() == 0 or tensor.shape[0] != batch:
+                raise ModelLoadError(f"the generator's output has shape {tuple(tensor.shape)}; expected "
+                                     f"(batch={batch}, ...) samples")
+            self.sample_shape = tuple(tensor.shape[1:])
+            return tensor.reshape(batch, -1)
         if tensor.dim() == 1:
             tensor = tensor.unsqueeze(1)
         if tensor.dim() == 3 and not self.loaded.has_head:

@@ -33,6 +33,8 @@ class AuditData:
     labels: list[RawLabel] | None = None
     skipped_files: list[str] = field(default_factory=list)
     """Files of an image folder that are not images (paths relative to the folder), left out."""
+    conditions: np.ndarray | None = None
+    """A conditional generator's noise: the class each sample asks for, passed as the generator's second input."""
 
     def __len__(self) -> int:
         if self.texts is not None:
@@ -51,6 +53,8 @@ class AuditData:
             self.arrays = self.arrays[keep]
         if self.labels is not None:
             self.labels = [self.labels[i] for i in keep]
+        if self.conditions is not None:
+            self.conditions = self.conditions[keep]
 
 
 def load_data(spec: DataSpec, *, seed: int) -> AuditData:

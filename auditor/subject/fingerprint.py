@@ -33,4 +33,6 @@ def data_fingerprint(data: AuditData) -> str:
         digest.update(arrays.tobytes())
     labels = None if data.labels is None else [v if isinstance(v, (int, str)) else str(v) for v in data.labels]
     digest.update(json.dumps(labels, separators=(",", ":")).encode("utf-8"))
+    if data.conditions is not None:  # a conditional generator's classes (absent from older fingerprints)
+        digest.update(b"conditions:" + np.ascontiguousarray(data.conditions, dtype=np.int64).tobytes())
     return digest.hexdigest()

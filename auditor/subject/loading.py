@@ -43,6 +43,8 @@ class LoadedModel:
     class_names: list[str] = field(default_factory=list)
     has_head: bool = True
     """False for a bare encoder without `head`: the audit targets its pooled hidden state."""
+    generates: bool = False
+    """A generator (noise -> sample): its scores are its samples, flattened, and judges score them."""
     weights_loading: WeightsLoading | None = None
     """What loading the weights file took beyond a plain strict load (None: nothing)."""
 

@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 import torch
 
-Task = Literal["classification", "embedding"]
+Task = Literal["classification", "embedding", "generation"]
 
 
 def log_probabilities(scores: torch.Tensor) -> torch.Tensor:
@@ -95,7 +95,17 @@ class Embedding:
                             class_recall={})
 
 
+class Generation(Embedding):
+    """A generator's samples: no decision of its own; judges (a discriminator, a classifier) score them."""
+
+    name: Task = "generation"
+
+    def target(self, scores: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        raise ValueError("a generator has no decision of its own to differentiate; its judges score its samples")
+
+
 def task_head(task: Task) -> TaskHead:
     """The TaskHead of a task name."""
-    heads: dict[Task, TaskHead] = {"classification": Classification(), "embedding": Embedding()}
+    heads: dict[Task, TaskHead] = {"classification": Classification(), "embedding": Embedding(),
+                                   "generation": Generation()}
     return heads[task]

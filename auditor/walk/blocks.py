@@ -4,8 +4,8 @@
   residual blocks): kind "layer";
 - embeddings (a module whose class name ends in "Embeddings", or an `nn.Embedding` outside one): kind
   "embeddings";
-- beside a repeated stack, its siblings that are single layers with parameters (a ResNet's stem
-  convolution): kind "stage";
+- beside a repeated stack, its siblings with parameters that hold no block themselves (a ResNet's stem
+  convolution, a generator's projection and output modules): kind "stage";
 - in a model with no such repeated stack, its top-level modules, with a `Sequential` among them replaced
   by its children (the digits CNN: conv, norm, activation, pooling...): kind "stage";
   modules that pass their input through in eval mode (dropout, identity, flatten) are left out, since
@@ -82,7 +82,8 @@ def find_blocks(tree: ModuleTree, *, has_head: bool = True) -> list[Block]:
     for parent_name, parent in stack_parents:
         for child_name, child in parent.named_children():
             name = _join(parent_name, child_name)
-            if name not in found and next(child.children(), None) is None and _has_params(child):
+            holds_blocks = any(other.startswith(f"{name}.") for other in found)
+            if name not in found and not holds_blocks and _has_params(child):
                 found[name] = Block(name, "stage")
     if not any(b.kind == "layer" for b in found.values()):
         for name, child in _stages(tree.model):

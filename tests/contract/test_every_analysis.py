@@ -14,7 +14,8 @@ from auditor.analyses import ALL_ANALYSES, Analysis, AuditContext, PlanContext, 
 from auditor.engine.needs import Needs
 from auditor.report.io import save_report
 from auditor.report.schema import Cost, Section
-from tests.contexts import make_context
+from tests.contexts import make_context, make_generator_context
+from tests.models import build_template_classifier, build_template_discriminator, build_toy_generator
 
 
 class Block(nn.Module):
@@ -44,15 +45,36 @@ def _context(model: nn.Module, analysis: Analysis | None = None) -> AuditContext
                         analyses=[analysis] if analysis is not None else [])
 
 
+def _for_generators(analysis_type: type[Analysis]) -> bool:
+    return analysis_type.tasks == frozenset({"generation"})
+
+
+def _subject(analysis_type: type[Analysis]) -> tuple[nn.Module, AuditContext]:
+    """A classifier for most analyses; a generator with its judges for those that judge generators."""
+    if _for_generators(analysis_type):
+        generator = build_toy_generator()
+        return generator, make_generator_context(generator, build_template_discriminator(),
+                                                 build_template_classifier(), analyses=[analysis_type()])
+    model = _model()
+    return model, _context(model, analysis_type())
+
+
+def _break(model: nn.Module) -> None:
+    """From now on every forward raises."""
+    if isinstance(model, nn.Sequential):
+        model[1] = Explodes()
+    else:
+        model.blocks[1] = Explodes()  # the toy generator's second residual block
+
+
 def _hooks_left(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks]
 
 
 @pytest.mark.parametrize("analysis_type", ALL_ANALYSES, ids=lambda a: a.id)
 def test_a_raising_model_leaves_no_hook_and_loses_no_report(analysis_type: type) -> None:
-    model = _model()
-    ctx = _context(model, analysis_type())  # the capture ran on the healthy model
-    model[1] = Explodes()  # from now on every forward raises
+    model, ctx = _subject(analysis_type)  # the capture ran on the healthy model
+    _break(model)
     section = run_one(analysis_type(), ctx)  # must not raise
     assert section.error is not None or analysis_type().cost(ctx).forwards == 0
     assert _hooks_left(model) == []
@@ -62,7 +84,7 @@ def test_a_raising_model_leaves_no_hook_and_loses_no_report(analysis_type: type)
 def test_each_analysis_declares_itself_and_its_findings_use_its_id(analysis_type: type) -> None:
     analysis = analysis_type()
     assert analysis.id and analysis.title and analysis.modalities and analysis.tasks
-    section = run_one(analysis, _context(_model(), analysis))
+    section = run_one(analysis, _subject(analysis_type)[1])
     assert section.id == analysis.id and section.error is None
     assert all(f.id.startswith(f"{analysis.id}.") for f in section.findings)
     assert isinstance(section.cost, Cost)
@@ -90,7 +112,8 @@ def test_a_failing_analysis_is_an_error_entry_and_the_report_still_saves(monkeyp
     assert report.findings_by_id("broken.analysis_failed")[0].severity == auditor.Severity.FAIL
     paths = save_report(report, tmp_path, formats=("json",))
     saved = json.loads(open(paths["json"]).read())
-    assert [s["id"] for s in saved["sections"]] == [*(a.id for a in ALL_ANALYSES), "broken"]
+    assert [s["id"] for s in saved["sections"]] == [*(a.id for a in ALL_ANALYSES if not _for_generators(a)), "broken"]
+    assert "judge" not in report.not_run  # made for generators: a classifier's report does not list it
 
 
 class BrokenPlan(Analysis):

@@ -1,0 +1,301 @@
+"""Judge: what each module of a generator contributes, scored by its discriminator and a classifier.
+
+A generator has no label to lose when a module is removed, so the question goes to judges. Each block of
+the generator (and each leaf with parameters; residual blocks by their branches, as in ablation) has its
+output replaced by its per-unit mean over the noise batch (or by zeros), and the ablated generator is fed
+the same fixed noise as the intact one. The discriminator says how real the samples still look (its mean
+realness, a probability); a classifier trained on the real data says how sure it is of a class (mean top
+probability), which classes the samples now fall into (the class histogram: a class whose share
+collapses has vanished), and how varied they are (mean pairwise distance of its penultimate features).
+Every number has an interval over noise batches.
+
+Findings: `judge.critical_module` (realness collapses), `judge.class_specific` (one class's samples
+vanish), `judge.redundant` (no judge moves: every interval lies within ±margin).
+
+Speed: the ablated passes run on cached prefixes (`auditor.engine.prefix`), as ablation's do; the judges
+read each pass's samples once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from auditor.analyses.ablation_targets import Granularity, Selection, Target, module_targets, select_modules, unit_targets
+from auditor.analyses.base import Analysis, AuditContext, PlanContext
+from auditor.analyses.judge_metrics import Estimate, JudgeRow, Reference, judge_row, noise_batches
+from auditor.analyses.judge_report import class_name, describe, figures, tables
+from auditor.engine.needs import Needs
+from auditor.engine.plan import PatchedPass
+from auditor.engine.prefix import Traced
+from auditor.errors import ConfigError
+from auditor.findings import Finding, Severity
+from auditor.report.schema import Cost, Section
+from auditor.subject import Modality, Task
+from auditor.subject.judges import Verdicts
+
+
+class JudgeParams(BaseModel):
+    """`[analyses.judge]`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    modules: Granularity | tuple[str, ...] = "default"
+    """"default": every block and every leaf with parameters; "blocks"; "leaves"; "all"; or glob patterns."""
+    mode: Literal["mean", "zero"] = "mean"
+    """Replace an output by its per-unit mean over the noise batch, or by zeros."""
+    unit_layers: tuple[str, ...] = ()
+    """Layers whose units (channels) are also ablated one at a time: which unit draws which class?"""
+    max_units: int = Field(64, ge=1)
+    noise_batches: int = Field(8, ge=2)
+    """The noise is cut into this many batches; every interval is over them (Student's t)."""
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    critical_drop: float = Field(0.5, gt=0.0, le=1.0)
+    """`judge.critical_module`: the mean realness falls by at least this share of the intact samples'."""
+    class_drop: float = Field(0.5, gt=0.0, le=1.0)
+    """`judge.class_specific`: one class's share of the samples falls by at least this share of its own ..."""
+    class_gap: float = Field(0.3, gt=0.0, le=1.0)
+    """... and by at least this much more (relatively) than any other class's."""
+    min_class_share: float = Field(0.02, ge=0.0, lt=1.0)
+    """Classes holding less of the intact samples than this are not judged one by one."""
+    redundant_margin: float = Field(0.02, gt=0.0, le=1.0)
+    """`judge.redundant`: realness and confidence drops, class shift and relative diversity change all lie
+    within ± this (their whole intervals)."""
+    cache_mib: int = Field(256, ge=0)
+    """Memory for recorded outputs that let a pass skip what precedes the ablated module (0: none)."""
+    grid_rows: int = Field(12, ge=2)
+    """Rows of the sample grid: the intact generator and the ablations that move realness most."""
+    grid_columns: int = Field(10, ge=1)
+    """Samples per row (a conditional generator: one per class, in order)."""
+    top: int = Field(30, ge=1)
+    """Modules in the bar chart."""
+    max_findings: int = Field(8, ge=1)
+
+
+class Judge(Analysis):
+    """Ablates each generator module and asks the discriminator and a classifier what was lost."""
+
+    id: ClassVar[str] = "judge"
+    title: ClassVar[str] = "Generator judge"
+    modalities: ClassVar[frozenset[Modality]] = frozenset({"noise"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"generation"})
+    params_type: ClassVar[type[BaseModel]] = JudgeParams
+    cost_note: ClassVar[str] = ("one patched pass of the generator per ablated module, plus one recording pass; "
+                                "the judges read every pass's samples once")
+
+    def __init__(self, params: JudgeParams | None = None) -> None:
+        self.params: JudgeParams = params or JudgeParams()
+
+    def not_applicable(self, ctx: PlanContext) -> str | None:
+        if ctx.subject.task != "generation" or ctx.subject.judges is None:
+            return "applies to generators only (give [generator] with its discriminator)"
+        return None
+
+    def _unit_layers(self, ctx: PlanContext) -> list[str]:
+        unknown = sorted(set(self.params.unit_layers) - set(ctx.tree.names))
+        if unknown:
+            raise ConfigError(f"[analyses.judge] unit_layers names modules the generator does not have: {unknown[:5]}")
+        return list(self.params.unit_layers)
+
+    def needs(self, ctx: PlanContext) -> Needs:
+        if self.params.mode == "zero":
+            return Needs()
+        modules = select_modules(ctx, ctx.traced, self.params.modules)
+        branches = [b.module for n in modules for j in ctx.joins if j.block == n for b in j.branches]
+        return Needs(unit_means=frozenset([*modules, *branches, *self._unit_layers(ctx)]))
+
+    def select(self, ctx: PlanContext, traced: dict[str, Traced], means: dict[str, torch.Tensor]) -> Selection:
+        p = self.params
+        selection = Selection()
+        module_targets(ctx, traced, means, modules=p.modules, mode=p.mode, selection=selection)
+        unit_targets(traced, means, self._unit_layers(ctx), mode=p.mode, max_units=p.max_units, selection=selection)
+        return selection
+
+    def cost(self, ctx: PlanContext) -> Cost:
+        selection = self.select(ctx, ctx.traced, {})
+        passes = len({t.key for t in selection.targets})
+        recording = 1 if passes and self.params.cache_mib else 0
+        return Cost(forwards=float(passes + recording),
+                    note=f"{passes} patched passes of the generator and {recording} recording pass; the judges "
+                         f"read {passes + 1} sets of samples")
+
+    def run(self, ctx: AuditContext) -> Section:
+        p = self.params
+        subject = ctx.subject
+        judges = subject.judges
+        assert judges is not None and subject.adapter.sample_shape is not None
+        shape = subject.adapter.sample_shape
+        selection = self.select(ctx, ctx.traced, ctx.capture.unit_means)
+        passes: list[PatchedPass] = []
+        index: dict[tuple[object, ...], int] = {}
+        for target in selection.targets:
+            if target.key not in index:
+                index[target.key] = len(passes)
+                passes.append(PatchedPass(patches=target.patches, label=f"ablating {target.name}"))
+        scores, _, _ = ctx.patched_scores(passes, cache_bytes=p.cache_mib << 20)
+
+        def judge(samples: torch.Tensor) -> Verdicts:
+            return judges.score(samples, shape, subject.conditions, batch_size=ctx.config.batch_size,
+                                device=subject.device)
+
+        intact = ctx.capture.scores
+        ref = Reference(samples=intact, verdicts=judge(intact), groups=noise_batches(len(intact), p.noise_batches),
+                        confidence=p.confidence, conditions=subject.conditions)
+        rows: list[JudgeRow] = []
+        samples_of: dict[str, torch.Tensor] = {}
+        judged: dict[int, Verdicts] = {}
+        for target in selection.targets:
+            i = index[target.key]
+            if i not in judged:
+                judged[i] = judge(scores[i])
+            rows.append(judge_row(ref, target, scores[i], judged[i], min_class_share=p.min_class_share))
+            samples_of[target.name] = scores[i]
+        findings, counts = _findings(ref, rows, subject.class_names, p)
+        module_metrics: dict[str, dict[str, float]] = {}
+        for row in rows:
+            module_metrics.setdefault(row.target.name, {}).update(row.module_metrics())
+        metrics = _metrics(ref, rows, counts)
+        section_figures = figures(ref, rows, samples_of, shape, subject.class_names, p)
+        return Section(id=self.id, title=self.title, summary=_summary(ref, rows, counts, ref.verdicts.features_from, p,
+                                                                     n_groups=len(ref.groups)),
+                       metrics=metrics, tables=tables(ref, rows, subject.class_names, p), figures=section_figures,
+                       findings=findings, module_metrics=module_metrics,
+                       details={"mode": p.mode, "skipped": selection.skipped, "noise_batches": len(ref.groups),
+                                "features": ref.verdicts.features_from,
+                                "branches": {r.target.name: list(r.target.branches) for r in rows if r.target.branches}})
+
+
+def _module_rows(rows: list[JudgeRow]) -> list[JudgeRow]:
+    return [r for r in rows if r.target.kind in ("block", "module")]
+
+
+def _findings(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgeParams
+              ) -> tuple[list[Finding], dict[str, int]]:
+    findings: list[Finding] = []
+    conf = f"{p.confidence:.0%}"
+    over = f"{conf} interval over {len(ref.groups)} noise batches"
+
+    critical = sorted((r for r in _module_rows(rows) if r.relative_realness_drop >= p.critical_drop
+                       and r.realness_drop.low > 0), key=lambda r: -r.realness_drop.value)
+    for row in critical[:p.max_findings]:
+        d = row.realness_drop
+        also = ""
+        if row.confidence_drop is not None:
+            also = f"; the classifier's confidence falls by {row.confidence_drop.value * 100:.1f} points"
+        if row.diversity_change is not None and math.isfinite(row.diversity_change.value):
+            also += f" and the samples' diversity changes by {row.diversity_change.value * 100:+.0f}%"
+        findings.append(Finding(
+            id="judge.critical_module", severity=Severity.INFO, module=row.target.name,
+            message=(f"Replacing the output of {describe(row)} by its {row.target.replaced} collapses the samples' "
+                     f"realness: the discriminator's mean realness falls from {ref.realness:.3f} to {row.realness:.3f} "
+                     f"({-row.relative_realness_drop * 100:.0f}%; drop {d.low:.3f}–{d.high:.3f}, {over}){also}."),
+            evidence=_evidence(row)))
+
+    specific = []
+    hist = ref.histogram
+    for row in rows:
+        if hist is None or len(row.class_drops) < 2:
+            continue
+        relative = sorted(((row.relative_class_drop(c, ref), c) for c in row.class_drops), reverse=True)
+        (top, c), (second, _) = relative[0], relative[1]
+        if top >= p.class_drop and top - second >= p.class_gap and row.class_drops[c].low > 0:
+            specific.append((top - second, row, c, top, second))
+    specific.sort(key=lambda item: -item[0])
+    for _, row, c, top, second in specific[:p.max_findings]:
+        assert hist is not None and row.shares is not None
+        name = class_name(c, names)
+        findings.append(Finding(
+            id="judge.class_specific", severity=Severity.INFO, module=row.target.name,
+            message=(f"Ablating {describe(row)} makes class {name!r} vanish from the samples: the classifier assigns "
+                     f"it {float(row.shares[c]) * 100:.1f}% of them instead of {float(hist[c]) * 100:.1f}% "
+                     f"({-top * 100:.0f}%), while no other class loses more than {max(second, 0.0) * 100:.0f}% of its "
+                     f"share: what draws {name!r} passes through it."),
+            evidence={**_evidence(row), "class": name, "class_share_intact": float(hist[c]),
+                      "class_share_ablated": float(row.shares[c]), "relative_drop": top,
+                      "next_relative_drop": second}))
+
+    m = p.redundant_margin
+    redundant = [r for r in _module_rows(rows) if _is_redundant(r, m)]
+    names_redundant = {r.target.name for r in redundant}
+    outermost = [r for r in redundant if not any(r.target.name.startswith(f"{n}.") for n in names_redundant)]
+    for row in outermost[:p.max_findings]:
+        parts = [f"realness by {_range(row.realness_drop, neg=True)}"]
+        if row.confidence_drop is not None:
+            parts.append(f"confidence by {_range(row.confidence_drop, neg=True)}")
+        if row.class_shift is not None:
+            parts.append(f"at most {max(row.class_shift.high, 0.0) * 100:.1f}% of samples change class")
+        if row.diversity_change is not None:
+            parts.append(f"diversity by {_range(row.diversity_change, pct=True)}")
+        findings.append(Finding(
+            id="judge.redundant", severity=Severity.INFO, module=row.target.name,
+            message=(f"Replacing the output of {describe(row)} by its {row.target.replaced} moves no judge: "
+                     f"{'; '.join(parts)} ({over}, all within ±{m:g}). The generator does not need it as trained."),
+            evidence=_evidence(row)))
+    counts = {"critical_modules": len(critical), "class_specific": len(specific), "redundant_modules": len(outermost)}
+    return findings, counts
+
+
+def _is_redundant(row: JudgeRow, m: float) -> bool:
+    """An equivalence: every judge's whole interval lies within ±m."""
+    checks = [row.realness_drop, row.confidence_drop, row.diversity_change]
+    if any(e is not None and not (-m <= e.low and e.high <= m) for e in checks):
+        return False
+    return row.class_shift is None or row.class_shift.high <= m
+
+
+def _range(e: Estimate, *, neg: bool = False, pct: bool = False) -> str:
+    low, high = (-e.high + 0.0, -e.low + 0.0) if neg else (e.low + 0.0, e.high + 0.0)  # + 0.0: no "-0.000"
+    if pct:
+        return f"{low * 100:+.1f}% to {high * 100:+.1f}%"
+    return f"{low:+.3f} to {high:+.3f}"
+
+
+def _evidence(row: JudgeRow) -> dict[str, float | str]:
+    values: dict[str, float | str] = {"ablated_as": row.target.replaced, "realness_ablated": round(row.realness, 4)}
+    for key, value in row.module_metrics().items():
+        values[key.removeprefix("judge_")] = round(value, 4) if math.isfinite(value) else str(value)
+    values["realness_drop_low"] = round(row.realness_drop.low, 4)
+    values["realness_drop_high"] = round(row.realness_drop.high, 4)
+    return values
+
+
+def _metrics(ref: Reference, rows: list[JudgeRow], counts: dict[str, int]) -> dict[str, float]:
+    metrics = {"intact_realness": ref.realness, "intact_diversity": ref.diversity, "ablated": float(len(rows)),
+               **{k: float(v) for k, v in counts.items()}}
+    if ref.verdicts.probabilities is not None:
+        metrics["intact_confidence"] = ref.confidence_mean
+    if math.isfinite(ref.condition_accuracy):
+        metrics["intact_condition_accuracy"] = ref.condition_accuracy
+    drops = [r.realness_drop.value for r in _module_rows(rows)]
+    if drops:
+        metrics["max_realness_drop"] = max(drops)
+    return metrics
+
+
+def _summary(ref: Reference, rows: list[JudgeRow], counts: dict[str, int], features_note: str, p: JudgeParams, *,
+             n_groups: int) -> str:
+    n = len(ref.samples)
+    modules = len(_module_rows(rows))
+    units = len(rows) - modules
+    parts = [f"Each of {modules} generator module{'s' * (modules != 1)}"
+             + (f" and {units} unit{'s' * (units != 1)}" if units else "")
+             + f" was ablated (its output replaced by its {'per-unit mean' if p.mode == 'mean' else 'zeros'}) and the "
+               f"generator fed the same {n} noise vectors; intervals are over {n_groups} noise batches."]
+    judged = f"The discriminator rates the intact samples {ref.realness:.3f} real on average"
+    if ref.verdicts.probabilities is not None:
+        judged += f"; the classifier is {ref.confidence_mean * 100:.1f}% sure of their class on average"
+        if math.isfinite(ref.condition_accuracy):
+            judged += f" and sees the asked-for class in {ref.condition_accuracy * 100:.1f}% of them"
+    parts.append(judged + f". Diversity is measured in {features_note}.")
+    def count(n: int, one: str, many: str) -> str:
+        return f"{n} {one if n == 1 else many}"
+    parts.append(f"{count(counts['critical_modules'], 'module collapses', 'modules collapse')} realness, "
+                 f"{count(counts['class_specific'], 'ablation makes', 'ablations make')} one class vanish, "
+                 f"{count(counts['redundant_modules'], 'module moves', 'modules move')} no judge.")
+    return " ".join(parts)
+
+
+__all__ = ["Judge", "JudgeParams", "Target"]
