@@ -9,7 +9,7 @@ probability), which classes the samples now fall into (the class histogram: a cl
 collapses has vanished), and how varied they are (mean pairwise distance of its penultimate features).
 Every number has an interval over noise batches.
 
-Findings: `judge.critical_module` (realness collapses), `judge.class_specific` (one class's samples
+Findings: `judge.critical_module` (realness or diversity collapses), `judge.class_specific` (one class's samples
 vanish), `judge.redundant` (no judge moves: every interval lies within ±margin).
 
 Speed: the ablated passes run on cached prefixes (`auditor.engine.prefix`), as ablation's do; the judges
@@ -54,7 +54,9 @@ class JudgeParams(BaseModel):
     """The noise is cut into this many batches; every interval is over them (Student's t)."""
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     critical_drop: float = Field(0.5, gt=0.0, le=1.0)
-    """`judge.critical_module`: the mean realness falls by at least this share of the intact samples'."""
+    """`judge.critical_module`: the mean realness falls by at least this share of the intact samples', or the
+    samples' diversity by at least this share (a generator that draws one image has lost its job even when
+    the discriminator is fooled)."""
     class_drop: float = Field(0.5, gt=0.0, le=1.0)
     """`judge.class_specific`: one class's share of the samples falls by at least this share of its own ..."""
     class_gap: float = Field(0.3, gt=0.0, le=1.0)
@@ -178,20 +180,37 @@ def _findings(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgePa
     conf = f"{p.confidence:.0%}"
     over = f"{conf} interval over {len(ref.groups)} noise batches"
 
-    critical = sorted((r for r in _module_rows(rows) if r.relative_realness_drop >= p.critical_drop
-                       and r.realness_drop.low > 0), key=lambda r: -r.realness_drop.value)
+    def unreal(r: JudgeRow) -> bool:
+        return r.relative_realness_drop >= p.critical_drop and r.realness_drop.low > 0
+
+    def uniform(r: JudgeRow) -> bool:
+        d = r.diversity_change
+        return d is not None and d.value <= -p.critical_drop and d.high < 0
+
+    critical = sorted((r for r in _module_rows(rows) if unreal(r) or uniform(r)),
+                      key=lambda r: (-r.realness_drop.value if unreal(r) else math.inf, r.diversity_change.value
+                                     if r.diversity_change is not None else 0.0))
     for row in critical[:p.max_findings]:
-        d = row.realness_drop
-        also = ""
-        if row.confidence_drop is not None:
-            also = f"; the classifier's confidence falls by {row.confidence_drop.value * 100:.1f} points"
-        if row.diversity_change is not None and math.isfinite(row.diversity_change.value):
-            also += f" and the samples' diversity changes by {row.diversity_change.value * 100:+.0f}%"
+        d, div = row.realness_drop, row.diversity_change
+        realness = (f"the discriminator's mean realness falls from {ref.realness:.3f} to {row.realness:.3f} "
+                    f"({-row.relative_realness_drop * 100:.0f}%; drop {d.low:.3f}–{d.high:.3f}, {over})")
+        if unreal(row):
+            what = f"collapses the samples' realness: {realness}"
+            if row.confidence_drop is not None:
+                what += f"; the classifier's confidence falls by {row.confidence_drop.value * 100:.1f} points"
+            if div is not None and math.isfinite(div.value):
+                what += f" and the samples' diversity changes by {div.value * 100:+.0f}%"
+        else:
+            assert div is not None
+            span = f"{-div.high * 100:.0f}–{-div.low * 100:.0f}%, " if round(div.high * 100) != round(div.low * 100) \
+                else ""
+            what = (f"collapses the samples' diversity by {-div.value * 100:.0f}% ({span}{over})"
+                    f"{': every sample is the same image' if div.value <= -0.999 else ''}"
+                    f", while the discriminator's mean realness moves only from {ref.realness:.3f} to "
+                    f"{row.realness:.3f}: it does not see what was lost")
         findings.append(Finding(
             id="judge.critical_module", severity=Severity.INFO, module=row.target.name,
-            message=(f"Replacing the output of {describe(row)} by its {row.target.replaced} collapses the samples' "
-                     f"realness: the discriminator's mean realness falls from {ref.realness:.3f} to {row.realness:.3f} "
-                     f"({-row.relative_realness_drop * 100:.0f}%; drop {d.low:.3f}–{d.high:.3f}, {over}){also}."),
+            message=f"Replacing the output of {describe(row)} by its {row.target.replaced} {what}.",
             evidence=_evidence(row)))
 
     specific = []
@@ -292,7 +311,7 @@ def _summary(ref: Reference, rows: list[JudgeRow], counts: dict[str, int], featu
     parts.append(judged + f". Diversity is measured in {features_note}.")
     def count(n: int, one: str, many: str) -> str:
         return f"{n} {one if n == 1 else many}"
-    parts.append(f"{count(counts['critical_modules'], 'module collapses', 'modules collapse')} realness, "
+    parts.append(f"{count(counts['critical_modules'], 'module collapses', 'modules collapse')} realness or diversity, "
                  f"{count(counts['class_specific'], 'ablation makes', 'ablations make')} one class vanish, "
                  f"{count(counts['redundant_modules'], 'module moves', 'modules move')} no judge.")
     return " ".join(parts)

@@ -17,6 +17,10 @@ KEY_METRICS = (
     ("performance.macro_f1", "Macro F1", "num"), ("performance.ece", "Expected calibration error", "num"),
     ("performance.nll", "Negative log-likelihood", "num"), ("inventory.parameters", "Parameters", "int"),
     ("inventory.modules", "Modules", "int"),
+    ("judge.intact_realness", "Discriminator's mean realness of the samples", "num"),
+    ("judge.intact_confidence", "Classifier's mean confidence on the samples", "pct"),
+    ("judge.intact_condition_accuracy", "Samples recognized as the class asked for", "pct"),
+    ("judge.intact_diversity", "Sample diversity (mean pairwise feature distance)", "num"),
 )
 
 
