@@ -133,10 +133,7 @@ def _targets(ctx: AuditContext) -> torch.Tensor:
 
 def _forward_fn(subject: Subject, keys: Sequence[str]) -> Callable[..., torch.Tensor]:
     """Positional tensors -> log-probabilities of every class (Captum's `forward_func`)."""
-    def forward(*tensors: torch.Tensor) -> torch.Tensor:
-        inputs = dict(zip(keys, tensors, strict=True))
-        return log_probabilities(subject.adapter.forward(subject.model, inputs))
-    return forward
+    return subject.adapter.log_probability_fn(subject.model, keys)
 
 
 def shown_samples(ctx: AuditContext, *, per_class: int, misclassified: int) -> list[int]:

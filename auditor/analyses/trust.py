@@ -24,13 +24,13 @@ Cost: (steps + 1) × methods explanations of `samples` samples (IG: n_steps forw
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+from scipy import stats as stats_test
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
@@ -42,8 +42,8 @@ from auditor.report.figures import new_figure, to_figure
 from auditor.report.schema import Cost, Figure, Section, Table
 from auditor.subject import Task
 from auditor.trust import faithfulness as faith
-from auditor.trust.counterfactual import (WordSwapper, blur, bootstrap_mean, default_word_pairs, region_mask,
-                                          wilson)
+from auditor.trust.counterfactual import (WordSwapper, blur, bootstrap_mean, default_word_pairs, region_mask, wilson,
+                                          word_pattern)
 from auditor.trust.explainers import (IMAGE_EXPLAINERS, MULTIPLIES_BY_INPUT, SHORT, TEXT_EXPLAINERS, TITLES,
                                       Explainer, ExplainSetup)
 from auditor.trust.randomize import Group, cascade, cascade_groups
@@ -78,6 +78,9 @@ class TrustParams(BaseModel):
     """Significance level of the faithfulness test."""
     word_pairs: tuple[tuple[str, str], ...] | None = None
     """Text: words swapped in the counterfactual test (default: the English list shipped with the package)."""
+    control_pairs: tuple[tuple[str, str], ...] | None = None
+    """Text: neutral word pairs swapped as a control (default: the shipped list, film↔movie, shop↔store...; ()
+    for none). Protected swaps count as reliance only where they move predictions more than these do."""
     protected_words: tuple[str, ...] | None = None
     """Text: words whose attribution share is reported (default: every word of `word_pairs`)."""
     share_samples: int = Field(64, ge=1)
@@ -167,9 +170,7 @@ class _TrustRun:
                                   embeddings=embeddings, n_steps=self.p.n_steps,
                                   internal_batch_size=internal_batch_size(self.subject, self.p.memory_budget_mb))
         self.methods = analysis.explainers(self.text)
-        tokenizer = self.subject.loaded.tokenizer
-        self.markers = {getattr(tokenizer, f"{m}_token_id", None) for m in ("cls", "sep", "bos", "eos", "pad")} \
-            if self.text else set()
+        self.markers = self.subject.adapter.marker_ids() if self.text else []
 
     # --- inputs ----------------------------------------------------------------------------------------
 
@@ -209,7 +210,7 @@ class _TrustRun:
             return [torch.arange(size) for _ in range(rows)]
         ids = inputs["input_ids"]
         mask = inputs.get("attention_mask", torch.ones_like(ids)).bool()
-        markers = torch.tensor(sorted(m for m in self.markers if m is not None), dtype=ids.dtype)
+        markers = torch.tensor(self.markers, dtype=ids.dtype)
         content = mask & ~torch.isin(ids, markers)
         return [torch.nonzero(row).flatten() for row in content]
 
@@ -585,14 +586,23 @@ class _TrustRun:
         names = self.subject.class_names
         return names[c] if 0 <= c < len(names) else str(c)
 
-    def _edit_effects(self, indices: list[int], before: torch.Tensor, after: torch.Tensor,
-                      share: Mapping[str, float] | None
-                      ) -> tuple[dict[str, float], list[list[Any]], list[Finding], dict[str, Any]]:
-        """Probability change of the target and flips, overall and per class, with intervals; the finding."""
-        p = self.p
+    def _changes(self, indices: list[int], before: torch.Tensor, after: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Per edited sample: the change of its target class's probability, and whether its prediction flipped."""
         target = self.targets[indices]
         change = (after.gather(1, target[:, None]) - before.gather(1, target[:, None])).flatten().double().numpy()
-        flips = (after.argmax(1) != before.argmax(1)).numpy()
+        return change, (after.argmax(1) != before.argmax(1)).numpy()
+
+    def _edit_effects(self, indices: list[int], before: torch.Tensor, after: torch.Tensor,
+                      share: Mapping[str, float] | None, control: tuple[np.ndarray, np.ndarray] | None = None
+                      ) -> tuple[dict[str, float], list[list[Any]], list[Finding], dict[str, Any]]:
+        """Probability change of the target and flips, overall and per class, with intervals; the finding.
+
+        With a `control` (the changes and flips of neutral edits), the edit counts as reliance only where it
+        moves predictions more than the control does: flips by Fisher's exact test, |change| by Mann-Whitney,
+        one-sided, Bonferroni over the two."""
+        p = self.p
+        target = self.targets[indices]
+        change, flips = self._changes(indices, before, after)
         seed = self.ctx.config.seed
         rows: list[list[Any]] = []
         worst: tuple[str, float, int] | None = None
@@ -619,20 +629,42 @@ class _TrustRun:
         overall = stats["all"]
         metrics = {"flip_rate": overall["flip_rate"], "probability_change": overall["mean_change"],
                    "probability_change_abs": overall["mean_abs_change"], "edited_samples": float(overall["n"])}
+        beyond, excess_p = "", None
+        if control is not None:
+            c_change, c_flips = control
+            n, k, nc, kc = len(flips), int(flips.sum()), len(c_flips), int(c_flips.sum())
+            low, high = wilson(kc, nc)
+            rows.append(["control (neutral swaps)", nc, "", round(kc / nc, 4), f"[{low:.3f}, {high:.3f}]",
+                         round(float(c_change.mean()), 4), "", round(float(np.abs(c_change).mean()), 4)])
+            p_flips = float(stats_test.fisher_exact([[k, n - k], [kc, nc - kc]], alternative="greater").pvalue)
+            p_change = 1.0 if np.ptp(np.concatenate([np.abs(change), np.abs(c_change)])) == 0 else \
+                float(stats_test.mannwhitneyu(np.abs(change), np.abs(c_change), alternative="greater").pvalue)
+            excess_p = min(1.0, 2 * min(p_flips, p_change))
+            metrics.update({"control_flip_rate": kc / nc, "control_probability_change_abs": float(np.abs(c_change).mean()),
+                            "control_edited_samples": float(nc), "protected_excess_p": excess_p})
+            stats["control"] = {"n": nc, "flips": kc, "flip_rate": kc / nc,
+                                "mean_abs_change": float(np.abs(c_change).mean()), "excess_p": excess_p}
+            beyond = (f"; neutral one-word swaps (film↔movie, shop↔store...) flip {kc / nc:.1%} of {nc} and move it by "
+                      f"{float(np.abs(c_change).mean()):.3f}, so the protected edit moves predictions beyond a model's "
+                      f"fragility to any edit (one-sided tests, p = {excess_p:.2g})")
         findings = []
         flagged = overall["flip_rate"] > p.flip_threshold or overall["mean_abs_change"] > p.probability_threshold \
             or worst is not None
-        if flagged:
+        if flagged and (excess_p is None or excess_p < p.alpha):
             where = f"; in class {worst[0]} {worst[1]:.0%} of {worst[2]}" if worst is not None and worst[1] > 0 else ""
             findings.append(Finding(
                 id="trust.protected_feature", severity=Severity.WARN,
                 message=(f"The model relies on a protected feature: the counterfactual edit flips "
                          f"{overall['flip_rate']:.1%} of {overall['n']} edited predictions{where}, and moves the "
                          f"target's probability by {overall['mean_abs_change']:.3f} on average (thresholds: "
-                         f"{p.flip_threshold:.0%} flips, {p.probability_threshold:.2f} probability)."),
+                         f"{p.flip_threshold:.0%} flips, {p.probability_threshold:.2f} probability){beyond}."),
                 evidence={"flip_rate": round(overall["flip_rate"], 4), "edited": overall["n"],
                           "mean_abs_change": round(overall["mean_abs_change"], 4),
-                          "worst_class": worst[0] if worst else None}))
+                          "worst_class": worst[0] if worst else None,
+                          **({"control_flip_rate": round(stats["control"]["flip_rate"], 4),
+                              "excess_p": round(excess_p, 6)} if excess_p is not None else {})}))
+        elif flagged:
+            stats["fragile"] = True  # over the thresholds, but no more than neutral edits: not reliance
         return metrics, rows, findings, stats
 
     def _forward_texts(self, texts: list[str]) -> torch.Tensor:
@@ -663,17 +695,27 @@ class _TrustRun:
             indices = [i for i, _ in edited]
             before = self._forward_texts([texts[i] for i in indices])
             after = self._forward_texts([s for _, s in edited])
-            m, rows, findings, stats = self._edit_effects(indices, before, after, share)
+            control = self._control_edits(texts)
+            m, rows, findings, stats = self._edit_effects(indices, before, after, share, control)
             metrics.update(m)
             details["swaps"] = stats
             details["examples"] = [{"index": i, "text": texts[i], "swapped": s} for i, s in edited[:3]]
             parts.append(f"{len(edited)} samples contained a word of the {len(pairs)} swap pairs; swapped, "
                          f"{stats['all']['flip_rate']:.1%} of their predictions flip")
+            if "control" in stats:
+                c = stats["control"]
+                parts.append(f"neutral swaps (film↔movie, shop↔store...) flip {c['flip_rate']:.1%} of {c['n']} "
+                             + ("as a control: the protected edit moves predictions no more than any one-word edit "
+                                "does (fragility, not reliance)" if stats.get("fragile") else "as a control"))
+            else:
+                parts.append("no sample holds a word of the neutral control pairs, so the flips are not compared "
+                             "with a control")
             table = _protected_table(
                 "Protected words: attribution share and counterfactual swaps", "swapped samples", rows,
                 "Words swapped both ways (he↔she, his↔her, names of different groups...). Flip: the predicted class "
                 "changes. Δ: probability of the sample's target class after the swap minus before. Share: "
-                "|attribution| on the protected words over all words (Integrated Gradients).")
+                "|attribution| on the protected words over all words (Integrated Gradients). The control row: "
+                "neutral words swapped the same way (film↔movie, shop↔store...), what any one-word edit does.")
         else:
             parts.append(f"no sample contains a word of the {len(pairs)} swap pairs, so there was nothing to swap")
         if share is not None:
@@ -683,11 +725,25 @@ class _TrustRun:
         return {"metrics": metrics, "findings": findings, "details": details, "table": table,
                 "summary": "; ".join(parts) + "."}
 
+    def _control_edits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """The target-probability changes and flips of the neutral control swaps (None: nothing to swap)."""
+        pairs = list(self.p.control_pairs) if self.p.control_pairs is not None else \
+            default_word_pairs("control_pairs.txt")
+        if not pairs:
+            return None
+        swapper = WordSwapper(pairs)
+        edited = [(i, s) for i, t in enumerate(texts) if (s := swapper.swap(t)) != t]
+        if not edited:
+            return None
+        indices = [i for i, _ in edited]
+        return self._changes(indices, self._forward_texts([texts[i] for i in indices]),
+                             self._forward_texts([s for _, s in edited]))
+
     def _word_share(self, protected: frozenset[str], texts: Sequence[str]) -> dict[str, float] | None:
         if not protected or not texts:
             return None
-        pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(protected, key=len, reverse=True))
-                             + r")\b", re.IGNORECASE)
+        pattern = word_pattern(protected)
+        assert pattern is not None
         having = [i for i, t in enumerate(texts) if pattern.search(t)][:self.p.share_samples]
         if not having:
             return None

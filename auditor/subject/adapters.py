@@ -8,7 +8,7 @@ states, pooled), so the walk and every analysis see the same (batch, classes) sc
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -20,6 +20,7 @@ from auditor.errors import DataError, ModelLoadError
 from auditor.subject.data import AuditData
 from auditor.subject.heads import pool_hidden
 from auditor.subject.loading import LoadedModel
+from auditor.subject.task import log_probabilities
 
 
 class ModelAdapter:
@@ -156,6 +157,13 @@ class ModelAdapter:
     def forward(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.scores(self.call(model, inputs), inputs)
 
+    def log_probability_fn(self, model: nn.Module, keys: Sequence[str]) -> Callable[..., torch.Tensor]:
+        """Positional tensors (the inputs named `keys`, in that order) -> log-probabilities of every class:
+        what Captum's explainers take as `forward_func`, for `model` or any copy of it."""
+        def forward(*tensors: torch.Tensor) -> torch.Tensor:
+            return log_probabilities(self.forward(model, dict(zip(keys, tensors, strict=True))))
+        return forward
+
     # --- attribution baselines ----------------------------------------------------------------------
 
     def baseline_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -163,12 +171,16 @@ class ModelAdapter:
 
         Keeping [CLS]/[SEP] in place keeps the baseline a sequence the model was trained to read.
         """
-        tokenizer = self.loaded.tokenizer
-        pad = getattr(tokenizer, "pad_token_id", None)
+        pad = getattr(self.loaded.tokenizer, "pad_token_id", None)
         if pad is None:
             raise ValueError("the tokenizer has no pad token to build a baseline from")
-        # Only the sequence markers stay ([UNK] and [MASK] are special too, but they are content).
-        markers = {getattr(tokenizer, f"{name}_token_id", None) for name in ("cls", "sep", "bos", "eos", "pad")}
-        kept = torch.tensor(sorted(m for m in markers if m is not None), device=input_ids.device)
+        kept = torch.tensor(self.marker_ids(), device=input_ids.device, dtype=input_ids.dtype)
         keep = torch.isin(input_ids, kept) if kept.numel() else torch.zeros_like(input_ids, dtype=torch.bool)
         return torch.where(keep, input_ids, torch.full_like(input_ids, pad))
+
+    def marker_ids(self) -> list[int]:
+        """The tokenizer's sequence markers ([CLS], [SEP], BOS, EOS, padding): positions a reader does not read.
+        [UNK] and [MASK] are special tokens too, but they stand for content."""
+        tokenizer = self.loaded.tokenizer
+        markers = {getattr(tokenizer, f"{name}_token_id", None) for name in ("cls", "sep", "bos", "eos", "pad")}
+        return sorted(m for m in markers if m is not None)

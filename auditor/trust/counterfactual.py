@@ -7,22 +7,29 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from importlib import resources
 
 import numpy as np
 import torch
 
 
-def default_word_pairs() -> list[tuple[str, str]]:
-    """The English word pairs that ship with the package (auditor/trust/word_pairs.txt)."""
-    text = resources.files("auditor.trust").joinpath("word_pairs.txt").read_text(encoding="utf-8")
+def default_word_pairs(name: str = "word_pairs.txt") -> list[tuple[str, str]]:
+    """English word pairs that ship with the package: the protected ones (auditor/trust/word_pairs.txt), or
+    the neutral control (`control_pairs.txt`)."""
+    text = resources.files("auditor.trust").joinpath(name).read_text(encoding="utf-8")
     pairs = []
     for line in text.splitlines():
         words = line.split("#", 1)[0].split()
         if len(words) == 2:
             pairs.append((words[0], words[1]))
     return pairs
+
+
+def word_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
+    """Any of `words` as a whole word, any case, longest first (None for no words)."""
+    ordered = sorted({w.lower() for w in words}, key=len, reverse=True)
+    return re.compile(r"\b(" + "|".join(re.escape(w) for w in ordered) + r")\b", re.IGNORECASE) if ordered else None
 
 
 class WordSwapper:
@@ -37,9 +44,7 @@ class WordSwapper:
             mapping.setdefault(a.lower(), b.lower())
             mapping.setdefault(b.lower(), a.lower())
         self.mapping = mapping
-        words = sorted(mapping, key=len, reverse=True)
-        self.pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE) \
-            if words else None
+        self.pattern = word_pattern(mapping)
 
     @property
     def words(self) -> frozenset[str]:

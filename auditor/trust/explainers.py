@@ -18,7 +18,6 @@ from captum.attr import (InputXGradient, IntegratedGradients, LayerGradientXActi
 from torch import nn
 
 from auditor.subject import Subject
-from auditor.subject.task import log_probabilities
 
 
 @dataclass(frozen=True)
@@ -43,11 +42,7 @@ class ExplainSetup:
 
     def forward(self, model: nn.Module) -> Callable[..., torch.Tensor]:
         """Positional tensors (in `keys` order, the attributed one first) -> log-probabilities."""
-        keys = [self.key, *[k for k in self.keys if k != self.key]]
-
-        def forward(*tensors: torch.Tensor) -> torch.Tensor:
-            return log_probabilities(self.subject.adapter.forward(model, dict(zip(keys, tensors, strict=True))))
-        return forward
+        return self.subject.adapter.log_probability_fn(model, [self.key, *[k for k in self.keys if k != self.key]])
 
     def split(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
         """The attributed input and the others, as Captum's `inputs` and `additional_forward_args`."""

@@ -132,7 +132,7 @@ class Bag(nn.Module):
         return self.head(e.sum(dim=1))
 
 
-def _bag(tokenizer: object, *, planted: bool) -> Bag:
+def _bag(tokenizer: object, *, planted: bool, fragile: bool = False) -> Bag:
     vocab = tokenizer.get_vocab()  # type: ignore[attr-defined]
     model = Bag(len(vocab)).eval()
     with torch.no_grad():
@@ -143,6 +143,9 @@ def _bag(tokenizer: object, *, planted: bool) -> Bag:
         if planted:  # "he" pushes toward positive, "she" toward negative, stronger than any sentiment word
             model.embeddings.weight[vocab["he"]] = torch.tensor([0.0, 3.0])
             model.embeddings.weight[vocab["she"]] = torch.tensor([3.0, 0.0])
+        if fragile:  # a neutral near-synonym swap (film -> movie) moves it as much
+            model.embeddings.weight[vocab["film"]] = torch.tensor([0.0, 3.0])
+            model.embeddings.weight[vocab["movie"]] = torch.tensor([3.0, 0.0])
     model.class_names = ["negative", "positive"]  # type: ignore[assignment]
     return model
 
@@ -161,8 +164,8 @@ def _tokenizer(tmp_path: Path):  # -> BertTokenizerFast
     from tests.conftest import SPECIAL_TOKENS, WORDS
 
     vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join([*SPECIAL_TOKENS, *WORDS, "he", "she", "said", "found", "thought"]) + "\n",
-                     encoding="utf-8")
+    extra = [w for w in ("he", "she", "said", "found", "thought", "film", "movie", "hall") if w not in WORDS]
+    vocab.write_text("\n".join([*SPECIAL_TOKENS, *WORDS, *extra]) + "\n", encoding="utf-8")
     return BertTokenizerFast(vocab=str(vocab))
 
 
@@ -187,7 +190,23 @@ def test_a_model_that_reads_a_planted_gendered_word_flips_on_the_swap_and_one_th
         assert m["flip_rate"] == 0.0 and m["probability_change"] == 0.0 and m["probability_change_abs"] == 0.0
         assert m["protected_share"] == 0.0 and not flagged
     rows = {r[0]: r for r in next(t for t in section.tables if t.id == "trust.protected").rows}
-    assert rows["all"][1] == 6 and set(rows) == {"all", "negative", "positive"}
+    assert rows["all"][1] == 6 and set(rows) == {"all", "negative", "positive", "control (neutral swaps)"}
+    # the control: film -> movie, room -> hall (3 samples), which this model does not read
+    assert m["control_edited_samples"] == 3 and m["control_flip_rate"] == 0.0
+
+
+def test_a_model_as_fragile_to_neutral_swaps_is_not_said_to_rely_on_the_protected_words(tmp_path: Path) -> None:
+    tokenizer = _tokenizer(tmp_path)
+    model = _bag(tokenizer, planted=True, fragile=True)
+    config = auditor.AuditConfig.model_validate({"batch_size": 8, "analyses": {"trust": {
+        "samples": 4, "n_steps": 4, "deletion_steps": 4, "random_orders": 2}}})
+    section = auditor.audit(model, _texts(), tokenizer=tokenizer, analyses=["trust"], config=config).section("trust")
+    m = section.metrics
+    assert m["flip_rate"] >= 5 / 6  # the he/she swaps still flip (one is held by the planted "film") ...
+    assert m["control_flip_rate"] == pytest.approx(2 / 3)  # ... and so do both film -> movie swaps
+    assert m["protected_excess_p"] > 0.05
+    assert not [f for f in section.findings if f.id == "trust.protected_feature"]
+    assert "fragility, not reliance" in section.summary
 
 
 class Corner(nn.Module):
