@@ -19,6 +19,8 @@ read each pass's samples once.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import replace
 from typing import ClassVar, Literal
 
 import torch
@@ -36,6 +38,7 @@ from auditor.findings import Finding, Severity
 from auditor.report.schema import Cost, Section
 from auditor.subject import Modality, Task
 from auditor.subject.judges import Verdicts
+from auditor.walk.patch import Patch
 
 
 class JudgeParams(BaseModel):
@@ -45,8 +48,10 @@ class JudgeParams(BaseModel):
 
     modules: Granularity | tuple[str, ...] = "default"
     """"default": every block and every leaf with parameters; "blocks"; "leaves"; "all"; or glob patterns."""
-    mode: Literal["mean", "zero"] = "mean"
-    """Replace an output by its per-unit mean over the noise batch, or by zeros."""
+    mode: Literal["mean", "zero", "resample"] = "mean"
+    """Replace an output by its per-unit mean over the noise batch, by zeros, or by the output the module gives
+    another sample of the same batch (resample ablation: the samples keep their variety, and what is lost is
+    what the module carries for this sample; a sequential generator mean-ablated draws one image)."""
     unit_layers: tuple[str, ...] = ()
     """Layers whose units (channels) are also ablated one at a time: which unit draws which class?"""
     max_units: int = Field(64, ge=1)
@@ -103,7 +108,7 @@ class Judge(Analysis):
         return list(self.params.unit_layers)
 
     def needs(self, ctx: PlanContext) -> Needs:
-        if self.params.mode == "zero":
+        if self.params.mode != "mean":
             return Needs()
         modules = select_modules(ctx, ctx.traced, self.params.modules)
         branches = [b.module for n in modules for j in ctx.joins if j.block == n for b in j.branches]
@@ -112,8 +117,11 @@ class Judge(Analysis):
     def select(self, ctx: PlanContext, traced: dict[str, Traced], means: dict[str, torch.Tensor]) -> Selection:
         p = self.params
         selection = Selection()
-        module_targets(ctx, traced, means, modules=p.modules, mode=p.mode, selection=selection)
-        unit_targets(traced, means, self._unit_layers(ctx), mode=p.mode, max_units=p.max_units, selection=selection)
+        mode: Literal["mean", "zero"] = "zero" if p.mode == "resample" else p.mode
+        module_targets(ctx, traced, means, modules=p.modules, mode=mode, selection=selection)
+        unit_targets(traced, means, self._unit_layers(ctx), mode=mode, max_units=p.max_units, selection=selection)
+        if p.mode == "resample":
+            selection.targets = [_resampled(t, traced) for t in selection.targets]
         return selection
 
     def cost(self, ctx: PlanContext) -> Cost:
@@ -170,6 +178,33 @@ class Judge(Analysis):
                                 "branches": {r.target.name: list(r.target.branches) for r in rows if r.target.branches}})
 
 
+def _roll(unit_dim: int | None = None, unit: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """out -> each sample gets the output of the sample before it in the batch (the first, the last's); with a
+    unit, only that unit's slice moves."""
+    def resample(out: torch.Tensor) -> torch.Tensor:
+        if unit is None or unit_dim is None:
+            return out.roll(1, dims=0)
+        new = out.clone()
+        new.select(unit_dim, unit).copy_(out.select(unit_dim, unit).roll(1, dims=0))
+        return new
+    return resample
+
+
+def _resampled(target: Target, traced: dict[str, Traced]) -> Target:
+    """The target with its zeroing patches turned into resampling ones."""
+    if target.kind == "unit":
+        patches = {n: Patch(output=_roll(traced[n].unit_dim, target.index)) for n in target.patches}
+    else:
+        patches = {n: Patch(output=_roll()) for n in target.patches}
+    return replace(target, patches=patches, key=(*target.key, "resample"), replaced="another sample's output")
+
+
+def _by(row: JudgeRow) -> str:
+    """What replaced the output, after "by": "its mean", "zeros", "another sample's output"."""
+    replaced = row.target.replaced
+    return f"its {replaced}" if replaced == "mean" else replaced
+
+
 def _module_rows(rows: list[JudgeRow]) -> list[JudgeRow]:
     return [r for r in rows if r.target.kind in ("block", "module")]
 
@@ -210,7 +245,7 @@ def _findings(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgePa
                     f"{row.realness:.3f}: it does not see what was lost")
         findings.append(Finding(
             id="judge.critical_module", severity=Severity.INFO, module=row.target.name,
-            message=f"Replacing the output of {describe(row)} by its {row.target.replaced} {what}.",
+            message=f"Replacing the output of {describe(row)} by {_by(row)} {what}.",
             evidence=_evidence(row)))
 
     specific = []
@@ -250,7 +285,7 @@ def _findings(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgePa
             parts.append(f"diversity by {_range(row.diversity_change, pct=True)}")
         findings.append(Finding(
             id="judge.redundant", severity=Severity.INFO, module=row.target.name,
-            message=(f"Replacing the output of {describe(row)} by its {row.target.replaced} moves no judge: "
+            message=(f"Replacing the output of {describe(row)} by {_by(row)} moves no judge: "
                      f"{'; '.join(parts)} ({over}, all within ±{m:g}). The generator does not need it as trained."),
             evidence=_evidence(row)))
     counts = {"critical_modules": len(critical), "class_specific": len(specific), "redundant_modules": len(outermost)}
@@ -294,6 +329,10 @@ def _metrics(ref: Reference, rows: list[JudgeRow], counts: dict[str, int]) -> di
     return metrics
 
 
+_REPLACED = {"mean": "its per-unit mean", "zero": "zeros",
+             "resample": "the output it gives another sample of the same batch"}
+
+
 def _summary(ref: Reference, rows: list[JudgeRow], counts: dict[str, int], features_note: str, p: JudgeParams, *,
              n_groups: int) -> str:
     n = len(ref.samples)
@@ -301,8 +340,8 @@ def _summary(ref: Reference, rows: list[JudgeRow], counts: dict[str, int], featu
     units = len(rows) - modules
     parts = [f"Each of {modules} generator module{'s' * (modules != 1)}"
              + (f" and {units} unit{'s' * (units != 1)}" if units else "")
-             + f" was ablated (its output replaced by its {'per-unit mean' if p.mode == 'mean' else 'zeros'}) and the "
-               f"generator fed the same {n} noise vectors; intervals are over {n_groups} noise batches."]
+             + f" was ablated (its output replaced by {_REPLACED[p.mode]}) and the generator fed the same {n} noise "
+               f"vectors; intervals are over {n_groups} noise batches."]
     judged = f"The discriminator rates the intact samples {ref.realness:.3f} real on average"
     if ref.verdicts.probabilities is not None:
         judged += f"; the classifier is {ref.confidence_mean * 100:.1f}% sure of their class on average"

@@ -162,3 +162,15 @@ def test_a_noise_file_must_fit_the_generator(tmp_path: Path) -> None:
                  "--data", str(noise), "--out", str(tmp_path / "out")])
     assert done.returncode == 2
     assert "the noise has length 7, but the generator takes 4" in done.stderr
+
+
+def test_resample_ablation_keeps_the_samples_varied_where_mean_ablation_collapses_them() -> None:
+    config = auditor.AuditConfig.model_validate({"analyses": {"judge": {"mode": "resample"}}})
+    section = _judge(build_toy_generator(), config=config)
+    first = section.module_metrics["first"]
+    # each sample gets another sample's spread noise: still one template each, just another one
+    assert abs(first["judge_realness_drop"]) < 0.02 and abs(first["judge_diversity_change"]) < 0.05
+    assert first["judge_sample_change"] > 0.5  # the samples did change
+    assert "first" not in _modules(section, "judge.critical_module")
+    assert section.module_metrics["blocks.1"]["judge_sample_change"] == 0  # an identity stays an identity
+    assert "another sample of the same batch" in section.summary
