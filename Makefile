@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.attribution_memory
 	$(BIN)/python -m benchmarks.probes
 	$(BIN)/python -m benchmarks.ablation
+	$(BIN)/python -m benchmarks.judge
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
