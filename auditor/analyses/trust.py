@@ -667,6 +667,10 @@ class _TrustRun:
             stats["fragile"] = True  # over the thresholds, but no more than neutral edits: not reliance
         return metrics, rows, findings, stats
 
+    def _intact(self, indices: list[int]) -> torch.Tensor:
+        """The intact model's class probabilities for audit samples: the shared capture's, no second pass."""
+        return torch.softmax(self.ctx.capture.scores[indices].float(), dim=1)
+
     def _forward_texts(self, texts: list[str]) -> torch.Tensor:
         out = []
         bs = self.ctx.config.batch_size
@@ -693,8 +697,7 @@ class _TrustRun:
         table = None
         if edited:
             indices = [i for i, _ in edited]
-            before = self._forward_texts([texts[i] for i in indices])
-            after = self._forward_texts([s for _, s in edited])
+            before, after = self._intact(indices), self._forward_texts([s for _, s in edited])
             control = self._control_edits(texts)
             m, rows, findings, stats = self._edit_effects(indices, before, after, share, control)
             metrics.update(m)
@@ -736,8 +739,7 @@ class _TrustRun:
         if not edited:
             return None
         indices = [i for i, _ in edited]
-        return self._changes(indices, self._forward_texts([texts[i] for i in indices]),
-                             self._forward_texts([s for _, s in edited]))
+        return self._changes(indices, self._intact(indices), self._forward_texts([s for _, s in edited]))
 
     def _word_share(self, protected: frozenset[str], texts: Sequence[str]) -> dict[str, float] | None:
         if not protected or not texts:
@@ -800,10 +802,8 @@ class _TrustRun:
                 fill = blur(x) if p.region_fill == "blur" else self._baseline(x)
                 edited = dict(batch.inputs, **{key: torch.where(mask.to(x.device).expand_as(x), fill, x)})
                 after.append(torch.softmax(self.subject.adapter.forward(model, edited).float(), dim=1))
-        # the intact predictions are the shared capture's: no second pass over the unedited data
-        before = torch.softmax(self.ctx.capture.scores.float(), dim=1)
         indices = list(range(len(self.subject)))
-        m, rows, findings, stats = self._edit_effects(indices, before, torch.cat(after).cpu(), share)
+        m, rows, findings, stats = self._edit_effects(indices, self._intact(indices), torch.cat(after).cpu(), share)
         metrics.update(m)
         where = p.region if p.region != "box" else f"box {list(p.region_box or ())}"
         table = _protected_table(
