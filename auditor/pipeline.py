@@ -200,8 +200,7 @@ def audit_generator(generator: nn.Module, discriminator: nn.Module, classifier: 
         The AuditReport, with the module inventory and the `judge` section.
     """
     from auditor.config import GeneratorSpec
-    from auditor.subject.generator import classes_of, noise_data, noise_dim_of
-    from auditor.subject.judges import Judges
+    from auditor.subject.generator import build_generator_subject
 
     for role, module in (("generator", generator), ("discriminator", discriminator), ("classifier", classifier)):
         if module is not None and not isinstance(module, nn.Module):
@@ -221,15 +220,8 @@ def audit_generator(generator: nn.Module, discriminator: nn.Module, classifier: 
     config = config.model_copy(update={"generator": GeneratorSpec.model_validate(spec)})
     seed_everything(config.seed)
     started = time.perf_counter()
-    assert config.generator is not None
-    loaded = _wrap_module(generator, None)
-    loaded.generates, loaded.has_head = True, False
-    data = noise_data(config, dim=noise_dim_of(generator, config.generator),
-                      classes=classes_of(generator, config.generator))
-    judge_c = _wrap_module(classifier, None) if classifier is not None else None
-    judges = Judges(discriminator=_wrap_module(discriminator, None), output=config.generator.discriminator_output,
-                    classifier=judge_c, class_names=list(judge_c.class_names) if judge_c is not None else [])
-    subject = build_subject(loaded, data, config, task="generation", judges=judges)
+    subject = build_generator_subject(_wrap_module(generator, None), _wrap_module(discriminator, None),
+                                      _wrap_module(classifier, None) if classifier is not None else None, config)
     return audit_subject(subject, config, progress=progress or SilentProgress(), notes=notes,
                          load_seconds=time.perf_counter() - started)
 

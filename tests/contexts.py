@@ -34,17 +34,12 @@ def make_generator_context(generator: nn.Module, discriminator: nn.Module, class
                            samples: int = 48, batch_size: int = 16, analyses: Sequence[Analysis] = ()) -> AuditContext:
     """A generator subject (seeded noise, its judges) captured for `analyses`, as `auditor.audit_generator` does."""
     from auditor.config import GeneratorSpec, ModelSpec
-    from auditor.subject.generator import classes_of, noise_data, noise_dim_of
-    from auditor.subject.judges import Judges
+    from auditor.subject.generator import build_generator_subject
 
     spec = GeneratorSpec(discriminator=ModelSpec(), classifier=ModelSpec() if classifier is not None else None)
     config = AuditConfig(batch_size=batch_size, generator=spec).with_overrides({"data.max_samples": samples})
-    loaded = _wrap_module(generator, None)
-    loaded.generates, loaded.has_head = True, False
-    data = noise_data(config, dim=noise_dim_of(generator, spec), classes=classes_of(generator, spec))
-    judges = Judges(discriminator=_wrap_module(discriminator, None),
-                    classifier=_wrap_module(classifier, None) if classifier is not None else None)
-    subject = build_subject(loaded, data, config, task="generation", judges=judges)
+    subject = build_generator_subject(_wrap_module(generator, None), _wrap_module(discriminator, None),
+                                      _wrap_module(classifier, None) if classifier is not None else None, config)
     plan_ctx, _ = plan_subject(subject, config)
     merged = Needs.union([a.needs(plan_ctx) for a in analyses])
     executor = LocalExecutor(subject, plan_ctx.tree, batch_size=config.batch_size, progress=SilentProgress())

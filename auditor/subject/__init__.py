@@ -130,10 +130,9 @@ def load_subject(config: AuditConfig) -> Subject:
     """Loads the model and the data that `config` names and checks them against each other; a generator
     (`[generator]`) with its noise and its judges."""
     if config.generator is not None:
-        from auditor.subject.generator import load_generator
+        from auditor.subject.generator import load_generator_subject
 
-        loaded, data, judges = load_generator(config)
-        return build_subject(loaded, data, config, task="generation", judges=judges)
+        return load_generator_subject(config)
     return build_subject(load_model(config.model), load_data(config.data, seed=config.seed), config)
 
 

@@ -14,6 +14,7 @@ import torch
 
 from auditor.config import AuditConfig, GeneratorSpec, ModelSpec
 from auditor.errors import ConfigError, DataError, ModelLoadError
+from auditor.subject import Subject, build_subject
 from auditor.subject.data import AuditData, check_finite
 from auditor.subject.judges import Judges
 from auditor.subject.loading import LoadedModel, load_model
@@ -100,22 +101,28 @@ def _load_judge(spec: ModelSpec, role: str) -> LoadedModel:
     return loaded
 
 
-def load_judges(spec: GeneratorSpec) -> Judges:
-    """The discriminator and the optional classifier, loaded as any model is (factories, weights, HF dirs)."""
-    discriminator = _load_judge(spec.discriminator, "discriminator")
-    classifier = _load_judge(spec.classifier, "classifier") if spec.classifier is not None else None
-    return Judges(discriminator=discriminator, output=spec.discriminator_output, classifier=classifier,
-                  class_names=list(classifier.class_names) if classifier is not None else [])
+def build_generator_subject(generator: LoadedModel, discriminator: LoadedModel, classifier: LoadedModel | None,
+                            config: AuditConfig) -> Subject:
+    """A generator subject from loaded models: the generator (no head: its blocks are all its own), its noise
+    batch, and its judges, checked against its first samples."""
+    spec = config.generator
+    assert spec is not None
+    generator.generates, generator.has_head = True, False
+    data = noise_data(config, dim=noise_dim_of(generator.module, spec), classes=classes_of(generator.module, spec))
+    judges = Judges(discriminator=discriminator, output=spec.discriminator_output, classifier=classifier,
+                    class_names=list(classifier.class_names) if classifier is not None else [])
+    return build_subject(generator, data, config, task="generation", judges=judges)
 
 
-def load_generator(config: AuditConfig) -> tuple[LoadedModel, AuditData, Judges]:
-    """The generator (no head: its blocks are all its own), its noise and its judges."""
-    assert config.generator is not None
-    loaded = load_model(config.model)
-    loaded.generates, loaded.has_head = True, False
-    dim = noise_dim_of(loaded.module, config.generator)
-    data = noise_data(config, dim=dim, classes=classes_of(loaded.module, config.generator))
-    return loaded, data, load_judges(config.generator)
+def load_generator_subject(config: AuditConfig) -> Subject:
+    """The generator, discriminator and classifier that `config` names, loaded as any model is (factories
+    with weights, Hugging Face directories), as one subject."""
+    spec = config.generator
+    assert spec is not None
+    return build_generator_subject(
+        load_model(config.model), _load_judge(spec.discriminator, "discriminator"),
+        _load_judge(spec.classifier, "classifier") if spec.classifier is not None else None, config)
 
 
-__all__ = ["classes_of", "draw_noise", "load_generator", "load_judges", "noise_data", "noise_dim_of"]
+__all__ = ["build_generator_subject", "classes_of", "draw_noise", "load_generator_subject", "noise_data",
+           "noise_dim_of"]
