@@ -10,8 +10,9 @@ nothing has every difference exactly 0 on every batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import torch
 from scipy import stats
@@ -48,6 +49,33 @@ def total_variation(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @dataclass(frozen=True)
+class Judged:
+    """What the judges say of one set of samples, over the whole noise batch (index 0) and each noise batch
+    (1, 2, ...): computed once per set, then compared."""
+
+    realness: list[float]
+    diversity: list[float]
+    confidence: list[float] | None = None
+    histogram: list[torch.Tensor] | None = None
+    condition: list[float] | None = None
+    """A conditional generator: the share of samples the classifier sees as the class they asked for."""
+
+
+def judged(verdicts: Verdicts, slices: Sequence[slice], conditions: torch.Tensor | None) -> Judged:
+    """The judges' numbers on each of `slices` of the samples."""
+    v, p = verdicts, verdicts.probabilities
+    out = Judged(realness=[float(v.realness[s].mean()) for s in slices],
+                 diversity=[diversity(v.features[s]) for s in slices])
+    if p is None:
+        return out
+    top = p.argmax(dim=1)
+    return replace(out, confidence=[float(p[s].max(dim=1).values.mean()) for s in slices],
+                   histogram=[histogram(p[s], p.shape[1]) for s in slices],
+                   condition=[float((top[s] == conditions[s]).double().mean()) for s in slices]
+                   if conditions is not None else None)
+
+
+@dataclass(frozen=True)
 class Reference:
     """The intact generator's samples and what the judges say of them, over the whole noise batch and each
     noise batch."""
@@ -59,34 +87,44 @@ class Reference:
     conditions: torch.Tensor | None = None
 
     @property
+    def slices(self) -> list[slice]:
+        """The whole noise batch, then each noise batch."""
+        return [slice(None), *self.groups]
+
+    @cached_property
+    def judged(self) -> Judged:
+        return judged(self.verdicts, self.slices, self.conditions)
+
+    @cached_property
+    def spread(self) -> float:
+        """The intact samples' mean distance from their average (what `sample_change` is relative to)."""
+        intact = self.samples.double()
+        return float((intact - intact.mean(dim=0)).norm(dim=1).mean())
+
+    @property
     def classes(self) -> int:
         return self.verdicts.probabilities.shape[1] if self.verdicts.probabilities is not None else 0
 
     @property
     def realness(self) -> float:
-        return float(self.verdicts.realness.mean())
+        return self.judged.realness[0]
 
     @property
     def confidence_mean(self) -> float:
-        p = self.verdicts.probabilities
-        return float(p.max(dim=1).values.mean()) if p is not None else math.nan
+        return self.judged.confidence[0] if self.judged.confidence is not None else math.nan
 
     @property
     def histogram(self) -> torch.Tensor | None:
-        p = self.verdicts.probabilities
-        return histogram(p, self.classes) if p is not None else None
+        return self.judged.histogram[0] if self.judged.histogram is not None else None
 
     @property
     def diversity(self) -> float:
-        return diversity(self.verdicts.features)
+        return self.judged.diversity[0]
 
     @property
     def condition_accuracy(self) -> float:
         """A conditional generator: the share of samples the classifier sees as the class they asked for."""
-        p = self.verdicts.probabilities
-        if p is None or self.conditions is None:
-            return math.nan
-        return float((p.argmax(dim=1) == self.conditions).double().mean())
+        return self.judged.condition[0] if self.judged.condition is not None else math.nan
 
     def interval(self, value: float, per_group: Sequence[float]) -> Estimate:
         k = len(per_group)
@@ -95,6 +133,10 @@ class Reference:
         spread = float(torch.tensor(per_group, dtype=torch.float64).std()) / math.sqrt(k)
         half = float(stats.t.ppf((1 + self.confidence) / 2, k - 1)) * spread
         return Estimate(value, value - half, value + half)
+
+    def compare(self, values: Sequence[float]) -> Estimate:
+        """An estimate (whole noise batch) with its interval over the noise batches."""
+        return self.interval(values[0], values[1:])
 
 
 def noise_batches(n: int, k: int) -> list[slice]:
@@ -153,36 +195,30 @@ def _relative_change(after: float, before: float) -> float:
 def judge_row(ref: Reference, target: Target, samples: torch.Tensor, verdicts: Verdicts, *,
               min_class_share: float) -> JudgeRow:
     """Compares one ablated generator's samples and verdicts with the intact ones, batch by noise batch."""
-    v0, v1, groups = ref.verdicts, verdicts, ref.groups
+    a, b = ref.judged, judged(verdicts, ref.slices, ref.conditions)
 
-    def paired(fn: Callable[[slice], float]) -> Estimate:
-        return ref.interval(fn(slice(None)), [fn(g) for g in groups])
+    def drop(before: Sequence[float], after: Sequence[float]) -> Estimate:
+        return ref.compare([x - y for x, y in zip(before, after, strict=True)])
 
-    realness_drop = paired(lambda s: float(v0.realness[s].mean() - v1.realness[s].mean()))
-    intact = ref.samples.double()
-    spread = float((intact - intact.mean(dim=0)).norm(dim=1).mean())
-    moved = float((samples.double() - intact).norm(dim=1).mean())
-    row = JudgeRow(target=target, realness=float(v1.realness.mean()), realness_drop=realness_drop,
-                   sample_change=moved / spread if spread > 0 else (0.0 if moved == 0 else math.inf))
-    if v0.probabilities is not None and v1.probabilities is not None:
-        p0, p1, k = v0.probabilities, v1.probabilities, ref.classes
-        row.confidence_drop = paired(lambda s: float(p0[s].max(dim=1).values.mean() - p1[s].max(dim=1).values.mean()))
-        row.class_shift = paired(lambda s: total_variation(histogram(p0[s], k), histogram(p1[s], k)))
-        h0 = histogram(p0, k)
-        row.shares = histogram(p1, k)
-        def share_drop(c: int) -> Callable[[slice], float]:
-            return lambda s: float(histogram(p0[s], k)[c] - histogram(p1[s], k)[c])
-        for c in range(k):
-            if float(h0[c]) >= min_class_share:
-                row.class_drops[c] = paired(share_drop(c))
-        if ref.conditions is not None:
-            asked = ref.conditions
-            row.condition_drop = paired(lambda s: float((p0[s].argmax(1) == asked[s]).double().mean()
-                                                        - (p1[s].argmax(1) == asked[s]).double().mean()))
-    f0, f1 = v0.features, v1.features
-    row.diversity_change = paired(lambda s: _relative_change(diversity(f1[s]), diversity(f0[s])))
+    moved = float((samples.double() - ref.samples.double()).norm(dim=1).mean())
+    row = JudgeRow(target=target, realness=b.realness[0], realness_drop=drop(a.realness, b.realness),
+                   sample_change=moved / ref.spread if ref.spread > 0 else (0.0 if moved == 0 else math.inf))
+    if a.confidence is not None and b.confidence is not None and a.histogram is not None \
+            and b.histogram is not None:
+        row.confidence_drop = drop(a.confidence, b.confidence)
+        row.class_shift = ref.compare([total_variation(h0, h1) for h0, h1 in zip(a.histogram, b.histogram,
+                                                                                  strict=True)])
+        row.shares = b.histogram[0]
+        for c in range(ref.classes):
+            if float(a.histogram[0][c]) >= min_class_share:
+                row.class_drops[c] = ref.compare([float(h0[c] - h1[c]) for h0, h1 in zip(a.histogram, b.histogram,
+                                                                                           strict=True)])
+        if a.condition is not None and b.condition is not None:
+            row.condition_drop = drop(a.condition, b.condition)
+    row.diversity_change = ref.compare([_relative_change(after, before)
+                                        for before, after in zip(a.diversity, b.diversity, strict=True)])
     return row
 
 
-__all__ = ["Estimate", "JudgeRow", "Reference", "diversity", "histogram", "judge_row", "noise_batches",
+__all__ = ["Estimate", "JudgeRow", "Judged", "Reference", "diversity", "judged", "histogram", "judge_row", "noise_batches",
            "total_variation"]
