@@ -15,6 +15,17 @@ from torch import Tensor, nn
 M = TypeVar("M", bound=nn.Module)
 
 
+def portable_randn(*shape: int, generator: torch.Generator) -> Tensor:
+    """Standard normal samples that are bit-identical on every CPU.
+
+    torch's float32 normal sampler takes a vectorized path on AVX2/AVX-512 machines and a scalar one
+    elsewhere (ATEN_CPU_CAPABILITY=default, ARM), and their last bits differ; its float64 sampler does
+    not. Test data drawn here, then rounded to float32, is the same everywhere: content hashes (the probes'
+    folds) and near-boundary samples stay put.
+    """
+    return torch.randn(*shape, generator=generator, dtype=torch.float64).float()
+
+
 def _seeded(build: Callable[[], M], seed: int = 0) -> M:
     """Builds a module with a fixed seed, leaving the caller's random state untouched."""
     with torch.random.fork_rng(devices=[]):

@@ -7,9 +7,11 @@ head come from the shared capture, one pass for all of them. The probe is a ridg
 standardized features, its penalty chosen by exact leave-one-out within each training fold, scored by
 stratified k-fold accuracy with a Wilson interval beside the majority-class rate (`auditor.probing.ridge`).
 The baselines:
-- permutation: the same probe, same folds, on permuted labels; the maximum over blocks of each
-  permutation's accuracy, and its 95th percentile, is what a block must beat to count as decoding the
-  property (a per-block comparison would find "signal" somewhere by chance);
+- permutation: the same probe, same folds, on labels permuted within each fold (so every fold keeps the
+  class counts its stratification gave the true labels: permuted and true labels are then exchangeable
+  when nothing is decodable); the maximum over blocks of each permutation's accuracy, and its 95th
+  percentile, is what a block must beat to count as decoding the property (a per-block comparison would
+  find "signal" somewhere by chance);
 - random network: the same architecture re-initialized (`auditor.probing.random_init`, applied with
   `patch`), probed the same way, one more pass; trained − random per block is what training added;
 - description length: the online code length of the labels (Voita & Titov, 2020; `auditor.probing.mdl`).
@@ -40,7 +42,13 @@ from auditor.findings import Finding, Severity
 from auditor.probing.figures import accuracy_figure, mdl_figure, results_tables
 from auditor.probing.mdl import online_code_length
 from auditor.probing.random_init import fresh_weights
-from auditor.probing.ridge import canonical_order, cross_validate, stratified_folds, usable_folds
+from auditor.probing.ridge import (
+    canonical_order,
+    cross_validate,
+    stratified_folds,
+    usable_folds,
+    within_fold_permutations,
+)
 from auditor.probing.sets import (ProbeSet, Property, audit_labels, builtin_gratings, builtin_sentiment,
                                   probe_subject, to_tensor, unique_names, user_file)
 from auditor.report.schema import Cost, Section
@@ -220,11 +228,7 @@ class Probes(Analysis):
         sample_order = canonical_order(keys, len(labels))
         folds = stratified_folds(labels, folds=k, seed=seed, order=sample_order)
         rng = np.random.default_rng(seed)
-        # Permutations and the MDL sending order are drawn over the content order, so a file's order changes
-        # nothing: sample sample_order[j] takes the label of sample sample_order[perm[j]].
-        permutations = np.empty((p.permutations, len(labels)), dtype=np.int64)
-        for row in permutations:
-            row[sample_order] = sample_order[rng.permutation(len(labels))]
+        permutations = within_fold_permutations(folds, sample_order, p.permutations, rng)
         send_order = sample_order[rng.permutation(len(labels))]
         classes = int(labels.max()) + 1
         head_module = ctx.tree.get(head) if head is not None else None

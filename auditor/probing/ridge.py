@@ -159,6 +159,29 @@ def stratified_folds(labels: np.ndarray, *, folds: int, seed: int, order: np.nda
     return [np.sort(order[test]) for _, test in splitter.split(np.zeros((len(ordered), 1)), ordered)]
 
 
+def within_fold_permutations(folds: list[np.ndarray], order: np.ndarray, count: int,
+                             rng: np.random.Generator) -> np.ndarray:
+    """(count, n) label permutations that move labels only within each test fold: sample i takes the label
+    of sample perm[i], from the same fold.
+
+    A permutation over all samples would break the folds' stratification (a training fold with more of one
+    class biases the probe towards it, and the test fold then holds fewer of that class), so permuted
+    labels would score below the true ones even when nothing is decodable, and the threshold they set
+    would be too low: on random labels, 5 of 20 seeds "found" a signal. Within folds, true and permuted
+    labels have the same fold structure and are exchangeable under the null. The shuffles run over each
+    fold's members in `order` (the content order), so the file's order changes nothing.
+    """
+    n = sum(len(f) for f in folds)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    members = [fold[np.argsort(rank[fold], kind="stable")] for fold in folds]
+    permutations = np.empty((count, n), dtype=np.int64)
+    for row in permutations:
+        for fold in members:
+            row[fold] = fold[rng.permutation(len(fold))]
+    return permutations
+
+
 def usable_folds(labels: np.ndarray, wanted: int) -> int:
     """Folds the rarest class allows (each fold needs one of each class): 0 when fewer than two per class."""
     counts = np.bincount(labels)

@@ -14,6 +14,7 @@ from auditor.report.io import save_report
 from auditor.report.schema import AuditReport
 from tests.conftest import CliResult
 from tests.policy.builders import make_report
+from tests.policy.subjects import recall
 
 Cli = Callable[..., CliResult]
 
@@ -56,8 +57,9 @@ def test_check_passes_with_exit_0(run_cli: Cli, audits: dict[str, Path], tmp_pat
     assert "exit 0: passed" in result.stdout
 
 
-def test_check_fails_with_exit_1_naming_the_rules_and_their_numbers(run_cli: Cli, audits: dict[str, Path],
-                                                                    tmp_path: Path) -> None:
+def test_check_fails_with_exit_1_naming_the_rules_and_their_numbers(
+        run_cli: Cli, audits: dict[str, Path], tmp_path: Path, baseline_audit: AuditReport,
+        degraded_audit: AuditReport) -> None:
     policy = write(tmp_path, FAILING)
     junit, markdown = tmp_path / "out" / "junit.xml", tmp_path / "out" / "summary.md"
     result = run_cli("check", audits["degraded"], "--policy", policy, "--baseline", audits["baseline"],
@@ -65,13 +67,16 @@ def test_check_fails_with_exit_1_naming_the_rules_and_their_numbers(run_cli: Cli
     assert result.exit_code == 1, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "FAILED 2 of 4 rules failed: accurate; no class regresses."
-    assert "✗ fail  accurate: performance.accuracy 0.8233 < min 0.95" in result.stdout
-    assert "✗ fail  no class regresses: 1 class dropped more than max_class_drop 0.05: '2' −17.0 pts" in result.stdout
+    accuracy = degraded_audit.metrics["performance.accuracy"]
+    class_drop = (recall(baseline_audit, 2) - recall(degraded_audit, 2)) * 100
+    assert f"✗ fail  accurate: performance.accuracy {accuracy:.4g} < min 0.95" in result.stdout
+    assert f"✗ fail  no class regresses: 1 class dropped more than max_class_drop 0.05: '2' −{class_drop:.1f} pts" \
+        in result.stdout
     assert "compared  paired on the same 300 samples" in result.stdout
     assert lines[-1] == "  exit 1: the policy failed"
     suite = ET.parse(junit).getroot()
     assert (suite.get("tests"), suite.get("failures")) == ("4", "2")
-    assert "| ❌ fail | accurate | performance.accuracy 0.8233 &lt; min 0.95 |" in markdown.read_text(encoding="utf-8")
+    assert f"| ❌ fail | accurate | performance.accuracy {accuracy:.4g} &lt; min 0.95 |" in markdown.read_text(encoding="utf-8")
 
 
 def test_check_without_a_policy_uses_the_default(run_cli: Cli, audits: dict[str, Path]) -> None:
@@ -129,13 +134,16 @@ def test_policy_init_writes_a_policy_that_check_reads(run_cli: Cli, audits: dict
     assert result.exit_code == 1 and "✗ fail  no class regresses" in result.stdout
 
 
-def test_diff_prints_the_changes_and_writes_every_format(run_cli: Cli, audits: dict[str, Path],
-                                                         tmp_path: Path) -> None:
+def test_diff_prints_the_changes_and_writes_every_format(
+        run_cli: Cli, audits: dict[str, Path], tmp_path: Path, baseline_audit: AuditReport,
+        degraded_audit: AuditReport) -> None:
     result = run_cli("diff", audits["baseline"], audits["degraded"], "--out", tmp_path / "diff",
                      "--markdown", tmp_path / "summary.md")
     assert result.exit_code == 0, result.stderr
     assert "1 class significantly worse (2)" in result.stdout
-    assert "class '2': 85.0% → 68.0% (McNemar p = 4.6e-05 Holm) significant" in result.stdout
+    before, after = recall(baseline_audit, 2), recall(degraded_audit, 2)
+    assert f"class '2': {before:.1%} → {after:.1%} (McNemar p = " in result.stdout
+    assert "Holm) significant" in result.stdout
     assert sorted(p.name for p in (tmp_path / "diff").iterdir()) == ["diff.html", "diff.json", "diff.md", "diff.pdf"]
     data = json.loads((tmp_path / "diff" / "diff.json").read_text(encoding="utf-8"))
     assert data["paired"] is True and data["classes"][2]["name"] == "2"
@@ -149,10 +157,11 @@ def test_diff_of_an_audit_with_itself(run_cli: Cli, audits: dict[str, Path]) -> 
     assert "No change: every metric, class, finding and module number is the same." in result.stdout
 
 
-def test_card_writes_markdown(run_cli: Cli, audits: dict[str, Path], tmp_path: Path) -> None:
+def test_card_writes_markdown(run_cli: Cli, audits: dict[str, Path], tmp_path: Path,
+                              baseline_audit: AuditReport) -> None:
     result = run_cli("card", audits["baseline"])
     assert result.exit_code == 0 and result.stdout.startswith("## Audit\n")
-    assert "| Accuracy | 85.7% |" in result.stdout
+    assert f"| Accuracy | {baseline_audit.metrics['performance.accuracy']:.1%} |" in result.stdout
     assert run_cli("card", audits["baseline"], "--out", tmp_path / "card.md").exit_code == 0
     assert (tmp_path / "card.md").read_text(encoding="utf-8") == result.stdout
 

@@ -33,8 +33,9 @@ def test_the_diff_shows_the_degraded_class_with_its_paired_test(baseline_audit: 
     worst = min(diff.classes, key=lambda c: c.delta or 0.0)
     assert worst.name == "2" and worst.significant(diff.alpha) and worst.test == "McNemar"
     assert [c.name for c in diff.classes if c.significant(diff.alpha)] == ["2"]
-    assert diff.headline() == ("accuracy 85.7% → 82.3% (within noise); 1 class significantly worse (2); 0 findings "
-                               "added, 0 resolved.")
+    before, after = (a.metrics["performance.accuracy"] for a in (baseline_audit, degraded_audit))
+    assert diff.headline() == (f"accuracy {before:.1%} → {after:.1%} (within noise); 1 class significantly worse (2); "
+                               "0 findings added, 0 resolved.")
     outputs = [m for m in diff.module_moves if m.section == "inventory"]
     assert outputs and outputs[0].module == "2"  # of the output statistics, the head's moved most
 
