@@ -38,6 +38,8 @@ def _pct(value: float) -> str:
 @dataclass
 class Counts:
     critical: int = 0
+    main_path: int = 0
+    """Critical modules that are one fact: replacing any of them collapses the model to the same class."""
     class_specific: int = 0
     redundant: int = 0
     prunable: int = 0
@@ -70,7 +72,13 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
     critical = sorted((r for r in rows if r.target.kind in (*MODULE_KINDS, "head")
                        and r.drop >= p.critical_drop and r.low > 0), key=rank_key)
     counts.critical = len(critical)
-    for row in critical[:p.max_findings]:
+    critical_ids = {id(r) for r in critical}
+    groups = collapse_groups([r for r in rows if id(r) in critical_ids])
+    grouped = {id(r) for members in groups.values() for r in members}
+    counts.main_path = len(grouped)
+    for collapsed_to, members in groups.items():
+        findings.append(_main_path_finding(collapsed_to, members, ref, p))
+    for row in [r for r in critical if id(r) not in grouped][:p.max_findings]:
         effect = (f"moves the pooled embedding by a cosine distance of {row.drop:.3g} ({conf} interval "
                   f"{row.low:.3g}–{row.high:.3g})") if ref.embedding else (
             f"costs {_pct(row.drop)} points of accuracy ({conf} interval {_pct(row.low)}–{_pct(row.high)}); "
@@ -137,6 +145,46 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
     return findings, counts
 
 
+def collapse_groups(critical: Sequence[Row]) -> dict[str, list[Row]]:  # rows in model order
+    """The critical rows that say one thing, by the class the model collapses to: replacing any module on
+    the one path every sample takes (the embeddings, a stage of a plain CNN, a post-norm transformer's
+    LayerNorm) makes the model predict that class for nearly every sample, so their drops are alike and
+    tell nothing of what each module does. A class reached by a single module is not a group: that module
+    stands out and keeps its own finding."""
+    groups: dict[str, list[Row]] = {}
+    for row in critical:
+        if row.collapsed_to is not None and row.target.kind in MODULE_KINDS:
+            groups.setdefault(row.collapsed_to, []).append(row)
+    return {name: members for name, members in groups.items() if len(members) > 1}
+
+
+def _outermost(names: Sequence[str]) -> list[str]:
+    chosen = set(names)
+    return [n for n in names if not any(n.startswith(f"{other}.") for other in chosen if other)]
+
+
+def _main_path_finding(collapsed_to: str, members: Sequence[Row], ref: Reference, p: AblationParams) -> Finding:
+    names = [r.target.name for r in members]
+    outer = _outermost(names)
+    drops = [r.drop for r in members]
+    low, high = min(drops), max(drops)
+    span = f"{_pct(low)} points" if _pct(low) == _pct(high) else f"{_pct(low)}–{_pct(high)} points"
+    shown = ", ".join(outer[:6]) + (f" and {len(outer) - 6} more" if len(outer) > 6 else "")
+    inner = len(names) - len(outer)
+    inside = f" (with {inner} of the modules inside {'it' if len(outer) == 1 else 'them'})" if inner else ""
+    replaced = sorted({r.target.replaced for r in members})
+    return Finding(
+        id="ablation.main_path", severity=Severity.INFO, module=None,
+        message=(f"The model collapses to one class when any of {len(names)} modules on its main path is replaced "
+                 f"by its {' or '.join(replaced)}: {shown}{inside}. Each costs {span} of accuracy, and the model "
+                 f"then predicts {collapsed_to!r} for nearly every sample: every sample passes through them, so "
+                 "this says they are on the path, not what each does (the ablation table has every row)."),
+        evidence={"modules": ", ".join(names), "count": len(names), "outermost": ", ".join(outer),
+                  "collapsed_to": collapsed_to, "drop_min": low, "drop_max": high,
+                  "majority_share": max(float(mask.double().mean()) for mask in ref.classes.values())
+                  if ref.classes else 0.0, "critical_drop": p.critical_drop})
+
+
 def _signed(value: float, ref: Reference, *, sign: bool = True) -> str:
     if ref.embedding:
         return f"{value:.3g}"
@@ -164,7 +212,8 @@ def metrics_of(ref: Reference, rows: Sequence[Row], curves: dict[str, Curve], co
         "ablated_units": float(sum(1 for r in rows if r.target.kind == "unit")),
         "pruned_layers": float(len(curves)),
         "max_embedding_change" if ref.embedding else "max_drop": max(drops) if drops else 0.0,
-        "critical_modules": float(counts.critical), "class_specific": float(counts.class_specific),
+        "critical_modules": float(counts.critical), "main_path_modules": float(counts.main_path),
+        "class_specific": float(counts.class_specific),
         "redundant_modules": float(counts.redundant), "prunable_layers": float(counts.prunable),
         "passes": float(passes),
     }

@@ -66,6 +66,36 @@ def test_the_branch_carrying_class_0_drops_class_0_only_and_is_named_class_speci
     assert all(m not in specific for m in [("head", "0"), ("head", "1")])  # the head collapses: not one class
 
 
+class MainPathAndCarriers(nn.Module):
+    """`stem` and `head` are the path every sample takes: replacing either by its mean gives every sample the
+    same logits, [1, 1, 1.5], so the model predicts class 2 for all. `a` and `b` carry one class each:
+    removing one sends its class to class 2, a drop as large as a third of the samples, but no collapse."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _linear([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0, 0, 0])
+        self.a = _linear([[3, 0, 0], [0, 0, 0], [0, 0, 0]], [0, 0, 0])
+        self.b = _linear([[0, 0, 0], [0, 3, 0], [0, 0, 0]], [0, 0, 0])
+        self.head = _linear([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0, 0, 1.5])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stem(x)
+        return self.head(self.a(s) + self.b(s))
+
+
+def test_the_modules_whose_removal_collapses_the_model_are_one_finding_and_the_carriers_keep_theirs() -> None:
+    x, y = _onehot_data(150)
+    section = _run(MainPathAndCarriers(), x, y, unit_layers="none")
+    drops = section.module_metric("ablation_drop")
+    assert drops["stem"] == pytest.approx(2 / 3) and drops["head"] == pytest.approx(2 / 3)  # every row is kept
+    (path,) = [f for f in section.findings if f.id == "ablation.main_path"]
+    assert path.module is None and path.evidence["modules"] == "stem, head" and path.evidence["collapsed_to"] == "2"
+    assert "any of 2 modules on its main path" in path.message and "predicts '2' for nearly every sample" in path.message
+    critical = sorted(f.module for f in section.findings if f.id == "ablation.critical_module")
+    assert critical == ["a", "b"]  # a third of the samples each, and no collapse: they stand out
+    assert section.metrics["critical_modules"] == 4 and section.metrics["main_path_modules"] == 2
+
+
 class CarrierAndDecoy(nn.Module):
     """Both see the input; the output ignores `decoy` (multiplied by zero), so ablating it must cost nothing."""
 
