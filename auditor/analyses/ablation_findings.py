@@ -73,11 +73,11 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
                        and r.drop >= p.critical_drop and r.low > 0), key=rank_key)
     counts.critical = len(critical)
     critical_ids = {id(r) for r in critical}
-    groups = collapse_groups([r for r in rows if id(r) in critical_ids])
-    grouped = {id(r) for members in groups.values() for r in members}
-    counts.main_path = len(grouped)
-    for collapsed_to, members in groups.items():
-        findings.append(_main_path_finding(collapsed_to, members, ref, p))
+    path = collapse_group([r for r in rows if id(r) in critical_ids])
+    grouped = {id(r) for r in path}
+    counts.main_path = len(path)
+    if path:
+        findings.append(_main_path_finding(path, p))
     for row in [r for r in critical if id(r) not in grouped][:p.max_findings]:
         effect = (f"moves the pooled embedding by a cosine distance of {row.drop:.3g} ({conf} interval "
                   f"{row.low:.3g}–{row.high:.3g})") if ref.embedding else (
@@ -145,17 +145,14 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
     return findings, counts
 
 
-def collapse_groups(critical: Sequence[Row]) -> dict[str, list[Row]]:  # rows in model order
-    """The critical rows that say one thing, by the class the model collapses to: replacing any module on
-    the one path every sample takes (the embeddings, a stage of a plain CNN, a post-norm transformer's
-    LayerNorm) makes the model predict that class for nearly every sample, so their drops are alike and
-    tell nothing of what each module does. A class reached by a single module is not a group: that module
-    stands out and keeps its own finding."""
-    groups: dict[str, list[Row]] = {}
-    for row in critical:
-        if row.collapsed_to is not None and row.target.kind in MODULE_KINDS:
-            groups.setdefault(row.collapsed_to, []).append(row)
-    return {name: members for name, members in groups.items() if len(members) > 1}
+def collapse_group(critical: Sequence[Row]) -> list[Row]:
+    """The critical rows that say one thing: replacing any of these modules makes the model predict one
+    class for nearly every sample. They lie on the one path every sample takes (the embeddings, a stage of a
+    plain CNN, a post-norm transformer's LayerNorm); their drops are alike (the accuracy minus the share of
+    the class collapsed to, whichever it is) and tell nothing of what each module does. One such module
+    alone is not a group: it keeps its own finding. `critical` in model order."""
+    members = [row for row in critical if row.collapsed_to is not None and row.target.kind in MODULE_KINDS]
+    return members if len(members) > 1 else []
 
 
 def _outermost(names: Sequence[str]) -> list[str]:
@@ -163,7 +160,7 @@ def _outermost(names: Sequence[str]) -> list[str]:
     return [n for n in names if not any(n.startswith(f"{other}.") for other in chosen if other)]
 
 
-def _main_path_finding(collapsed_to: str, members: Sequence[Row], ref: Reference, p: AblationParams) -> Finding:
+def _main_path_finding(members: Sequence[Row], p: AblationParams) -> Finding:
     names = [r.target.name for r in members]
     outer = _outermost(names)
     drops = [r.drop for r in members]
@@ -173,16 +170,24 @@ def _main_path_finding(collapsed_to: str, members: Sequence[Row], ref: Reference
     inner = len(names) - len(outer)
     inside = f" (with {inner} of the modules inside {'it' if len(outer) == 1 else 'them'})" if inner else ""
     replaced = sorted({r.target.replaced for r in members})
+    classes: dict[str, int] = {}
+    for row in members:
+        assert row.collapsed_to is not None
+        classes[row.collapsed_to] = classes.get(row.collapsed_to, 0) + 1
+    ranked = sorted(classes.items(), key=lambda kv: -kv[1])
+    if len(ranked) == 1:
+        predicts = f"{ranked[0][0]!r}"
+    else:
+        predicts = "one class (" + ", ".join(f"{name!r} for {count}" for name, count in ranked) + ")"
     return Finding(
         id="ablation.main_path", severity=Severity.INFO, module=None,
         message=(f"The model collapses to one class when any of {len(names)} modules on its main path is replaced "
                  f"by its {' or '.join(replaced)}: {shown}{inside}. Each costs {span} of accuracy, and the model "
-                 f"then predicts {collapsed_to!r} for nearly every sample: every sample passes through them, so "
-                 "this says they are on the path, not what each does (the ablation table has every row)."),
+                 f"then predicts {predicts} for nearly every sample: every sample passes through them, so this "
+                 "says they are on the path, not what each does (the ablation table has every row)."),
         evidence={"modules": ", ".join(names), "count": len(names), "outermost": ", ".join(outer),
-                  "collapsed_to": collapsed_to, "drop_min": low, "drop_max": high,
-                  "majority_share": max(float(mask.double().mean()) for mask in ref.classes.values())
-                  if ref.classes else 0.0, "critical_drop": p.critical_drop})
+                  "collapsed_to": ", ".join(name for name, _ in ranked), "drop_min": low, "drop_max": high,
+                  "critical_drop": p.critical_drop})
 
 
 def _signed(value: float, ref: Reference, *, sign: bool = True) -> str:

@@ -124,3 +124,18 @@ def test_the_digits_gan_is_judged_by_its_discriminator_and_by_the_digits_cnn(dem
     critical = {f["module"] for f in audit["findings"] if f["id"] == "judge.critical_module"}
     assert {"project", "up", "to_image"} <= critical
     assert judge["module_metrics"]["project"]["judge_diversity_change"] == pytest.approx(-1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "minilm_sentiment", "minilm_encoder"])
+def test_no_demo_report_repeats_the_collapse_of_its_main_path(demo_out: Path, name: str) -> None:
+    """Replacing any module on the one path every sample takes collapses the model to one class: one finding
+    says so for all of them; a critical_module finding is left only to drops that say something else."""
+    audit = _audit(demo_out, name)
+    paths = [f for f in audit["findings"] if f["id"] == "ablation.main_path"]
+    assert len(paths) <= 1
+    collapsing = [f for f in audit["findings"] if f["id"] == "ablation.critical_module"
+                  and "for nearly every sample" in f["message"]]
+    assert len(collapsing) <= 1
+    rows = next(s for s in audit["sections"] if s["id"] == "ablation")["module_metrics"]
+    for member in (paths[0]["evidence"]["modules"].split(", ") if paths else []):
+        assert rows[member]["ablation_drop_low"] > 0  # the table keeps every grouped module's row
