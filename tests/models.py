@@ -177,6 +177,148 @@ def build_cifar_resnet() -> CifarResNet:
     return _seeded(CifarResNet)
 
 
+# --- residual blocks as published: the activation after the join -----------------------------------------
+# (akamaster's CIFAR ResNets, torchvision's BasicBlock and Bottleneck, and the functional one-liner of many
+# CIFAR repositories; written here, without torchvision)
+
+class TorchvisionBasic(nn.Module):
+    """torchvision's BasicBlock: one `nn.ReLU(inplace=True)` after bn1 and again after `out += identity`;
+    where the width or stride changes, `downsample = Sequential(conv1x1, bn)`."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_planes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class TorchvisionBottleneck(nn.Module):
+    """torchvision's Bottleneck: 1×1, 3×3, 1×1 (×4 channels), the ReLU module used three times."""
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        out_planes = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_planes != out_planes:
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(out_planes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class FunctionalBlock(nn.Module):
+    """`F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))`: out-of-place sum, functional ReLU; the
+    shortcut an empty Sequential, or conv1x1 + bn where the width changes."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut: nn.Module = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(planes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = nn.functional.relu(self.bn1(self.conv1(x)))
+        return nn.functional.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class TwoStageResNet(nn.Module):
+    """stem (3→8) → stage 1: two blocks of width 8 → stage 2: a block doubling the width at stride 2, and
+    one more → global average → 4 classes, on 3×8×8 images. As in a trained network, each BatchNorm
+    normalises (its statistics are those of a batch of noise) and then scales and shifts by random
+    amounts (a fresh BatchNorm is nearly the identity); the head reads the pooled features standardised
+    on that batch, so that noise images spread over the classes."""
+
+    def __init__(self, block: Callable[..., nn.Module], *, expansion: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.layer1 = nn.Sequential(block(8, 8 // expansion), block(8, 8 // expansion))
+        self.layer2 = nn.Sequential(block(8, 16 // expansion, stride=2), block(16, 16 // expansion))
+        self.fc = nn.Linear(16, 4)
+        self._head = (self.fc.weight.detach().clone(), self.fc.bias.detach().clone())
+        norms = [m for m in self.modules() if isinstance(m, nn.BatchNorm2d)]
+        with torch.no_grad():
+            for norm in norms:
+                norm.momentum = None  # a cumulative average: one batch's statistics
+            noise = torch.randn(64, 3, 8, 8)
+            self.train()(noise)
+            for norm in norms:
+                norm.weight.normal_(1.0, 0.3)
+                norm.bias.normal_(0.0, 0.3)
+        self.eval()
+        self.standardise_head(noise)
+
+    def standardise_head(self, x: Tensor) -> None:
+        """Rescales the head so that it reads the pooled features of `x` standardised (after editing a layer)."""
+        weight, bias = self._head
+        with torch.no_grad():
+            pooled = self.features(x)
+            scale = weight / pooled.std(dim=0)
+            self.fc.weight.copy_(scale)
+            self.fc.bias.copy_(bias - scale @ pooled.mean(dim=0))
+
+    def features(self, x: Tensor) -> Tensor:
+        out = nn.functional.relu(self.bn1(self.conv1(x)))
+        out = self.layer2(self.layer1(out))
+        return nn.functional.adaptive_avg_pool2d(out, 1).flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.features(x))
+
+
+RESNET_BLOCKS: dict[str, tuple[Callable[..., nn.Module], int]] = {
+    "akamaster": (CifarBlock, 1), "torchvision_basic": (TorchvisionBasic, 1),
+    "torchvision_bottleneck": (TorchvisionBottleneck, 4), "functional": (FunctionalBlock, 1),
+}
+"""Variant name -> (block class, channel expansion): the four ways published ResNets write their blocks."""
+
+
+def build_two_stage_resnet(variant: str, seed: int = 0) -> TwoStageResNet:
+    block, expansion = RESNET_BLOCKS[variant]
+    return _seeded(lambda: TwoStageResNet(block, expansion=expansion), seed)
+
+
 # --- generators and their judges, with answers known by construction ------------------------------------
 
 def templates() -> Tensor:

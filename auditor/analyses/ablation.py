@@ -6,7 +6,9 @@ in Artificial Neural Networks"; Wang et al., 2022, "Interpretability in the Wild
 zeros, and the model is scored again: accuracy, loss, per-class recall and the KL divergence of its
 predictions from the intact model's, each drop with a paired bootstrap interval over the samples (Efron
 & Tibshirani, 1993). A residual block's output is the whole stream, so replacing it would collapse
-everything after it; the block is ablated by its branches (what it adds to the stream) instead.
+everything after it; the block is ablated by its branches (what it adds to the stream) instead, also where
+an activation follows the sum (a ResNet block's `relu(bn2(...) + shortcut(x))`), its shortcut kept. Its
+module_metrics are then its branches' numbers, and `ablation_branches` says how many were ablated.
 Attention heads are removed one at a time by replacing their slice of the input to the attention output
 projection (Michel et al., 2019, "Are Sixteen Heads Really Better than One?"). Single units of chosen
 layers are mean-ablated alone, and each convolution loses 10-90% of its kernels, smallest L1 norm first
@@ -183,6 +185,8 @@ class ModuleAblation(Analysis):
         module_metrics: dict[str, dict[str, float]] = {}
         for row in rows:
             module_metrics.setdefault(row.target.name, {}).update(row.metrics(ref.embedding))
+            if row.target.branches:  # the block's numbers are its branches' (named in details["branches"])
+                module_metrics[row.target.name]["ablation_branches"] = float(len(row.target.branches))
         for layer, curve in curves.items():
             values = module_metrics.setdefault(layer, {})
             for method, points in curve.items():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from auditor.analyses.ablation_metrics import Curve, Reference, Row
-from auditor.analyses.ablation_targets import Selection, describe_target
+from auditor.analyses.ablation_targets import Selection, describe_target, replaced_part
 from auditor.engine.prefix import PassRoute, PrefixRun
 from auditor.findings import Finding, Severity
 
@@ -69,16 +69,23 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
     what = "the pooled embedding's cosine distance" if ref.embedding else "accuracy"
     conf = f"{p.confidence:.0%}"
 
+    # A residual block ablated by its one branch is the very pass of that branch module: one finding, the
+    # block's (it names the branch), not a second one with the same numbers for the branch module.
+    by_branch = {r.target.key for r in rows if r.target.kind == "block" and r.target.branches}
+
+    def told(row: Row) -> bool:
+        return bool(row.target.branches) or row.target.key not in by_branch
+
     critical = sorted((r for r in rows if r.target.kind in (*MODULE_KINDS, "head")
                        and r.drop >= p.critical_drop and r.low > 0), key=rank_key)
     counts.critical = len(critical)
     critical_ids = {id(r) for r in critical}
-    path = collapse_group([r for r in rows if id(r) in critical_ids])
+    path = collapse_group([r for r in rows if id(r) in critical_ids and told(r)])
     grouped = {id(r) for r in path}
     counts.main_path = len(path)
     if path:
         findings.append(_main_path_finding(path, p))
-    for row in [r for r in critical if id(r) not in grouped][:p.max_findings]:
+    for row in [r for r in critical if told(r) and id(r) not in grouped][:p.max_findings]:
         effect = (f"moves the pooled embedding by a cosine distance of {row.drop:.3g} ({conf} interval "
                   f"{row.low:.3g}–{row.high:.3g})") if ref.embedding else (
             f"costs {_pct(row.drop)} points of accuracy ({conf} interval {_pct(row.low)}–{_pct(row.high)}); "
@@ -86,14 +93,14 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
         collapse = f"; the model then predicts {row.collapsed_to!r} for nearly every sample" if row.collapsed_to else ""
         findings.append(Finding(
             id="ablation.critical_module", severity=Severity.INFO, module=row.target.name,
-            message=f"Replacing the output of {describe(row)} by its {row.target.replaced} {effect}{collapse}.",
+            message=f"Replacing {replaced_part(row.target)} by its {row.target.replaced} {effect}{collapse}.",
             evidence=_evidence(row, ref)))
 
     if not ref.embedding:
         specific = []
         for row in rows:
             gap = class_gap(row)
-            if gap is None or row.collapsed_to is not None:
+            if gap is None or row.collapsed_to is not None or not told(row):
                 continue
             name, top, second = gap
             if top >= p.class_drop and top - second >= p.class_gap:
@@ -111,13 +118,13 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
     names = {r.target.name for r in redundant}
     outermost = [r for r in redundant if not any(r.target.name.startswith(f"{n}.") for n in names)]
     counts.redundant = len(outermost)
-    for row in outermost[:p.max_findings]:
+    for row in [r for r in outermost if told(r)][:p.max_findings]:
         inside = sum(1 for n in names if n.startswith(f"{row.target.name}."))
         bound = "" if ref.embedding else (f", at most {_pct(row.changed_upper)}% of predictions change "
                                           f"({_pct(row.changed)}% did) and the KL is {row.kl:.2g}")
         findings.append(Finding(
             id="ablation.redundant", severity=Severity.INFO, module=row.target.name,
-            message=(f"Replacing the output of {describe(row)} by its {row.target.replaced} changes "
+            message=(f"Replacing {replaced_part(row.target)} by its {row.target.replaced} changes "
                      f"{what} by {_signed(row.low, ref)} to {_signed(row.high, ref)} ({conf} interval, within "
                      f"±{_signed(p.redundant_margin, ref, sign=False)}){bound}: a pruning candidate"
                      + (f" (with the {inside} modules inside it)" if inside else "") + "."),

@@ -130,7 +130,8 @@ def _drops(ref: Reference, rows: Sequence[Row], p: AblationParams) -> Figure | N
     if not shown:
         return None
     names = axis_labels([r.target.name for r in shown], 34)
-    names = [f"{n} (branches)" if r.target.branches else n for n, r in zip(names, shown, strict=True)]
+    names = [f"{n} (branch{'es' * (len(r.target.branches) > 1)})" if r.target.branches else n
+             for n, r in zip(names, shown, strict=True)]
     ys = np.arange(len(shown))
     drops = np.array([r.drop for r in shown])
     err = np.array([[max(r.drop - r.low, 0.0) for r in shown], [max(r.high - r.drop, 0.0) for r in shown]])

@@ -56,6 +56,14 @@ def describe_target(t: Target) -> str:
     return t.name
 
 
+def replaced_part(t: Target) -> str:
+    """What a target's ablation replaces, in a sentence: "the output of fc", "the residual branch of layer1.0
+    (layer1.0.bn2)" (the block's shortcut and everything else around the branch kept)."""
+    if t.branches and t.kind == "block":
+        return f"the residual branch{'es' * (len(t.branches) > 1)} of {t.name} ({', '.join(t.branches)})"
+    return f"the output of {describe_target(t)}"
+
+
 def ablated_as(t: Target) -> str:
     """What replaced the target's output, naming a residual block's branches relative to it."""
     if t.branches:
@@ -313,5 +321,5 @@ def _site(ctx: PlanContext, traced: Mapping[str, Traced], name: str, units: int)
 
 
 __all__ = ["Granularity", "PruneStep", "Selection", "Target", "ablated_as", "default_unit_layers", "describe_target",
-           "head_targets",
-           "module_targets", "prune_layers", "prune_steps", "residual_branches", "select_modules", "unit_targets"]
+           "head_targets", "module_targets", "prune_layers", "prune_steps", "replaced_part", "residual_branches",
+           "select_modules", "unit_targets"]

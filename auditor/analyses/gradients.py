@@ -12,7 +12,8 @@ stack, the branches that join one residual sum, the heads of one attention layer
 
 Conductance (Dhamdhere et al., 2019, "How Important Is a Neuron?") is reported where it is informative:
 for the branches that join a residual sum (a transformer layer's attention and MLP outputs, a ResNet
-block's residual branch against its shortcut) and per unit of chosen layers. A block that is a full cut
+block's residual branch against its shortcut, also where a ReLU follows the sum: conductance passes through
+an element-wise activation unchanged, so the sum's is read at its output) and per unit of chosen layers. A block that is a full cut
 of the graph would only show F(x) - F(baseline) again (completeness). All branches are measured in one
 Integrated Gradients sweep (`auditor.engine.conductance`), not one Captum call per branch.
 
@@ -38,7 +39,7 @@ from auditor.report.figures import new_figure, to_figure
 from auditor.report.schema import Cost, Figure, Section, Table
 from auditor.subject import Task
 from auditor.walk.blocks import Block
-from auditor.walk.joins import Join
+from auditor.walk.joins import Join, describe_site
 
 
 class GradientsParams(BaseModel):
@@ -299,7 +300,8 @@ def _cuts(ctx: AuditContext, module_metrics: dict[str, dict[str, float]], heads:
         if join.stream is not None and not join.stream.startswith("<") and join.stream in module_metrics:
             members.append(join.stream)
         if len(members) >= 2:
-            cuts[f"sum at {join.site.module}"] = members
+            cuts[f"sum at {join.site.module}" + (f" (before its {join.site.through})" if join.site.through else "")] = \
+                members
     if not cuts:  # a plain stack has no cut with parts: its stages are shown in order, not ranked
         stages = [b.name for b in ctx.blocks if b.name in module_metrics]
         if stages:
@@ -327,7 +329,7 @@ def _ranked_table(cuts: dict[str, list[str]], module_metrics: dict[str, dict[str
 
 
 def _join_detail(join: Join) -> dict[str, Any]:
-    return {"block": join.block, "sum_at": f"{join.site.where} of {join.site.module}",
+    return {"block": join.block, "sum_at": describe_site(join.site),
             "branches": [b.module for b in join.branches], "stream": join.stream}
 
 
@@ -351,8 +353,11 @@ def _joins_table(joins: list[Join], sweep: SweepResult) -> Table | None:
     return Table(id="gradients.conductance", title="Conductance of the summands of each residual sum",
                  columns=["block", "summand", "role", "conductance", "conductance of the sum"], rows=rows,
                  caption=f"Mean over {len(sweep.samples)} samples. A branch is read only by the sum; the stream "
-                         f"(residual stream, shortcut) is read elsewhere too, and its share is the sum's minus the "
-                         f"branches'. A sum that is a full cut carries all of F(x) − F(baseline) = {delta:.4g}.")
+                         f"(residual stream, shortcut) is read elsewhere too, or is the shortcut where the width "
+                         f"changes, and its share is the sum's minus the branches'. Where an activation follows the "
+                         f"sum (relu(branch + shortcut)), the sum's conductance is read at the activation's output, "
+                         f"which carries the same. A sum that is a full cut carries all of F(x) − F(baseline) = "
+                         f"{delta:.4g}.")
 
 
 def _short(name: str, limit: int = 30) -> str:
@@ -468,7 +473,8 @@ def _conductance_figure(joins: list[Join], sweep: SweepResult | None) -> Figure 
                 by_block[join.block].append((_tail(branch.module, join.block), float(value.mean())))
                 rest = rest - value
         if join.stream is not None:
-            by_block[join.block].append((f"stream at {_tail(join.site.module, join.block)}", float(rest.mean())))
+            at = _tail(join.site.module, join.block) if join.site.module != join.block else "the block's output"
+            by_block[join.block].append((f"stream at {at}", float(rest.mean())))
     if not by_block:
         return None
     labels = sorted({label for parts in by_block.values() for label, _ in parts},

@@ -50,7 +50,8 @@ class SweepSpec:
     """What one conductance sweep measures, and over which samples."""
 
     points: tuple[SumSite, ...]
-    """Tensors to measure: a module's output or input at one of its calls per forward."""
+    """Tensors to measure: a module's output or input at one of its calls per forward (a residual sum that an
+    activation follows is measured at the activation's output, which carries the same conductance)."""
     unit_modules: frozenset[str] = frozenset()
     """Modules whose output also gets per-unit conductance."""
     samples: tuple[int, ...] = ()

@@ -17,6 +17,7 @@ from auditor.errors import ConfigError
 from auditor.progress import SilentProgress
 from auditor.walk.patch import Patch
 from tests.contexts import make_context
+from tests.models import RESNET_BLOCKS, build_two_stage_resnet
 
 
 def _onehot_data(n: int, classes: int = 3, *, noise: float = 0.05, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,6 +119,8 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 3
 
 
 def test_an_ignored_branch_is_redundant_with_an_interval_of_exactly_zero_and_the_carrier_is_critical() -> None:
+    """Replacing the carrier (or the head) by its mean gives every sample the same logits: both are on the
+    model's main path, one finding for the two; the decoy is in neither."""
     x, y = _onehot_data(240)
     torch.manual_seed(0)
     model = _train(CarrierAndDecoy(), x, y)
@@ -127,8 +130,9 @@ def test_an_ignored_branch_is_redundant_with_an_interval_of_exactly_zero_and_the
     assert decoy["ablation_kl"] == 0.0 and decoy["ablation_changed"] == 0.0
     assert carrier["ablation_drop"] > 0.3 and carrier["ablation_drop_low"] > 0.3
     redundant = [f.module for f in section.findings if f.id == "ablation.redundant"]
+    (path,) = [f.evidence["modules"] for f in section.findings if f.id == "ablation.main_path"]
     critical = [f.module for f in section.findings if f.id == "ablation.critical_module"]
-    assert redundant == ["decoy"] and "carrier" in critical and "decoy" not in critical
+    assert redundant == ["decoy"] and path == "carrier, head" and "decoy" not in critical
 
 
 def test_on_few_samples_nothing_is_called_redundant_the_interval_is_too_wide_for_equivalence() -> None:
@@ -403,3 +407,45 @@ def test_the_cached_prefixes_and_the_naive_loop_agree_on_the_demo_models(name: s
     assert result.passes >= 10
     assert result.worst_metric_error <= 1e-6 and result.disagreements == 0
     assert result.full_forward == 0 and result.estimated_share is not None and result.estimated_share < 0.9
+
+
+@pytest.mark.parametrize("variant", sorted(RESNET_BLOCKS))
+def test_resnet_blocks_with_the_relu_after_the_sum_are_ablated_by_their_branches(variant: str) -> None:
+    """In each way published ResNets write a block (the ReLU after the sum, the sum in place or not, the
+    shortcut an empty Sequential, a zero-padding lambda or conv1x1 + bn), the block is ablated by its branch.
+    layer2.0's branch outputs a constant (its last norm has zero scale and a bias of exact binary
+    fractions): replacing it by its mean changes nothing, while replacing the block's output collapses
+    every sample onto one prediction."""
+    model = build_two_stage_resnet(variant)
+    last = "bn3" if variant == "torchvision_bottleneck" else "bn2"
+    blocks = ["layer1.0", "layer1.1", "layer2.0", "layer2.1"]
+    with torch.no_grad():
+        norm = model.get_submodule(f"layer2.0.{last}")
+        assert isinstance(norm, nn.BatchNorm2d)
+        norm.weight.zero_()
+        norm.bias.copy_(torch.tensor([0.5, -0.5, 0.25, -1.0])[torch.arange(norm.num_features) % 4])
+    x = torch.randn(160, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    model.standardise_head(x)  # noise images spread over the classes again
+    analysis = ModuleAblation(AblationParams(unit_layers="none", prune=False))
+    ctx = make_context(model, x, None, batch_size=32, analyses=[analysis])
+    section = run_one(analysis, ctx)
+    assert section.error is None, section.error
+    assert section.details["branches"] == {b: [f"{b}.{last}"] for b in blocks}
+    for block in blocks:
+        values, branch = section.module_metrics[block], section.module_metrics[f"{block}.{last}"]
+        assert values["ablation_branches"] == 1.0
+        assert {k: v for k, v in values.items() if k != "ablation_branches"} == branch  # one pass: the branch's
+    constant = section.module_metrics["layer2.0"]
+    assert constant["ablation_drop"] == 0.0 and constant["ablation_kl"] == pytest.approx(0.0, abs=1e-9)
+    redundant = {f.module: f.message for f in section.findings if f.id == "ablation.redundant"}
+    assert f"the residual branch of layer2.0 (layer2.0.{last})" in redundant["layer2.0"]
+    critical = {f.module for f in section.findings if f.id == "ablation.critical_module"}
+    assert not {f"{b}.{last}" for b in critical} & critical  # a block's finding, not a twin for its branch module
+    ranked = next(t for t in section.tables if t.id == "ablation.ranked")
+    assert {row[1]: row[2] for row in ranked.rows}["layer2.0"] == f"{last} (mean)"
+    # What the block's ablation meant before: its whole output replaced, every sample gets one prediction.
+    mean = ctx.capture.unit_means["layer2.0"].float().reshape(1, -1, 1, 1)
+    whole = LocalExecutor(ctx.subject, ctx.tree, batch_size=32, progress=SilentProgress()).scores(
+        [PatchedPass({"layer2.0": Patch(output=mean)})])[0]
+    assert float(whole.std(dim=0).max()) <= 1e-5 * float(whole.abs().max())
+    assert len(set(whole.argmax(dim=1).tolist())) == 1 and len(set(ctx.clean.predictions.tolist())) >= 3

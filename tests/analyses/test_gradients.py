@@ -14,8 +14,9 @@ from auditor.analyses.gradients import Gradients, GradientsParams
 from auditor.analyses import run_one
 from auditor.engine.conductance import SweepSpec, run_sweep
 from auditor.progress import SilentProgress
+from auditor.walk.joins import SumSite
 from tests.contexts import make_context
-from tests.models import TinyCNN
+from tests.models import TinyCNN, build_two_stage_resnet
 
 
 def _data(n: int = 24, features: int = 4, classes: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,3 +189,34 @@ def test_with_the_default_trapezoid_rule_a_full_cut_carries_the_whole_change_of_
 
     assert gap(20, "trapezoid") < 0.05 and gap(400, "trapezoid") < 2e-3  # converges (first order at ReLU kinks)
     assert gap(20, "captum") > gap(20, "trapezoid")
+
+
+@pytest.mark.parametrize("variant", ["akamaster", "functional"])
+def test_a_sum_behind_a_functional_relu_splits_its_conductance_between_branch_and_shortcut(variant: str) -> None:
+    """`relu(bn2(...) + shortcut(x))`: no hook sees the sum, so its conductance is read at the block's output
+    (an element-wise activation passes on what flows through it). Where the width doubles, the shortcut
+    (option A's zero-padding lambda, or conv1x1 + bn) is read by the sum alone, so its own conductance can be
+    measured: it is the stream's share the analysis reports, up to the integration error at the ReLU's kinks."""
+    model = build_two_stage_resnet(variant)
+    x, y = torch.randn(24, 3, 8, 8, generator=torch.Generator().manual_seed(2)), torch.arange(24) % 4
+    analysis = Gradients(GradientsParams(conductance_samples=24, conductance_steps=50))
+    ctx = make_context(model, x, y, batch_size=8, analyses=[analysis])
+    section = run_one(analysis, ctx)
+    assert section.error is None, section.error
+    joins = {j["block"]: j for j in section.details["joins"]}
+    assert joins["layer2.0"] == {"block": "layer2.0", "sum_at": "output of layer2.0 (= relu(sum))",
+                                 "branches": ["layer2.0.bn2"], "stream": "layer2.0.shortcut"}
+    assert section.details["cuts"]["sum at layer2.0 (before its relu)"] == ["layer2.0.bn2", "layer2.0.shortcut"]
+    rows = {(r[0], r[2]): r for r in next(t for t in section.tables if t.id == "gradients.conductance").rows}
+    assert {block for block, _ in rows} == {"layer1.0", "layer1.1", "layer2.0", "layer2.1"}
+    branch = section.module_metrics["layer2.0.bn2"]
+    total = branch["sum_conductance"]
+    assert rows[("layer2.0", "stream")][3] == pytest.approx(branch["stream_conductance"])
+    join = next(j for j in ctx.joins if j.block == "layer2.0")
+    shortcut = SumSite("layer2.0.shortcut", "output")
+    spec = SweepSpec(points=(join.site, *join.branches, shortcut), samples=tuple(range(24)), n_steps=50)
+    measured = run_sweep(ctx.subject, ctx.tree, spec, labels=y, batch_size=8, progress=SilentProgress())
+    assert float(measured.conductance[join.site].mean()) == pytest.approx(total, rel=1e-4)
+    own = float(measured.conductance[shortcut].double().mean())
+    assert abs(own - branch["stream_conductance"]) < 0.03 * abs(total)  # measured at 50 steps: within 0.3%
+    assert abs(own) > 0.1 * abs(total)  # the shortcut carries a real share: the comparison means something
