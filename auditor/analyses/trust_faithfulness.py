@@ -100,17 +100,18 @@ class DeletionTest:
         anchor = self.baseline(x)[0]
         static = blur(x) if fill == "blur" else self.baseline(x)
 
-        def build_patches(masks: torch.Tensor) -> dict[str, torch.Tensor]:
+        def put(masks: torch.Tensor, *, impute: bool) -> dict[str, torch.Tensor]:
             rows = masks.shape[0]
             pixels = masks[:, ids].reshape(rows, height, width)
-            if fill == "impute":
+            if impute:
                 edited = noisy_linear_impute(x[0], pixels, anchor=anchor, noise=self.p.impute_noise,
                                              generator=self.noise_generator).to(x.device)
             else:
                 edited = torch.where(pixels[:, None].to(x.device), static.expand_as(x), x.expand(rows, *x.shape[1:]))
             out = {**others(rows), key: edited}
             return {k: out[k] for k in one}
-        return faith.Editable(positions=patches, build=build_patches,
+        return faith.Editable(positions=patches, build=lambda masks: put(masks, impute=fill == "impute"),
+                              insert=lambda masks: put(masks, impute=False),
                               pool=lambda flat: faith.patch_means(flat, ids, patches))
 
     # --- the test --------------------------------------------------------------------------------------
@@ -167,7 +168,8 @@ class DeletionTest:
         compared = {m: faith.compare(np.array(areas[m]["del"]), np.array(areas[m]["ins"]), rand_del, rand_ins)
                     for m in keys}
         start, end = (float(v) for v in np.mean(ends, axis=0))
-        power = faith.power(compared[OCCLUSION], compared[NOISE], start, end, alpha=p.alpha,
+        separation = faith.faster(np.array(areas[OCCLUSION]["del"]), np.array(areas[NOISE]["del"]))
+        power = faith.power(compared[OCCLUSION], compared[NOISE], separation, start, end, alpha=p.alpha,
                             collapse_area=p.collapse_area)
         x = self.first
         averaged = {k: np.mean(np.stack(v), axis=0) for k, v in mean_curves.items()}
@@ -192,9 +194,10 @@ class DeletionTest:
             metrics[f"reference_deletion_auc/{name}"] = c.deletion
             metrics[f"reference_deletion_gain/{name}"] = c.deletion_gain
             metrics[f"reference_deletion_p/{name}"] = c.p_deletion
+        metrics["reference_separation_p"] = power.separation_p
         findings: list[Finding] = []
         rows: list[list[Any]] = []
-        calibrated = not power.noise.p_deletion < p.alpha
+        calibrated = power.calibrated
         for m in [*self.methods, OCCLUSION, NOISE]:
             c = compared[m]
             better = faith.beats_random(c, p.alpha)
@@ -213,9 +216,11 @@ class DeletionTest:
             elif m == OCCLUSION:
                 verdict = "beats random: the test can see a faithful map" if better else \
                     "does not beat random: the test cannot see a faithful map"
+            elif power.noise.p_deletion >= p.alpha:
+                verdict = "does not beat random, as it should"
             else:
-                verdict = "does not beat random, as it should" if calibrated else \
-                    "beats random: the test is not calibrated"
+                verdict = "beats random at α, as chance does once in 1/α audits" if calibrated else \
+                    "beats random clearly: the test is not calibrated"
             rows.append([REFERENCE_TITLES.get(m) or TITLES.get(m, m), round(c.deletion, 4), round(c.random_deletion, 4),
                          float(f"{c.p_deletion:.3g}"), round(c.insertion, 4), round(c.random_insertion, 4),
                          float(f"{c.p_insertion:.3g}"), verdict])
@@ -244,7 +249,8 @@ class DeletionTest:
                           "occlusion_deletion_auc": round(power.occlusion.deletion, 4),
                           "occlusion_p_value": power.occlusion.p_deletion,
                           "noise_deletion_auc": round(power.noise.deletion, 4),
-                          "noise_p_value": power.noise.p_deletion, "collapse_area": p.collapse_area}))
+                          "noise_p_value": power.noise.p_deletion, "separation_p_value": power.separation_p,
+                          "collapse_area": p.collapse_area}))
         what = self._positions_in_words(positions)
         table = Table(id="trust.faithfulness", title="Deletion and insertion against random orders",
                       columns=["method", "deletion AUC", "random", "p (deletion)", "insertion AUC", "random",
@@ -252,16 +258,18 @@ class DeletionTest:
                       caption=f"Areas under the target-probability curves as {what} are removed (deletion: lower "
                               "is better) or put back (insertion: higher is better), most attributed first, against "
                               f"the mean of {p.random_orders} random orders per sample; one-sided Wilcoxon "
-                              "signed-rank tests over samples. The verdict follows deletion: insertion starts from an "
-                              "input with nothing left. The two references measure the test's power on this model: "
+                              "signed-rank tests over samples. The verdict follows deletion: insertion starts from the "
+                              "baseline, an input far from the data. The two references measure the test's power on this model: "
                               "occlusion ranks each position by the drop of the target's probability when it alone "
                               "is removed, the way deletion removes it; random maps rank at random. A method is "
-                              "called unfaithful only when the first beats random orders and the second does not.")
-        verdict = ("the test has power: occlusion deletes faster than random orders "
-                   f"(p = {power.occlusion.p_deletion:.2g}), random maps do not (p = {power.noise.p_deletion:.2g})"
-                   if power.conclusive else "inconclusive: " + "; ".join(power.reasons))
+                              "called unfaithful only when the first beats random orders and the random maps (p < "
+                              "α), the second does not beat random orders clearly (p < α/10), and random deletion "
+                              "does not collapse the prediction at once.")
+        verdict = ("the test has power on this model: occlusion deletes faster than random orders "
+                   f"(p = {power.occlusion.p_deletion:.2g}) and random maps do not (p = {power.noise.p_deletion:.2g})"
+                   if power.conclusive else "the test is inconclusive on this model: " + "; ".join(power.reasons))
         summary = f"deletion and insertion of {what} in {p.deletion_steps} steps against {p.random_orders} random " \
-                  f"orders ({verdict})"
+                  f"orders; {verdict}"
         return {"metrics": metrics, "findings": findings, "table": table, "summary": summary}
 
     def _positions_in_words(self, positions: list[int]) -> str:

@@ -2,13 +2,13 @@
 when the input changes? And can the test tell, on this model?
 
 Deletion removes a sample's positions, most-attributed first, and follows the target's probability down;
-insertion starts with every position removed and puts them back in the same order. Positions are square
-patches for images (`patch_side`; a patch's score is the mean of the map over its pixels), features for
-arrays, content tokens for text. What a removed position becomes (ROAD's noisy linear imputation, the
-baseline, a blur, the pad token) is the analysis's choice. Each sample also runs `random_orders` random
-orders. The areas under the curves (fraction removed on x, probability on y) are compared per sample
-with the mean of the random orders, each by a one-sided Wilcoxon signed-rank test over samples.
-Deletion decides (Petsiuk et al.'s primary metric; insertion starts from an input with nothing left, far
+insertion starts from the baseline (or a blur) and puts the positions back in the same order. Positions
+are square patches for images (`patch_side`; a patch's score is the mean of the map over its pixels),
+features for arrays, content tokens for text. What a removed position becomes (ROAD's noisy linear
+imputation, the baseline, a blur, the pad token) is the analysis's choice. Each sample also runs
+`random_orders` random orders. The areas under the curves (fraction removed on x, probability on y) are
+compared per sample with the mean of the random orders, each by a one-sided Wilcoxon signed-rank test
+over samples. Deletion decides (Petsiuk et al.'s primary metric; insertion starts from the baseline, far
 from the data, so it is reported beside it but does not decide).
 
 Pixel deletion can remove information and leave the data at once (Hooker et al., 2019, ROAR; Rong et
@@ -44,6 +44,9 @@ class Editable:
     """(rows, positions) bool masks, True = remove -> a batch of model inputs."""
     pool: Callable[[torch.Tensor], torch.Tensor]
     """The sample's map (flattened) -> one score per position (a patch's mean, a token's value)."""
+    insert: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None
+    """Insertion's `build` (True = not restored yet) where it differs: imputed deletion, but insertion onto the
+    baseline, as Petsiuk et al. define it (a fill imputed from a few restored patches smears them over the image)."""
 
     def order(self, flat_map: torch.Tensor) -> torch.Tensor:
         """The positions, highest score first (ties in position order)."""
@@ -97,15 +100,20 @@ def curves(editable: Editable, orders: list[torch.Tensor], fractions: np.ndarray
     """(orders, steps) deletion and insertion probabilities for one sample."""
     delete = torch.cat([masks_for(o, fractions) for o in orders])
     insert = torch.cat([~masks_for(o, fractions) for o in orders])
-    masks = torch.cat([delete, insert])
+    shape = (len(orders), len(fractions))
+    return (_probabilities(editable.build, delete, probability, chunk).reshape(shape),
+            _probabilities(editable.insert or editable.build, insert, probability, chunk).reshape(shape))
+
+
+def _probabilities(build: Callable[[torch.Tensor], dict[str, torch.Tensor]], masks: torch.Tensor,
+                   probability: Callable[[dict[str, torch.Tensor]], torch.Tensor], chunk: int) -> np.ndarray:
     # Rows repeat: every order starts and ends at the same input, and with fewer positions than steps
     # neighbouring fractions round to the same count. Each distinct input runs once.
     unique, inverse = torch.unique(masks.to(torch.uint8), dim=0, return_inverse=True)
     values = []
     for start in range(0, unique.shape[0], chunk):
-        values.append(probability(editable.build(unique[start:start + chunk].bool())).detach().float().cpu())
-    p = torch.cat(values)[inverse].numpy().reshape(2, len(orders), len(fractions))
-    return p[0], p[1]
+        values.append(probability(build(unique[start:start + chunk].bool())).detach().float().cpu())
+    return np.asarray(torch.cat(values)[inverse].numpy())
 
 
 def area(curve: np.ndarray, fractions: np.ndarray) -> np.ndarray:
@@ -135,6 +143,11 @@ def _greater(diff: np.ndarray) -> float:
     return float(wilcoxon(diff, alternative="greater", zero_method="zsplit").pvalue)
 
 
+def faster(first: np.ndarray, second: np.ndarray) -> float:
+    """One-sided Wilcoxon p-value that the per-sample deletion areas `first` are below `second`."""
+    return _greater(second - first)
+
+
 def compare(attr_del: np.ndarray, attr_ins: np.ndarray, rand_del: np.ndarray, rand_ins: np.ndarray) -> Comparison:
     """Per-sample areas (samples,) for the attribution order and (samples, orders) for random orders."""
     d = rand_del.mean(axis=1) - attr_del
@@ -146,7 +159,7 @@ def compare(attr_del: np.ndarray, attr_ins: np.ndarray, rand_del: np.ndarray, ra
 
 
 def beats_random(c: Comparison, alpha: float) -> bool:
-    """The attribution order deletes faster than random orders: one-sided p below `alpha`, median gain > 0."""
+    """The order deletes faster than random orders: one-sided p below `alpha`, and a median gain above 0."""
     return c.p_deletion < alpha and c.deletion_gain > 0
 
 
@@ -158,6 +171,8 @@ class Power:
     """The reference faithful by construction against random orders."""
     noise: Comparison
     """The noise explainer (random maps) against random orders."""
+    separation_p: float
+    """One-sided p-value that occlusion deletes faster than the random maps (paired over samples)."""
     start: float
     """Mean target probability with nothing removed."""
     end: float
@@ -165,6 +180,8 @@ class Power:
     random_normalized: float
     """The random orders' mean deletion area rescaled to the drop, in [0, 1]: 0 = the probability falls to its end
     value at the first step, 1 = it holds until everything is removed (a straight fall gives 0.5; no drop: 1)."""
+    calibrated: bool
+    """False when the random maps beat random orders clearly: the test rewards orders that know nothing."""
     reasons: tuple[str, ...]
     """Why the test has no power (empty: it has)."""
 
@@ -173,9 +190,14 @@ class Power:
         return not self.reasons
 
 
-def power(occlusion: Comparison, noise: Comparison, start: float, end: float, *, alpha: float,
-          collapse_area: float, min_drop: float = 0.05) -> Power:
-    """The test's power from its two references and the random orders' curve (`Comparison.random_deletion`)."""
+def power(occlusion: Comparison, noise: Comparison, separation_p: float, start: float, end: float, *,
+          alpha: float, collapse_area: float, min_drop: float = 0.05, calibration: float = 0.1) -> Power:
+    """The test's power from its two references and the random orders' curve (`Comparison.random_deletion`).
+
+    `separation_p`: the one-sided p-value that occlusion deletes faster than the random maps, per sample. Random
+    maps beat random orders at `alpha` by chance in one audit of 1/alpha; only when they beat them clearly (p
+    below `calibration` × alpha: an order the test rewards whatever the map) is the test called uncalibrated.
+    """
     drop = start - end
     normalized = min(1.0, max(0.0, (occlusion.random_deletion - end) / drop)) if drop > 0 else 1.0
     reasons = []
@@ -190,9 +212,13 @@ def power(occlusion: Comparison, noise: Comparison, start: float, end: float, *,
         reasons.append(f"occlusion of the same positions, faithful by construction, deletes no faster than random "
                        f"orders (area {occlusion.deletion:.3f} against {occlusion.random_deletion:.3f}, "
                        f"p = {occlusion.p_deletion:.3g})")
-    if noise.p_deletion < alpha:
+    elif separation_p >= alpha:
+        reasons.append(f"occlusion, faithful by construction, cannot be told from random maps (area "
+                       f"{occlusion.deletion:.3f} against {noise.deletion:.3f}, p = {separation_p:.3g})")
+    calibrated = noise.p_deletion >= calibration * alpha
+    if not calibrated:
         reasons.append(f"random maps (a noise explainer) delete faster than random orders (area {noise.deletion:.3f} "
-                       f"against {noise.random_deletion:.3f}, p = {noise.p_deletion:.3g}): the test is not calibrated "
-                       "on these samples")
-    return Power(occlusion=occlusion, noise=noise, start=start, end=end, random_normalized=normalized,
-                 reasons=tuple(reasons))
+                       f"against {noise.random_deletion:.3f}, p = {noise.p_deletion:.3g}): the test rewards orders "
+                       "that know nothing of the model")
+    return Power(occlusion=occlusion, noise=noise, separation_p=separation_p, start=start, end=end,
+                 random_normalized=normalized, calibrated=calibrated, reasons=tuple(reasons))
