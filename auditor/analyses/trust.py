@@ -82,8 +82,8 @@ class TrustParams(BaseModel):
     2022; stays near the data), the baseline, or a blurred copy of the image. Arrays take the baseline, text the
     pad token."""
     patch: int | None = Field(None, ge=1)
-    """Images: the side of the square patches deletion removes together (default: the shorter side / 8, rounded,
-    at least 1: 32 × 32 -> 4 × 4 patches, 64 positions; 16 × 16 -> 2 × 2; 224 × 224 -> 28 × 28)."""
+    """Images: the side of the square patches deletion removes together (default: the shorter side / 8, rounded half
+    up, at least 1: 32 × 32 -> 4 × 4 patches, 64 positions; 16 × 16 -> 2 × 2; 224 × 224 -> 28 × 28)."""
     impute_noise: float = Field(0.01, ge=0.0)
     """ROAD's noise on imputed pixels, as a share of the image's standard deviation in each channel."""
     collapse_area: float = Field(0.1, ge=0.0, lt=1.0)
@@ -473,8 +473,6 @@ class _TrustRun:
                      columns=["sample", "method", "trained model", "fully random model"], rows=rows,
                      caption="The three tokens with the largest signed attribution toward the target class. A "
                              "trustworthy method's choice changes once the model is destroyed.")
-
-    # --- faithfulness ----------------------------------------------------------------------------------
 
     # --- protected features ----------------------------------------------------------------------------
 
