@@ -155,16 +155,18 @@ class CifarBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """A CIFAR-style ResNet-8 (one block per stage, widths 16/32/64) on 3×16×16 images, 10 classes."""
+    """A CIFAR-style ResNet-8 (one block per stage, widths 16/32/64 by default, option-A shortcuts) on 3×32×32
+    images (any size: the head pools), 10 classes by default."""
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 16, classes: int = 10) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.layer1 = nn.Sequential(CifarBlock(16, 16))
-        self.layer2 = nn.Sequential(CifarBlock(16, 32, stride=2))
-        self.layer3 = nn.Sequential(CifarBlock(32, 64, stride=2))
-        self.linear = nn.Linear(64, 10)
+        w = width
+        self.conv1 = nn.Conv2d(3, w, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
+        self.layer1 = nn.Sequential(CifarBlock(w, w))
+        self.layer2 = nn.Sequential(CifarBlock(w, 2 * w, stride=2))
+        self.layer3 = nn.Sequential(CifarBlock(2 * w, 4 * w, stride=2))
+        self.linear = nn.Linear(4 * w, classes)
 
     def forward(self, x: Tensor) -> Tensor:
         out = nn.functional.relu(self.bn1(self.conv1(x)))

@@ -10,8 +10,12 @@
   `trust.sanity_failed` (warn) when a method's signed maps after full randomization still correlate
   above `sanity_threshold` with the originals: it judges the explainer, not the model.
 - **Faithfulness** (Petsiuk et al., 2018): deletion and insertion curves against random orders, with a
-  one-sided Wilcoxon test over samples; `trust.unfaithful` (warn) when the attribution order is not
-  better than random.
+  one-sided Wilcoxon test over samples; images lose square patches filled by ROAD's noisy linear
+  imputation (Rong et al., 2022), which stays near the data where black pixels do not (Hooker et al.,
+  2019). The test's power is measured on the model first: occlusion of the same patches (faithful by
+  construction) must beat random orders and random maps must not. Then `trust.unfaithful` (warn) when a
+  method's order is not better than random; without power `trust.faithfulness_inconclusive` (info) says
+  why (random deletion already collapses the prediction, or the references are not told apart).
 - **Reliance on protected features**: the share of attribution that named words or an image region take,
   per class; and counterfactual edits, the test of reliance rather than attention: swap word pairs
   (he↔she, first names of different groups; a default English list ships with the package) or replace a
@@ -19,7 +23,8 @@
   class, with intervals. `trust.protected_feature` (warn; a policy can make it fail).
 
 Cost: (steps + 1) × methods explanations of `samples` samples (IG: n_steps forwards and backwards each);
-2 × (deletion_steps + 1) × (random_orders + methods) forwards per sample; one forward per edited sample.
+2 × (deletion_steps + 1) × (random_orders + methods + 2) forwards per sample, plus one per position
+(occlusion); one forward per edited sample.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from torch import nn
 
 from auditor.analyses.attribution import _encode, _targets, internal_batch_size
 from auditor.analyses.base import Analysis, AuditContext, PlanContext
+from auditor.analyses.trust_faithfulness import DeletionTest
 from auditor.errors import ConfigError
 from auditor.findings import Finding, Severity
 from auditor.report.figures import new_figure, to_figure
@@ -50,7 +56,6 @@ from auditor.trust.randomize import Group, cascade, cascade_groups
 from auditor.trust.similarity import rank_correlation, ssim
 
 Region = Literal["border", "corners", "center", "box"]
-RANDOM = "\0random"  # the random orders' key: no explainer name can collide with it
 
 
 class TrustParams(BaseModel):
@@ -72,10 +77,20 @@ class TrustParams(BaseModel):
     """`trust.sanity_failed` when |signed rank correlation| after full randomization exceeds this."""
     deletion_steps: int = Field(16, ge=2, le=200)
     random_orders: int = Field(4, ge=1, le=64)
-    deletion_fill: Literal["baseline", "blur"] = "baseline"
-    """What deleted pixels become: the baseline, or (images) a blurred copy of the image."""
+    deletion_fill: Literal["impute", "baseline", "blur"] = "impute"
+    """Images: what deleted patches become: ROAD's noisy linear imputation from the pixels around them (Rong et al.,
+    2022; stays near the data), the baseline, or a blurred copy of the image. Arrays take the baseline, text the
+    pad token."""
+    patch: int | None = Field(None, ge=1)
+    """Images: the side of the square patches deletion removes together (default: the shorter side / 8, rounded half
+    up, at least 1: 32 × 32 -> 4 × 4 patches, 64 positions; 16 × 16 -> 2 × 2; 224 × 224 -> 28 × 28)."""
+    impute_noise: float = Field(0.01, ge=0.0)
+    """ROAD's noise on imputed pixels, as a share of the image's standard deviation in each channel."""
+    collapse_area: float = Field(0.1, ge=0.0, lt=1.0)
+    """Random deletion 'collapses' the prediction when its area, rescaled to the drop (0: the target's probability
+    falls to its end value at the first step, 0.5: a straight fall), is below this: the test is then inconclusive."""
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
-    """Significance level of the faithfulness test."""
+    """Significance level of the faithfulness test (and of its power check)."""
     word_pairs: tuple[tuple[str, str], ...] | None = None
     """Text: words swapped in the counterfactual test (default: the English list shipped with the package)."""
     control_pairs: tuple[tuple[str, str], ...] | None = None
@@ -111,8 +126,9 @@ class Trust(Analysis):
     title: ClassVar[str] = "Can the explanations be trusted?"
     tasks: ClassVar[frozenset[Task]] = frozenset({"classification"})
     params_type: ClassVar[type[BaseModel]] = TrustParams
-    cost_note: ClassVar[str] = ("explanations of 16 samples at every randomization step; deletion/insertion curves; "
-                                "one forward per counterfactual edit")
+    cost_note: ClassVar[str] = ("explanations of 16 samples at every randomization step; deletion/insertion curves "
+                                "(methods, two references, random orders) and occlusion of every position (the "
+                                "test's power); one forward per counterfactual edit")
 
     def __init__(self, params: TrustParams | None = None, *, explainers: Mapping[str, Explainer] | None = None) -> None:
         self.params: TrustParams = params or TrustParams()
@@ -141,11 +157,26 @@ class Trust(Analysis):
         steps = len(ctx.blocks) + 1
         per_explain = p.n_steps + len(methods)  # IG plus one pass for each gradient method
         sanity = steps * s * per_explain
-        deletion = s * 2 * (p.deletion_steps + 1) * (p.random_orders + len(methods))
+        positions = self._positions(ctx)
+        # the curves of every method, of the two references (occlusion, random maps) and of the random orders;
+        # occlusion itself: one forward per position
+        deletion = s * (2 * (p.deletion_steps + 1) * (p.random_orders + len(methods) + 2) + positions)
         edits = 2 * n
         return Cost(forwards=(sanity + deletion + edits) / n, backwards=sanity / n,
                     note=f"{s} samples explained at ~{steps} randomization steps; deletion/insertion curves with "
-                         f"{p.random_orders} random orders; counterfactual edits")
+                         f"{p.random_orders} random orders and two references (occlusion of the {positions} "
+                         "positions, one forward each, and random maps); counterfactual edits")
+
+    def _positions(self, ctx: PlanContext) -> int:
+        """How many positions deletion ranks per sample: patches, features or (at most) tokens."""
+        first = ctx.subject.adapter.encode(0, 1)
+        if "input_ids" in first and not any(v.is_floating_point() for v in first.values()):
+            return int(first["input_ids"].shape[1])
+        x = next(v for v in first.values() if v.is_floating_point())
+        if x.dim() == 4:
+            side = self.params.patch or faith.patch_side(x.shape[2], x.shape[3])
+            return int(faith.patch_ids(x.shape[2], x.shape[3], side).max()) + 1
+        return int(x[0].numel())
 
     def run(self, ctx: AuditContext) -> Section:
         return _TrustRun(self, ctx).run()
@@ -164,6 +195,7 @@ class _TrustRun:
         self.text = "input_ids" in first and not any(v.is_floating_point() for v in first.values())
         key = "input_ids" if self.text else next(k for k, v in first.items() if v.is_floating_point())
         self.x_dims = first[key].dim()
+        self.first = first[key]
         self.targets = _targets(ctx)
         embeddings = next((b.name for b in ctx.blocks if b.kind == "embeddings"), None)
         self.setup = ExplainSetup(subject=self.subject, keys=list(first), key=key, baseline=self._baseline,
@@ -244,7 +276,9 @@ class _TrustRun:
             figures.append(sanity["maps"])
         if sanity.get("example") is not None:
             tables.append(sanity["example"])
-        faithful = self._faithfulness(samples, inputs, target, content, originals)
+        faithful = DeletionTest(self.ctx, p, key=self.setup.key, first=self.first, text=self.text,
+                                baseline=self._baseline, methods=list(self.methods)).run(inputs, target, content,
+                                                                                        originals)
         metrics.update(faithful["metrics"])
         findings += faithful["findings"]
         tables.append(faithful["table"])
@@ -255,13 +289,12 @@ class _TrustRun:
         if protected.get("table") is not None:
             tables.append(protected["table"])
         details: dict[str, Any] = {"samples": samples, "methods": list(self.methods),
-                                   "steps": sanity["steps"], "protected": protected["details"]}
+                                   "steps": sanity["steps"], "protected": protected["details"],
+                                   "faithfulness": faithful["details"]}
         summary = (f"{len(samples)} samples (balanced over classes) explained by "
                    + ", ".join(TITLES.get(m, m) for m in self.methods)
                    + f" on the trained model and after each of {len(sanity['steps'])} cascading re-initializations "
-                   "(a copy; the model audited is untouched); deletion and insertion of "
-                   + ("tokens (pad)" if self.text else ("pixels" if self.x_dims >= 4 else "features"))
-                   + f" in {p.deletion_steps} steps against {p.random_orders} random orders; "
+                   "(a copy; the model audited is untouched); " + faithful["summary"] + "; "
                    + protected["summary"] + " " + sanity["note"])
         return Section(id=self.analysis.id, title=self.analysis.title, summary=summary.strip(), metrics=metrics,
                        findings=findings, tables=tables, figures=figures, details=details,
@@ -440,136 +473,6 @@ class _TrustRun:
                      columns=["sample", "method", "trained model", "fully random model"], rows=rows,
                      caption="The three tokens with the largest signed attribution toward the target class. A "
                              "trustworthy method's choice changes once the model is destroyed.")
-
-    # --- faithfulness ----------------------------------------------------------------------------------
-
-    def _editable(self, inputs: dict[str, torch.Tensor], i: int, where: torch.Tensor) -> faith.Editable:
-        one = {k: v[i:i + 1] for k, v in inputs.items()}
-        key = self.setup.key
-        if self.text:
-            ids = one[key]
-            pad = getattr(self.subject.loaded.tokenizer, "pad_token_id", 0) or 0
-            # trim the padding of the batch encoding: the sample as it was alone
-            length = int(one.get("attention_mask", torch.ones_like(ids)).sum())
-            one = {k: v[:, :length] for k, v in one.items()}
-            ids = one[key]
-
-            def build_text(masks: torch.Tensor) -> dict[str, torch.Tensor]:
-                rows = masks.shape[0]
-                out = {k: v.expand(rows, -1).clone() for k, v in one.items()}
-                edited = out[key][:, where]
-                out[key][:, where] = torch.where(masks, torch.full_like(edited, pad), edited)
-                return out
-            return faith.Editable(positions=len(where), build=build_text, index=where)
-        x = one[key]
-        fill = blur(x) if self.p.deletion_fill == "blur" and x.dim() == 4 else self._baseline(x)
-        spatial = x.shape[2:] if x.dim() >= 4 else x.shape[1:]
-
-        def build_image(masks: torch.Tensor) -> dict[str, torch.Tensor]:
-            rows = masks.shape[0]
-            m = masks.reshape(rows, 1, *spatial) if x.dim() >= 4 else masks.reshape(rows, *spatial)
-            out = {k: v.expand(rows, *v.shape[1:]).clone() for k, v in one.items() if k != key}
-            out[key] = torch.where(m, fill.expand_as(x), x.expand(rows, *x.shape[1:]))
-            return {k: out[k] for k in one}
-        return faith.Editable(positions=len(where), build=build_image, index=where)
-
-    def _faithfulness(self, samples: list[int], inputs: dict[str, torch.Tensor], target: torch.Tensor,
-                      content: list[torch.Tensor], originals: dict[str, torch.Tensor]) -> dict[str, Any]:
-        p = self.p
-        model = self.subject.model
-        fractions = np.linspace(0.0, 1.0, p.deletion_steps + 1)
-        chunk = max(self.ctx.config.batch_size, 64)
-        areas: dict[str, dict[str, list[Any]]] = {m: {"del": [], "ins": []} for m in [*self.methods, RANDOM]}
-        mean_curves: dict[str, list[np.ndarray]] = defaultdict(list)
-        generator = torch.Generator().manual_seed(self.ctx.config.seed)
-        for i in self.ctx.progress.track(range(len(samples)), total=len(samples), description="deletion/insertion"):
-            where = content[i]
-            if len(where) == 0:
-                continue
-            editable = self._editable(inputs, i, where)
-            t = int(target[i])
-
-            def probability(batch: dict[str, torch.Tensor], t: int = t) -> torch.Tensor:
-                with torch.no_grad():
-                    return torch.softmax(self.subject.adapter.forward(model, batch).float(), dim=1)[:, t]
-            orders = [originals[m][i].flatten()[where].argsort(descending=True, stable=True) for m in self.methods]
-            orders += [torch.randperm(len(where), generator=generator) for _ in range(p.random_orders)]
-            deletion, insertion = faith.curves(editable, orders, fractions, probability, chunk=chunk)
-            d_area, i_area = faith.area(deletion, fractions), faith.area(insertion, fractions)
-            for k, m in enumerate(self.methods):
-                areas[m]["del"].append(d_area[k])
-                areas[m]["ins"].append(i_area[k])
-                mean_curves[f"{m}:del"].append(deletion[k])
-                mean_curves[f"{m}:ins"].append(insertion[k])
-            r = len(self.methods)
-            areas[RANDOM]["del"].append(d_area[r:])
-            areas[RANDOM]["ins"].append(i_area[r:])
-            mean_curves[f"{RANDOM}:del"].append(deletion[r:].mean(axis=0))
-            mean_curves[f"{RANDOM}:ins"].append(insertion[r:].mean(axis=0))
-        metrics: dict[str, float] = {}
-        findings: list[Finding] = []
-        rows = []
-        if not areas[RANDOM]["del"]:
-            return {"metrics": {}, "findings": [], "figure": self._faith_figure(fractions, {}),
-                    "table": Table(id="trust.faithfulness", title="Deletion and insertion", columns=["method"],
-                                   rows=[], caption="No sample had a position to perturb.")}
-        rand_del, rand_ins = np.stack(areas[RANDOM]["del"]), np.stack(areas[RANDOM]["ins"])
-        metrics["random_deletion_auc"] = float(rand_del.mean())
-        metrics["random_insertion_auc"] = float(rand_ins.mean())
-        for m in self.methods:
-            c = faith.compare(np.array(areas[m]["del"]), np.array(areas[m]["ins"]), rand_del, rand_ins)
-            metrics[f"deletion_auc/{m}"] = c.deletion
-            metrics[f"insertion_auc/{m}"] = c.insertion
-            metrics[f"deletion_gain/{m}"] = c.deletion_gain
-            metrics[f"deletion_p/{m}"] = c.p_deletion
-            metrics[f"insertion_p/{m}"] = c.p_insertion
-            better = c.p_deletion < p.alpha and c.deletion_gain > 0
-            rows.append([TITLES.get(m, m), round(c.deletion, 4), round(c.random_deletion, 4),
-                         float(f"{c.p_deletion:.3g}"), round(c.insertion, 4), round(c.random_insertion, 4),
-                         float(f"{c.p_insertion:.3g}"), "better than random" if better else "not better than random"])
-            if not better:
-                findings.append(Finding(
-                    id="trust.unfaithful", severity=Severity.WARN,
-                    message=(f"{TITLES.get(m, m)} is not faithful: deleting the positions it ranks first lowers the "
-                             f"target's probability no faster than deleting random ones (deletion area "
-                             f"{c.deletion:.3f} against {c.random_deletion:.3f} for random orders, one-sided Wilcoxon "
-                             f"p = {c.p_deletion:.3g} over {c.samples} samples, α = {p.alpha})."),
-                    evidence={"method": m, "deletion_auc": round(c.deletion, 4),
-                              "random_deletion_auc": round(c.random_deletion, 4), "insertion_auc": round(c.insertion, 4),
-                              "random_insertion_auc": round(c.random_insertion, 4), "p_value": c.p_deletion}))
-        table = Table(id="trust.faithfulness", title="Deletion and insertion against random orders",
-                      columns=["method", "deletion AUC", "random", "p (deletion)", "insertion AUC", "random",
-                               "p (insertion)", "verdict"], rows=rows,
-                      caption="Areas under the target-probability curves as positions are removed (deletion: lower "
-                              "is better) or put back into the baseline (insertion: higher is better), most attributed "
-                              f"first, against the mean of {p.random_orders} random orders per sample; one-sided "
-                              "Wilcoxon signed-rank tests over samples. The verdict follows deletion: insertion "
-                              "passes through inputs far from the data.")
-        averaged = {k: np.mean(np.stack(v), axis=0) for k, v in mean_curves.items()}
-        return {"metrics": metrics, "findings": findings, "table": table,
-                "figure": self._faith_figure(fractions, averaged)}
-
-    def _faith_figure(self, fractions: np.ndarray, curves: dict[str, np.ndarray]) -> Figure:
-        unit = "tokens" if self.text else ("pixels" if self.x_dims >= 4 else "features")
-        with new_figure(7.5, 2.8) as (fig, _):
-            fig.clf()
-            axes = fig.subplots(1, 2, sharey=True)
-            for ax, mode, title in ((axes[0], "del", "deletion"), (axes[1], "ins", "insertion")):
-                for m in self.methods:
-                    if f"{m}:{mode}" in curves:
-                        ax.plot(fractions, curves[f"{m}:{mode}"], label=TITLES.get(m, m))
-                if f"{RANDOM}:{mode}" in curves:
-                    ax.plot(fractions, curves[f"{RANDOM}:{mode}"], color="#6b7280", ls="--", label="random order")
-                ax.set_title(title, fontsize=8)
-                ax.set_xlabel(f"share of {unit} {'removed' if mode == 'del' else 'restored'}", fontsize=7)
-                ax.tick_params(labelsize=7)
-                ax.spines[["top", "right"]].set_visible(False)
-            axes[0].set_ylabel("target probability (mean)", fontsize=7)
-            axes[1].legend(fontsize=6, frameon=False)
-            return to_figure(fig, id="trust.faithfulness", title="Deletion and insertion curves",
-                             alt="Mean target probability as the most attributed positions are removed or restored",
-                             caption="Mean over samples. A faithful method's deletion curve falls faster, and its "
-                                     "insertion curve rises faster, than the random order's (dashed).")
 
     # --- protected features ----------------------------------------------------------------------------
 
