@@ -255,8 +255,8 @@ def run(
 def list_analyses() -> None:
     """List the analyses [bold]auditor run[/] can run: id, what applies, parameters and cost.
 
-    Choose with --analyses / --skip, or in the config: [analyses] only = [...], skip = [...];
-    parameters go in an [analyses.<id>] table.
+    Choose with --analyses / --skip, or in the config: \\[analyses] only = [...], skip = [...];
+    parameters go in an \\[analyses.<id>] table.
     """
     from rich.table import Table
 
@@ -264,7 +264,7 @@ def list_analyses() -> None:
 
     with _exit_codes():
         table = Table(show_lines=False, header_style="bold")
-        for column in ("id", "title", "applies to", "parameters ([analyses.<id>])", "cost"):
+        for column in ("id", "title", "applies to", escape("parameters ([analyses.<id>])"), "cost"):
             table.add_column(column, overflow="fold")
         for analysis in ALL_ANALYSES:
             fields = analysis.params_type.model_fields

@@ -191,3 +191,11 @@ def test_run_with_a_bad_policy_stops_before_the_audit(run_cli: Cli, tiny_cnn_npz
                      tmp_path / "audit", "--policy", policy)
     assert result.exit_code == 2 and "rule 1: 'findings'" in result.stderr
     assert not (tmp_path / "audit").exists()
+
+
+def test_help_shows_config_tables_in_brackets(run_cli: Cli) -> None:
+    """Rich markup must not swallow `[analyses.<id>]` as an unknown tag."""
+    text = " ".join(run_cli("analyses", "--help", columns=200).stdout.split())
+    assert "[analyses] only = [...]" in text and "an [analyses.<id>] table" in text
+    listing = run_cli("analyses", columns=250).stdout
+    assert "parameters ([analyses.<id>])" in listing
