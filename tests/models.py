@@ -73,6 +73,32 @@ class DictNoLogits(nn.Module):
         return {"a": logits, "b": logits * 2}
 
 
+class TutorialNet(nn.Module):
+    """The PyTorch tutorial CNN for 3×32×32 images: conv 3→6, pool, conv 6→16, the *same* `self.pool` again
+    (6 channels at its first call, 16 at its second), three linear layers, 10 classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = torch.relu(self.fc1(x))
+        x = torch.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def build_tutorial_net() -> TutorialNet:
+    return _seeded(TutorialNet)
+
+
 def build_tiny_cnn() -> TinyCNN:
     return _seeded(TinyCNN)
 
