@@ -328,3 +328,31 @@ def build_template_discriminator() -> TemplateDiscriminator:
 
 def build_template_classifier() -> TemplateClassifier:
     return TemplateClassifier()
+
+
+class SharedAcrossWidths(nn.Module):
+    """One ReLU shared by two layers of different widths: lin1 (4→3), act, lin2 (3→5), act again, head (5→2).
+
+    By construction lin1's units are always positive (act@1 has no dead unit) and lin2's units 0 and 1 are
+    always -1 (act@2 kills exactly those two)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(4, 3)
+        self.act = nn.ReLU()
+        self.lin2 = nn.Linear(3, 5)
+        self.head = nn.Linear(5, 2)
+        with torch.no_grad():
+            self.lin1.weight.mul_(0.1)
+            self.lin1.bias.fill_(5.0)
+            self.lin2.weight[:2] = 0.0
+            self.lin2.bias[:2] = -1.0
+            self.lin2.weight[2:].abs_()  # the other three see positive inputs: always alive
+            self.lin2.bias[2:].abs_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.act(self.lin2(self.act(self.lin1(x)))))
+
+
+def build_shared_across_widths() -> SharedAcrossWidths:
+    return _seeded(SharedAcrossWidths)

@@ -52,7 +52,8 @@ class FeaturesParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     modules: tuple[str, ...] = ()
-    """Modules to visualize (default: up to `max_modules` evenly spaced blocks, plus the head)."""
+    """Modules to visualize (default: up to `max_modules` evenly spaced blocks, plus the head). A module called more
+    than once per forward is shown per call; `<module>@<call>` (`pool@2`) names one of its calls."""
     max_modules: int = Field(3, ge=1)
     units: dict[str, tuple[int, ...]] = {}
     """Units to show per module, by index (default: the most relevant `units_per_module`)."""
@@ -131,7 +132,8 @@ class Features(Analysis):
         p = self.params
         if p.modules or p.units:
             names = list(dict.fromkeys([*p.modules, *p.units]))
-            unknown = [n for n in names if n not in ctx.tree]
+            # `pool@2`: only the 2nd call of a module used more than once per forward
+            unknown = [n for n in names if n not in ctx.tree and split_call(n)[0] not in ctx.tree]
             if unknown:
                 raise ConfigError(f"[analyses.features] names modules the model does not have: {unknown[:5]}")
             return names
@@ -146,7 +148,7 @@ class Features(Analysis):
         return [*pool, *([head] if head and ctx.subject.task == "classification" and head not in pool else [])]
 
     def needs(self, ctx: PlanContext) -> Needs:
-        names = frozenset(self.modules(ctx))
+        names = frozenset(n if n in ctx.tree else split_call(n)[0] for n in self.modules(ctx))
         relevant = ctx.subject.task == "classification"
         return Needs(top_k=self.params.top_k, top_k_modules=names,
                      unit_relevance=names if relevant else frozenset(), pooled=names)
