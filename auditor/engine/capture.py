@@ -103,12 +103,12 @@ def find_in_place(subject: Subject, tree: ModuleTree, names: frozenset[str]) -> 
     """Modules among `names` whose output is rewritten by a later in-place op, from a 2-sample forward."""
     if not names:
         return frozenset()
-    seen: dict[str, tuple[torch.Tensor, int]] = {}
+    seen: dict[str, list[tuple[torch.Tensor, int]]] = {}
 
     def remember(name: str, module: nn.Module, args: Any, output: Any) -> None:
         first = next((t for t in iter_tensors(output) if t.is_floating_point()), None)
-        if first is not None and name not in seen:
-            seen[name] = (first, first._version)
+        if first is not None:  # every call of a module used more than once per forward
+            seen.setdefault(name, []).append((first, first._version))
 
     handles = []
     try:
@@ -120,7 +120,7 @@ def find_in_place(subject: Subject, tree: ModuleTree, names: frozenset[str]) -> 
     finally:
         for handle in handles:
             handle.remove()
-    return frozenset(name for name, (t, version) in seen.items() if t._version != version)
+    return frozenset(name for name, calls in seen.items() if any(t._version != version for t, version in calls))
 
 
 def run_capture(subject: Subject, tree: ModuleTree, needs: Needs, *, batch_size: int,
