@@ -101,7 +101,8 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
 
     redundant = [r for r in rows if r.target.kind in MODULE_KINDS and is_redundant(r, ref, p)]
     names = {r.target.name for r in redundant}
-    outermost = [r for r in redundant if not any(r.target.name.startswith(f"{n}.") for n in names)]
+    outermost = [r for r in redundant if not any(r.target.name.startswith(f"{n}.") for n in names)
+                 and not (r.target.call is not None and r.target.module in names)]  # the whole covers its calls
     counts.redundant = len(outermost)
     for row in outermost[:p.max_findings]:
         inside = sum(1 for n in names if n.startswith(f"{row.target.name}."))
