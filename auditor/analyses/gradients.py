@@ -237,7 +237,7 @@ def _no_influence(ctx: AuditContext, ran: list[str], grad_norm: dict[str, torch.
     silent_set = set(silent)
     findings = []
     for name in silent:
-        module, call = split_call(name)
+        module, call = split_call(name) if name not in ctx.tree else (name, None)
         if call is not None:
             if module in silent_set:
                 continue  # the module is reported, with all its calls
@@ -455,7 +455,8 @@ def _norm_profile(ctx: AuditContext, grad_norm: dict[str, torch.Tensor]) -> Figu
     parents = {node.parent for node in ctx.tree.nodes.values()}
     records = ctx.capture.records
     # a module called more than once per forward: one point per call, where it runs
-    leaves = sorted((n for n in grad_norm if n not in ctx.capture.calls and split_call(n)[0] not in parents
+    leaves = sorted((n for n in grad_norm if n not in ctx.capture.calls
+                     and (n if n in ctx.tree else split_call(n)[0]) not in parents
                      and records[n].order is not None), key=lambda n: records[n].order or 0)
     values = [float(grad_norm[n].double().mean()) for n in leaves]
     if len(leaves) < 2:
