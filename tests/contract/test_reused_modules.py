@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import auditor
 from auditor.analyses import ALL_ANALYSES
@@ -99,3 +100,17 @@ def test_the_cli_audits_the_tutorial_cnn(tmp_path: Path) -> None:
     sections = {s["id"]: s for s in audit["sections"]}
     assert [i for i, s in sections.items() if s["error"] is not None] == []
     assert {"pool@1", "pool@2"} <= set(sections["ablation"]["module_metrics"])
+
+
+def test_a_release_diff_compares_the_calls_of_the_reused_pool() -> None:
+    from auditor.policy.diff import diff_reports
+
+    x, y = _images(24)
+    old = auditor.audit(build_tutorial_net(), (x, y), analyses=["inventory"], batch_size=8)
+    model = build_tutorial_net()
+    with torch.no_grad():
+        model.conv2.bias.add_(1.0)  # moves what the pool's second call sees, not its first
+    new = auditor.audit(model, (x, y), analyses=["inventory"], batch_size=8)
+    moves = diff_reports(old, new).module_moves
+    moved = {m.module for m in moves} | {a for m in moves for a in m.also}
+    assert "pool@2" in moved and "pool@1" not in moved
