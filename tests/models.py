@@ -84,6 +84,32 @@ class DictNoLogits(nn.Module):
         return {"a": logits, "b": logits * 2}
 
 
+class TutorialNet(nn.Module):
+    """The PyTorch tutorial CNN for 3×32×32 images: conv 3→6, pool, conv 6→16, the *same* `self.pool` again
+    (6 channels at its first call, 16 at its second), three linear layers, 10 classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = torch.relu(self.fc1(x))
+        x = torch.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def build_tutorial_net() -> TutorialNet:
+    return _seeded(TutorialNet)
+
+
 def build_tiny_cnn() -> TinyCNN:
     return _seeded(TinyCNN)
 
@@ -457,3 +483,31 @@ def build_template_discriminator() -> TemplateDiscriminator:
 
 def build_template_classifier() -> TemplateClassifier:
     return TemplateClassifier()
+
+
+class SharedAcrossWidths(nn.Module):
+    """One ReLU shared by two layers of different widths: lin1 (4→3), act, lin2 (3→5), act again, head (5→2).
+
+    By construction lin1's units are always positive (act@1 has no dead unit) and lin2's units 0 and 1 are
+    always -1 (act@2 kills exactly those two)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(4, 3)
+        self.act = nn.ReLU()
+        self.lin2 = nn.Linear(3, 5)
+        self.head = nn.Linear(5, 2)
+        with torch.no_grad():
+            self.lin1.weight.mul_(0.1)
+            self.lin1.bias.fill_(5.0)
+            self.lin2.weight[:2] = 0.0
+            self.lin2.bias[:2] = -1.0
+            self.lin2.weight[2:].abs_()  # the other three see positive inputs: always alive
+            self.lin2.bias[2:].abs_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.act(self.lin2(self.act(self.lin1(x)))))
+
+
+def build_shared_across_widths() -> SharedAcrossWidths:
+    return _seeded(SharedAcrossWidths)

@@ -51,6 +51,7 @@ from auditor.engine.plan import PatchedPass
 from auditor.engine.prefix import PassRoute, Traced
 from auditor.errors import ConfigError
 from auditor.report.schema import Cost, Section
+from auditor.walk.recorder import split_call
 
 
 class AblationParams(BaseModel):
@@ -119,7 +120,7 @@ class ModuleAblation(Analysis):
             return []
         if p.unit_layers == "default":
             return default_unit_layers(ctx, traced)
-        unknown = sorted(set(p.unit_layers) - set(ctx.tree.names))
+        unknown = sorted(n for n in p.unit_layers if n not in ctx.tree and split_call(n)[0] not in ctx.tree)
         if unknown:
             raise ConfigError(f"[analyses.ablation] unit_layers names modules the model does not have: {unknown[:5]}")
         return list(p.unit_layers)
@@ -136,7 +137,8 @@ class ModuleAblation(Analysis):
         if self.params.mode == "zero":
             return Needs()
         modules, heads, units = self._wanted(ctx, ctx.traced)
-        return Needs(unit_means=frozenset([*modules, *heads, *units]))
+        # a call of a reused module (`pool@2`) is recorded with its module: the capture keeps every call's means
+        return Needs(unit_means=frozenset([*modules, *heads, *(n if n in ctx.tree else split_call(n)[0] for n in units)]))
 
     def select(self, ctx: PlanContext, traced: dict[str, Traced], means: dict[str, torch.Tensor]) -> Selection:
         """Everything this audit ablates, as patches."""
@@ -184,9 +186,12 @@ class ModuleAblation(Analysis):
         curves = pruning_curves(selection.prune, prune_rows, ref)
         module_metrics: dict[str, dict[str, float]] = {}
         for row in rows:
-            module_metrics.setdefault(row.target.name, {}).update(row.metrics(ref.embedding))
+            values = module_metrics.setdefault(row.target.name, {})
+            values.update(row.metrics(ref.embedding))
             if row.target.branches:  # the block's numbers are its branches' (named in details["branches"])
-                module_metrics[row.target.name]["ablation_branches"] = float(len(row.target.branches))
+                values["ablation_branches"] = float(len(row.target.branches))
+            if row.target.calls > 1 and row.target.kind != "unit":  # which calls of a reused module were ablated
+                values["ablation_calls"] = 1.0 if row.target.call is not None else float(row.target.calls)
         for layer, curve in curves.items():
             values = module_metrics.setdefault(layer, {})
             for method, points in curve.items():

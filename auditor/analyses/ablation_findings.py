@@ -116,7 +116,8 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
 
     redundant = [r for r in rows if r.target.kind in MODULE_KINDS and is_redundant(r, ref, p)]
     names = {r.target.name for r in redundant}
-    outermost = [r for r in redundant if not any(r.target.name.startswith(f"{n}.") for n in names)]
+    outermost = [r for r in redundant if not any(r.target.name.startswith(f"{n}.") for n in names)
+                 and not (r.target.call is not None and r.target.module in names)]  # the whole covers its calls
     counts.redundant = len(outermost)
     for row in [r for r in outermost if told(r)][:p.max_findings]:
         inside = sum(1 for n in names if n.startswith(f"{row.target.name}."))
@@ -218,8 +219,9 @@ def metrics_of(ref: Reference, rows: Sequence[Row], curves: dict[str, Curve], co
                routes: Sequence[PassRoute | None]) -> dict[str, float]:
     modules = [r for r in rows if r.target.kind in MODULE_KINDS]
     drops = [r.drop for r in modules if math.isfinite(r.drop)]
+    calls = sum(1 for r in modules if r.target.call is not None)
     metrics = {
-        "ablated_modules": float(len(modules)),
+        "ablated_modules": float(len(modules) - calls),
         "ablated_heads": float(sum(1 for r in rows if r.target.kind == "head")),
         "ablated_units": float(sum(1 for r in rows if r.target.kind == "unit")),
         "pruned_layers": float(len(curves)),
@@ -229,6 +231,8 @@ def metrics_of(ref: Reference, rows: Sequence[Row], curves: dict[str, Curve], co
         "redundant_modules": float(counts.redundant), "prunable_layers": float(counts.prunable),
         "passes": float(passes),
     }
+    if calls:
+        metrics["ablated_calls"] = float(calls)  # single calls of modules used more than once per forward
     known = [r for r in routes if r is not None]
     if known:
         metrics["full_forward_passes"] = float(sum(1 for r in known if r.full_forward))
@@ -237,9 +241,15 @@ def metrics_of(ref: Reference, rows: Sequence[Row], curves: dict[str, Curve], co
 
 def summary_of(ctx: AuditContext, ref: Reference, selection: Selection, rows: Sequence[Row],
                routes: Sequence[PassRoute | None], run: PrefixRun | None, p: AblationParams) -> str:
-    modules = [r for r in rows if r.target.kind in MODULE_KINDS]
+    modules = [r for r in rows if r.target.kind in MODULE_KINDS and r.target.call is None]
     branched = [r for r in modules if r.target.branches]
     parts = [f"{'Mean' if p.mode == 'mean' else 'Zero'} ablation of {len(modules)} module{'s' * (len(modules) != 1)}"]
+    reused = [r.target for r in modules if r.target.calls > 1]
+    if reused:
+        parts.append(f" ({len(reused)} called more than once per forward, ablated as a whole, every call by its own "
+                     f"{'mean' if p.mode == 'mean' else 'zeros'}, and each call alone: "
+                     + ", ".join(f"{t.name} = all {t.calls} calls, {t.name}@1 … {t.name}@{t.calls} = one call"
+                                 for t in reused[:2]) + (", …" if len(reused) > 2 else "") + ")")
     if branched:
         parts.append(f" ({len(branched)} residual block{'s' * (len(branched) != 1)} ablated by {'their' if len(branched) > 1 else 'its'} "
                      "branches: what they add to the stream, since replacing the stream itself collapses every "

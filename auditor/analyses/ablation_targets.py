@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -18,6 +18,7 @@ from torch import nn
 from auditor.analyses.base import PlanContext
 from auditor.engine.prefix import Traced
 from auditor.walk.patch import Patch, Replacement
+from auditor.walk.recorder import call_key, split_call
 
 TargetKind = Literal["block", "module", "head", "unit"]
 Granularity = Literal["default", "all", "leaves", "blocks"]
@@ -43,16 +44,27 @@ class Target:
     """The module the target lives in (a unit's or head's module; else the target itself)."""
     index: int | None = None
     """The unit or head index."""
+    call: int | None = None
+    """A module used more than once per forward: the one call ablated (`<module>@<call>`), the others left alone;
+    None with `calls` > 1: every call ablated, each by its own per-call mean."""
+    calls: int = 1
+    """Calls per forward of the module."""
 
 
 def describe_target(t: Target) -> str:
     """A target's name in a sentence: "unit 12 of features.gap", "head 3 of ...", "layer.2 (by its residual ...)"."""
     if t.kind == "unit":
+        if t.call is not None:
+            return f"unit {t.index} of call {t.call} of {split_call(t.module)[0]} ({t.module})"
         return f"unit {t.index} of {t.module}"
     if t.kind == "head":
         return f"head {t.index} of {t.module}"
     if t.branches:
         return f"{t.name} (by its residual branch{'es' * (len(t.branches) > 1)} {', '.join(t.branches)})"
+    if t.call is not None:
+        return f"{t.name} (call {t.call} of the {t.calls} calls of {t.module} per forward, the others intact)"
+    if t.calls > 1:
+        return f"{t.name} (all {t.calls} calls per forward)"
     return t.name
 
 
@@ -198,10 +210,44 @@ def module_targets(ctx: PlanContext, traced: Mapping[str, Traced], means: Mappin
             selection.targets.append(Target(name=name, kind="block", patches=patches, key=key,
                                             replaced=", ".join(sorted(words)), branches=branches, module=name))
             continue
-        replacement, how = whole_output(name, traced, means, mode)
         kind: TargetKind = "block" if name in ctx.block_names() else "module"
+        if record.calls > 1 and len(record.call_shapes) == record.calls:
+            _call_targets(name, kind, record, means, mode, selection)
+            continue
+        replacement, how = whole_output(name, traced, means, mode)
         selection.targets.append(Target(name=name, kind=kind, patches={name: Patch(output=replacement)},
                                         key=((name, mode),), replaced=how, module=name))
+
+
+def _call_output(name: str, call: int, record: Traced, means: Mapping[str, torch.Tensor],
+                 mode: Literal["mean", "zero"]) -> tuple[Replacement, str]:
+    """What the output of one call of a reused module becomes: its own per-call mean (calls differ in width)."""
+    if mode == "zero":
+        return "zeros", "zeros"
+    shape = record.call_shapes[call - 1]
+    shaped = _mean_shaped(means.get(call_key(name, call)), replace(record, shape=shape))
+    if shaped is None:
+        return "zeros", "zeros (no per-unit mean: the output is not per sample)"
+    return shaped, "mean"
+
+
+def _call_targets(name: str, kind: TargetKind, record: Traced, means: Mapping[str, torch.Tensor],
+                  mode: Literal["mean", "zero"], selection: Selection) -> None:
+    """A module used more than once per forward: ablated as a whole (every call, each by its own mean) under its
+    name, and each call alone (`<name>@<k>`, the other calls intact)."""
+    calls = record.calls
+    outputs = [_call_output(name, k, record, means, mode) for k in range(1, calls + 1)]
+    words = sorted({how for _, how in outputs})
+    selection.targets.append(Target(
+        name=name, kind=kind, patches={name: Patch(calls=tuple(r for r, _ in outputs))}, key=((name, mode, "calls"),),
+        replaced=f"{', '.join(words)} of each call" if words != ["zeros"] else "zeros at every call",
+        module=name, calls=calls))
+    for k, (replacement, how) in enumerate(outputs, start=1):
+        only: list[Replacement | None] = [None] * calls
+        only[k - 1] = replacement
+        selection.targets.append(Target(
+            name=call_key(name, k), kind=kind, patches={name: Patch(calls=tuple(only))}, key=((name, mode, "call", k),),
+            replaced=f"{how} (call {k} only)", module=name, call=k, calls=calls))
 
 
 def head_targets(traced: Mapping[str, Traced], means: Mapping[str, torch.Tensor], *, heads: int,
@@ -210,6 +256,9 @@ def head_targets(traced: Mapping[str, Traced], means: Mapping[str, torch.Tensor]
     for name in head_modules:
         record = traced.get(name)
         if record is None or record.calls == 0 or record.shape is None or record.shape[-1] % heads:
+            continue
+        if record.calls > 1:
+            selection.skipped[f"{name}#head*"] = "heads of an attention module called more than once per forward"
             continue
         width = record.shape[-1] // heads
         mean = means.get(name) if mode == "mean" else None
@@ -239,6 +288,8 @@ def default_unit_layers(ctx: PlanContext, traced: Mapping[str, Traced]) -> list[
         if feeding is None or feeding == head:
             before = [b.name for b in ctx.blocks if b.kind != "head" and b.name in ran and ran[b.name].end < ran[head].start]
             feeding = max(before, key=lambda n: ran[n].end) if before else None
+        elif feeding in ran and ran[feeding].calls > 1:  # a shared activation: the call that feeds the head
+            feeding = call_key(feeding, ran[head].input_from_call)
         if feeding is not None:
             chosen.append(feeding)
     return list(dict.fromkeys(chosen))
@@ -246,24 +297,45 @@ def default_unit_layers(ctx: PlanContext, traced: Mapping[str, Traced]) -> list[
 
 def unit_targets(traced: Mapping[str, Traced], means: Mapping[str, torch.Tensor], layers: Sequence[str], *,
                  mode: Literal["mean", "zero"], max_units: int, selection: Selection) -> None:
-    for name in layers:
-        record = traced.get(name)
-        if record is None or record.calls == 0 or record.shape is None or record.unit_dim is None:
-            selection.skipped[name] = "no units to ablate (it did not run, or its output has no unit dimension)"
+    """Each unit of each layer alone. A layer used more than once per forward has units per call: a call key
+    (`pool@2`) names one call, its plain name every call, each unit of each call ablated at that call only."""
+    for layer in layers:
+        module, only = split_call(layer)
+        record = traced.get(module) if only is not None else None
+        if record is None or record.calls < 2:  # a plain name (or one that merely holds an "@")
+            module, only, record = layer, None, traced.get(layer)
+        if record is not None and record.calls > 1 and len(record.call_shapes) == record.calls:
+            for k in [only] if only is not None else range(1, record.calls + 1):
+                if k is not None and k <= record.calls:
+                    _units_of(call_key(module, k), module, replace(record, shape=record.call_shapes[k - 1]), means,
+                              mode=mode, max_units=max_units, selection=selection, call=k, calls=record.calls)
             continue
-        units = record.shape[record.unit_dim]
-        mean = means.get(name) if mode == "mean" else None
-        if mean is not None and mean.numel() != units:
-            mean = None
-        if units > max_units:
-            selection.truncated_units[name] = units
-        selection.unit_layers.append(name)
-        for u in range(min(units, max_units)):
-            fill = mean[u].reshape(()) if mean is not None else None
-            patch = Patch(output=_slice_fn(record.unit_dim, u, u + 1, fill))
-            selection.targets.append(Target(
-                name=f"{name}#{u}", kind="unit", patches={name: patch}, key=(name, "unit", u, mode),
-                replaced="mean" if fill is not None else "zeros", module=name, index=u))
+        _units_of(layer, layer, record, means, mode=mode, max_units=max_units, selection=selection)
+
+
+def _units_of(name: str, module: str, record: Traced | None, means: Mapping[str, torch.Tensor], *,
+              mode: Literal["mean", "zero"], max_units: int, selection: Selection, call: int | None = None,
+              calls: int = 1) -> None:
+    if record is None or record.calls == 0 or record.shape is None or record.unit_dim is None:
+        selection.skipped[name] = "no units to ablate (it did not run, or its output has no unit dimension)"
+        return
+    units = record.shape[record.unit_dim]
+    mean = means.get(name) if mode == "mean" else None
+    if mean is not None and mean.numel() != units:
+        mean = None
+    if units > max_units:
+        selection.truncated_units[name] = units
+    selection.unit_layers.append(name)
+    for u in range(min(units, max_units)):
+        fill = mean[u].reshape(()) if mean is not None else None
+        replacement = _slice_fn(record.unit_dim, u, u + 1, fill)
+        if call is None:
+            patch = Patch(output=replacement)
+        else:  # only this call of the layer
+            patch = Patch(calls=tuple(replacement if k == call else None for k in range(1, calls + 1)))
+        selection.targets.append(Target(
+            name=f"{name}#{u}", kind="unit", patches={module: patch}, key=(name, "unit", u, mode),
+            replaced="mean" if fill is not None else "zeros", module=name, index=u, call=call, calls=calls))
 
 
 def prune_layers(ctx: PlanContext, traced: Mapping[str, Traced], *, patterns: Sequence[str], linear: bool) -> list[str]:

@@ -43,6 +43,7 @@ from auditor.features.tokens import SearchSettings, TokenSearch
 from auditor.features.units import Objective, centre_position, output_of, run_to, unit_values, unit_view
 from auditor.findings import Finding, Severity
 from auditor.report.schema import Cost, Figure, Section, Table
+from auditor.walk.recorder import split_call
 
 
 class FeaturesParams(BaseModel):
@@ -51,7 +52,8 @@ class FeaturesParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     modules: tuple[str, ...] = ()
-    """Modules to visualize (default: up to `max_modules` evenly spaced blocks, plus the head)."""
+    """Modules to visualize (default: up to `max_modules` evenly spaced blocks, plus the head). A module called more
+    than once per forward is shown per call; `<module>@<call>` (`pool@2`) names one of its calls."""
     max_modules: int = Field(3, ge=1)
     units: dict[str, tuple[int, ...]] = {}
     """Units to show per module, by index (default: the most relevant `units_per_module`)."""
@@ -130,7 +132,8 @@ class Features(Analysis):
         p = self.params
         if p.modules or p.units:
             names = list(dict.fromkeys([*p.modules, *p.units]))
-            unknown = [n for n in names if n not in ctx.tree]
+            # `pool@2`: only the 2nd call of a module used more than once per forward
+            unknown = [n for n in names if n not in ctx.tree and split_call(n)[0] not in ctx.tree]
             if unknown:
                 raise ConfigError(f"[analyses.features] names modules the model does not have: {unknown[:5]}")
             return names
@@ -145,7 +148,7 @@ class Features(Analysis):
         return [*pool, *([head] if head and ctx.subject.task == "classification" and head not in pool else [])]
 
     def needs(self, ctx: PlanContext) -> Needs:
-        names = frozenset(self.modules(ctx))
+        names = frozenset(n if n in ctx.tree else split_call(n)[0] for n in self.modules(ctx))
         relevant = ctx.subject.task == "classification"
         return Needs(top_k=self.params.top_k, top_k_modules=names,
                      unit_relevance=names if relevant else frozenset(), pooled=names)
@@ -236,7 +239,9 @@ class _Run:
 
     def section(self, analysis: Features) -> Section:
         p, ctx = self.p, self.ctx
-        names = [n for n in analysis.modules(ctx) if n in ctx.capture.top_k]
+        # A module called more than once per forward is shown per call (`pool@2`: its second call), each call
+        # with its own units, top examples and optimized inputs.
+        names = [k for n in analysis.modules(ctx) for k in (ctx.capture.call_keys(n) or [n]) if k in ctx.capture.top_k]
         chosen = {name: self.choose(name) for name in names}
         chosen = {k: v for k, v in chosen.items() if v}
         figures: list[Figure] = []
@@ -310,16 +315,24 @@ class _Run:
             return InputRange.from_normalization(list(mean), list(std))
         return InputRange.from_samples(self._sample_inputs())
 
-    def _objective(self, module: nn.Module, units: torch.Tensor, kind: Objective
+    def _module(self, name: str) -> tuple[nn.Module, int]:
+        """The module of a visualized name and which of its calls per forward: `pool@2` is call 2 of `pool`."""
+        module, call = split_call(name)
+        if call is None or module not in self.ctx.capture.calls:
+            return self.ctx.tree.get(name), 1
+        return self.ctx.tree.get(module), call
+
+    def _objective(self, name: str, units: torch.Tensor, kind: Objective
                    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        module, call = self._module(name)
+
         def objective(x: torch.Tensor) -> torch.Tensor:
-            out = run_to(module, lambda: self._forward({self.key: x}))
+            out = run_to(module, lambda: self._forward({self.key: x}), call=call)
             return unit_values(out, module, units, kind)
         return objective
 
     def _optimize(self, name: str, views: list[UnitView], rng: InputRange) -> torch.Tensor:
         """Optimizes one input per unit, all units of the module in one batch; records what they reach."""
-        module = self.ctx.tree.get(name)
         sample = self._inputs([0])[self.key]
         units = torch.tensor([v.unit for v in views])
         spatial = len(self._map_shape(name)) > 0
@@ -329,15 +342,15 @@ class _Run:
         settings = OptimSettings(steps=self.p.steps, learning_rate=self.p.learning_rate, transforms=self.p.transforms,
                                  decorrelate=self.p.decorrelate, tv_weight=self.p.tv_weight,
                                  l2_weight=self.p.l2_weight, seed=self.ctx.config.seed)
-        images = maximize(self._objective(module, units, kind), len(views), tuple(sample.shape[1:]), rng,
+        images = maximize(self._objective(name, units, kind), len(views), tuple(sample.shape[1:]), rng,
                           scale=scale, settings=settings)
         generator = torch.Generator().manual_seed(self.ctx.config.seed)
         shape = (1, -1, *([1] * (images.dim() - 2)))
         noise = rng.low.view(shape) + (rng.high - rng.low).view(shape) * torch.rand(images.shape, generator=generator)
         with torch.no_grad():
-            reached = self._objective(module, units, "peak")(images)
-            objective = self._objective(module, units, kind)(images)
-            random = self._objective(module, units, "peak")(noise)
+            reached = self._objective(name, units, "peak")(images)
+            objective = self._objective(name, units, kind)(images)
+            random = self._objective(name, units, "peak")(noise)
         for v, r, o, z in zip(views, reached, objective, random, strict=True):
             v.optimized, v.optimized_objective, v.random = float(r), float(o), float(z)
         return images
@@ -351,10 +364,10 @@ class _Run:
 
     def _maps(self, name: str, indices: list[int]) -> torch.Tensor:
         """(samples, positions, units) of a module's output on some samples."""
-        module = self.ctx.tree.get(name)
+        module, call = self._module(name)
         inputs = self._inputs(indices)
         with torch.no_grad():
-            out = run_to(module, lambda: self._forward(inputs))
+            out = run_to(module, lambda: self._forward(inputs), call=call)
         return unit_view(out.float().cpu(), module)[0]
 
     def _patch_box(self, name: str, position: int, image: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -373,9 +386,9 @@ class _Run:
         position on a few samples (the input pixels that reach it)."""
         if name in self._receptive:
             return self._receptive[name]
-        module = self.ctx.tree.get(name)
+        module, call = self._module(name)
         x = self._inputs(list(range(min(8, len(self.subject)))))[self.key].detach().requires_grad_()
-        with torch.enable_grad(), output_of(module) as kept:
+        with torch.enable_grad(), output_of(module, call=call) as kept:
             self._forward({self.key: x})
             view, spatial = unit_view(kept["out"], module)
             centre = view[:, centre_position(spatial)].sum()
@@ -452,7 +465,7 @@ class _Run:
         if embeddings is None or self.subject.loaded.tokenizer is None:
             return
         search = TokenSearch(embeddings, self.subject.loaded.tokenizer, self.keys, device=self.subject.device)
-        module = self.ctx.tree.get(name)
+        module, call = self._module(name)
         p = self.p
         settings = SearchSettings(length=p.search_length, steps=p.search_steps, candidates=p.search_candidates,
                                   top=p.search_top, seed=self.ctx.config.seed)
@@ -460,7 +473,7 @@ class _Run:
             unit = v.unit
 
             def score(inputs: dict[str, torch.Tensor], unit: int = unit) -> torch.Tensor:
-                out = run_to(module, lambda: self._forward(inputs))
+                out = run_to(module, lambda: self._forward(inputs), call=call)
                 units = torch.full((out.shape[0],), unit, dtype=torch.long)
                 mask = inputs.get("attention_mask")
                 x, _ = unit_view(out, module)

@@ -40,6 +40,7 @@ from auditor.report.schema import Cost, Figure, Section, Table
 from auditor.subject import Task
 from auditor.walk.blocks import Block
 from auditor.walk.joins import Join, describe_site
+from auditor.walk.recorder import split_call
 
 
 class GradientsParams(BaseModel):
@@ -134,7 +135,9 @@ class Gradients(Analysis):
         classes = ctx.subject.labels if ctx.subject.labels is not None else ctx.clean.predictions
         names = ctx.subject.class_names
         records = ctx.capture.records
-        ran = [n for n in ctx.tree.names if n in grad_norm and records[n].calls > 0]
+        # A module called more than once per forward: the module over all its calls (gradients summed), then
+        # each call (`<name>@<k>`).
+        ran = [k for n in ctx.tree.names for k in (n, *ctx.capture.call_keys(n)) if k in grad_norm and records[k].calls > 0]
         module_metrics: dict[str, dict[str, float]] = {}
         for name in ran:
             module_metrics[name] = _per_module(grad_norm[name], grad_x_act[name], classes, names)
@@ -157,19 +160,23 @@ class Gradients(Analysis):
             tables.append(joins_table)
         figures = [f for f in (
             _cut_bars(cuts, module_metrics),
-            _class_heatmap(ctx.blocks, module_metrics, names),
+            _class_heatmap(_by_call(ctx, [b.name for b in ctx.blocks], module_metrics), module_metrics, names),
             _norm_profile(ctx, grad_norm),
             _conductance_figure(ctx.joins, sweep),
             _heads_figure(head_modules, module_metrics, heads),
         ) if f is not None]
-        metrics = {"modules_with_gradient": float(len(ran)),
+        metrics = {"modules_with_gradient": float(sum(1 for n in ran if n in ctx.tree)),
                    "no_influence_modules": float(sum(1 for f in findings if f.id == "gradients.no_influence")),
                    "mean_target": float(ctx.capture.targets.mean()) if ctx.capture.targets is not None else math.nan}
         if sweep is not None and sweep.delta is not None:
             metrics["conductance_samples"] = float(len(sweep.samples))
             metrics["mean_target_gain"] = float(sweep.delta.mean())
+        reused = [n for n in ctx.capture.calls if n in grad_norm]
         summary = (f"Gradient of the target (log-probability of the {'labelled' if ctx.subject.labels is not None else 'predicted'} "
-                   f"class) at the output of {len(ran)} modules, from one backward per batch"
+                   f"class) at the output of {int(metrics['modules_with_gradient'])} modules, from one backward per batch"
+                   + (f"; {len(reused)} module{'s' * (len(reused) != 1)} called more than once per forward "
+                      f"({', '.join(reused[:3])}{', …' if len(reused) > 3 else ''}) also per call (`<module>@<call>`), "
+                      "the module's own numbers summing its calls" if reused else "")
                    + (f"; conductance of {len(ctx.joins)} residual join{'s' * (len(ctx.joins) != 1)} over "
                       f"{len(sweep.samples)} samples ({spec.n_steps if spec else 0} steps, "
                       f"{'trapezoid rule' if spec is None or spec.rule == 'trapezoid' else 'Captum’s rule'})"
@@ -225,11 +232,23 @@ def _add_conductance(module_metrics: dict[str, dict[str, float]], joins: list[Jo
 
 
 def _no_influence(ctx: AuditContext, ran: list[str], grad_norm: dict[str, torch.Tensor]) -> list[Finding]:
-    """Modules that ran but whose output the target does not depend on at all; the outermost of each subtree."""
+    """Modules (and calls of reused modules) that ran but whose output the target does not depend on at all; the
+    outermost of each subtree."""
     silent = [n for n in ran if n and not bool(torch.count_nonzero(grad_norm[n]))]
     silent_set = set(silent)
     findings = []
     for name in silent:
+        module, call = split_call(name) if name not in ctx.tree else (name, None)
+        if call is not None:
+            if module in silent_set:
+                continue  # the module is reported, with all its calls
+            findings.append(Finding(
+                id="gradients.no_influence", severity=Severity.INFO, module=name,
+                message=(f"Call {call} of {module} ({ctx.tree.nodes[module].type}) runs, but the decision does not "
+                         f"depend on what it returns: its gradient is exactly zero on all {len(ctx.subject)} samples, "
+                         "while the module's other calls matter. That call's compute is spent for nothing."),
+                evidence={"samples": len(ctx.subject), "call": call}))
+            continue
         parent = ctx.tree.nodes[name].parent
         if parent in silent_set:
             continue  # its container is reported
@@ -303,13 +322,25 @@ def _cuts(ctx: AuditContext, module_metrics: dict[str, dict[str, float]], heads:
             cuts[f"sum at {join.site.module}" + (f" (before its {join.site.through})" if join.site.through else "")] = \
                 members
     if not cuts:  # a plain stack has no cut with parts: its stages are shown in order, not ranked
-        stages = [b.name for b in ctx.blocks if b.name in module_metrics]
+        stages = _by_call(ctx, [b.name for b in ctx.blocks if b.name in module_metrics], module_metrics)
         if stages:
             cuts[SERIES] = stages
     return cuts
 
 
 SERIES = "stages, in series (not ranked: each is an estimate of the whole)"
+
+
+def _by_call(ctx: AuditContext, names: list[str], module_metrics: dict[str, dict[str, float]]) -> list[str]:
+    """`names` in execution order, a module called more than once per forward replaced by its calls: each is a
+    stage of its own, where it runs (the module's summed numbers are not one point of the series)."""
+    expanded = [k for n in names for k in ([c for c in ctx.capture.call_keys(n) if c in module_metrics] or [n])]
+    records = ctx.capture.records
+
+    def order(name: str) -> int:
+        seen = records[name].order if name in records else None
+        return seen if seen is not None else 1 << 30
+    return sorted(expanded, key=order)
 
 
 # --- tables and figures ----------------------------------------------------------------------------------
@@ -403,8 +434,8 @@ def _cut_bars(cuts: dict[str, list[str]], module_metrics: dict[str, dict[str, fl
                          caption="Grey: mean |gradient × activation|; blue/red: its signed mean. In execution order.")
 
 
-def _class_heatmap(blocks: list[Block], module_metrics: dict[str, dict[str, float]], names: list[str]) -> Figure | None:
-    rows = [b.name for b in blocks if b.name in module_metrics]
+def _class_heatmap(blocks: list[str], module_metrics: dict[str, dict[str, float]], names: list[str]) -> Figure | None:
+    rows = [b for b in blocks if b in module_metrics]
     classes = [c for c in names if any(f"grad_x_act/{c}" in module_metrics[r] for r in rows)]
     if len(rows) < 2 or len(classes) < 2:
         return None
@@ -427,8 +458,11 @@ def _class_heatmap(blocks: list[Block], module_metrics: dict[str, dict[str, floa
 
 def _norm_profile(ctx: AuditContext, grad_norm: dict[str, torch.Tensor]) -> Figure | None:
     parents = {node.parent for node in ctx.tree.nodes.values()}
-    leaves = sorted((n for n in grad_norm if n not in parents and ctx.capture.records[n].order is not None),
-                    key=lambda n: ctx.capture.records[n].order or 0)
+    records = ctx.capture.records
+    # a module called more than once per forward: one point per call, where it runs
+    leaves = sorted((n for n in grad_norm if n not in ctx.capture.calls
+                     and (n if n in ctx.tree else split_call(n)[0]) not in parents
+                     and records[n].order is not None), key=lambda n: records[n].order or 0)
     values = [float(grad_norm[n].double().mean()) for n in leaves]
     if len(leaves) < 2:
         return None

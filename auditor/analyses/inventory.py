@@ -62,7 +62,7 @@ class ModuleInventory(Analysis):
             "non_finite_modules": float(sum(1 for r in rows if r.nan_count or r.inf_count)),
             "modules_with_dead_units": float(sum(1 for f in findings if f.id == "inventory.dead_units")),
             "modules_with_pruned_units": float(sum(1 for r in rows if r.pruned_units)),
-            "reused_modules": float(sum(1 for r in rows if r.calls_per_forward > 1)),
+            "reused_modules": float(sum(1 for r in rows if r.per_call)),
         }
         forwards = ctx.capture.forwards
         summary = (
@@ -77,10 +77,13 @@ class ModuleInventory(Analysis):
 
 
 def _module_metrics(rows: list[ModuleRow]) -> dict[str, dict[str, float]]:
-    """Every module's inventory numbers, keyed by module name, for diffs, policies and module cards."""
+    """Every module's inventory numbers, keyed by module name, for diffs, policies and module cards; a module
+    called more than once per forward also each call's, keyed `<module>@<call>`."""
     out: dict[str, dict[str, float]] = {}
-    for r in rows:
+    for r in [r for row in rows for r in (row, *row.per_call)]:
         values: dict[str, float] = {"calls_per_forward": r.calls_per_forward}
+        if r.units is not None:
+            values["units"] = float(r.units)
         if r.dead_units is not None and r.units:
             values["dead_units"] = float(r.dead_units)
             values["dead_fraction"] = r.dead_units / r.units
@@ -115,7 +118,8 @@ def _non_finite(rows: list[ModuleRow]) -> list[Finding]:
 def _dead_units(rows: list[ModuleRow], params: InventoryParams) -> list[Finding]:
     """Modules that made too many units zero on every sample (each unit counted where it was made)."""
     findings = []
-    for row in rows:
+    # a module whose calls differ in width has units per call only: its calls are judged one by one
+    for row in [r for module in rows for r in (module.per_call if module.per_call and module.units is None else [module])]:
         if not row.units or not row.dead_units or row.units < params.dead_unit_min_units:
             continue
         fraction = row.dead_units / row.units
@@ -123,7 +127,7 @@ def _dead_units(rows: list[ModuleRow], params: InventoryParams) -> list[Finding]
             continue
         findings.append(Finding(
             id="inventory.dead_units", severity=Severity.WARN, module=row.name,
-            message=(f"{fraction:.0%} of the units of {row.name} ({row.dead_units} of {row.units}) "
+            message=(f"{fraction:.0%} of the units of {call_label(row)} ({row.dead_units} of {row.units}) "
                      "never activate: they are zero on every audit sample."),
             evidence={"dead_units": row.dead_units, "units": row.units, "dead_fraction": round(fraction, 4),
                       "threshold": params.dead_unit_warn_fraction},
@@ -145,15 +149,29 @@ def _pruned_units(rows: list[ModuleRow]) -> list[Finding]:
     return findings
 
 
+def call_label(row: ModuleRow) -> str:
+    """"pool (call 2 of 2)" for the row of one call, else the module's name."""
+    if row.call is None:
+        return row.name
+    return f"{row.name.rpartition('@')[0]} (call {row.call} of {row.of_calls})"
+
+
 def _reuse(rows: list[ModuleRow]) -> list[Finding]:
     findings = []
     for r in rows:
-        if r.calls_per_forward > 1:
+        if r.per_call:
+            widths = [c.units for c in r.per_call]
+            differ = len(set(widths)) > 1
+            shown = ", ".join(f"call {c.call}: {c.units if c.units is not None else '?'} units" for c in r.per_call)
             findings.append(Finding(
                 id="inventory.reused_module", severity=Severity.INFO, module=r.name,
-                message=(f"{r.name} ({r.type}) runs {r.calls_per_forward:g} times per forward pass; its "
-                         "statistics cover all calls, and per-module analyses see every use at once."),
-                evidence={"calls_per_forward": r.calls_per_forward},
+                message=(f"{r.name} ({r.type}) runs {len(r.per_call)} times per forward pass"
+                         + (f" at different widths ({shown})" if differ else f" ({shown})")
+                         + f"; each call is reported on its own as {r.per_call[0].name} … {r.per_call[-1].name}, "
+                         "and the module's own numbers cover all calls"
+                         + (" (its units and dead units per call only)." if differ else ".")),
+                evidence={"calls_per_forward": r.calls_per_forward, "calls": len(r.per_call),
+                          "units": ", ".join(str(w) for w in widths)},
             ))
         if r.aliases:
             findings.append(Finding(
@@ -202,10 +220,11 @@ def _tail(name: str, limit: int = 22) -> str:
 
 
 def _profile_figure(rows: list[ModuleRow]) -> list[Figure]:
-    """Output spread and zero fraction of each leaf module, in execution order."""
+    """Output spread and zero fraction of each leaf module, in execution order; a module called more than once per
+    forward once per call, where that call runs."""
     parents = {r.parent for r in rows}
-    leaves = sorted((r for r in rows if r.name not in parents and r.order is not None and r.std is not None),
-                    key=lambda r: r.order or 0)
+    leaves = sorted((c for r in rows if r.name not in parents for c in (r.per_call or [r])
+                     if c.order is not None and c.std is not None), key=lambda r: r.order or 0)
     if len(leaves) < 2:
         return []
     xs = list(range(len(leaves)))
@@ -221,15 +240,13 @@ def _profile_figure(rows: list[ModuleRow]) -> list[Figure]:
             ax.yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=1e-2))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(axis="y", color="#e5e7eb", lw=0.6)
-        # A module called several times per forward is one point covering all its calls: ring it and say so.
-        reused = [i for i, r in enumerate(leaves) if r.calls_per_forward > 1]
+        # The calls of a module used several times per forward are one module: ring them and say so.
+        reused = [i for i, r in enumerate(leaves) if r.call is not None]
         if reused:
             ax.scatter(reused, [leaves[i].std for i in reused], s=70, facecolors="none", edgecolors="#7c3aed",
                        linewidths=1.4, zorder=3)
         if named:
-            calls = [f" ×{r.calls_per_forward:g}" if r.calls_per_forward > 1 else "" for r in leaves]
-            ax.set_xticks(xs, [_tail(r.name) + c for r, c in zip(leaves, calls, strict=True)], rotation=55,
-                          ha="right", fontsize=7)
+            ax.set_xticks(xs, [_tail(r.name) for r in leaves], rotation=55, ha="right", fontsize=7)
             ax.set_xlabel("leaf module, in execution order")
         else:
             ax.set_xlabel(f"leaf module, in execution order ({len(leaves)} modules)")
@@ -250,13 +267,13 @@ def _profile_figure(rows: list[ModuleRow]) -> list[Figure]:
                               "fraction of exact zeros, in execution order",
                           caption="Blue: standard deviation of each leaf module's output (log "
                                   "scale); amber bars: share of exact zeros; red lines: non-finite outputs."
-                                  + _reuse_note([leaves[i] for i in reused]))]
+                                  + _reuse_note([r for r in rows if r.per_call and r.name not in parents]))]
 
 
 def _reuse_note(reused: list[ModuleRow]) -> str:
-    """The caption's word on modules that run more than once per forward but are drawn once."""
+    """The caption's word on modules that run more than once per forward, drawn once per call."""
     if not reused:
         return ""
-    named = ", ".join(f"{r.name} (×{r.calls_per_forward:g})" for r in reused[:3]) + (" …" if len(reused) > 3 else "")
-    return (f" Purple rings: modules called more than once per forward, drawn once at their first call with "
-            f"statistics over all calls: {named}.")
+    named = ", ".join(f"{r.name} (×{len(r.per_call)})" for r in reused[:3]) + (" …" if len(reused) > 3 else "")
+    return (f" Purple rings: the calls of a module called more than once per forward, each drawn where it runs "
+            f"with its own statistics (<module>@<call>): {named}.")

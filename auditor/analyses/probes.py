@@ -337,8 +337,10 @@ def probe_needs(ctx: PlanContext) -> Needs:
 
 
 def representations(capture: Capture, needs: Needs, head: str | None) -> dict[str, np.ndarray]:
-    """Module name -> (samples, units) float64: block outputs, and under the head's name its input."""
-    reps = {n: capture.pooled[n].double().numpy() for n in needs.pooled if n in capture.pooled}
+    """Module name -> (samples, units) float64: block outputs, and under the head's name its input. A block called
+    more than once per forward is probed per call (`<name>@<k>`), not as the mean of its calls."""
+    reps = {k: capture.pooled[k].double().numpy() for n in needs.pooled for k in (capture.call_keys(n) or [n])
+            if k in capture.pooled}
     if head is not None and head in capture.pooled_inputs:
         reps[head] = capture.pooled_inputs[head].double().numpy()
     return reps
@@ -346,7 +348,9 @@ def representations(capture: Capture, needs: Needs, head: str | None) -> dict[st
 
 def probed_order(capture: Capture, needs: Needs, head: str | None) -> list[str]:
     """The modules that ran, in execution order (the head's entry, its input, where the head runs)."""
-    names = [n for n in needs.pooled | needs.pooled_inputs if capture.records[n].order is not None]
+    names = [k for n in needs.pooled for k in (capture.call_keys(n) or [n])]
+    names += [n for n in needs.pooled_inputs if n not in names]
+    names = [n for n in names if n in capture.records and capture.records[n].order is not None]
     return sorted(names, key=lambda n: (capture.records[n].order or 0, n))
 
 

@@ -16,8 +16,8 @@ from auditor.engine.needs import Needs
 from auditor.errors import DataError
 from auditor.progress import Progress
 from auditor.subject import Batch, Subject
-from auditor.walk.collectors import BatchContext, TopK
-from auditor.walk.recorder import ModuleRecord, Recorder, iter_tensors
+from auditor.walk.collectors import BatchContext, CallCollector, ModuleCollector, TopK
+from auditor.walk.recorder import ModuleRecord, Recorder, call_key, iter_tensors
 from auditor.walk.tree import ModuleTree
 
 
@@ -31,6 +31,7 @@ class Capture:
 
     needs: Needs
     records: dict[str, ModuleRecord]
+    """Every module by name; a module called more than once per forward also each call alone, as `<name>@<k>`."""
     scores: torch.Tensor
     """(samples, outputs): logits, or a bare encoder's pooled hidden state."""
     forwards: int
@@ -38,6 +39,10 @@ class Capture:
     seconds: float
     targets: torch.Tensor | None = None
     """(samples,) the task's per-sample target, when the capture ran a backward."""
+    calls: dict[str, int] = field(default_factory=dict)
+    """Modules called more than once per forward -> their calls per forward. Every per-module dict below then
+    holds each call under `<name>@<k>` (1-based), and under `<name>` the module over all its calls: statistics,
+    top-k and summed gradients always, per-unit means and pooled rows only where all calls have the same units."""
     unit_means: dict[str, torch.Tensor] = field(default_factory=dict)
     """(units,) float64 per module."""
     pooled: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -46,9 +51,9 @@ class Capture:
     """(samples, units) per module: its first positional input, pooled the same way."""
     top_k: dict[str, TopK] = field(default_factory=dict)
     grad_norm: dict[str, torch.Tensor] = field(default_factory=dict)
-    """(samples,) L2 norm of the target's gradient at the module's output, summed over calls."""
+    """(samples,) L2 norm of the target's gradient at the module's output (a reused module's: summed over calls)."""
     grad_x_act: dict[str, torch.Tensor] = field(default_factory=dict)
-    """(samples,) gradient × activation summed over the output, summed over calls."""
+    """(samples,) gradient × activation summed over the output (a reused module's: summed over calls)."""
     unit_relevance: dict[str, torch.Tensor] = field(default_factory=dict)
     """(samples, units) gradient × activation summed over positions."""
     no_gradient: frozenset[str] = frozenset()
@@ -60,6 +65,10 @@ class Capture:
     """Modules whose output a later in-place op rewrites (their values were copied for gradients)."""
     backward_error: str | None = None
     """Why gradients are missing, when the model's backward failed (the rest of the capture stands)."""
+
+    def call_keys(self, name: str) -> list[str]:
+        """`<name>@1` ... `<name>@k` for a module called k > 1 times per forward, else []."""
+        return [call_key(name, k) for k in range(1, self.calls.get(name, 0) + 1)]
 
     def gradients(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(grad_norm, grad_x_act) per module; raises CaptureUnavailable when the backward failed."""
@@ -94,12 +103,12 @@ def find_in_place(subject: Subject, tree: ModuleTree, names: frozenset[str]) -> 
     """Modules among `names` whose output is rewritten by a later in-place op, from a 2-sample forward."""
     if not names:
         return frozenset()
-    seen: dict[str, tuple[torch.Tensor, int]] = {}
+    seen: dict[str, list[tuple[torch.Tensor, int]]] = {}
 
     def remember(name: str, module: nn.Module, args: Any, output: Any) -> None:
         first = next((t for t in iter_tensors(output) if t.is_floating_point()), None)
-        if first is not None and name not in seen:
-            seen[name] = (first, first._version)
+        if first is not None:  # every call of a module used more than once per forward
+            seen.setdefault(name, []).append((first, first._version))
 
     handles = []
     try:
@@ -111,7 +120,7 @@ def find_in_place(subject: Subject, tree: ModuleTree, names: frozenset[str]) -> 
     finally:
         for handle in handles:
             handle.remove()
-    return frozenset(name for name, (t, version) in seen.items() if t._version != version)
+    return frozenset(name for name, calls in seen.items() if any(t._version != version for t, version in calls))
 
 
 def run_capture(subject: Subject, tree: ModuleTree, needs: Needs, *, batch_size: int,
@@ -156,7 +165,7 @@ def run_capture(subject: Subject, tree: ModuleTree, needs: Needs, *, batch_size:
                         backward_error = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
             recorder.end_forward()
             scores.append(out.detach().float().cpu())
-    capture = Capture(needs=needs, records=recorder.records, scores=torch.cat(scores), forwards=recorder.forwards,
+    capture = Capture(needs=needs, records=dict(recorder.records), scores=torch.cat(scores), forwards=recorder.forwards,
                       backwards=backwards, seconds=time.perf_counter() - started, in_place=in_place,
                       backward_error=backward_error)
     if backward and backward_error is None:
@@ -169,29 +178,100 @@ def run_capture(subject: Subject, tree: ModuleTree, needs: Needs, *, batch_size:
 
 
 def _collect(capture: Capture, recorder: Recorder, sizes: list[int], *, gradients: bool) -> None:
-    no_gradient, shared = [], []
+    """The collectors' per-call pieces as the capture's dicts: a module called once under its name; one called k
+    times per forward under `<name>@1` ... `<name>@k`, and under its name what its calls make together."""
+    for name, record in recorder.records.items():
+        if record.reused:
+            capture.calls[name] = len(record.per_call)
+            for k in range(1, len(record.per_call) + 1):
+                capture.records[call_key(name, k)] = record.of_call(k)
+    no_gradient: list[str] = []
+    shared: list[str] = []
     for name, c in recorder.collectors.items():
-        if c.unit_means is not None and c.unit_means.total is not None:
-            capture.unit_means[name] = c.unit_means.mean
-        if c.pooled and c.pooled_batches and all(p.shape[1] for p in c.pooled_batches):
-            capture.pooled[name] = torch.cat(c.pooled_batches)
-        if c.pooled_input and c.pooled_input_batches and all(p.shape[1] for p in c.pooled_input_batches):
-            capture.pooled_inputs[name] = torch.cat(c.pooled_input_batches)
-        if c.top_k is not None and c.top_k.values is not None:
-            capture.top_k[name] = c.top_k
-        if not gradients:
-            continue
-        if (c.gradients or c.unit_relevance) and not c.grad_hooked:
-            no_gradient.append(name)
-        if not c.per_sample:
-            shared.append(name)
-            continue
-        if c.gradients and c.grad_hooked:
-            capture.grad_norm[name] = torch.cat(c.grad_norm_batches)
-            capture.grad_x_act[name] = torch.cat(c.grad_x_act_batches)
-        if c.unit_relevance and c.grad_hooked:
-            relevance = c.relevance(sizes)
-            if relevance is not None:
-                capture.unit_relevance[name] = relevance
+        reused = len(c.calls) > 1
+        for k, call in enumerate(c.calls, start=1):
+            key = call_key(name, k) if reused else name
+            _collect_call(capture, key, call, c, sizes, gradients=gradients, no_gradient=no_gradient, shared=shared)
+        if reused:
+            _combine_calls(capture, name, c, sizes, gradients=gradients, no_gradient=no_gradient, shared=shared)
+        elif not c.calls and gradients and (c.gradients or c.unit_relevance):
+            no_gradient.append(name)  # it never produced a floating-point output
     capture.no_gradient = frozenset(no_gradient)
     capture.not_per_sample = frozenset(shared)
+
+
+def _collect_call(capture: Capture, key: str, c: CallCollector, module: ModuleCollector, sizes: list[int], *,
+                  gradients: bool, no_gradient: list[str], shared: list[str]) -> None:
+    if c.unit_means is not None and c.unit_means.total is not None:
+        capture.unit_means[key] = c.unit_means.mean
+    if module.pooled and c.pooled_batches and all(p.shape[1] for p in c.pooled_batches):
+        capture.pooled[key] = torch.cat(c.pooled_batches)
+    if module.pooled_input and c.pooled_input_batches and all(p.shape[1] for p in c.pooled_input_batches):
+        capture.pooled_inputs[key] = torch.cat(c.pooled_input_batches)
+    if c.top_k is not None and c.top_k.values is not None:
+        capture.top_k[key] = c.top_k
+    if not gradients:
+        return
+    if (module.gradients or module.unit_relevance) and not c.grad_hooked:
+        no_gradient.append(key)
+    if not c.per_sample:
+        shared.append(key)
+        return
+    if module.gradients and c.grad_hooked:
+        capture.grad_norm[key] = torch.cat(c.grad_norm_batches)
+        capture.grad_x_act[key] = torch.cat(c.grad_x_act_batches)
+    if module.unit_relevance and c.grad_hooked:
+        relevance = c.relevance(sizes)
+        if relevance is not None:
+            capture.unit_relevance[key] = relevance
+
+
+def _combine_calls(capture: Capture, name: str, module: ModuleCollector, sizes: list[int], *, gradients: bool,
+                   no_gradient: list[str], shared: list[str]) -> None:
+    """A reused module as a whole: per-unit means and pooled rows over all its calls (only where they have the
+    same units), its top-k over all calls, and its gradients summed over calls (its total contribution)."""
+    calls = module.calls
+    keys = [call_key(name, k) for k in range(1, len(calls) + 1)]
+    means = [c.unit_means for c in calls if c.unit_means is not None and c.unit_means.total is not None]
+    if means and len(means) == len(calls) and len({m.total.shape for m in means if m.total is not None}) == 1:
+        total = sum((m.total for m in means if m.total is not None), torch.zeros(()))
+        count = sum((m.count for m in means if m.count is not None), torch.zeros(()))
+        capture.unit_means[name] = (total / count.clamp_min(1)).cpu()
+    for flag, per_call, out in ((module.pooled, [c.pooled_batches for c in calls], capture.pooled),
+                                (module.pooled_input, [c.pooled_input_batches for c in calls], capture.pooled_inputs)):
+        combined = _mean_over_calls(per_call) if flag else None
+        if combined is not None:
+            out[name] = combined
+    if module.whole_top_k is not None and module.whole_top_k.values is not None:
+        capture.top_k[name] = module.whole_top_k
+    if not gradients:
+        return
+    if (module.gradients or module.unit_relevance) and not any(c.grad_hooked for c in calls):
+        no_gradient.append(name)
+    if any(k in shared for k in keys):
+        shared.append(name)
+        return
+    hooked = [k for k, c in zip(keys, calls, strict=True) if c.grad_hooked]
+    if module.gradients and hooked:
+        capture.grad_norm[name] = sum((capture.grad_norm[k] for k in hooked if k in capture.grad_norm),
+                                      torch.zeros(sum(sizes)))
+        capture.grad_x_act[name] = sum((capture.grad_x_act[k] for k in hooked if k in capture.grad_x_act),
+                                       torch.zeros(sum(sizes)))
+    relevance = [capture.unit_relevance[k] for k in hooked if k in capture.unit_relevance]
+    if module.unit_relevance and relevance and len({r.shape for r in relevance}) == 1:
+        capture.unit_relevance[name] = sum(relevance[1:], relevance[0])
+
+
+def _mean_over_calls(per_call: list[list[torch.Tensor]]) -> torch.Tensor | None:
+    """Per batch, the mean of the calls' pooled rows (the calls that ran on it); None when the calls differ in
+    width, or a batch had no call with units."""
+    widths = {p.shape[1] for batches in per_call for p in batches if p.shape[1]}
+    if len(widths) != 1:
+        return None
+    rows = []
+    for parts in zip(*per_call, strict=True):
+        present = [p for p in parts if p.shape[1]]
+        if not present:
+            return None
+        rows.append(sum(present[1:], present[0]) / len(present))
+    return torch.cat(rows)

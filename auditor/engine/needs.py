@@ -31,7 +31,9 @@ class Needs(BaseModel):
       - `unit_relevance`: per sample and unit, gradient × activation summed over positions (relevance of
         units). Needs a backward pass.
     Output statistics of every module (the inventory's) and the model's scores are always recorded: the
-    report's module table and every metric rest on them.
+    report's module table and every metric rest on them. A need that names a module called more than once per
+    forward applies per call: the capture keeps each call under `<name>@<k>` (1-based) and, where the calls
+    combine, the module over all of them under its name (`Capture.calls`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -54,13 +54,18 @@ class Traced:
     plain_tensor: bool = False
     """Its output is one tensor (not a tuple or a ModelOutput)."""
     shape: tuple[int, ...] | None = None
-    """Shape of its primary output on the traced samples."""
+    """Shape of its primary output on the traced samples (of its last call)."""
+    call_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    """Shape of its primary output at each of its calls, in order (one entry per call: `calls` > 1 for a module
+    used more than once per forward, whose calls may differ in width)."""
     unit_dim: int | None = None
     """The dimension of its primary output that indexes units (channels, features)."""
     bytes_per_sample: float = 0.0
     input_from: str | None = None
     """The module whose output (or a view of it) was this module's first tensor input, if any: the first
     to return that storage (a convolution before the dropout or flatten that passes it on)."""
+    input_from_call: int = 1
+    """Which call of `input_from` made that output (a module used more than once per forward)."""
 
 
 def trace_modules(subject: Subject, tree: ModuleTree) -> dict[str, Traced]:
@@ -70,7 +75,7 @@ def trace_modules(subject: Subject, tree: ModuleTree) -> dict[str, Traced]:
     counter = itertools.count()
     pending: dict[str, list[list[tuple[torch.Tensor, int]]]] = {name: [] for name in tree.names}
     watched: list[tuple[str, torch.Tensor, int]] = []  # also keeps every output alive: no storage is reused
-    made_by: dict[int, str] = {}
+    made_by: dict[int, tuple[str, int]] = {}
     samples = min(2, len(subject))
 
     def before(name: str, module: nn.Module, args: Any, kwargs: Any) -> None:
@@ -81,7 +86,9 @@ def trace_modules(subject: Subject, tree: ModuleTree) -> dict[str, Traced]:
         inputs = [(t, t._version) for t in iter_tensors((args, kwargs))]
         pending[name].append(inputs)
         if inputs and record.input_from is None and inputs[0][0].numel():
-            record.input_from = made_by.get(inputs[0][0].untyped_storage().data_ptr())
+            made = made_by.get(inputs[0][0].untyped_storage().data_ptr())
+            if made is not None:
+                record.input_from, record.input_from_call = made
 
     def after(name: str, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         record = traced[name]
@@ -103,12 +110,13 @@ def trace_modules(subject: Subject, tree: ModuleTree) -> dict[str, Traced]:
             primary = outputs[0]
             record.plain_tensor = isinstance(output, torch.Tensor)
             record.shape = tuple(primary.shape)
+            record.call_shapes.append(record.shape)
             record.unit_dim = unit_dim(primary, module)
             record.bytes_per_sample = sum(t.numel() * t.element_size() for t in outputs) / samples
             watched.extend((name, t, t._version) for t in outputs)
             for t in outputs:
                 if t.numel():
-                    made_by.setdefault(t.untyped_storage().data_ptr(), name)
+                    made_by.setdefault(t.untyped_storage().data_ptr(), (name, record.calls))
 
     handles = []
     try:

@@ -67,14 +67,19 @@ class _Reached(Exception):
     """Raised by a hook once the module of interest has returned: the rest of the forward is not needed."""
 
 
-def run_to(module: nn.Module, forward: Callable[[], object]) -> torch.Tensor:
-    """Runs `forward` only as far as `module`, and returns (a copy of) its output.
+def run_to(module: nn.Module, forward: Callable[[], object], *, call: int = 1) -> torch.Tensor:
+    """Runs `forward` only as far as the `call`-th call of `module` (1-based: a module used more than once per
+    forward), and returns (a copy of) its output.
 
     The layers after it do not run: a token search on a middle layer of a transformer costs half a forward.
     """
     kept: dict[str, torch.Tensor] = {}
+    seen = [0]
 
     def stop(m: nn.Module, args: Any, output: Any) -> None:
+        seen[0] += 1
+        if seen[0] < call:
+            return
         first = next((x for x in iter_tensors(output) if x.is_floating_point()), None)
         if first is not None:
             kept["out"] = first.clone()
@@ -88,19 +93,25 @@ def run_to(module: nn.Module, forward: Callable[[], object]) -> torch.Tensor:
     finally:
         handle.remove()
     if "out" not in kept:
-        raise RuntimeError(f"{type(module).__name__} did not run in the forward")
+        which = f"call {call} of " if call > 1 else ""
+        raise RuntimeError(f"{which}{type(module).__name__} did not run in the forward")
     return kept["out"]
 
 
 @contextmanager
-def output_of(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
-    """Keeps the primary tensor `module` returns on its last call, for the length of a `with` block.
+def output_of(module: nn.Module, *, call: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """Keeps the primary tensor `module` returns on its last call (or on its `call`-th of each forward, counted
+    from the block's start: one forward per block), for the length of a `with` block.
 
     A copy: an in-place op after the module (a ReLU with `inplace=True`) would rewrite the output itself.
     """
     kept: dict[str, torch.Tensor] = {}
+    seen = [0]
 
     def keep(m: nn.Module, args: Any, output: Any) -> None:
+        seen[0] += 1
+        if call is not None and seen[0] != call:
+            return
         first = next((x for x in iter_tensors(output) if x.is_floating_point()), None)
         if first is not None:
             kept["out"] = first.clone()

@@ -300,6 +300,11 @@ def _module_names(report: AuditReport) -> list[str]:
     return [row.name for row in report.modules]
 
 
+def _call_names(report: AuditReport) -> set[str]:
+    """The calls of modules used more than once per forward (`pool@2`): their numbers are compared too."""
+    return {call.name for row in report.modules for call in row.per_call}
+
+
 def _moves(old: AuditReport, new: AuditReport, shared: set[str]) -> tuple[list[ModuleMove], list[RankCorrelation]]:
     moves: dict[tuple[str, str, float, float], list[ModuleMove]] = defaultdict(list)
     ranks: list[RankCorrelation] = []
@@ -328,7 +333,8 @@ def _moves(old: AuditReport, new: AuditReport, shared: set[str]) -> tuple[list[M
     # The same numbers at several modules are one move: shown at the module that computes them (a leaf,
     # first in execution order), with the containers and pass-through layers that repeat them listed.
     parents = {row.parent for row in new.modules}
-    order = {row.name: (row.name in parents, row.order if row.order is not None else 1 << 30) for row in new.modules}
+    order = {row.name: (row.name in parents, row.order if row.order is not None else 1 << 30)
+             for module in new.modules for row in (module, *module.per_call)}
     merged = []
     for same in moves.values():
         same.sort(key=lambda m: order.get(m.module, (True, 1 << 30)))
@@ -385,7 +391,7 @@ def diff_reports(old: AuditReport, new: AuditReport, *, alpha: float = 0.05) -> 
     new_keys = {_finding_key(f) for f in new.findings}
     old_modules, new_modules = _module_names(old), _module_names(new)
     shared = set(old_modules) & set(new_modules)
-    moves, ranks = _moves(old, new, shared)
+    moves, ranks = _moves(old, new, shared | (_call_names(old) & _call_names(new)))
     old_ids, new_ids = [s.id for s in old.sections], [s.id for s in new.sections]
     return ReleaseDiff(
         old=AuditSummary.of(old), new=AuditSummary.of(new), paired=pairing.paired, comparison=pairing.description,

@@ -64,8 +64,8 @@ def fits_portrait(report: AuditReport) -> bool:
     """Whether the module table is small enough for a portrait PDF page (at most 40 rows; types, shapes
     and indented names short enough not to push the 16 columns past the margin), so that a small model
     does not get a landscape page of its own left nearly empty."""
-    rows = report.modules
-    return len(rows) <= 40 and max(len(r.name) + 0.8 * r.depth for r in rows) <= 30 \
+    rows = [r for row in report.modules for r in (row, *row.per_call)]  # the calls of reused modules are rows too
+    return len(rows) <= 40 and max(len(r.name) + 0.8 * r.depth + (12 if r.call else 0) for r in rows) <= 30 \
         and max(len(r.type) for r in rows) <= 18 and max(len(format_shape(r.output_shape)) for r in rows) <= 16
 
 

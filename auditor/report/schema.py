@@ -14,7 +14,8 @@ from auditor.policy.verdict import PolicyVerdict
 
 SCHEMA_VERSION = "1.2"
 """1.1 added `Section.module_metrics` and `AuditReport.not_run`; 1.2 added `Metadata.data_fingerprint` and
-`AuditReport.policy`. Every addition is optional with a default, so a 1.0 or 1.1 audit.json reads as 1.2."""
+`AuditReport.policy` (and later the per-call rows of reused modules, `ModuleRow.per_call`). Every addition is
+optional with a default, so a 1.0 or 1.1 audit.json reads as 1.2."""
 
 # NaN and Inf (a broken model's metrics) are written as the strings "NaN" and "Infinity", which read back
 # as floats, instead of JSON null, which would not.
@@ -136,6 +137,13 @@ class ModuleRow(BaseModel):
     own_params: int
     aliases: list[str] = []
     calls_per_forward: float = 0.0
+    call: int | None = None
+    """A row of one call: the module's `call`-th call (1-based) in each forward; its name is `<module>@<call>`."""
+    of_calls: int | None = None
+    """A row of one call: how many calls per forward the module makes."""
+    per_call: list[ModuleRow] = []
+    """A module called more than once per forward: one row per call (its statistics over all calls are this row's;
+    units and dead units only where every call has the same units)."""
     order: int | None = None
     output_shape: list[int | None] | None = None
     """None marks a dimension that varied between calls (batch size, sequence length)."""

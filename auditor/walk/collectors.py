@@ -51,8 +51,13 @@ class UnitMeans:
 
     total: torch.Tensor | None = None
     count: torch.Tensor | None = None
+    varies: bool = False
+    """The number of units changed between forwards (a model whose layer widths depend on the input): no
+    per-unit mean."""
 
     def add(self, x: torch.Tensor, valid: torch.Tensor | None) -> None:
+        if self.varies:
+            return
         if valid is None:
             total = x.sum(dim=(0, 1), dtype=torch.float64)
             count = torch.full_like(total, x.shape[0] * x.shape[1])
@@ -60,10 +65,10 @@ class UnitMeans:
             weights = valid.to(x.dtype).unsqueeze(-1)
             total = (x * weights).sum(dim=(0, 1), dtype=torch.float64)
             count = torch.full_like(total, float(valid.sum()))
-        if self.total is None or self.count is None or self.total.shape != total.shape:
-            if self.total is not None:
-                raise ValueError("the number of units changed between calls")
+        if self.total is None or self.count is None:
             self.total, self.count = total, count
+        elif self.total.shape != total.shape:
+            self.varies, self.total, self.count = True, None, None
         else:
             self.total += total
             self.count += count
@@ -117,98 +122,168 @@ class TopK:
 
 
 @dataclass
-class ModuleCollector:
-    """The per-module pieces one capture keeps, beside the statistics, and this forward's partial sums."""
+class CallCollector:
+    """What one call of a module (its k-th in each forward) left, one entry per forward, and this forward's part."""
 
     unit_means: UnitMeans | None = None
-    pooled: bool = False
-    pooled_input: bool = False
     top_k: TopK | None = None
-    gradients: bool = False
-    unit_relevance: bool = False
     pooled_batches: list[torch.Tensor] = field(default_factory=list)
+    """(batch, units) per forward; (batch, 0) NaN where the call did not run, or its output has no units."""
     pooled_input_batches: list[torch.Tensor] = field(default_factory=list)
     grad_norm_batches: list[torch.Tensor] = field(default_factory=list)
     grad_x_act_batches: list[torch.Tensor] = field(default_factory=list)
     relevance_batches: list[torch.Tensor | None] = field(default_factory=list)
-    """None for a batch whose backward never reached the module (zero relevance, units unknown yet)."""
+    """None for a batch whose backward never reached the call (zero relevance, units unknown yet)."""
     grad_hooked: bool = False
-    """The module's output took part in autograd at least once (else it has no gradient at all)."""
+    """The call's output took part in autograd at least once (else it has no gradient at all)."""
     per_sample: bool = True
     """False when the output is not batch-first (BERT's position embeddings, (1, tokens, hidden), are
     broadcast over the batch): its gradient has no per-sample value."""
-    # This forward, summed (gradients) or averaged (pooled) over the calls of a reused module.
-    _pooled: list[torch.Tensor] = field(default_factory=list)
-    _pooled_input: list[torch.Tensor] = field(default_factory=list)
-    _peaks: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    _pooled: torch.Tensor | None = None
+    _pooled_input: torch.Tensor | None = None
+    _peak: tuple[torch.Tensor, torch.Tensor] | None = None
     _grad_norm: torch.Tensor | None = None
     _grad_x_act: torch.Tensor | None = None
     _relevance: torch.Tensor | None = None
-    _calls: int = 0
 
-    def on_output(self, t: torch.Tensor, module: nn.Module, batch: BatchContext) -> None:
-        self._calls += 1
+    def end_forward(self, batch: BatchContext, *, pooled: bool, pooled_input: bool, gradients: bool,
+                    relevance: bool) -> None:
+        """Closes one batch: what this forward's call produced becomes one row per sample (or a gap)."""
+        missing = torch.full((batch.size, 0), float("nan"))
+        if pooled:
+            self.pooled_batches.append(self._pooled.cpu() if self._pooled is not None else missing)
+        if pooled_input:
+            self.pooled_input_batches.append(self._pooled_input.cpu() if self._pooled_input is not None else missing)
+        if self.top_k is not None and self._peak is not None:
+            self.top_k.add(*self._peak, batch.start)
+        if gradients:
+            zeros = torch.zeros(batch.size)
+            self.grad_norm_batches.append(self._grad_norm.cpu() if self._grad_norm is not None else zeros)
+            self.grad_x_act_batches.append(self._grad_x_act.cpu() if self._grad_x_act is not None else zeros)
+        if relevance:
+            self.relevance_batches.append(self._relevance.cpu() if self._relevance is not None else None)
+        self._pooled = self._pooled_input = self._peak = None
+        self._grad_norm = self._grad_x_act = self._relevance = None
+
+    def relevance(self, sizes: list[int]) -> torch.Tensor | None:
+        """(samples, units) gradient × activation per unit; zeros for batches no gradient reached."""
+        units = next((r.shape[1] for r in self.relevance_batches if r is not None), None)
+        if units is None or any(r is not None and r.shape[1] != units for r in self.relevance_batches):
+            return None
+        return torch.cat([r if r is not None else torch.zeros(n, units)
+                          for r, n in zip(self.relevance_batches, sizes, strict=True)])
+
+
+@dataclass
+class ModuleCollector:
+    """The per-module pieces one capture keeps beside the statistics, per call of the module within a forward.
+
+    A module called once per forward has one `CallCollector`; one called k times has k, and what its calls
+    make together (a mean of their pooled rows, a sum of their gradients) is derived from them at the end
+    (`auditor.engine.capture`), not recorded twice.
+    """
+
+    unit_means: bool = False
+    pooled: bool = False
+    pooled_input: bool = False
+    top_k: int = 0
+    gradients: bool = False
+    unit_relevance: bool = False
+    calls: list[CallCollector] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    """The size of every batch closed so far."""
+    whole_top_k: TopK | None = None
+    """A module called more than once per forward at one width: per unit, the top samples of its largest
+    activation over all calls (None while it was called once, when it equals call 1's)."""
+    whole_top_k_varies: bool = False
+    """Its calls differ in width: there is no top-k of the module as a whole."""
+    _forward_calls: int = 0
+    """Calls that produced an output in this forward."""
+
+    def _call(self, call: int) -> CallCollector:
+        """The collector of the `call`-th call (1-based); a call seen for the first time gets gaps for the
+        batches already closed."""
+        while len(self.calls) < call:
+            c = CallCollector(unit_means=UnitMeans() if self.unit_means else None,
+                              top_k=TopK(self.top_k) if self.top_k else None)
+            if self.calls:  # a later call: it did not run on the batches closed so far
+                for n in self.sizes:
+                    missing = torch.full((n, 0), float("nan"))
+                    if self.pooled:
+                        c.pooled_batches.append(missing)
+                    if self.pooled_input:
+                        c.pooled_input_batches.append(missing)
+                    if self.gradients:
+                        c.grad_norm_batches.append(torch.zeros(n))
+                        c.grad_x_act_batches.append(torch.zeros(n))
+                    if self.unit_relevance:
+                        c.relevance_batches.append(None)
+            self.calls.append(c)
+        return self.calls[call - 1]
+
+    def on_output(self, t: torch.Tensor, module: nn.Module, batch: BatchContext, call: int = 1) -> None:
+        c = self._call(call)
+        self._forward_calls = max(self._forward_calls, call)
         if not (self.unit_means or self.pooled or self.top_k):
             return
         view = by_unit(t, module, batch)
         if view is None:
             return
         x, valid = view
-        if self.unit_means is not None:
-            self.unit_means.add(x, valid)
+        if c.unit_means is not None:
+            c.unit_means.add(x, valid)
         if self.pooled:
-            self._pooled.append(pool(x, valid).float())
-        if self.top_k is not None:
-            self._peaks.append(peak(x, valid))
+            c._pooled = pool(x, valid).float()
+        if c.top_k is not None:
+            c._peak = peak(x, valid)
 
-    def on_input(self, t: torch.Tensor, module: nn.Module, batch: BatchContext) -> None:
+    def on_input(self, t: torch.Tensor, module: nn.Module, batch: BatchContext, call: int = 1) -> None:
         """Pools the module's first positional input (called before the module runs)."""
         view = by_unit(t, module, batch)
         if view is not None:
-            self._pooled_input.append(pool(*view).float())
+            self._call(call)._pooled_input = pool(*view).float()
 
-    def add_gradient(self, norm: torch.Tensor, grad_x_act: torch.Tensor) -> None:
-        """Adds one call's per-sample gradient norm and gradient × activation (a reused module: summed)."""
-        self._grad_norm = norm if self._grad_norm is None else self._grad_norm + norm
-        self._grad_x_act = grad_x_act if self._grad_x_act is None else self._grad_x_act + grad_x_act
+    def hooked(self, call: int) -> None:
+        """The output of this call takes part in autograd."""
+        self._call(call).grad_hooked = True
 
-    def add_relevance(self, relevance: torch.Tensor) -> None:
+    def not_per_sample(self, call: int) -> None:
+        self._call(call).per_sample = False
+
+    def add_gradient(self, call: int, norm: torch.Tensor, grad_x_act: torch.Tensor) -> None:
+        """Adds one call's per-sample gradient norm and gradient × activation."""
+        c = self._call(call)
+        c._grad_norm = norm if c._grad_norm is None else c._grad_norm + norm
+        c._grad_x_act = grad_x_act if c._grad_x_act is None else c._grad_x_act + grad_x_act
+
+    def add_relevance(self, call: int, relevance: torch.Tensor) -> None:
         """Adds one call's (batch, units) gradient × activation summed over positions."""
-        self._relevance = relevance if self._relevance is None else self._relevance + relevance
+        c = self._call(call)
+        c._relevance = relevance if c._relevance is None else c._relevance + relevance
 
     def end_forward(self, batch: BatchContext) -> None:
-        """Closes one batch: what this forward's calls produced becomes one row per sample."""
-        if self.pooled:
-            self.pooled_batches.append(_mean_of_calls(self._pooled, batch))
-        if self.pooled_input:
-            self.pooled_input_batches.append(_mean_of_calls(self._pooled_input, batch))
-        if self.top_k is not None and self._peaks:
-            values = torch.stack([v for v, _ in self._peaks]).amax(dim=0) if len(self._peaks) > 1 else self._peaks[0][0]
-            positions = self._peaks[0][1] if len(self._peaks) == 1 else \
-                torch.stack([p for _, p in self._peaks]).gather(
-                    0, torch.stack([v for v, _ in self._peaks]).argmax(dim=0, keepdim=True)).squeeze(0)
-            self.top_k.add(values, positions, batch.start)
-        if self.gradients:
-            zeros = torch.zeros(batch.size)
-            self.grad_norm_batches.append(self._grad_norm.cpu() if self._grad_norm is not None else zeros)
-            self.grad_x_act_batches.append(self._grad_x_act.cpu() if self._grad_x_act is not None else zeros)
-        if self.unit_relevance:
-            self.relevance_batches.append(self._relevance.cpu() if self._relevance is not None else None)
-        self._pooled, self._pooled_input, self._peaks, self._calls = [], [], [], 0
-        self._grad_norm = self._grad_x_act = self._relevance = None
+        """Closes one batch: what each call produced becomes one row per sample."""
+        if self.top_k and not self.whole_top_k_varies and (self._forward_calls > 1 or self.whole_top_k is not None):
+            self._merge_whole_top_k(batch)
+        for c in self.calls:
+            c.end_forward(batch, pooled=self.pooled, pooled_input=self.pooled_input, gradients=self.gradients,
+                          relevance=self.unit_relevance)
+        self.sizes.append(batch.size)
+        self._forward_calls = 0
 
-    def relevance(self, sizes: list[int]) -> torch.Tensor | None:
-        """(samples, units) gradient × activation per unit; zeros for batches no gradient reached."""
-        units = next((r.shape[1] for r in self.relevance_batches if r is not None), None)
-        if units is None:
-            return None
-        return torch.cat([r if r is not None else torch.zeros(n, units)
-                          for r, n in zip(self.relevance_batches, sizes, strict=True)])
-
-
-def _mean_of_calls(pooled: list[torch.Tensor], batch: BatchContext) -> torch.Tensor:
-    """One batch's pooled rows, averaged over the calls of a reused module; (batch, 0) when the module did not
-    run on this batch, or its output has no units."""
-    if not pooled:
-        return torch.full((batch.size, 0), float("nan"))
-    return (sum(pooled[1:], pooled[0]) / len(pooled)).cpu()
+    def _merge_whole_top_k(self, batch: BatchContext) -> None:
+        """Per sample and unit the largest activation over this forward's calls (where it peaked: in that call)."""
+        peaks = [c._peak for c in self.calls if c._peak is not None]
+        if not peaks:
+            return
+        if len({v.shape[1] for v, _ in peaks}) > 1:
+            self.whole_top_k_varies, self.whole_top_k = True, None
+            return
+        if self.whole_top_k is None:  # until now every forward called it once: call 1's top-k is the module's
+            first = self.calls[0].top_k
+            assert first is not None
+            self.whole_top_k = TopK(first.k, first.values, first.samples, first.positions)
+        values = torch.stack([v for v, _ in peaks])
+        best = values.argmax(dim=0, keepdim=True)
+        positions = torch.stack([p for _, p in peaks]).gather(0, best).squeeze(0)
+        self.whole_top_k.add(values.amax(dim=0), positions, batch.start)

@@ -8,6 +8,8 @@ copied back bit for bit on exit, also when the forward raises.
         scores = model(x)
     with patch(model.fc, weights={"weight": torch.randn_like}):
         ...
+    with patch(model.pool, calls=(None, "zeros"), root=model):   # only the 2nd call of each forward
+        ...
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Literal, Union
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 OutputFn = Callable[[torch.Tensor], torch.Tensor]
 Replacement = Union[Literal["zeros"], torch.Tensor, OutputFn]
@@ -33,6 +36,9 @@ class Patch:
 
     output: Replacement | None = None
     weights: Mapping[str, WeightValue] | None = None
+    calls: tuple[Replacement | None, ...] | None = None
+    """Per call of a module used more than once per forward (1st, 2nd, ...): what that call's output becomes;
+    None, or a call past the tuple's end, is left as it is. Instead of `output`, which patches every call."""
 
 
 def _replace(output: torch.Tensor, replacement: Replacement) -> torch.Tensor:
@@ -70,19 +76,25 @@ def replace_output(output: Any, replacement: Replacement) -> Any:
 
 @contextmanager
 def patch(module: nn.Module, *, output: Replacement | None = None,
-          weights: Mapping[str, WeightValue] | None = None) -> Iterator[None]:
+          weights: Mapping[str, WeightValue] | None = None, calls: tuple[Replacement | None, ...] | None = None,
+          root: nn.Module | None = None) -> Iterator[None]:
     """Replaces `module`'s output and/or named parameters and buffers until the block ends.
 
     Args:
         module: the module to patch.
-        output: its output becomes zeros, a constant broadcast to the output's shape, or `fn(output)`.
+        output: its output becomes zeros, a constant broadcast to the output's shape, or `fn(output)`, at every
+            call (a module called several times per forward is patched at each).
         weights: `{parameter or buffer name: tensor or fn(old) -> tensor}`, names relative to `module`
             (e.g. `"weight"`, `"0.bias"`).
-
-    A module called several times per forward is patched at every call.
+        calls: instead of `output`, per call within one forward: `calls[k - 1]` replaces the k-th call's output
+            (None: that call is left alone), for a module used more than once per forward.
+        root: with `calls`, the model whose forward the calls are counted in (the count restarts at each of its
+            calls).
     """
+    if calls is not None and (output is not None or root is None):
+        raise ValueError("a per-call patch takes `calls` instead of `output`, and the `root` whose forward counts them")
     saved: list[tuple[torch.Tensor, torch.Tensor]] = []
-    handle = None
+    handles = []
     try:
         if weights:
             tensors = dict(module.named_parameters()) | dict(module.named_buffers())
@@ -99,14 +111,38 @@ def patch(module: nn.Module, *, output: Replacement | None = None,
         if output is not None:
             replacement = output
             # prepend: hooks registered earlier (a Recorder) must see the patched output, as the model does
-            handle = module.register_forward_hook(lambda _m, _a, out: _replace_primary(out, replacement), prepend=True)
+            handles.append(module.register_forward_hook(lambda _m, _a, out: _replace_primary(out, replacement),
+                                                        prepend=True))
+        if calls is not None and root is not None:
+            handles += _per_call(module, calls, root)
         yield
     finally:
-        if handle is not None:
-            handle.remove()
+        while handles:
+            handles.pop().remove()
         with torch.no_grad():
             for target, original in reversed(saved):
                 target.copy_(original)
+
+
+def _per_call(module: nn.Module, calls: tuple[Replacement | None, ...], root: nn.Module) -> list[RemovableHandle]:
+    """Hooks that replace the output of chosen calls of `module`, counted from the start of each call of `root`."""
+    count = [0]
+
+    def restart(_m: nn.Module, _a: Any) -> None:
+        count[0] = 0
+
+    def replace(_m: nn.Module, _a: Any, out: Any) -> Any:
+        count[0] += 1
+        replacement = calls[count[0] - 1] if count[0] <= len(calls) else None
+        return None if replacement is None else _replace_primary(out, replacement)
+
+    handles = [root.register_forward_pre_hook(restart)]
+    try:
+        handles.append(module.register_forward_hook(replace, prepend=True))
+    except BaseException:
+        handles.pop().remove()
+        raise
+    return handles
 
 
 @contextmanager
@@ -114,5 +150,6 @@ def patch_many(model: nn.Module, patches: Mapping[str, Patch]) -> Iterator[None]
     """Applies several patches at once, by module name; all are undone on exit, in reverse order."""
     with ExitStack() as stack:
         for name, spec in patches.items():
-            stack.enter_context(patch(model.get_submodule(name), output=spec.output, weights=spec.weights))
+            stack.enter_context(patch(model.get_submodule(name), output=spec.output, weights=spec.weights,
+                                      calls=spec.calls, root=model if spec.calls is not None else None))
         yield

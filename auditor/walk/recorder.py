@@ -1,8 +1,10 @@
 """The Recorder: hooks every module for the length of a `with` block and keeps summaries, not tensors.
 
 One forward pass per batch feeds it; each module's output is summarized the moment the module returns
-(an in-place ReLU rewrites its input later), its calls are counted (a module used twice per forward is
-reported, not merged), and its inclusive forward time is measured with the hooks' own cost removed.
+(an in-place ReLU rewrites its input later), and its inclusive forward time is measured with the hooks' own
+cost removed. A module used more than once per forward (a pooling layer or an activation shared by layers
+of different widths) is recorded per call, its k-th call of every forward apart from the others
+(`ModuleRecord.per_call`, named `<module>@<k>`), and over all its calls where those combine.
 
 Modules that a `Needs` names get a collector besides (per-unit means, pooled representations, top-k,
 gradients). Gradients are taken with tensor hooks registered from the forward hook, not module backward
@@ -24,7 +26,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from auditor.engine.needs import Needs
-from auditor.walk.collectors import BatchContext, ModuleCollector, TopK, UnitMeans, by_unit
+from auditor.walk.collectors import BatchContext, ModuleCollector, by_unit
 from auditor.walk.stats import CallSummary, RunningStats, Scratch, summarize
 from auditor.walk.tree import ModuleTree
 
@@ -41,30 +43,103 @@ def iter_tensors(output: Any) -> Iterator[torch.Tensor]:
             yield from iter_tensors(value)
 
 
-@dataclass
-class ModuleRecord:
-    """What the walk saw of one module over all batches."""
+def call_key(name: str, call: int) -> str:
+    """The name of one call of a module used more than once per forward: `pool@2` is the 2nd call of `pool`
+    (1-based) in each forward. `@` never appears in names Python attributes give; unit rows read `pool@2#3`."""
+    return f"{name}@{call}"
 
-    calls: int = 0
-    order: int | None = None
-    """Position of the module's first completed call in the forward (execution order)."""
-    n_outputs: int = 0
+
+def split_call(key: str) -> tuple[str, int | None]:
+    """(module name, call) of a `call_key`; (key, None) for a plain module name."""
+    name, sep, call = key.rpartition("@")
+    if sep and call.isdigit() and name:
+        return name, int(call)
+    return key, None
+
+
+@dataclass
+class CallRecord:
+    """What the walk saw of the k-th call of a module in each forward, over all batches."""
+
+    order: int
+    """Position of this call's first completion among the first completions of every module's every call."""
+    count: int = 0
+    """Forwards in which the call ran."""
     shape: list[int | None] | None = None
-    """Output shape of the primary tensor; a dimension that varied between calls is None."""
-    dtype: str | None = None
+    """Output shape of the primary tensor; a dimension that varied between forwards is None."""
     stats: RunningStats = field(default_factory=RunningStats)
     seconds: float = 0.0
-    input_sources: set[str | None] = field(default_factory=set)
-    """Activation modules only: the modules whose output was its input (None: no module's output, e.g.
-    the result of a functional op), so zeros it merely passes on are not taken for units it killed."""
+    input_sources: set[tuple[str, int] | None] = field(default_factory=set)
+    """Activation modules only: (module, call) whose output was this call's input (None: no module's output)."""
 
     def merge_shape(self, shape: tuple[int, ...]) -> None:
-        if self.shape is None:
-            self.shape = list(shape)
-        elif len(self.shape) != len(shape):
-            self.shape = []
-        else:
-            self.shape = [a if a == b else None for a, b in zip(self.shape, shape, strict=True)]
+        self.shape = _merged_shape(self.shape, list(shape))
+
+
+def _merged_shape(a: list[int | None] | None, b: list[int | None] | None) -> list[int | None] | None:
+    if a is None:
+        return None if b is None else list(b)
+    if b is None:
+        return a
+    if len(a) != len(b):
+        return []
+    return [x if x == y else None for x, y in zip(a, b, strict=True)]
+
+
+@dataclass
+class ModuleRecord:
+    """What the walk saw of one module over all batches: per call within a forward (`per_call`, one entry for a
+    module called once), and over all calls (the properties)."""
+
+    calls: int = 0
+    """Calls over all forwards."""
+    n_outputs: int = 0
+    dtype: str | None = None
+    per_call: list[CallRecord] = field(default_factory=list)
+    """Its 1st, 2nd, ... call of each forward; more than one entry: a module used several times per forward."""
+    _combined: tuple[int, RunningStats] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def reused(self) -> bool:
+        """Called more than once in some forward."""
+        return len(self.per_call) > 1
+
+    @property
+    def order(self) -> int | None:
+        """Position of the module's first completed call in the forward (execution order; calls of reused modules
+        take positions of their own)."""
+        return self.per_call[0].order if self.per_call else None
+
+    @property
+    def stats(self) -> RunningStats:
+        """Output statistics over all calls (units and dead units only where every call has the same units)."""
+        if len(self.per_call) == 1:
+            return self.per_call[0].stats
+        if self._combined is None or self._combined[0] != self.calls:
+            self._combined = (self.calls, RunningStats.combine([c.stats for c in self.per_call]))
+        return self._combined[1]
+
+    @property
+    def shape(self) -> list[int | None] | None:
+        """Output shape of the primary tensor; a dimension that varied between calls is None."""
+        shape: list[int | None] | None = None
+        for i, c in enumerate(self.per_call):
+            shape = c.shape if i == 0 else _merged_shape(shape, c.shape)
+        return shape
+
+    @property
+    def seconds(self) -> float:
+        return sum(c.seconds for c in self.per_call)
+
+    @property
+    def input_sources(self) -> set[str | None]:
+        """Activation modules only: the modules whose output was its input in any call (None: no module's)."""
+        return {None if s is None else s[0] for c in self.per_call for s in c.input_sources}
+
+    def of_call(self, call: int) -> ModuleRecord:
+        """The record of its `call`-th call (1-based) alone, as if that call were a module of its own."""
+        c = self.per_call[call - 1]
+        return ModuleRecord(calls=c.count, n_outputs=self.n_outputs, dtype=self.dtype, per_call=[c])
 
 
 def _key(t: torch.Tensor) -> tuple[Any, ...]:
@@ -92,10 +167,10 @@ class Recorder:
         needs = needs or Needs()
         self.collectors: dict[str, ModuleCollector] = {
             name: ModuleCollector(
-                unit_means=UnitMeans() if name in needs.unit_means else None,
+                unit_means=name in needs.unit_means,
                 pooled=name in needs.pooled,
                 pooled_input=name in needs.pooled_inputs,
-                top_k=TopK(needs.top_k) if name in needs.top_k_modules and needs.top_k else None,
+                top_k=needs.top_k if name in needs.top_k_modules else 0,
                 gradients=name in needs.gradients,
                 unit_relevance=name in needs.unit_relevance,
             )
@@ -105,11 +180,13 @@ class Recorder:
         self._batch: BatchContext | None = None
         # Per forward: outputs carrying a gradient hook, by (id, version): a container returning its child's
         # output shares the child's hook; an in-place op (same object, new version) gets a hook of its own.
-        self._grad_outputs: dict[tuple[int, int], tuple[torch.Tensor, list[tuple[str, nn.Module]]]] = {}
+        self._grad_outputs: dict[tuple[int, int], tuple[torch.Tensor, list[tuple[str, nn.Module, int]]]] = {}
         self.forwards = 0
         self._tree = tree
         self._handles: list[RemovableHandle] = []
-        self._starts: dict[str, list[tuple[float, float]]] = {}
+        self._starts: dict[str, list[tuple[float, float, int, tuple[str, int] | None]]] = {}
+        self._call_count: dict[str, int] = {}
+        """Per forward: how many calls of each module have started (which call of a reused module this is)."""
         self._overhead = 0.0
         self._scratch = Scratch()
         self._next_order = 0
@@ -117,7 +194,7 @@ class Recorder:
         # in eval mode) is not reduced again. The weak reference proves the storage is still that one.
         self._seen: dict[tuple[Any, ...], tuple[weakref.ref[torch.Tensor], CallSummary]] = {}
         # Per forward: which module returned a tensor, so an activation can name where its input came from.
-        self._made_by: dict[tuple[Any, ...], tuple[weakref.ref[torch.Tensor], str]] = {}
+        self._made_by: dict[tuple[Any, ...], tuple[weakref.ref[torch.Tensor], tuple[str, int]]] = {}
         self._activations = {name for name, node in tree.nodes.items() if node.activation}
 
     def __enter__(self) -> Recorder:
@@ -140,6 +217,7 @@ class Recorder:
         self._starts.clear()
         self._grad_outputs.clear()
         self._made_by.clear()
+        self._call_count.clear()
 
     def begin_forward(self, batch: BatchContext | None = None) -> None:
         """Marks the start of one forward pass over a batch (collectors need to know the batch)."""
@@ -149,6 +227,8 @@ class Recorder:
         self._seen.clear()
         self._grad_outputs.clear()
         self._made_by.clear()
+        self._call_count.clear()
+        self._starts.clear()
         self._batch = batch
 
     @property
@@ -165,15 +245,18 @@ class Recorder:
 
     def _on_start(self, name: str, module: nn.Module, args: Any) -> None:
         now = time.perf_counter()
-        self._starts.setdefault(name, []).append((now, self._overhead))
-        collector = self.collectors.get(name)
-        if collector is not None and collector.pooled_input and args and isinstance(args[0], torch.Tensor):
-            assert self._batch is not None
-            collector.on_input(args[0], module, self._batch)
+        call = self._call_count.get(name, 0) + 1
+        self._call_count[name] = call
+        source: tuple[str, int] | None = None
         if name in self._activations:
             first = args[0] if args else None
             hit = self._made_by.get(_key(first)) if isinstance(first, torch.Tensor) else None
-            self.records[name].input_sources.add(hit[1] if hit is not None and hit[0]() is not None else None)
+            source = hit[1] if hit is not None and hit[0]() is not None else None
+        self._starts.setdefault(name, []).append((now, self._overhead, call, source))
+        collector = self.collectors.get(name)
+        if collector is not None and collector.pooled_input and args and isinstance(args[0], torch.Tensor):
+            assert self._batch is not None
+            collector.on_input(args[0], module, self._batch, call)
         self._overhead += time.perf_counter() - now
 
     def _on_output(self, name: str, module: nn.Module, args: Any, output: Any) -> None:
@@ -181,48 +264,58 @@ class Recorder:
         record = self.records[name]
         starts = self._starts.get(name)
         if starts:
-            started, overhead_then = starts.pop()
-            record.seconds += (now - started) - (self._overhead - overhead_then)
+            started, overhead_then, k, source = starts.pop()
+            seconds = (now - started) - (self._overhead - overhead_then)
+        else:  # no pre-hook saw this call start (hooks registered mid-forward)
+            k = self._call_count.get(name, 0) + 1
+            self._call_count[name] = k
+            seconds, source = 0.0, None
         record.calls += 1
-        if record.order is None:
-            record.order = self._next_order
+        per_call = record.per_call
+        while len(per_call) < k:  # the first time this call of the module completes
+            per_call.append(CallRecord(order=self._next_order))
             self._next_order += 1
+        call = per_call[k - 1]
+        call.count += 1
+        call.seconds += seconds
+        if name in self._activations:
+            call.input_sources.add(source)
         tensors = [t for t in iter_tensors(output) if t.is_floating_point()]
         record.n_outputs = max(record.n_outputs, len(tensors))
         if tensors:
             primary = tensors[0]
-            record.merge_shape(tuple(primary.shape))
+            call.merge_shape(tuple(primary.shape))
             if record.dtype is None:
                 record.dtype = str(primary.dtype).removeprefix("torch.")
             key = _key(primary)
-            record.stats.add(self._summary(primary, key, module, need_alive=not record.stats.all_alive))
-            self._made_by[key] = (weakref.ref(primary), name)
+            call.stats.add(self._summary(primary, key, module, need_alive=not call.stats.all_alive))
+            self._made_by[key] = (weakref.ref(primary), (name, k))
             for extra in tensors[1:]:  # secondary outputs (e.g. attention weights): only non-finite counts
                 if not bool(torch.isfinite(extra).all()):
-                    record.stats.nan += int(torch.isnan(extra).sum())
-                    record.stats.inf += int(torch.isinf(extra).sum())
+                    call.stats.nan += int(torch.isnan(extra).sum())
+                    call.stats.inf += int(torch.isinf(extra).sum())
             collector = self.collectors.get(name)
             if collector is not None:
                 assert self._batch is not None
-                collector.on_output(primary, module, self._batch)
+                collector.on_output(primary, module, self._batch, k)
                 if (collector.gradients or collector.unit_relevance) and primary.requires_grad:
-                    self._hook_gradient(name, module, primary)
+                    self._hook_gradient(name, module, primary, k)
         self._overhead += time.perf_counter() - now
 
-    def _hook_gradient(self, name: str, module: nn.Module, output: torch.Tensor) -> None:
-        self.collectors[name].grad_hooked = True
+    def _hook_gradient(self, name: str, module: nn.Module, output: torch.Tensor, call: int) -> None:
+        self.collectors[name].hooked(call)
         key = (id(output), output._version)
         shared = self._grad_outputs.get(key)
         if shared is not None and shared[0] is output:  # a container returning its child's output
-            shared[1].append((name, module))
+            shared[1].append((name, module, call))
             return
-        users = [(name, module)]
+        users = [(name, module, call)]
         self._grad_outputs[key] = (output, users)
         act = output.detach().clone() if name in self._clone else output.detach()
         output.register_hook(  # type: ignore[no-untyped-call]  # unannotated in torch
             partial(self._on_gradient, users, act, act._version))
 
-    def _on_gradient(self, users: list[tuple[str, nn.Module]], act: torch.Tensor, version: int,
+    def _on_gradient(self, users: list[tuple[str, nn.Module, int]], act: torch.Tensor, version: int,
                      grad: torch.Tensor) -> None:
         if act._version != version:
             raise RuntimeError(
@@ -231,23 +324,23 @@ class Recorder:
         batch = self._batch
         assert batch is not None
         if grad.dim() == 0 or grad.shape[0] != batch.size:
-            for name, _ in users:
-                self.collectors[name].per_sample = False
+            for name, _, call in users:
+                self.collectors[name].not_per_sample(call)
             return
         dtype = torch.promote_types(grad.dtype, torch.float32)
         g, a = grad.detach().to(dtype), act.to(dtype)
         norm = gxa = None
-        for name, module in users:
+        for name, module, call in users:
             collector = self.collectors[name]
             if collector.gradients:
                 if norm is None or gxa is None:
                     flat_g, flat_a = g.reshape(batch.size, -1), a.reshape(batch.size, -1)
                     norm, gxa = torch.linalg.vector_norm(flat_g, dim=1), torch.linalg.vecdot(flat_g, flat_a)
-                collector.add_gradient(norm, gxa)
+                collector.add_gradient(call, norm, gxa)
             if collector.unit_relevance:
                 view = by_unit(g * a, module, batch)
                 if view is not None:
-                    collector.add_relevance(view[0].sum(dim=1))
+                    collector.add_relevance(call, view[0].sum(dim=1))
 
     def _summary(self, t: torch.Tensor, tensor_key: tuple[Any, ...], module: nn.Module, *,
                  need_alive: bool) -> CallSummary:

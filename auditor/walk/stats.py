@@ -168,6 +168,40 @@ class RunningStats:
         self.ever_alive = s.alive.clone() if self.ever_alive is None else self.ever_alive | s.alive
         self.all_alive = bool(self.ever_alive.all())
 
+    @classmethod
+    def combine(cls, parts: list[RunningStats]) -> RunningStats:
+        """The statistics of several streams at once (the calls of a module used more than once per forward):
+        moments, extremes and counts always combine; per-unit activity only where every part has the same units."""
+        out = cls()
+        for part in parts:
+            if part.summaries == 0:
+                continue
+            out.numel += part.numel
+            out.nonzero += part.nonzero
+            out.nan += part.nan
+            out.inf += part.inf
+            if part.n:
+                total = out.n + part.n
+                delta = part.mean - out.mean
+                out.mean += delta * part.n / total
+                out.m2 += part.m2 + delta * delta * out.n * part.n / total
+                out.n = total
+                out.min = min(out.min, part.min)
+                out.max = max(out.max, part.max)
+            if out.summaries == 0:
+                out.units, out.units_vary = part.units, part.units_vary
+                out.ever_alive = part.ever_alive.clone() if part.ever_alive is not None else None
+                out.all_alive = part.all_alive
+            elif part.units != out.units or part.units_vary:
+                out.units_vary = True
+            elif not out.units_vary:
+                if part.ever_alive is not None:
+                    out.ever_alive = part.ever_alive.clone() if out.ever_alive is None else out.ever_alive | part.ever_alive
+                out.all_alive = out.all_alive or part.all_alive or (
+                    out.ever_alive is not None and bool(out.ever_alive.all()))
+            out.summaries += part.summaries
+        return out
+
     @property
     def std(self) -> float:
         return math.sqrt(self.m2 / self.n) if self.n else 0.0

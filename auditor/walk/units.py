@@ -48,9 +48,13 @@ def zero_weight_units(module: nn.Module, units: int) -> torch.Tensor | None:
     return weight.detach().movedim(dim, 0).reshape(units, -1).eq(0).all(dim=1).cpu()
 
 
-def classify_zero_units(node: ModuleNode, module: nn.Module, records: dict[str, ModuleRecord]) -> ZeroUnits | None:
-    """Sorts the units of `node` that were zero on every sample into dead, pruned and the rest."""
-    record = records.get(node.name)
+def classify_zero_units(node: ModuleNode, module: nn.Module, records: dict[str, ModuleRecord], *,
+                        record: ModuleRecord | None = None) -> ZeroUnits | None:
+    """Sorts the units of `node` that were zero on every sample into dead, pruned and the rest.
+
+    `record`: what to classify instead of the module's own record (one call of a reused module).
+    """
+    record = record if record is not None else records.get(node.name)
     mask = record.stats.zero_mask if record is not None else None
     if record is None or mask is None:
         return None
@@ -68,12 +72,19 @@ def classify_zero_units(node: ModuleNode, module: nn.Module, records: dict[str, 
 
 
 def _zero_inputs(record: ModuleRecord, records: dict[str, ModuleRecord], units: int) -> torch.Tensor:
-    """Per unit: was the activation's input already zero on every sample (in every call)."""
+    """Per unit: was the activation's input already zero on every sample (in every call). A source that is
+    itself called several times per forward is read at the call that fed this one."""
     inherited = torch.ones(units, dtype=torch.bool)
-    if not record.input_sources:
+    sources = {s for c in record.per_call for s in c.input_sources}
+    if not sources:
         return ~inherited
-    for source in record.input_sources:
-        source_mask = records[source].stats.zero_mask if source is not None and source in records else None
+    for source in sources:
+        source_mask = None
+        if source is not None and source[0] in records:
+            fed_by = records[source[0]]
+            if fed_by.reused and source[1] <= len(fed_by.per_call):
+                fed_by = fed_by.of_call(source[1])
+            source_mask = fed_by.stats.zero_mask
         if source_mask is None or len(source_mask) != units:
             return ~inherited  # an input of unknown origin: every zero counts as made here
         inherited &= source_mask

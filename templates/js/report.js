@@ -76,15 +76,18 @@
       var needle = input.value.trim().toLowerCase();
       var type = select.value;
       var shown = 0;
+      var modules = 0;
       Array.prototype.forEach.call(rows, function (row) {
         var name = textOf(row.cells[0]).toLowerCase();
         var rowType = textOf(row.cells[1]);
         var visible = (needle === "" || name.indexOf(needle) !== -1 || rowType.toLowerCase().indexOf(needle) !== -1)
           && (type === "" || rowType === type);
         row.hidden = !visible;
-        if (visible) { shown += 1; }
+        var call = row.hasAttribute("data-call");  /* one call of a reused module: not a module of its own */
+        if (!call) { modules += 1; }
+        if (visible && !call) { shown += 1; }
       });
-      count.textContent = "showing " + shown + " of " + rows.length + " modules";
+      count.textContent = "showing " + shown + " of " + modules + " modules";
     }
 
     input.addEventListener("input", apply);

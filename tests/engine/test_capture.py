@@ -132,6 +132,35 @@ def test_a_module_called_twice_gets_the_sum_over_its_calls() -> None:
     assert torch.allclose(ctx.capture.grad_norm["shared"], norms, atol=1e-6)
 
 
+class SecondCallRewritten(nn.Module):
+    """One Linear used twice per forward; only its second call's output is then rewritten by an in-place ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.shared, self.head = nn.Linear(4, 5), nn.Linear(5, 5), nn.Linear(5, 3)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.shared(self.a(x)) * 1.0
+        return self.head(self.relu(self.shared(h)))
+
+
+def test_each_call_of_a_reused_module_gets_its_own_gradient_even_when_only_a_later_call_is_rewritten() -> None:
+    model = SecondCallRewritten().eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(12, 4, generator=g), torch.arange(12) % 3
+    ctx = make_context(model, x, y, batch_size=5, needs=Needs(gradients=frozenset({"shared"})))
+    assert ctx.capture.backward_error is None and "shared" in ctx.capture.in_place
+    first = model.shared(model.a(x))
+    first.retain_grad()
+    second = model.shared(first * 1.0)
+    second.retain_grad()
+    target = torch.log_softmax(model.head(torch.relu(second)), dim=1)[torch.arange(12), y]
+    target.sum().backward()
+    for key, value in (("shared@1", first), ("shared@2", second)):  # the value before the in-place ReLU
+        assert torch.allclose(ctx.capture.grad_x_act[key], (value.grad * value).sum(1).detach(), atol=1e-6), key
+
+
 class IgnoresABranch(nn.Module):
     """Both branches run on the input; the head reads only `used` (`ignored` is multiplied by zero)."""
 

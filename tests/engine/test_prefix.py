@@ -15,7 +15,7 @@ from auditor.engine.prefix import run_with_cached_prefixes
 from auditor.progress import SilentProgress
 from auditor.walk.patch import Patch
 from tests.contexts import make_context
-from tests.models import TwiceUsed, build_cifar_resnet, build_tiny_cnn
+from tests.models import TwiceUsed, build_cifar_resnet, build_shared_across_widths, build_tiny_cnn
 
 
 def _leaf_passes(model: nn.Module, replacement: str = "zeros") -> list[PatchedPass]:
@@ -125,3 +125,17 @@ def test_a_pass_that_raises_leaves_every_forward_and_hook_as_it_was() -> None:
     assert all("forward" not in m.__dict__ for m in model.modules())
     assert [n for n, m in model.named_modules() if m._forward_hooks or m._forward_pre_hooks] == []
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_patches_of_single_calls_of_a_module_reused_at_two_widths_give_the_naive_scores() -> None:
+    model = build_shared_across_widths()
+    g = torch.Generator().manual_seed(0)
+    second = torch.full((1, 5), 0.25)
+    passes = [PatchedPass({"act": Patch(calls=("zeros", None))}, "act@1"),
+              PatchedPass({"act": Patch(calls=(None, second))}, "act@2"),
+              PatchedPass({"act": Patch(calls=(torch.full((1, 3), 0.5), second))}, "act"),
+              PatchedPass({"lin2": Patch(output="zeros"), "act": Patch(calls=(None, lambda t: t * 2))}, "both")]
+    run, naive, _ = _both(model, torch.rand(20, 4, generator=g), torch.arange(20) % 2, passes)
+    _assert_equal(run, naive)
+    assert not torch.equal(naive[0], naive[1])  # call 1 and call 2 are different ablations
+    assert "forward" not in model.__dict__ and all("forward" not in m.__dict__ for m in model.modules())

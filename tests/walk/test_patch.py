@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from auditor.walk.patch import Patch, patch, patch_many
-from tests.models import TinyCNN, TwiceUsed
+from tests.models import TinyCNN, TwiceUsed, build_shared_across_widths
 
 
 def _hooks_left(model: nn.Module) -> list[str]:
@@ -92,3 +92,22 @@ def test_a_recorder_hooked_before_the_patch_sees_the_patched_output() -> None:
     finally:
         handle.remove()
     assert seen == [0.0]
+
+
+def test_a_per_call_patch_replaces_only_that_call_in_every_forward() -> None:
+    model = build_shared_across_widths()
+    x = _x(6, 4)
+    with torch.no_grad():
+        intact = model(x)
+        second_zero = model.head(torch.zeros(6, 5))
+        first_zero = model.head(torch.relu(model.lin2(torch.zeros(6, 3))))
+        with patch(model.act, calls=(None, "zeros"), root=model):
+            assert torch.allclose(model(x), second_zero)
+            assert torch.allclose(model(x), second_zero)  # the count starts again with each forward
+        with patch_many(model, {"act": Patch(calls=("zeros",))}):  # calls past the tuple's end are left alone
+            assert torch.allclose(model(x), first_zero)
+        assert torch.equal(model(x), intact)
+    assert _hooks_left(model) == []
+    with pytest.raises(ValueError, match="root"):
+        with patch(model.act, calls=("zeros", None)):
+            pass

@@ -11,6 +11,7 @@ from torch import nn
 
 from auditor.walk import ModuleTree, Recorder
 from auditor.walk.rows import module_rows
+from tests.models import SharedAcrossWidths, build_shared_across_widths, build_twice_used
 
 
 def _hooks_left(model: nn.Module) -> list[str]:
@@ -177,3 +178,95 @@ def test_shared_module_registered_twice_is_named_as_alias() -> None:
     assert len(tree) == len(list(model.named_modules()))
     assert tree.nodes["0"].aliases == ("2",)
     assert _record(model, torch.randn(2, 3)).records["0"].calls == 2
+
+
+def _shared_inputs(n: int = 10) -> torch.Tensor:
+    return torch.rand(n, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def _by_hand(model: SharedAcrossWidths, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        first = torch.relu(model.lin1(x))
+        return first, torch.relu(model.lin2(first))
+
+
+def test_a_module_reused_at_two_widths_is_recorded_per_call_and_over_all_calls() -> None:
+    model = build_shared_across_widths()
+    x = _shared_inputs()
+    recorder = _record(model, x[:7], x[7:])  # two batches of different sizes
+    first, second = _by_hand(model, x)
+    act = recorder.records["act"]
+    assert [c.count for c in act.per_call] == [2, 2] and act.calls == 4
+    one, two = act.of_call(1), act.of_call(2)
+    assert (one.stats.units, two.stats.units) == (3, 5)
+    assert one.shape == [None, 3] and two.shape == [None, 5]
+    assert one.stats.mean == pytest.approx(float(first.double().mean()), rel=1e-6)
+    assert two.stats.mean == pytest.approx(float(second.double().mean()), rel=1e-6)
+    both = torch.cat([first.flatten(), second.flatten()]).double()
+    assert act.stats.mean == pytest.approx(float(both.mean()), rel=1e-6)
+    assert act.stats.std == pytest.approx(float(both.std(unbiased=False)), rel=1e-5)
+    assert act.stats.units is None or act.stats.units_vary  # no unit count across calls of different widths
+    assert act.stats.dead_units is None
+    order = {name: recorder.records[name].order for name in ("lin1", "lin2", "head")}
+    assert order["lin1"] < one.order < order["lin2"] < two.order < order["head"]  # type: ignore[operator]
+
+
+def test_the_module_table_has_a_row_per_call_with_its_own_units_and_dead_units() -> None:
+    model = build_shared_across_widths()
+    recorder = _record(model, _shared_inputs())
+    rows = {r.name: r for r in module_rows(ModuleTree(model), recorder.records, recorder.forwards)}
+    act = rows["act"]
+    assert [(c.name, c.call, c.of_calls, c.units, c.dead_units) for c in act.per_call] == \
+        [("act@1", 1, 2, 3, 0), ("act@2", 2, 2, 5, 2)]
+    assert act.units is None and act.dead_units is None and act.calls_per_forward == 2.0
+    assert [c.calls_per_forward for c in act.per_call] == [1.0, 1.0]
+    assert all(not r.per_call for name, r in rows.items() if name != "act")
+
+
+def test_the_capture_keeps_each_calls_means_pooled_rows_top_k_and_gradients() -> None:
+    from auditor.engine.needs import Needs
+    from tests.contexts import make_context
+
+    model = build_shared_across_widths()
+    x, y = _shared_inputs(), torch.arange(10) % 2
+    names = frozenset({"act"})
+    needs = Needs(unit_means=names, pooled=names, top_k=2, top_k_modules=names, gradients=names, unit_relevance=names)
+    capture = make_context(model, x, y, batch_size=8, needs=needs).capture
+    first, second = _by_hand(model, x)
+    assert capture.calls == {"act": 2} and capture.call_keys("act") == ["act@1", "act@2"]
+    assert torch.allclose(capture.unit_means["act@1"], first.double().mean(dim=0))
+    assert torch.allclose(capture.unit_means["act@2"], second.double().mean(dim=0))
+    assert torch.allclose(capture.pooled["act@1"], first) and torch.allclose(capture.pooled["act@2"], second)
+    assert torch.allclose(capture.top_k["act@2"].values[:, 0], second.max(dim=0).values)
+    # the calls differ in width: no per-unit numbers for the module as a whole
+    assert not {"act"} & (set(capture.unit_means) | set(capture.pooled) | set(capture.top_k) | set(capture.unit_relevance))
+
+    h1 = torch.relu(model.lin1(x))
+    h2 = torch.relu(model.lin2(h1))
+    target = torch.log_softmax(model.head(h2), dim=1).gather(1, y.unsqueeze(1)).sum()
+    g1, g2 = torch.autograd.grad(target, [h1, h2])
+    expected = [(g1 * h1).sum(dim=1).detach(), (g2 * h2).sum(dim=1).detach()]
+    for key, gxa in zip(["act@1", "act@2"], expected, strict=True):
+        assert torch.allclose(capture.grad_x_act[key], gxa, atol=1e-6)
+    assert torch.allclose(capture.grad_x_act["act"], expected[0] + expected[1], atol=1e-6)  # summed over calls
+    assert capture.unit_relevance["act@1"].shape == (10, 3) and capture.unit_relevance["act@2"].shape == (10, 5)
+    assert capture.records["act@2"].shape == [None, 5]
+
+
+def test_a_module_reused_at_one_width_keeps_its_whole_numbers_and_gains_per_call_ones() -> None:
+    from auditor.engine.needs import Needs
+    from tests.contexts import make_context
+
+    model = build_twice_used()
+    x = torch.randn(12, 4, generator=torch.Generator().manual_seed(1))
+    names = frozenset({"shared"})
+    capture = make_context(model, x, torch.arange(12) % 3, batch_size=8,
+                           needs=Needs(unit_means=names, pooled=names, top_k=3, top_k_modules=names)).capture
+    with torch.no_grad():
+        first = model.shared(x)
+        second = model.shared(torch.relu(first))
+    assert torch.allclose(capture.unit_means["shared"], torch.cat([first, second]).double().mean(dim=0))
+    assert torch.allclose(capture.pooled["shared"], (first + second) / 2)
+    assert torch.allclose(capture.top_k["shared"].values[:, 0], torch.maximum(first, second).max(dim=0).values)
+    assert torch.allclose(capture.pooled["shared@1"], first) and torch.allclose(capture.pooled["shared@2"], second)
+    assert torch.allclose(capture.top_k["shared@2"].values[:, 0], second.max(dim=0).values)
