@@ -84,13 +84,14 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
     grouped = {id(r) for r in path}
     counts.main_path = len(path)
     if path:
-        findings.append(_main_path_finding(path, p))
+        findings.append(_main_path_finding(path, ref, p))
     for row in [r for r in critical if told(r) and id(r) not in grouped][:p.max_findings]:
         effect = (f"moves the pooled embedding by a cosine distance of {row.drop:.3g} ({conf} interval "
                   f"{row.low:.3g}–{row.high:.3g})") if ref.embedding else (
             f"costs {_pct(row.drop)} points of accuracy ({conf} interval {_pct(row.low)}–{_pct(row.high)}); "
             f"loss +{row.loss_increase:.3g}, KL {row.kl:.3g}")
-        collapse = f"; the model then predicts {row.collapsed_to!r} for nearly every sample" if row.collapsed_to else ""
+        collapse = "" if row.collapsed_to is None else "; every sample then gets nearly the same embedding" \
+            if ref.embedding else f"; the model then predicts {row.collapsed_to!r} for nearly every sample"
         findings.append(Finding(
             id="ablation.critical_module", severity=Severity.INFO, module=row.target.name,
             message=f"Replacing {replaced_part(row.target)} by its {row.target.replaced} {effect}{collapse}.",
@@ -168,7 +169,7 @@ def _outermost(names: Sequence[str]) -> list[str]:
     return [n for n in names if not any(n.startswith(f"{other}.") for other in chosen if other)]
 
 
-def _main_path_finding(members: Sequence[Row], p: AblationParams) -> Finding:
+def _main_path_finding(members: Sequence[Row], ref: Reference, p: AblationParams) -> Finding:
     names = [r.target.name for r in members]
     outer = _outermost(names)
     drops = [r.drop for r in members]
@@ -183,16 +184,22 @@ def _main_path_finding(members: Sequence[Row], p: AblationParams) -> Finding:
         assert row.collapsed_to is not None
         classes[row.collapsed_to] = classes.get(row.collapsed_to, 0) + 1
     ranked = sorted(classes.items(), key=lambda kv: -kv[1])
-    if len(ranked) == 1:
-        predicts = f"{ranked[0][0]!r}"
+    if ref.embedding:
+        low_text, high_text = f"{low:.3g}", f"{high:.3g}"
+        what = (f"The model gives every sample nearly the same embedding when any of {len(names)} modules on its main "
+                f"path is replaced by its {' or '.join(replaced)}: {shown}{inside}. Each moves the pooled embedding by "
+                f"a cosine distance of {low_text if low_text == high_text else f'{low_text}–{high_text}'}, and the "
+                "embeddings' spread over the samples falls below 1% of the intact one's")
     else:
-        predicts = "one class (" + ", ".join(f"{name!r} for {count}" for name, count in ranked) + ")"
+        predicts = f"{ranked[0][0]!r}" if len(ranked) == 1 else \
+            "one class (" + ", ".join(f"{name!r} for {count}" for name, count in ranked) + ")"
+        what = (f"The model collapses to one class when any of {len(names)} modules on its main path is replaced "
+                f"by its {' or '.join(replaced)}: {shown}{inside}. Each costs {span} of accuracy, and the model "
+                f"then predicts {predicts} for nearly every sample")
     return Finding(
         id="ablation.main_path", severity=Severity.INFO, module=None,
-        message=(f"The model collapses to one class when any of {len(names)} modules on its main path is replaced "
-                 f"by its {' or '.join(replaced)}: {shown}{inside}. Each costs {span} of accuracy, and the model "
-                 f"then predicts {predicts} for nearly every sample: every sample passes through them, so this "
-                 "says they are on the path, not what each does (the ablation table has every row)."),
+        message=(f"{what}: every sample passes through them, so this says they are on the path, not what each does "
+                 "(the ablation table has every row)."),
         evidence={"modules": ", ".join(names), "count": len(names), "outermost": ", ".join(outer),
                   "collapsed_to": ", ".join(name for name, _ in ranked), "drop_min": low, "drop_max": high,
                   "critical_drop": p.critical_drop})

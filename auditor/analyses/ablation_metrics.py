@@ -117,12 +117,28 @@ def score_rows(ref: Reference, targets: Sequence[Target], scores: Sequence[torch
     return rows
 
 
+ONE_EMBEDDING = "one embedding"
+"""`Row.collapsed_to` of a bare encoder whose ablated embeddings are (nearly) the same for every sample."""
+EMBEDDING_COLLAPSE_SPREAD = 0.01
+"""Collapsed: the ablated embeddings' spread over samples (mean squared distance from their mean) is at most
+this share of the intact embeddings' spread."""
+
+
+def _spread(scores: torch.Tensor) -> float:
+    finite = scores[torch.isfinite(scores).all(dim=1)]
+    if finite.shape[0] < 2:
+        return 0.0
+    return float(((finite - finite.mean(dim=0)) ** 2).sum(dim=1).mean())
+
+
 def _per_sample(ref: Reference, scores: torch.Tensor, row: Row) -> torch.Tensor:
     """The per-sample change one ablation makes (accuracy lost, or cosine distance); fills the row's other numbers."""
     if ref.log_p is None:
         cosine = torch.nn.functional.cosine_similarity(scores, ref.scores, dim=1, eps=1e-12)
         same = (scores == ref.scores).all(dim=1)  # untouched: exactly 0, not a rounding error of the cosine
         change = torch.where(torch.isfinite(cosine), (1.0 - cosine).clamp_min(0.0), torch.ones_like(cosine))
+        if _spread(scores) <= EMBEDDING_COLLAPSE_SPREAD * _spread(ref.scores):
+            row.collapsed_to = ONE_EMBEDDING
         return torch.where(same, torch.zeros_like(change), change)
     assert ref.labels is not None and ref.correct is not None and ref.loss is not None and ref.predictions is not None
     log_p = log_probabilities(scores)

@@ -222,10 +222,16 @@ def _findings(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgePa
         d = r.diversity_change
         return d is not None and d.value <= -p.critical_drop and d.high < 0
 
+    twins = _twins(rows)
     critical = sorted((r for r in _module_rows(rows) if unreal(r) or uniform(r)),
                       key=lambda r: (-r.realness_drop.value if unreal(r) else math.inf, r.diversity_change.value
                                      if r.diversity_change is not None else 0.0))
-    for row in critical[:p.max_findings]:
+    one_image = [r for r in _module_rows(rows) if any(r is c for c in critical) and _one_image(r)]  # model order
+    path = one_image if len(one_image) > 1 else []
+    if path:
+        findings.append(_main_path_finding(ref, path, p))
+    on_path = {id(r) for r in path}
+    for row in [r for r in critical if id(r) not in on_path and id(r) not in twins][:p.max_findings]:
         d, div = row.realness_drop, row.diversity_change
         realness = (f"the discriminator's mean realness falls from {ref.realness:.3f} to {row.realness:.3f} "
                     f"({-row.relative_realness_drop * 100:.0f}%; drop {d.low:.3f}–{d.high:.3f}, {over})")
@@ -245,13 +251,13 @@ def _findings(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgePa
                     f"{row.realness:.3f}: it does not see what was lost")
         findings.append(Finding(
             id="judge.critical_module", severity=Severity.INFO, module=row.target.name,
-            message=f"Replacing the output of {describe(row)} by {_by(row)} {what}.",
+            message=f"Replacing the output of {describe(row)} by {_by(row)} {what}{_same_as(row, rows, twins)}.",
             evidence=_evidence(row)))
 
     specific = []
     hist = ref.histogram
     for row in rows:
-        if hist is None or len(row.class_drops) < 2:
+        if hist is None or len(row.class_drops) < 2 or id(row) in twins:
             continue
         relative = sorted(((row.relative_class_drop(c, ref), c) for c in row.class_drops), reverse=True)
         (top, c), (second, _) = relative[0], relative[1]
@@ -266,7 +272,7 @@ def _findings(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgePa
             message=(f"Ablating {describe(row)} makes class {name!r} vanish from the samples: the classifier assigns "
                      f"it {float(row.shares[c]) * 100:.1f}% of them instead of {float(hist[c]) * 100:.1f}% "
                      f"({-top * 100:.0f}%), while no other class loses more than {max(second, 0.0) * 100:.0f}% of its "
-                     f"share: what draws {name!r} passes through it."),
+                     f"share: what draws {name!r} passes through it{_same_as(row, rows, twins)}."),
             evidence={**_evidence(row), "class": name, "class_share_intact": float(hist[c]),
                       "class_share_ablated": float(row.shares[c]), "relative_drop": top,
                       "next_relative_drop": second}))
@@ -288,8 +294,64 @@ def _findings(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgePa
             message=(f"Replacing the output of {describe(row)} by {_by(row)} moves no judge: "
                      f"{'; '.join(parts)} ({over}, all within ±{m:g}). The generator does not need it as trained."),
             evidence=_evidence(row)))
-    counts = {"critical_modules": len(critical), "class_specific": len(specific), "redundant_modules": len(outermost)}
+    counts = {"critical_modules": len(critical), "main_path_modules": len(path), "class_specific": len(specific),
+              "redundant_modules": len(outermost)}
     return findings, counts
+
+
+def _one_image(row: JudgeRow) -> bool:
+    """Every sample is (nearly) the same image: the diversity fell by 99.9% or more."""
+    return row.diversity_change is not None and row.diversity_change.value <= -0.999
+
+
+def _main_path_finding(ref: Reference, path: list[JudgeRow], p: JudgeParams) -> Finding:
+    """One finding for the modules whose mean makes every sample the same image: a sequential generator's
+    stages each carry everything the noise says, so each alone says only that it is on the path."""
+    names = [r.target.name for r in path]
+    chosen = set(names)
+    outer = [n for n in names if not any(n.startswith(f"{o}.") for o in chosen)]
+    inner = len(names) - len(outer)
+    shown = ", ".join(outer[:6]) + (f" and {len(outer) - 6} more" if len(outer) > 6 else "")
+    inside = f" (with {inner} of the modules inside {'it' if len(outer) == 1 else 'them'})" if inner else ""
+    realness = [r.realness for r in path]
+    replaced = sorted({_by(r) for r in path})
+    return Finding(
+        id="judge.main_path", severity=Severity.INFO, module=None,
+        message=(f"The generator draws one image for every noise vector when any of {len(names)} modules on its main "
+                 f"path is replaced by {' or '.join(replaced)}: {shown}{inside}. The discriminator then rates the "
+                 f"samples {min(realness):.3f}–{max(realness):.3f} real (intact {ref.realness:.3f}): every sample "
+                 "passes through them, so this says they are on the path, not what each draws (the table has "
+                 "every row)."),
+        evidence={"modules": ", ".join(names), "count": len(names), "outermost": ", ".join(outer),
+                  "realness_min": min(realness), "realness_max": max(realness), "intact_realness": ref.realness,
+                  "critical_drop": p.critical_drop})
+
+
+def _numbers(row: JudgeRow) -> tuple[float, ...]:
+    values = [row.realness, row.sample_change, *(e.value for e in (row.confidence_drop, row.class_shift,
+                                                                    row.diversity_change) if e is not None)]
+    return tuple(float(f"{v:.9g}") for v in values)
+
+
+def _twins(rows: list[JudgeRow]) -> dict[int, JudgeRow]:
+    """Rows whose ablation gives the same numbers as an earlier row's (a norm right after a conv: replacing
+    either by its mean is the same generator), by id, to the row they repeat."""
+    first: dict[tuple[float, ...], JudgeRow] = {}
+    twins: dict[int, JudgeRow] = {}
+    for row in rows:
+        if row.target.kind not in ("block", "module"):
+            continue
+        key = _numbers(row)
+        if key in first:
+            twins[id(row)] = first[key]
+        else:
+            first[key] = row
+    return twins
+
+
+def _same_as(row: JudgeRow, rows: list[JudgeRow], twins: dict[int, JudgeRow]) -> str:
+    same = [r.target.name for r in rows if twins.get(id(r)) is row]
+    return f" (ablating {', '.join(same)} gives the same numbers)" if same else ""
 
 
 def _is_redundant(row: JudgeRow, m: float) -> bool:

@@ -449,3 +449,18 @@ def test_resnet_blocks_with_the_relu_after_the_sum_are_ablated_by_their_branches
         [PatchedPass({"layer2.0": Patch(output=mean)})])[0]
     assert float(whole.std(dim=0).max()) <= 1e-5 * float(whole.abs().max())
     assert len(set(whole.argmax(dim=1).tolist())) == 1 and len(set(ctx.clean.predictions.tolist())) >= 3
+
+
+def test_a_bare_encoders_ablation_that_gives_every_sample_one_embedding_is_a_collapse() -> None:
+    from auditor.analyses.ablation_metrics import ONE_EMBEDDING, Reference, score_rows
+    from auditor.analyses.ablation_targets import Target
+
+    g = torch.Generator().manual_seed(0)
+    intact = torch.randn(40, 8, generator=g, dtype=torch.float64)
+    ref = Reference(scores=intact, labels=None, log_p=None, correct=None, loss=None, predictions=None, classes={},
+                    weights=torch.full((10, 40), 1 / 40, dtype=torch.float64), confidence=0.95)
+    targets = [Target(name=n, kind="module", patches={}, key=(n,), replaced="mean") for n in ("one", "halved")]
+    one = intact.mean(dim=0, keepdim=True).expand(40, 8) + 1e-3 * intact  # every sample (nearly) one point
+    rows = score_rows(ref, targets, [one, intact * 0.5], [None, None])
+    assert rows[0].collapsed_to == ONE_EMBEDDING  # its spread is 1e-6 of the intact one's
+    assert rows[1].collapsed_to is None and rows[1].drop == pytest.approx(0.0, abs=1e-12)  # same directions

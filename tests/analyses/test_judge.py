@@ -174,3 +174,32 @@ def test_resample_ablation_keeps_the_samples_varied_where_mean_ablation_collapse
     assert "first" not in _modules(section, "judge.critical_module")
     assert section.module_metrics["blocks.1"]["judge_sample_change"] == 0  # an identity stays an identity
     assert "another sample of the same batch" in section.summary
+
+
+class TwoStages(torch.nn.Module):
+    """The toy generator with a second stage (an identity) after `first`: replacing either by its mean makes
+    every sample the same image, so both are the main path: one finding, not two critical ones."""
+
+    noise_dim = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        toy = build_toy_generator()
+        self.first, self.blocks, self.paint = toy.first, toy.blocks, toy.paint
+        self.second = torch.nn.Linear(3, 3)
+        with torch.no_grad():
+            self.second.weight.copy_(torch.eye(3))
+            self.second.bias.zero_()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.paint(self.blocks(self.second(self.first(z))))
+
+
+def test_stages_that_each_make_every_sample_one_image_are_one_main_path_finding() -> None:
+    section = _judge(TwoStages())
+    (path,) = [f for f in section.findings if f.id == "judge.main_path"]
+    assert path.module is None and path.evidence["modules"] == "first, second"
+    assert "draws one image for every noise vector when any of 2 modules" in path.message
+    assert not _modules(section, "judge.critical_module") & {"first", "second"}
+    for stage in ("first", "second"):
+        assert section.module_metrics[stage]["judge_diversity_change"] == pytest.approx(-1.0, abs=1e-6)
