@@ -330,7 +330,7 @@ def _main_path_finding(ref: Reference, path: list[JudgeRow], p: JudgeParams) -> 
 def _numbers(row: JudgeRow) -> tuple[float, ...]:
     values = [row.realness, row.sample_change, *(e.value for e in (row.confidence_drop, row.class_shift,
                                                                     row.diversity_change) if e is not None)]
-    return tuple(float(f"{v:.9g}") for v in values)
+    return tuple(float(f"{v:.6g}") for v in values)  # a norm after its conv: equal but for float rounding
 
 
 def _twins(rows: list[JudgeRow]) -> dict[int, JudgeRow]:
