@@ -6,17 +6,18 @@
     diff = auditor.diff_reports(last, report)                                                     # auditor diff
 """
 
-from auditor.config import AuditConfig, load_config
+from auditor.config import AuditConfig
 from auditor.errors import AuditorError, ConfigError, DataError, ExitCode, ModelLoadError, PolicyError
-from auditor.findings import Finding, Severity
-from auditor.pipeline import audit, audit_generator, plan_audit, run_audit
-from auditor.policy.diff import ReleaseDiff, diff_reports
+from auditor.schema.findings import Finding, Severity
+from auditor.pipeline import audit, audit_generator, load_config, plan_audit, run_audit
+from auditor.policy.diff import diff_reports
+from auditor.schema.diff import ReleaseDiff
 from auditor.policy.evaluate import evaluate_policy
 from auditor.policy.load import load_policy
 from auditor.policy.rules import Policy
-from auditor.policy.verdict import PolicyVerdict
+from auditor.schema.verdict import PolicyVerdict
 from auditor.report.io import load_report, save_report
-from auditor.report.schema import AuditReport, Section
+from auditor.schema.report import AuditReport, Section
 
 __all__ = [
     "AuditConfig", "AuditReport", "AuditorError", "ConfigError", "DataError", "ExitCode", "Finding",

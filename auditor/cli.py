@@ -201,8 +201,8 @@ def run(
         --discriminator-weights d.safetensors --classifier mypkg.nets:build --classifier-weights c.safetensors
         --out audit/    (a generator: the noise is drawn with --seed, --max-samples vectors)
     """
-    from auditor.config import AuditConfig, load_config
-    from auditor.pipeline import plan_audit, run_audit
+    from auditor.config import AuditConfig
+    from auditor.pipeline import load_config, plan_audit, run_audit
     from auditor.progress import RichProgress, SilentProgress
     from auditor.report.io import save_report
     from auditor.report.renderers import parse_formats
@@ -312,7 +312,7 @@ def demo(
 
 
 def _print_summary(report: object, paths: dict[str, str]) -> None:
-    from auditor.report.schema import AuditReport
+    from auditor.schema.report import AuditReport
 
     assert isinstance(report, AuditReport)
     colour = {"pass": "green", "warn": "yellow", "fail": "red"}[report.verdict.status]

@@ -13,8 +13,8 @@ import typer
 
 if TYPE_CHECKING:
     from auditor.policy.rules import Policy
-    from auditor.policy.verdict import PolicyVerdict
-    from auditor.report.schema import AuditReport
+    from auditor.schema.verdict import PolicyVerdict
+    from auditor.schema.report import AuditReport
 
 EXIT_CODES_HELP = "Exit codes: 0 passed, 1 the policy failed, 2 bad input or usage."
 

@@ -159,7 +159,8 @@ class AuditConfig(BaseModel):
 def validate_config(raw: dict[str, Any], *, source: str) -> AuditConfig:
     """Builds an AuditConfig, turning pydantic's errors into one readable ConfigError line.
 
-    Every `[analyses.<id>]` table is checked against its analysis's parameters here, before anything loads.
+    The `[analyses.<id>]` tables are kept as given: each analysis checks its own against its parameters
+    (`auditor.pipeline.load_config` when a file is read, the plan before anything runs).
     """
     try:
         config = AuditConfig.model_validate(raw)
@@ -168,14 +169,12 @@ def validate_config(raw: dict[str, Any], *, source: str) -> AuditConfig:
             f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors()
         )
         raise ConfigError(f"invalid configuration in {source}: {problems}") from None
-    from auditor.analyses import check_analysis_config  # the registry imports this module
-
-    check_analysis_config(config.analyses, source=source)
     return config
 
 
-def load_config(path: str | Path) -> AuditConfig:
-    """Reads an audit.toml; relative paths in it are taken relative to the file's folder."""
+def read_config(path: str | Path) -> AuditConfig:
+    """Reads an audit.toml; relative paths in it are taken relative to the file's folder. The analyses'
+    own tables are not checked here (see `auditor.pipeline.load_config`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")

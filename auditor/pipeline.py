@@ -21,14 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from auditor.analyses import ALL_ANALYSES, AuditContext, PlanContext, run_one
-from auditor.config import AuditConfig
+from auditor.analyses import ALL_ANALYSES, AuditContext, PlanContext, check_analysis_config, run_one
+from auditor.config import AuditConfig, read_config
 from auditor.engine.executor import LocalExecutor
 from auditor.engine.plan import Plan, make_plan
 from auditor.errors import ConfigError, DataError
 from auditor.paths import portable_path
 from auditor.progress import Progress, SilentProgress
-from auditor.report.schema import AuditReport, Metadata, Section, decide_verdict
+from auditor.schema.report import AuditReport, Metadata, Section, decide_verdict
 from auditor.subject import Subject, Task, build_subject, load_subject
 from auditor.subject.data import AuditData, cap_samples, load_data
 from auditor.subject.fingerprint import data_fingerprint
@@ -42,6 +42,14 @@ def _version(package: str) -> str | None:
         return version(package)
     except PackageNotFoundError:
         return None
+
+
+def load_config(path: str | Path) -> AuditConfig:
+    """Reads an audit.toml and checks it whole, every `[analyses.<id>]` table against its analysis's
+    parameters, before anything loads; relative paths in it are taken relative to the file's folder."""
+    config = read_config(path)
+    check_analysis_config(config.analyses, source=str(path))
+    return config
 
 
 def seed_everything(seed: int) -> None:

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import torch
 
-from auditor.analyses.ablation_targets import Selection, module_targets
-from auditor.analyses.base import PlanContext
+from auditor.kit.removal import Selection, module_targets
+from auditor.engine.analysis import PlanContext
 from auditor.config import AuditConfig
 from auditor.demo import demo_config
 from auditor.engine.executor import LocalExecutor
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.engine.plan import PatchedPass
 from auditor.engine.prefix import run_with_cached_prefixes, trace_modules
 from auditor.progress import SilentProgress

@@ -28,7 +28,7 @@ import torch
 from auditor.config import AuditConfig
 from auditor.demo import demo_config
 from auditor.engine.capture import run_capture
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.pipeline import _in_memory_data, _wrap_module
 from auditor.progress import SilentProgress
 from auditor.subject import Subject, build_subject, load_subject

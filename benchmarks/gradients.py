@@ -26,7 +26,7 @@ from captum.attr import LayerConductance, LayerGradientXActivation
 from auditor.demo import demo_config
 from auditor.engine.capture import run_capture
 from auditor.engine.conductance import SweepSpec, run_sweep
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.progress import SilentProgress
 from auditor.subject import Subject, load_subject
 from auditor.walk.blocks import find_blocks

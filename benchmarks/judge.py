@@ -23,11 +23,11 @@ import time
 
 import torch
 
-from auditor.analyses.ablation_targets import Selection, module_targets
-from auditor.analyses.base import AuditContext, PlanContext
+from auditor.kit.removal import Selection, module_targets
+from auditor.engine.analysis import AuditContext, PlanContext
 from auditor.demo import demo_config
 from auditor.engine.executor import LocalExecutor
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.engine.plan import PatchedPass
 from auditor.progress import SilentProgress
 from auditor.subject import load_subject

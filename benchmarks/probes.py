@@ -33,7 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from auditor.analyses.base import AuditContext
+from auditor.engine.analysis import AuditContext
 from auditor.analyses.probes import Probes, head_block, probe_needs, probed_order, representations
 from auditor.demo import demo_config
 from auditor.engine.executor import LocalExecutor

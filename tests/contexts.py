@@ -11,7 +11,7 @@ from torch import nn
 from auditor.analyses import Analysis, AuditContext
 from auditor.config import AuditConfig
 from auditor.engine.executor import LocalExecutor
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.pipeline import _in_memory_data, _wrap_module, plan_subject
 from auditor.progress import SilentProgress
 from auditor.subject import build_subject

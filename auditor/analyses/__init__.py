@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from auditor.analyses.ablation import ModuleAblation
 from auditor.analyses.attribution import Attribution
-from auditor.analyses.base import Analysis, AuditContext, PlanContext, run_one
+from auditor.engine.analysis import Analysis, AuditContext, PlanContext, run_one
 from auditor.analyses.features import Features
 from auditor.analyses.gradients import Gradients
 from auditor.analyses.inventory import ModuleInventory

@@ -29,7 +29,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from auditor.analyses.ablation_report import figures, tables
-from auditor.analyses.ablation_targets import (
+from auditor.kit.removal import (
     Granularity,
     PruneStep,
     Selection,
@@ -44,13 +44,12 @@ from auditor.analyses.ablation_targets import (
 )
 from auditor.analyses.ablation_findings import findings_of, metrics_of, summary_of
 from auditor.analyses.ablation_metrics import prunable_fraction, prune_key, pruning_curves, reference, score_rows
-from auditor.analyses.base import Analysis, AuditContext, PlanContext
-from auditor.analyses.gradients import attention_heads
-from auditor.engine.needs import Needs
+from auditor.engine.analysis import Analysis, AuditContext, PlanContext
+from auditor.walk.needs import Needs
 from auditor.engine.plan import PatchedPass
 from auditor.engine.prefix import PassRoute, Traced
 from auditor.errors import ConfigError
-from auditor.report.schema import Cost, Section
+from auditor.schema.report import Cost, Section
 from auditor.walk.recorder import split_call
 
 
@@ -130,7 +129,7 @@ class ModuleAblation(Analysis):
         p = self.params
         modules = select_modules(ctx, traced, p.modules)
         branches = [b for n in modules for j in ctx.joins if j.block == n for b in (s.module for s in j.branches)]
-        heads = sorted(attention_heads(ctx)[1]) if p.heads else []
+        heads = sorted(ctx.attention_heads[1]) if p.heads else []
         return [*modules, *branches], heads, self._unit_layer_names(ctx, traced)
 
     def needs(self, ctx: PlanContext) -> Needs:
@@ -146,7 +145,7 @@ class ModuleAblation(Analysis):
         selection = Selection()
         module_targets(ctx, traced, means, modules=p.modules, mode=p.mode, selection=selection)
         if p.heads:
-            count, head_modules = attention_heads(ctx)
+            count, head_modules = ctx.attention_heads
             if count >= 2:
                 head_targets(traced, means, heads=count, mode=p.mode, selection=selection,
                              head_modules=sorted(head_modules, key=lambda n: traced[n].start if n in traced else 0))

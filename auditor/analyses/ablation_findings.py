@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from auditor.analyses.ablation_metrics import Curve, Reference, Row
-from auditor.analyses.ablation_targets import Selection, describe_target, replaced_part
+from auditor.kit.removal import Selection, describe_target, replaced_part
 from auditor.engine.prefix import PassRoute, PrefixRun
-from auditor.findings import Finding, Severity
+from auditor.schema.findings import Finding, Severity
 
 if TYPE_CHECKING:
     from auditor.analyses.ablation import AblationParams
-    from auditor.analyses.base import AuditContext
+    from auditor.engine.analysis import AuditContext
 
 MODULE_KINDS = ("block", "module")
 

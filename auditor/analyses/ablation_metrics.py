@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 import torch
 from scipy.stats import beta
 
-from auditor.analyses.ablation_targets import PruneStep, Target
+from auditor.kit.removal import PruneStep, Target
 from auditor.engine.prefix import PassRoute
 from auditor.subject.task import log_probabilities
 
 if TYPE_CHECKING:
     from auditor.analyses.ablation import AblationParams
-    from auditor.analyses.base import AuditContext
+    from auditor.engine.analysis import AuditContext
 
 
 @dataclass

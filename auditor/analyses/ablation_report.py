@@ -11,11 +11,11 @@ import numpy as np
 
 from auditor.analyses.ablation_findings import MODULE_KINDS, class_gap, rank_key
 from auditor.analyses.ablation_metrics import Curve, Reference, Row
-from auditor.analyses.ablation_targets import Selection, ablated_as
-from auditor.analyses.gradients import _labels as axis_labels
-from auditor.analyses.gradients import _short as short
-from auditor.report.figures import new_figure, to_figure
-from auditor.report.schema import Figure, Table
+from auditor.kit.removal import Selection, ablated_as
+from auditor.kit.figures import axis_labels
+from auditor.kit.figures import short_name as short
+from auditor.kit.figures import new_figure, to_figure
+from auditor.schema.report import Figure, Table
 
 if TYPE_CHECKING:
     from auditor.analyses.ablation import AblationParams

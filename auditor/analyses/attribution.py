@@ -37,11 +37,12 @@ from captum.attr import (GradientShap, IntegratedGradients, LayerAttribution, La
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from auditor.analyses.base import Analysis, AuditContext, PlanContext
+from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.errors import ConfigError
-from auditor.findings import Finding, Severity
-from auditor.report.figures import new_figure, to_figure
-from auditor.report.schema import Cost, Figure, Section, Table
+from auditor.schema.findings import Finding, Severity
+from auditor.kit.captum import internal_batch_size
+from auditor.kit.figures import new_figure, to_figure
+from auditor.schema.report import Cost, Figure, Section, Table
 from auditor.subject import Subject, Task
 from auditor.subject.task import log_probabilities
 from auditor.walk.recorder import iter_tensors
@@ -124,13 +125,6 @@ def _embeddings(ctx: PlanContext) -> str | None:
     return next((b.name for b in ctx.blocks if b.kind == "embeddings"), None)
 
 
-def _targets(ctx: AuditContext) -> torch.Tensor:
-    """Per sample: the labelled class, else the predicted one (a non-finite prediction: class 0)."""
-    if ctx.subject.labels is not None:
-        return ctx.subject.labels.clone()
-    return ctx.clean.predictions.clamp_min(0)
-
-
 def _forward_fn(subject: Subject, keys: Sequence[str]) -> Callable[..., torch.Tensor]:
     """Positional tensors -> log-probabilities of every class (Captum's `forward_func`)."""
     return subject.adapter.log_probability_fn(subject.model, keys)
@@ -138,7 +132,7 @@ def _forward_fn(subject: Subject, keys: Sequence[str]) -> Callable[..., torch.Te
 
 def shown_samples(ctx: AuditContext, *, per_class: int, misclassified: int) -> list[int]:
     """A few correctly classified samples per class, then misclassified ones, in data order."""
-    targets = _targets(ctx)
+    targets = ctx.targets
     predictions = ctx.clean.predictions
     correct = (predictions == targets) if ctx.subject.labels is not None else torch.ones_like(targets, dtype=torch.bool)
     picked: list[int] = []
@@ -147,43 +141,6 @@ def shown_samples(ctx: AuditContext, *, per_class: int, misclassified: int) -> l
     if ctx.subject.labels is not None:
         picked += [int(i) for i in torch.nonzero(~correct).flatten()[:misclassified]]
     return sorted(dict.fromkeys(picked))
-
-
-def _encode(subject: Subject, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Inputs for any samples, padded to one length for text."""
-    parts = [subject.adapter.encode(i, i + 1) for i in indices]
-    out: dict[str, list[torch.Tensor]] = defaultdict(list)
-    width = max((p["input_ids"].shape[1] for p in parts if "input_ids" in p), default=0)
-    pad = getattr(subject.loaded.tokenizer, "pad_token_id", 0) or 0
-    for part in parts:
-        for key, value in part.items():
-            if value.dim() == 2 and not value.is_floating_point() and value.shape[1] < width:
-                value = torch.nn.functional.pad(value, (0, width - value.shape[1]), value=pad if key == "input_ids" else 0)
-            out[key].append(value)
-    return {k: torch.cat(v) for k, v in out.items()}
-
-
-def per_sample_bytes(subject: Subject) -> int:
-    """Bytes the outputs of every module take for one sample: what a forward keeps for its backward."""
-    total = [0]
-
-    def count(module: nn.Module, args: Any, output: Any) -> None:
-        for t in iter_tensors(output):
-            total[0] += t.numel() * t.element_size()
-
-    handles = [m.register_forward_hook(count) for m in subject.model.modules()]
-    try:
-        with torch.no_grad():
-            subject.adapter.forward(subject.model, subject.adapter.encode(0, 1))
-    finally:
-        for h in handles:
-            h.remove()
-    return max(total[0], 1)
-
-
-def internal_batch_size(subject: Subject, budget_mb: int) -> int:
-    """Rows (sample × step) per IG batch that fit `budget_mb`: forward outputs kept, plus their gradients."""
-    return max(1, int(budget_mb * 2**20 // (2 * per_sample_bytes(subject))))
 
 
 def _convergence(deltas: torch.Tensor, gains: torch.Tensor, tolerance: float) -> tuple[dict[str, float], list[Finding]]:
@@ -212,10 +169,10 @@ class _ImageAttribution:
         self.keys = list(first.inputs)
         self.key = next(k for k, v in first.inputs.items() if v.is_floating_point())
         self.forward = _forward_fn(self.subject, self.keys)
-        self.targets = _targets(ctx)
+        self.targets = ctx.targets
 
     def _inputs(self, indices: Sequence[int]) -> torch.Tensor:
-        return _encode(self.subject, indices)[self.key]
+        return self.subject.encode_samples(indices)[self.key]
 
     def _baseline(self, x: torch.Tensor) -> torch.Tensor:
         if self.p.baseline == "mean":
@@ -547,11 +504,11 @@ class _TextAttribution:
         assert name is not None  # not_applicable
         self.layer_name = name
         self.layer = ctx.tree.get(name)
-        self.targets = _targets(ctx)
+        self.targets = ctx.targets
 
     def _attribute(self, indices: Sequence[int], *, n_steps: int, method: str,
                    internal: int | None) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-        inputs = _encode(self.subject, indices)
+        inputs = self.subject.encode_samples(indices)
         ids = inputs["input_ids"]
         others = tuple(inputs[k] for k in self.keys if k != "input_ids")
         keys = ["input_ids", *[k for k in self.keys if k != "input_ids"]]
@@ -679,4 +636,4 @@ class _TextAttribution:
                              "lower-cased, without surrounding punctuation.")
 
 
-__all__ = ["Attribution", "AttributionParams", "internal_batch_size", "shown_samples", "token_gradcam"]
+__all__ = ["Attribution", "AttributionParams", "shown_samples", "token_gradcam"]

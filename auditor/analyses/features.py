@@ -31,18 +31,16 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from auditor.analyses.attribution import _encode
-from auditor.analyses.base import Analysis, AuditContext, PlanContext
-from auditor.analyses.gradients import attention_heads
-from auditor.engine.needs import Needs
+from auditor.engine.analysis import Analysis, AuditContext, PlanContext
+from auditor.walk.needs import Needs
 from auditor.errors import ConfigError
 from auditor.features import gallery
 from auditor.features.attention import attention_hooks, eager_attention, head_stats
 from auditor.features.optim import InputRange, OptimSettings, maximize
 from auditor.features.tokens import SearchSettings, TokenSearch
 from auditor.features.units import Objective, centre_position, output_of, run_to, unit_values, unit_view
-from auditor.findings import Finding, Severity
-from auditor.report.schema import Cost, Figure, Section, Table
+from auditor.schema.findings import Finding, Severity
+from auditor.schema.report import Cost, Figure, Section, Table
 from auditor.walk.recorder import split_call
 
 
@@ -187,7 +185,7 @@ class _Run:
         self._receptive: dict[str, tuple[float, float]] = {}
 
     def _inputs(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        return _encode(self.subject, indices)
+        return self.subject.encode_samples(indices)
 
     def _forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.subject.adapter.forward(self.subject.model, inputs)
@@ -518,7 +516,7 @@ class _Run:
     # --- attention -----------------------------------------------------------------------------------------
 
     def _attention(self) -> tuple[dict[str, Any], list[Figure]] | None:
-        heads, _ = attention_heads(self.ctx)
+        heads, _ = self.ctx.attention_heads
         names = _attention_modules(self.ctx)
         if not heads or not names:
             return None

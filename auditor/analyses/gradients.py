@@ -30,13 +30,13 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from auditor.analyses.base import Analysis, AuditContext, PlanContext
+from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.engine.conductance import SweepResult, SweepSpec, run_sweep
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.errors import ConfigError
-from auditor.findings import Finding, Severity
-from auditor.report.figures import new_figure, to_figure
-from auditor.report.schema import Cost, Figure, Section, Table
+from auditor.schema.findings import Finding, Severity
+from auditor.kit.figures import axis_labels, short_name, new_figure, to_figure
+from auditor.schema.report import Cost, Figure, Section, Table
 from auditor.subject import Task
 from auditor.walk.blocks import Block
 from auditor.walk.joins import Join, describe_site
@@ -70,19 +70,6 @@ class GradientsParams(BaseModel):
     """Rows per cut in the ranked table."""
 
 
-def attention_heads(ctx: PlanContext) -> tuple[int, frozenset[str]]:
-    """(heads per layer, the self-attention modules whose output splits into heads), from the model config."""
-    heads = int(getattr(getattr(ctx.subject.model, "config", None), "num_attention_heads", 0) or 0)
-    if not heads:
-        for module in ctx.subject.model.modules():  # an encoder wrapped by a head (EncoderClassifier)
-            heads = int(getattr(getattr(module, "config", None), "num_attention_heads", 0) or 0)
-            if heads:
-                break
-    names = frozenset(n for n, m in ctx.tree.modules() if type(m).__name__.endswith("SelfAttention")) if heads \
-        else frozenset()
-    return heads, names
-
-
 class Gradients(Analysis):
     """Per-module gradient norms and gradient × activation, ranked within cuts; conductance of branches."""
 
@@ -97,7 +84,7 @@ class Gradients(Analysis):
         self.params: GradientsParams = params or GradientsParams()
 
     def needs(self, ctx: PlanContext) -> Needs:
-        _, heads = attention_heads(ctx)
+        _, heads = ctx.attention_heads
         return Needs(gradients=frozenset(ctx.tree.names), unit_relevance=heads)
 
     def _sweep_spec(self, ctx: PlanContext) -> SweepSpec | None:
@@ -141,7 +128,7 @@ class Gradients(Analysis):
         module_metrics: dict[str, dict[str, float]] = {}
         for name in ran:
             module_metrics[name] = _per_module(grad_norm[name], grad_x_act[name], classes, names)
-        heads, head_modules = attention_heads(ctx)
+        heads, head_modules = ctx.attention_heads
         for name in sorted(head_modules & set(ctx.capture.unit_relevance)):
             per_head = ctx.capture.unit_relevance[name].reshape(len(classes), heads, -1).sum(dim=2)
             for h in range(heads):
@@ -391,20 +378,6 @@ def _joins_table(joins: list[Join], sweep: SweepResult) -> Table | None:
                          f"{delta:.4g}.")
 
 
-def _short(name: str, limit: int = 30) -> str:
-    return name if len(name) <= limit else "…" + name[-(limit - 1):]
-
-
-def _labels(names: list[str], limit: int = 30) -> list[str]:
-    """Axis labels: the dotted prefix all names share is dropped (`encoder.encoder.layer.3` -> `layer.3`)."""
-    parts = [n.split(".") for n in names]
-    common = 0
-    while len(names) > 1 and all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
-        common += 1
-    keep = max(common - 1, 0)  # keep the last shared part for context ("layer.3", not "3")
-    return [_short(".".join(p[keep:]), limit) for p in parts]
-
-
 def _cut_bars(cuts: dict[str, list[str]], module_metrics: dict[str, dict[str, float]]) -> Figure | None:
     shown = [(c, m) for c, m in cuts.items() if not c.startswith("sum at")][:3]
     if not shown:
@@ -421,7 +394,7 @@ def _cut_bars(cuts: dict[str, list[str]], module_metrics: dict[str, dict[str, fl
             ax.barh(ys, absolute, color="#cbd5e1", label="|grad × act|")
             ax.barh(ys, values, height=0.45, color=["#2563eb" if v >= 0 else "#dc2626" for v in values],
                     label="grad × act (signed)")
-            ax.set_yticks(ys, _labels(members), fontsize=7)
+            ax.set_yticks(ys, axis_labels(members), fontsize=7)
             ax.invert_yaxis()
             ax.axvline(0, color="#6b7280", lw=0.8)
             ax.set_title(cut, fontsize=9, loc="left")
@@ -445,9 +418,9 @@ def _class_heatmap(blocks: list[str], module_metrics: dict[str, dict[str, float]
     bound = float(np.nanmax(np.abs(np.where(np.isfinite(grid), grid, np.nan)))) or 1.0
     with new_figure(min(8.0, 2.6 + 0.5 * len(classes)), 1.4 + 0.3 * len(rows)) as (fig, ax):
         image = ax.imshow(grid, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
-        ax.set_xticks(range(len(classes)), [_short(c, 12) for c in classes], rotation=45 if len(classes) > 4 else 0,
+        ax.set_xticks(range(len(classes)), [short_name(c, 12) for c in classes], rotation=45 if len(classes) > 4 else 0,
                       ha="right" if len(classes) > 4 else "center", fontsize=8)
-        ax.set_yticks(range(len(rows)), _labels(rows), fontsize=7)
+        ax.set_yticks(range(len(rows)), axis_labels(rows), fontsize=7)
         ax.set_xlabel("class (labelled)", fontsize=8)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="mean grad × act")
         return to_figure(fig, id="gradients.classes", title="Contribution per class",
@@ -478,7 +451,7 @@ def _norm_profile(ctx: AuditContext, grad_norm: dict[str, torch.Tensor]) -> Figu
         ax.set_yscale("log")
         ax.set_xlim(-0.5, len(leaves) - 0.5)
         if len(leaves) <= 28:
-            ax.set_xticks(xs, [_short(n, 22) for n in leaves], rotation=55, ha="right", fontsize=7)
+            ax.set_xticks(xs, [short_name(n, 22) for n in leaves], rotation=55, ha="right", fontsize=7)
             ax.set_xlabel("leaf module, in execution order", fontsize=8)
         else:
             ax.set_xlabel(f"leaf module, in execution order ({len(leaves)} modules)", fontsize=8)
@@ -520,10 +493,10 @@ def _conductance_figure(joins: list[Join], sweep: SweepResult | None) -> Figure 
         xs = np.arange(len(blocks))
         for i, label in enumerate(labels):
             heights = [dict(by_block[b]).get(label, np.nan) for b in blocks]
-            ax.bar(xs + (i - (len(labels) - 1) / 2) * width, heights, width=width, label=_short(label, 40),
+            ax.bar(xs + (i - (len(labels) - 1) / 2) * width, heights, width=width, label=short_name(label, 40),
                    color=palette[i % len(palette)])
         ax.axhline(0, color="#6b7280", lw=0.8)
-        ax.set_xticks(xs, _labels(blocks, 22), rotation=45 if len(blocks) > 6 else 0,
+        ax.set_xticks(xs, axis_labels(blocks, 22), rotation=45 if len(blocks) > 6 else 0,
                       ha="right" if len(blocks) > 6 else "center", fontsize=7)
         ax.set_ylabel("mean conductance", fontsize=8)
         ax.legend(fontsize=7, frameon=False, ncol=2)
@@ -547,7 +520,7 @@ def _heads_figure(head_modules: frozenset[str], module_metrics: dict[str, dict[s
     with new_figure(min(8.0, 2.5 + 0.45 * heads), 1.3 + 0.32 * len(layers)) as (fig, ax):
         image = ax.imshow(grid, cmap="magma_r", aspect="auto")
         ax.set_xticks(range(heads), [str(h) for h in range(heads)], fontsize=7)
-        ax.set_yticks(range(len(layers)), _labels(layers), fontsize=7)
+        ax.set_yticks(range(len(layers)), axis_labels(layers), fontsize=7)
         ax.set_xlabel("head", fontsize=8)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="mean |grad × act|")
         return to_figure(fig, id="gradients.heads", title="Attention heads",
@@ -556,4 +529,4 @@ def _heads_figure(head_modules: frozenset[str], module_metrics: dict[str, dict[s
                                  "summed over the head's dimensions and tokens. Compare heads within a row.")
 
 
-__all__ = ["Gradients", "GradientsParams", "attention_heads"]
+__all__ = ["Gradients", "GradientsParams"]

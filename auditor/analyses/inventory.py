@@ -15,10 +15,10 @@ from typing import ClassVar
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator, SymmetricalLogLocator
 from pydantic import BaseModel, ConfigDict, Field
 
-from auditor.analyses.base import Analysis, AuditContext
-from auditor.findings import Finding, Severity
-from auditor.report.figures import new_figure, to_figure
-from auditor.report.schema import Figure, ModuleRow, Section, Table
+from auditor.engine.analysis import Analysis, AuditContext
+from auditor.schema.findings import Finding, Severity
+from auditor.kit.figures import new_figure, to_figure
+from auditor.schema.report import Figure, ModuleRow, Section, Table
 from auditor.subject import Modality, Task
 
 

@@ -26,16 +26,16 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from auditor.analyses.ablation_targets import Granularity, Selection, Target, module_targets, select_modules, unit_targets
-from auditor.analyses.base import Analysis, AuditContext, PlanContext
+from auditor.kit.removal import Granularity, Selection, Target, module_targets, select_modules, unit_targets
+from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.analyses.judge_metrics import Estimate, JudgeRow, Reference, judge_row, noise_batches
 from auditor.analyses.judge_report import class_name, describe, figures, tables
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.engine.plan import PatchedPass
 from auditor.engine.prefix import Traced
 from auditor.errors import ConfigError
-from auditor.findings import Finding, Severity
-from auditor.report.schema import Cost, Section
+from auditor.schema.findings import Finding, Severity
+from auditor.schema.report import Cost, Section
 from auditor.subject import Modality, Task
 from auditor.subject.judges import Verdicts
 from auditor.walk.patch import Patch

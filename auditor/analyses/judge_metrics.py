@@ -17,7 +17,7 @@ from functools import cached_property
 import torch
 from scipy import stats
 
-from auditor.analyses.ablation_targets import Target
+from auditor.kit.removal import Target
 from auditor.subject.judges import Verdicts
 
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from auditor.analyses.ablation_targets import ablated_as, describe_target
-from auditor.analyses.gradients import _labels as axis_labels
+from auditor.kit.removal import ablated_as, describe_target
+from auditor.kit.figures import axis_labels
 from auditor.analyses.judge_metrics import Estimate, JudgeRow, Reference
-from auditor.report.figures import new_figure, to_figure
-from auditor.report.schema import Figure, Table
+from auditor.kit.figures import new_figure, to_figure
+from auditor.schema.report import Figure, Table
 
 if TYPE_CHECKING:
     from auditor.analyses.judge import JudgeParams

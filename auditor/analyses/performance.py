@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from auditor.analyses.base import Analysis, AuditContext, PlanContext
-from auditor.findings import Finding, Severity
-from auditor.report.figures import new_figure, to_figure
-from auditor.report.samples import encode_ints
-from auditor.report.schema import Figure, Section, Table
+from auditor.engine.analysis import Analysis, AuditContext, PlanContext
+from auditor.schema.findings import Finding, Severity
+from auditor.kit.figures import new_figure, to_figure
+from auditor.schema.samples import encode_ints
+from auditor.schema.report import Figure, Section, Table
 from auditor.subject import Task
 
 

@@ -34,11 +34,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from threadpoolctl import threadpool_limits
 
-from auditor.analyses.base import Analysis, AuditContext, PlanContext
+from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.engine.capture import Capture
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.errors import DataError
-from auditor.findings import Finding, Severity
+from auditor.schema.findings import Finding, Severity
 from auditor.probing.figures import accuracy_figure, mdl_figure, results_tables
 from auditor.probing.mdl import online_code_length
 from auditor.probing.random_init import fresh_weights
@@ -51,7 +51,7 @@ from auditor.probing.ridge import (
 )
 from auditor.probing.sets import (ProbeSet, Property, audit_labels, builtin_gratings, builtin_sentiment,
                                   probe_subject, to_tensor, unique_names, user_file)
-from auditor.report.schema import Cost, Section
+from auditor.schema.report import Cost, Section
 from auditor.subject import Subject
 from auditor.subject.task import log_probabilities
 from auditor.walk.patch import Patch

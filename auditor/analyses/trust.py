@@ -39,13 +39,13 @@ from scipy import stats as stats_test
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from auditor.analyses.attribution import _encode, _targets, internal_batch_size
-from auditor.analyses.base import Analysis, AuditContext, PlanContext
+from auditor.kit.captum import internal_batch_size
+from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.analyses.trust_faithfulness import DeletionTest
 from auditor.errors import ConfigError
-from auditor.findings import Finding, Severity
-from auditor.report.figures import new_figure, to_figure
-from auditor.report.schema import Cost, Figure, Section, Table
+from auditor.schema.findings import Finding, Severity
+from auditor.kit.figures import new_figure, to_figure
+from auditor.schema.report import Cost, Figure, Section, Table
 from auditor.subject import Task
 from auditor.trust import faithfulness as faith
 from auditor.trust.counterfactual import (WordSwapper, blur, bootstrap_mean, default_word_pairs, region_mask, wilson,
@@ -196,7 +196,7 @@ class _TrustRun:
         key = "input_ids" if self.text else next(k for k, v in first.items() if v.is_floating_point())
         self.x_dims = first[key].dim()
         self.first = first[key]
-        self.targets = _targets(ctx)
+        self.targets = ctx.targets
         embeddings = next((b.name for b in ctx.blocks if b.kind == "embeddings"), None)
         self.setup = ExplainSetup(subject=self.subject, keys=list(first), key=key, baseline=self._baseline,
                                   embeddings=embeddings, n_steps=self.p.n_steps,
@@ -257,7 +257,7 @@ class _TrustRun:
     def run(self) -> Section:
         p = self.p
         samples = self._pick_samples()
-        inputs = _encode(self.subject, samples)
+        inputs = self.subject.encode_samples(samples)
         target = self.targets[samples]
         content = self._content(inputs)
         model = self.subject.model
@@ -658,7 +658,7 @@ class _TrustRun:
         bs = self.ctx.config.batch_size
         for start in range(0, len(having), bs):
             chunk = having[start:start + bs]
-            inputs = _encode(self.subject, chunk)
+            inputs = self.subject.encode_samples(chunk)
             maps = self._explain(method, self.subject.model, inputs, self.targets[chunk]).abs()
             content = self._content(inputs)
             for row, i in enumerate(chunk):

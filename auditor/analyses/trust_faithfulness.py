@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from auditor.analyses.base import AuditContext
-from auditor.findings import Finding, Severity
-from auditor.report.figures import new_figure, to_figure
-from auditor.report.schema import Figure, Table
+from auditor.engine.analysis import AuditContext
+from auditor.schema.findings import Finding, Severity
+from auditor.kit.figures import new_figure, to_figure
+from auditor.schema.report import Figure, Table
 from auditor.trust import faithfulness as faith
 from auditor.trust.counterfactual import blur
 from auditor.trust.explainers import TITLES

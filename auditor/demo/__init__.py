@@ -7,7 +7,7 @@ from pathlib import Path
 
 from auditor.config import AnalysesConfig, AuditConfig, DataSpec, GeneratorSpec, ModelSpec
 from auditor.progress import Progress, SilentProgress
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 
 DEMOS = ("digits_cnn", "digits_cnn_v2", "minilm_sentiment", "minilm_encoder", "digits_gan")
 """`digits_cnn_v2` is a second release of the digits CNN, degraded on purpose (`auditor.demo.release`);

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from auditor.policy.defaults import DEFAULT_POLICY_TOML
 from auditor.progress import Progress
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 
 RELEASE_PAIR = ("digits_cnn", "digits_cnn_v2")
 DEGRADED_DIGIT = 3

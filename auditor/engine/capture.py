@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.errors import DataError
 from auditor.progress import Progress
 from auditor.subject import Batch, Subject

@@ -153,7 +153,7 @@ def run_sweep(subject: Subject, tree: ModuleTree, spec: SweepSpec, *, labels: to
     with params_require_grad(model):
         for start in starts:
             indices = picked[start:start + batch_size]
-            inputs = _encode(subject, indices)
+            inputs = subject.encode_samples(indices)
             target_labels = labels[torch.tensor(indices)].to(subject.device)
             with _path(subject, tree, spec, inputs, means) as path:
                 with torch.no_grad():
@@ -213,36 +213,6 @@ def _accumulate(sums: dict[Any, torch.Tensor], before: _Points, after: _Points, 
             if view is not None:
                 step = view[0].sum(dim=1)
                 sums[name] = sums[name] + step if name in sums else step
-
-
-def _encode(subject: Subject, indices: list[int]) -> dict[str, torch.Tensor]:
-    """Model inputs for arbitrary samples, one encode per contiguous run (usually one)."""
-    parts: list[dict[str, torch.Tensor]] = []
-    run_start = prev = indices[0]
-    for i in [*indices[1:], None]:
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        parts.append(subject.adapter.encode(run_start, prev + 1))
-        if i is not None:
-            run_start = prev = i
-    if len(parts) == 1:
-        return parts[0]
-    return _concat(parts, subject)
-
-
-def _concat(parts: list[dict[str, torch.Tensor]], subject: Subject) -> dict[str, torch.Tensor]:
-    width = max((p[k].shape[1] for p in parts for k in p if p[k].dim() == 2 and not p[k].is_floating_point()),
-                default=0)
-    pad = getattr(subject.loaded.tokenizer, "pad_token_id", 0) or 0
-    out: dict[str, list[torch.Tensor]] = {}
-    for part in parts:
-        for key, value in part.items():
-            if value.dim() == 2 and not value.is_floating_point() and value.shape[1] < width:
-                fill = pad if key == "input_ids" else 0
-                value = torch.nn.functional.pad(value, (0, width - value.shape[1]), value=fill)
-            out.setdefault(key, []).append(value)
-    return {k: torch.cat(v) for k, v in out.items()}
 
 
 class _Path:

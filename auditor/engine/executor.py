@@ -9,7 +9,7 @@ from typing import Protocol
 import torch
 
 from auditor.engine.capture import Capture, run_capture
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.engine.plan import PatchedPass
 from auditor.progress import Progress
 from auditor.subject import Subject

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from pydantic import ValidationError
 
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.errors import AuditorError, ConfigError
-from auditor.report.schema import Cost
+from auditor.schema.report import Cost
 from auditor.walk.patch import Patch
 
 if TYPE_CHECKING:
-    from auditor.analyses.base import Analysis, PlanContext
+    from auditor.engine.analysis import Analysis, PlanContext
 
 log = logging.getLogger("auditor")
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from auditor.report.figures import new_figure, to_figure
-from auditor.report.schema import Figure
+from auditor.kit.figures import new_figure, to_figure
+from auditor.schema.report import Figure
 
 GALLERY_BUDGET_BYTES = 150_000
 """Largest PNG of one figure of this section; the HTML of a section with five modules stays near 1 MB."""

@@ -12,13 +12,13 @@ from datetime import date
 from fnmatch import fnmatchcase
 
 from auditor.errors import ExitCode, PolicyError
-from auditor.findings import Finding, Severity
+from auditor.schema.findings import Finding, Severity
 from auditor.policy.diff import ACCURACY, accuracy_delta, class_deltas, module_values
 from auditor.policy.pairing import Pairing, pair
 from auditor.policy.rules import FindingRule, MetricRule, ModuleMetricRule, Policy, Rule, Waiver
 from auditor.policy.stats import spearman
-from auditor.policy.verdict import PolicyVerdict, RuleKind, RuleResult, Status, WaivedFinding
-from auditor.report.schema import AuditReport
+from auditor.schema.verdict import PolicyVerdict, RuleKind, RuleResult, Status, WaivedFinding
+from auditor.schema.report import AuditReport
 
 MAX_DETAILS = 12
 FAILED_ANALYSIS = ".analysis_failed"

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from auditor.report.samples import decode_ints
-from auditor.report.schema import AuditReport
+from auditor.schema.samples import decode_ints
+from auditor.schema.report import AuditReport
 
 
 @dataclass(frozen=True)

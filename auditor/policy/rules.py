@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from auditor.findings import Severity
+from auditor.schema.findings import Severity
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 _QUALIFIED = re.compile(r"[A-Za-z0-9_\-]+\.\S.*")

@@ -13,34 +13,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy.stats import binomtest, fisher_exact, spearmanr
 
-
-@dataclass(frozen=True)
-class ChangeTest:
-    """Whether a change in a rate (accuracy, a class's recall) is more than noise."""
-
-    test: Literal["McNemar", "Fisher"]
-    p_value: float
-    worse: int | None = None
-    """Paired: samples right in the old audit and wrong in the new one."""
-    better: int | None = None
-    """Paired: samples wrong in the old audit and right in the new one."""
-
-    def describe(self) -> str:
-        """`McNemar p = 0.0021: 14 samples now wrong, 2 now right` or `Fisher p = 0.31, unpaired`."""
-        if self.worse is not None and self.better is not None:
-            return (f"{self.test} p = {format_p(self.p_value)}: {self.worse} sample{'s' * (self.worse != 1)} now "
-                    f"wrong, {self.better} now right")
-        return f"{self.test} p = {format_p(self.p_value)}, unpaired"
-
-
-def format_p(p: float) -> str:
-    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+from auditor.schema.diff import ChangeTest, format_p
 
 
 def mcnemar(old_correct: np.ndarray, new_correct: np.ndarray) -> ChangeTest:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from auditor.report.figures import new_figure, to_figure
-from auditor.report.schema import Figure, Table
+from auditor.kit.figures import new_figure, to_figure
+from auditor.schema.report import Figure, Table
 
 if TYPE_CHECKING:
     from auditor.analyses.probes import PropertyResult

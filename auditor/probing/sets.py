@@ -30,7 +30,7 @@ from auditor.subject.adapters import ModelAdapter
 from auditor.subject.data import AuditData, read_table
 
 if TYPE_CHECKING:
-    from auditor.analyses.base import PlanContext
+    from auditor.engine.analysis import PlanContext
 
 MAX_CLASSES = 50
 """A column with more distinct values than this (or than half its samples) is not a class label."""

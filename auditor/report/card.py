@@ -7,9 +7,9 @@ escaped (`auditor.report.markdown.escape`).
 
 from __future__ import annotations
 
-from auditor.findings import Severity
+from auditor.schema.findings import Severity
 from auditor.report.markdown import escape
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 
 MAX_CLASSES = 20
 KEY_METRICS = (

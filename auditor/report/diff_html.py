@@ -8,8 +8,8 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from auditor.policy.diff import ClassDelta, MetricDelta, ReleaseDiff
-from auditor.policy.stats import format_p
+from auditor.schema.diff import ClassDelta, MetricDelta, ReleaseDiff
+from auditor.schema.diff import format_p
 from auditor.report.html import build_environment, templates_dir
 from auditor.report.pdf import DataOnlyFetcher, html_to_pdf
 

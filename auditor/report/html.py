@@ -14,8 +14,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from auditor.findings import Severity
-from auditor.report.schema import AuditReport, Cell, Figure, Metadata, ModuleRow, Section, Table
+from auditor.schema.findings import Severity
+from auditor.schema.report import AuditReport, Cell, Figure, Metadata, ModuleRow, Section, Table
 
 GENERIC_SECTION = "sections/_generic.html.j2"
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from auditor.errors import AuditorError
 from auditor.report.renderers import DEFAULT_FORMATS, RENDERERS
-from auditor.report.schema import SCHEMA_VERSION, AuditReport
+from auditor.schema.report import SCHEMA_VERSION, AuditReport
 
 
 def save_report(report: AuditReport, out_dir: str | Path, *,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import re
 
-from auditor.policy.diff import ReleaseDiff
-from auditor.policy.stats import format_p
-from auditor.policy.verdict import PolicyVerdict, RuleResult, Status
+from auditor.schema.diff import ReleaseDiff
+from auditor.schema.diff import format_p
+from auditor.schema.verdict import PolicyVerdict, RuleResult, Status
 
 ICONS = {Status.FAIL: "❌ fail", Status.WARN: "⚠️ warn", Status.PASS: "✅ pass", Status.SKIPPED: "⏭️ skipped"}
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")

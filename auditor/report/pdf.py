@@ -9,7 +9,7 @@ from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from auditor.report.html import render_html
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 
 
 class DataOnlyFetcher(URLFetcher):  # type: ignore[misc]  # weasyprint ships no type hints

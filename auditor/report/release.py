@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from auditor.errors import ConfigError
-from auditor.policy.diff import ReleaseDiff
-from auditor.policy.verdict import PolicyVerdict
+from auditor.schema.diff import ReleaseDiff
+from auditor.schema.verdict import PolicyVerdict
 from auditor.report.io import write_files
 
 

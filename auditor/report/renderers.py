@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from auditor.errors import ConfigError
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 
 
 @dataclass(frozen=True)

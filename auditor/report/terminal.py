@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from auditor.policy.diff import ReleaseDiff
-from auditor.policy.stats import format_p
-from auditor.policy.verdict import PolicyVerdict, RuleResult, Status
+from auditor.schema.diff import ReleaseDiff
+from auditor.schema.diff import format_p
+from auditor.schema.verdict import PolicyVerdict, RuleResult, Status
 
 _MARK = {Status.FAIL: "[bold red]✗ fail[/]", Status.WARN: "[bold yellow]! warn[/]",
          Status.SKIPPED: "[dim]- skip[/]", Status.PASS: "[green]✓ pass[/]"}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -104,6 +105,30 @@ class Subject:
         if kept is not None:
             self._encoded[batch_size] = kept
 
+
+    def encode_samples(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Inputs for any samples, in the given order: one encode per contiguous run of indices (usually
+        one), padded to one length for text."""
+        runs: list[tuple[int, int]] = []
+        for i in indices:
+            if runs and i == runs[-1][1]:
+                runs[-1] = (runs[-1][0], i + 1)
+            else:
+                runs.append((i, i + 1))
+        parts = [self.adapter.encode(start, stop) for start, stop in runs]
+        if len(parts) == 1:
+            return parts[0]
+        width = max((t.shape[1] for p in parts for t in p.values() if t.dim() == 2 and not t.is_floating_point()),
+                    default=0)
+        pad = getattr(self.loaded.tokenizer, "pad_token_id", 0) or 0
+        out: dict[str, list[torch.Tensor]] = defaultdict(list)
+        for part in parts:
+            for key, value in part.items():
+                if value.dim() == 2 and not value.is_floating_point() and value.shape[1] < width:
+                    value = torch.nn.functional.pad(value, (0, width - value.shape[1]),
+                                                    value=pad if key == "input_ids" else 0)
+                out[key].append(value)
+        return {k: torch.cat(v) for k, v in out.items()}
 
     def input_means(self, batch_size: int) -> dict[str, torch.Tensor]:
         """The mean of every float input over the audit data (a data-mean baseline), computed once."""

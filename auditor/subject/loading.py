@@ -21,7 +21,7 @@ from torch import nn
 
 from auditor.config import ModelSpec
 from auditor.errors import ModelLoadError
-from auditor.report.schema import WeightsLoading
+from auditor.schema.report import WeightsLoading
 from auditor.subject.heads import EncoderClassifier, load_linear_head
 
 ModelKind = Literal["hf_text", "hf_image", "hf_encoder", "module"]

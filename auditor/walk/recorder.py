@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.walk.collectors import BatchContext, ModuleCollector, by_unit
 from auditor.walk.stats import CallSummary, RunningStats, Scratch, summarize
 from auditor.walk.tree import ModuleTree

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from auditor.report.schema import ModuleRow
+from auditor.schema.report import ModuleRow
 from auditor.walk.recorder import ModuleRecord, call_key
 from auditor.walk.tree import ModuleNode, ModuleTree
 from auditor.walk.units import classify_zero_units

@@ -11,7 +11,8 @@ from torch import nn
 
 import auditor
 from auditor.analyses import run_one
-from auditor.analyses.attribution import Attribution, AttributionParams, internal_batch_size, per_sample_bytes
+from auditor.analyses.attribution import Attribution, AttributionParams
+from auditor.kit.captum import internal_batch_size, per_sample_bytes
 from auditor.pipeline import _in_memory_data, _wrap_module
 from auditor.subject import build_subject
 from tests.contexts import make_context

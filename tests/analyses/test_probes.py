@@ -14,7 +14,7 @@ import auditor
 from auditor.analyses import run_one
 from auditor.analyses.probes import Probes, ProbesParams
 from auditor.config import AuditConfig
-from auditor.report.schema import Section
+from auditor.schema.report import Section
 from tests.contexts import make_context
 from tests.models import portable_randn
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from auditor.analyses import run_one
 from auditor.analyses.trust import Trust, TrustParams
-from auditor.report.schema import Section
+from auditor.schema.report import Section
 from auditor.trust.explainers import ExplainSetup
 from auditor.trust.faithfulness import patch_ids, patch_side
 from auditor.trust.imputation import noisy_linear_impute

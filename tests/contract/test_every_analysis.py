@@ -11,9 +11,9 @@ from torch import nn
 
 import auditor
 from auditor.analyses import ALL_ANALYSES, Analysis, AuditContext, PlanContext, run_one
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.report.io import save_report
-from auditor.report.schema import Cost, Section
+from auditor.schema.report import Cost, Section
 from tests.contexts import make_context, make_generator_context
 from tests.models import build_template_classifier, build_template_discriminator, build_toy_generator
 

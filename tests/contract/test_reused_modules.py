@@ -13,7 +13,7 @@ import torch
 import auditor
 from auditor.analyses import ALL_ANALYSES
 from auditor.config import AnalysesConfig, AuditConfig
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 from tests.models import build_tutorial_net
 
 # Every analysis, kept small: what is checked here is that each accepts the reused pool and reports it per call.

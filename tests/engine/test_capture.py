@@ -10,7 +10,7 @@ from torch import nn
 
 from auditor.config import AuditConfig, DataSpec, ModelSpec
 from auditor.engine.capture import run_capture
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.progress import SilentProgress
 from auditor.subject import load_subject
 from auditor.walk import ModuleTree

@@ -14,12 +14,12 @@ from torch import nn
 import auditor
 from auditor.analyses import ALL_ANALYSES, Analysis, AuditContext, PlanContext
 from auditor.config import AuditConfig
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.engine.plan import make_plan
 from auditor.pipeline import _in_memory_data, _wrap_module
 from auditor.walk.blocks import find_blocks
 from auditor.walk.tree import ModuleTree
-from auditor.report.schema import Cost, Section
+from auditor.schema.report import Cost, Section
 from auditor.subject import build_subject
 
 

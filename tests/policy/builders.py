@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from auditor.findings import Finding, Severity
-from auditor.report.samples import encode_ints
-from auditor.report.schema import AuditReport, Metadata, ModuleRow, Section, decide_verdict
+from auditor.schema.findings import Finding, Severity
+from auditor.schema.samples import encode_ints
+from auditor.schema.report import AuditReport, Metadata, ModuleRow, Section, decide_verdict
 
 MODULES = ("", "features", "features.conv", "features.relu", "head")
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 from tests.models import portable_randn
 from tests.policy.subjects import audit_of, nearest_center
 

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 import auditor
-from auditor.report.samples import decode_ints
-from auditor.report.schema import AuditReport
+from auditor.schema.samples import decode_ints
+from auditor.schema.report import AuditReport
 from tests.models import portable_randn
 
 N_SAMPLES = 300

@@ -10,8 +10,8 @@ from auditor.errors import PolicyError
 from auditor.policy.evaluate import evaluate_policy
 from auditor.policy.rules import FindingRule, MetricRule, ModuleMetricRule, Policy
 from auditor.policy.stats import fisher, holm, mcnemar, spearman
-from auditor.policy.verdict import Status
-from auditor.report.schema import AuditReport
+from auditor.schema.verdict import Status
+from auditor.schema.report import AuditReport
 from tests.policy.builders import finding, make_report
 from tests.policy.subjects import flips, recall
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from auditor.report.io import save_report
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 from tests.conftest import CliResult
 from tests.policy.builders import make_report
 from tests.policy.subjects import recall

@@ -3,9 +3,9 @@ compared on what they share."""
 
 from __future__ import annotations
 
-from auditor.findings import Severity
+from auditor.schema.findings import Severity
 from auditor.policy.diff import diff_reports
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 from tests.policy.builders import finding, make_report
 
 

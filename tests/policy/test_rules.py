@@ -13,8 +13,8 @@ from auditor.policy.defaults import DEFAULT_POLICY_TOML
 from auditor.policy.evaluate import evaluate_policy
 from auditor.policy.load import load_policy, parse_policy
 from auditor.policy.rules import FindingRule, MetricRule, ModuleMetricRule, Policy
-from auditor.policy.verdict import Status
-from auditor.report.schema import AuditReport
+from auditor.schema.verdict import Status
+from auditor.schema.report import AuditReport
 from tests.policy.builders import finding, make_report
 
 

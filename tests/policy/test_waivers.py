@@ -6,7 +6,7 @@ from datetime import date
 
 from auditor.policy.evaluate import evaluate_policy
 from auditor.policy.rules import Policy, Waiver
-from auditor.policy.verdict import Status, WaivedFinding
+from auditor.schema.verdict import Status, WaivedFinding
 from tests.policy.builders import finding, make_report
 
 NAN = finding("inventory.non_finite", "fail", "features.conv", "NaN in features.conv")

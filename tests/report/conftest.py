@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from auditor.report.html import render_html
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 from tests.report.sample_report import make_sample_report
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import io
 
-from auditor.findings import Finding, Severity
-from auditor.report.schema import AuditReport, Cell, Cost, Figure, Metadata, ModuleRow, Section, Table, decide_verdict
+from auditor.schema.findings import Finding, Severity
+from auditor.schema.report import AuditReport, Cell, Cost, Figure, Metadata, ModuleRow, Section, Table, decide_verdict
 
 XSS = "<script>alert(1)</script>"
 PWN = "<script>window.__pwned=1</script>"

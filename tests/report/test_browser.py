@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 from tests.conftest import PageLog, open_page
 
 pytestmark = pytest.mark.browser

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from auditor.policy.evaluate import evaluate_policy
 from auditor.report.card import render_card
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 
 
 def test_the_card_summarizes_the_audit(gate_report: AuditReport) -> None:

@@ -12,7 +12,7 @@ from auditor.policy.evaluate import evaluate_policy
 from auditor.policy.rules import FindingRule, Policy
 from auditor.report.diff_html import render_diff_html
 from auditor.report.html import render_html
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 from tests.conftest import open_page
 
 pytestmark = pytest.mark.browser

@@ -10,7 +10,7 @@ from auditor.policy.rules import FindingRule, Policy
 from auditor.report.diff_html import render_diff_html, render_diff_pdf
 from auditor.report.html import render_html
 from auditor.report.pdf import DataOnlyFetcher
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 from tests.report.sample_report import PWN, XSS
 
 

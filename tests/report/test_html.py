@@ -16,8 +16,8 @@ from auditor.report.html import (
     GENERIC_SECTION, data_uri, format_count, format_dead, format_number, format_percent, format_shape,
     render_html, section_template_name, sort_key, templates_dir,
 )
-from auditor.findings import Finding, Severity
-from auditor.report.schema import AuditReport, Figure, Table
+from auditor.schema.findings import Finding, Severity
+from auditor.schema.report import AuditReport, Figure, Table
 
 XSS = "<script>alert(1)</script>"
 PWN = "<script>window.__pwned=1</script>"

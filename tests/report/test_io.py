@@ -13,7 +13,7 @@ from torch import nn
 
 import auditor
 from auditor.report.io import save_report
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 
 
 @pytest.fixture(scope="module")

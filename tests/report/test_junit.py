@@ -8,7 +8,7 @@ from datetime import date
 from auditor.policy.evaluate import evaluate_policy
 from auditor.policy.rules import FindingRule, MetricRule, Policy
 from auditor.report.junit import render_junit
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 from tests.report.sample_report import EVIL_MODULE
 
 POLICY = Policy(rules=(

@@ -8,7 +8,7 @@ from auditor.policy.diff import diff_reports
 from auditor.policy.evaluate import evaluate_policy
 from auditor.policy.rules import FindingRule, MetricRule, Policy
 from auditor.report.markdown import escape, render_diff_markdown, render_verdict_markdown
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 
 POLICY = Policy(rules=(
     MetricRule(name="accurate | enough", metric="performance.accuracy", min=0.95),

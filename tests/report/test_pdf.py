@@ -12,7 +12,7 @@ import pytest
 from weasyprint import HTML
 
 from auditor.report.pdf import DataOnlyFetcher, render_pdf
-from auditor.report.schema import AuditReport
+from auditor.schema.report import AuditReport
 
 A4_PORTRAIT = (595.28, 841.89)
 

@@ -224,7 +224,7 @@ def test_the_module_table_has_a_row_per_call_with_its_own_units_and_dead_units()
 
 
 def test_the_capture_keeps_each_calls_means_pooled_rows_top_k_and_gradients() -> None:
-    from auditor.engine.needs import Needs
+    from auditor.walk.needs import Needs
     from tests.contexts import make_context
 
     model = build_shared_across_widths()
@@ -254,7 +254,7 @@ def test_the_capture_keeps_each_calls_means_pooled_rows_top_k_and_gradients() ->
 
 
 def test_a_module_reused_at_one_width_keeps_its_whole_numbers_and_gains_per_call_ones() -> None:
-    from auditor.engine.needs import Needs
+    from auditor.walk.needs import Needs
     from tests.contexts import make_context
 
     model = build_twice_used()

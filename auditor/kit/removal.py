@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from auditor.analyses.base import PlanContext
+from auditor.engine.analysis import PlanContext
 from auditor.engine.prefix import Traced
 from auditor.walk.patch import Patch, Replacement
 from auditor.walk.recorder import call_key, split_call

@@ -19,15 +19,16 @@ from pydantic import BaseModel, ConfigDict
 
 from auditor.config import AuditConfig
 from auditor.engine.capture import Capture
-from auditor.engine.needs import Needs
+from auditor.walk.needs import Needs
 from auditor.engine.prefix import PassRoute, PrefixRun, Traced, run_with_cached_prefixes, trace_modules
 from auditor.errors import AuditorError
-from auditor.findings import Finding, Severity
+from auditor.schema.findings import Finding, Severity
 from auditor.progress import Progress, SilentProgress
-from auditor.report.schema import Cost, ModuleRow, Section
+from auditor.schema.report import Cost, ModuleRow, Section
 from auditor.subject import Modality, Subject, Task
 from auditor.subject.task import CleanMetrics
 from auditor.walk.blocks import Block
+from auditor.walk.heads import attention_heads
 from auditor.walk.joins import Join, find_joins
 from auditor.walk.rows import module_rows
 from auditor.walk.tree import ModuleTree
@@ -69,6 +70,11 @@ class PlanContext:
         return find_joins(self.subject, self.tree, self.blocks)
 
     @cached_property
+    def attention_heads(self) -> tuple[int, frozenset[str]]:
+        """(heads per layer, the self-attention modules whose output splits into heads), from the model config."""
+        return attention_heads(self.subject.model, self.tree)
+
+    @cached_property
     def traced(self) -> dict[str, Traced]:
         """Every module's call order, call count and output shape, and whether its output can stand in for its
         forward (cached prefixes), from one traced forward over two samples."""
@@ -89,7 +95,7 @@ class AuditContext(PlanContext):
         """The run context of a plan context: what the plan already worked out (joins) is not redone."""
         ctx = cls(subject=plan.subject, tree=plan.tree, blocks=plan.blocks, config=plan.config, capture=capture,
                   executor=executor, progress=progress or SilentProgress())
-        for worked_out in ("joins", "traced"):
+        for worked_out in ("joins", "traced", "attention_heads"):
             if worked_out in plan.__dict__:
                 ctx.__dict__[worked_out] = plan.__dict__[worked_out]
         return ctx
@@ -98,6 +104,14 @@ class AuditContext(PlanContext):
     def clean(self) -> CleanMetrics:
         """The intact model's predictions, accuracy, loss and per-class recall on the audit data, computed once."""
         return self.subject.head.metrics(self.capture.scores, self.subject.labels)
+
+    @cached_property
+    def targets(self) -> torch.Tensor:
+        """Per sample, the class an explanation explains: the labelled one, else the predicted one (a
+        non-finite prediction: class 0)."""
+        if self.subject.labels is not None:
+            return self.subject.labels.clone()
+        return self.clean.predictions.clamp_min(0)
 
     def patched_scores(self, passes: list[PatchedPass], *, cache_bytes: int
                        ) -> tuple[list[torch.Tensor], list[PassRoute | None], PrefixRun | None]:

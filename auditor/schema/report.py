@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from auditor.findings import Finding, Severity
-from auditor.policy.verdict import PolicyVerdict
+from auditor.schema.findings import Finding, Severity
+from auditor.schema.verdict import PolicyVerdict
 
 SCHEMA_VERSION = "1.2"
 """1.1 added `Section.module_metrics` and `AuditReport.not_run`; 1.2 added `Metadata.data_fingerprint` and

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from auditor.report.schema import Figure
+from auditor.schema.report import Figure
 
 
 @contextmanager
@@ -36,3 +36,18 @@ def to_figure(fig: Any, *, id: str, title: str, alt: str, caption: str = "") -> 
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     return Figure(id=id, title=title, media_type="image/png", alt=alt, caption=caption,
                   data_base64=base64.b64encode(buffer.getvalue()).decode("ascii"))
+
+
+def short_name(name: str, limit: int = 30) -> str:
+    """A module name cut from the left to `limit` characters, marked with an ellipsis."""
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+
+
+def axis_labels(names: list[str], limit: int = 30) -> list[str]:
+    """Axis labels: the dotted prefix all names share is dropped (`encoder.encoder.layer.3` -> `layer.3`)."""
+    parts = [n.split(".") for n in names]
+    common = 0
+    while len(names) > 1 and all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
+        common += 1
+    keep = max(common - 1, 0)  # keep the last shared part for context ("layer.3", not "3")
+    return [short_name(".".join(p[keep:]), limit) for p in parts]

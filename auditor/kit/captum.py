@@ -1,0 +1,34 @@
+"""What the analyses that call Captum share: how many (sample × step) rows one attribution batch may hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from auditor.subject import Subject
+from auditor.walk.recorder import iter_tensors
+
+
+def per_sample_bytes(subject: Subject) -> int:
+    """Bytes the outputs of every module take for one sample: what a forward keeps for its backward."""
+    total = [0]
+
+    def count(module: nn.Module, args: Any, output: Any) -> None:
+        for t in iter_tensors(output):
+            total[0] += t.numel() * t.element_size()
+
+    handles = [m.register_forward_hook(count) for m in subject.model.modules()]
+    try:
+        with torch.no_grad():
+            subject.adapter.forward(subject.model, subject.adapter.encode(0, 1))
+    finally:
+        for h in handles:
+            h.remove()
+    return max(total[0], 1)
+
+
+def internal_batch_size(subject: Subject, budget_mb: int) -> int:
+    """Rows (sample × step) per IG batch that fit `budget_mb`: forward outputs kept, plus their gradients."""
+    return max(1, int(budget_mb * 2**20 // (2 * per_sample_bytes(subject))))
