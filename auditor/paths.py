@@ -14,10 +14,19 @@ import sys
 from pathlib import Path
 
 
+def cache_dir() -> Path:
+    """Where auditor keeps what it trains once (the demo models' weights): $AUDITOR_CACHE_DIR, else the
+    user's cache directory."""
+    override = os.environ.get("AUDITOR_CACHE_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("auditor")) / "demo"
+
+
 def _roots() -> list[tuple[Path, str]]:
     roots: list[tuple[Path, str]] = []
-    from auditor.demo import cache_dir  # the demo knows where its cache lives
-
     roots.append((cache_dir().resolve(), "<auditor cache>"))
     for entry in sys.path:
         candidate = Path(entry or os.getcwd())

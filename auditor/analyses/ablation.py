@@ -46,7 +46,7 @@ from auditor.analyses.ablation_findings import findings_of, metrics_of, summary_
 from auditor.analyses.ablation_metrics import prunable_fraction, prune_key, pruning_curves, reference, score_rows
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.walk.needs import Needs
-from auditor.engine.plan import PatchedPass
+from auditor.engine.passes import PatchedPass
 from auditor.engine.prefix import PassRoute, Traced
 from auditor.errors import ConfigError
 from auditor.schema.report import Cost, Section

@@ -31,7 +31,7 @@ from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.analyses.judge_metrics import Estimate, JudgeRow, Reference, judge_row, noise_batches
 from auditor.analyses.judge_report import class_name, describe, figures, tables
 from auditor.walk.needs import Needs
-from auditor.engine.plan import PatchedPass
+from auditor.engine.passes import PatchedPass
 from auditor.engine.prefix import Traced
 from auditor.errors import ConfigError
 from auditor.schema.findings import Finding, Severity

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from auditor.config import AnalysesConfig, AuditConfig, DataSpec, GeneratorSpec, ModelSpec
+from auditor.paths import cache_dir
 from auditor.progress import Progress, SilentProgress
 from auditor.schema.report import AuditReport
 
@@ -14,16 +14,6 @@ DEMOS = ("digits_cnn", "digits_cnn_v2", "minilm_sentiment", "minilm_encoder", "d
 `minilm_encoder` is the bare pretrained encoder of `minilm_sentiment`, without its head: its report shows at
 which layer sentiment becomes linearly decodable (the probes read the held-out labels); `digits_gan` is a
 class-conditional GAN of digits, judged by its discriminator and by the digits CNN."""
-
-
-def cache_dir() -> Path:
-    """Where trained demo weights live: $AUDITOR_CACHE_DIR, else the user's cache directory."""
-    override = os.environ.get("AUDITOR_CACHE_DIR")
-    if override:
-        return Path(override)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("auditor")) / "demo"
 
 
 def demo_config(name: str, *, progress: Progress | None = None, seed: int = 0) -> tuple[AuditConfig, dict[str, str | float]]:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from auditor.config import AuditConfig
 from auditor.engine.capture import Capture
 from auditor.walk.needs import Needs
+from auditor.engine.passes import PatchedPass
 from auditor.engine.prefix import PassRoute, PrefixRun, Traced, run_with_cached_prefixes, trace_modules
 from auditor.errors import AuditorError
 from auditor.schema.findings import Finding, Severity
@@ -35,7 +36,6 @@ from auditor.walk.tree import ModuleTree
 
 if TYPE_CHECKING:
     from auditor.engine.executor import Executor
-    from auditor.engine.plan import PatchedPass
 
 
 log = logging.getLogger("auditor")

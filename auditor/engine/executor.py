@@ -10,7 +10,7 @@ import torch
 
 from auditor.engine.capture import Capture, run_capture
 from auditor.walk.needs import Needs
-from auditor.engine.plan import PatchedPass
+from auditor.engine.passes import PatchedPass
 from auditor.progress import Progress
 from auditor.subject import Subject
 from auditor.walk.patch import Patch, patch_many

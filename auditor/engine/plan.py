@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from auditor.walk.needs import Needs
 from auditor.errors import AuditorError, ConfigError
 from auditor.schema.report import Cost
-from auditor.walk.patch import Patch
 
 if TYPE_CHECKING:
     from auditor.engine.analysis import Analysis, PlanContext
@@ -42,17 +41,6 @@ class CapturePass:
     @property
     def backwards(self) -> int:
         return 1 if self.needs.backward else 0
-
-
-@dataclass(frozen=True)
-class PatchedPass:
-    """One forward over the audit data with some modules patched; yields the model's scores per sample.
-
-    Independent of every other pass, so an executor may run passes of this kind anywhere, in any order.
-    """
-
-    patches: Mapping[str, Patch]
-    label: str = ""
 
 
 @dataclass(frozen=True)

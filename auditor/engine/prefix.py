@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from auditor.engine.plan import PatchedPass
+from auditor.engine.passes import PatchedPass
 from auditor.progress import Progress
 from auditor.subject import Subject
 from auditor.walk.patch import Patch, patch_many, replace_output

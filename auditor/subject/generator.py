@@ -14,7 +14,8 @@ import torch
 
 from auditor.config import AuditConfig, GeneratorSpec, ModelSpec
 from auditor.errors import ConfigError, DataError, ModelLoadError
-from auditor.subject import Subject, build_subject
+from auditor.subject.build import build_subject
+from auditor.subject.subject import Subject
 from auditor.subject.data import AuditData, check_finite
 from auditor.subject.judges import Judges
 from auditor.subject.loading import LoadedModel, load_model

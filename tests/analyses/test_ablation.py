@@ -12,7 +12,7 @@ import auditor
 from auditor.analyses import run_one
 from auditor.analyses.ablation import AblationParams, ModuleAblation
 from auditor.engine.executor import LocalExecutor
-from auditor.engine.plan import PatchedPass
+from auditor.engine.passes import PatchedPass
 from auditor.errors import ConfigError
 from auditor.progress import SilentProgress
 from auditor.walk.patch import Patch

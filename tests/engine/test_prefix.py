@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from auditor.engine.executor import LocalExecutor
-from auditor.engine.plan import PatchedPass
+from auditor.engine.passes import PatchedPass
 from auditor.engine.prefix import run_with_cached_prefixes
 from auditor.progress import SilentProgress
 from auditor.walk.patch import Patch

@@ -1,7 +1,7 @@
-"""The release-gate commands of `auditor`: check, diff, card, policy init (registered by `auditor.cli`).
+"""The release-gate commands of `auditor`: check, diff, card, policy init (registered by `auditor.cli.main`).
 
 Exit codes: 0 passed, 1 the policy failed, 2 bad input or usage. As everywhere in the CLI, `typer.Exit`
-is raised outside `_exit_codes()` (it is a RuntimeError, never caught as an error).
+is raised outside `exit_codes()` (it is a RuntimeError, never caught as an error).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+from auditor.cli.common import exit_codes, out
 
 if TYPE_CHECKING:
     from auditor.policy.rules import Policy
@@ -70,11 +72,10 @@ def check(
 
       auditor check audit/ --policy policy.toml --baseline last-release/ --junit junit.xml --markdown summary.md
     """
-    from auditor.cli import _exit_codes, out
     from auditor.report.io import load_report
     from auditor.report.terminal import print_verdict
 
-    with _exit_codes():
+    with exit_codes():
         rules, previous = load_gate(policy, baseline)
         verdict = judge(load_report(audit), rules, previous, junit=junit, markdown=markdown)
     print_verdict(out, verdict)
@@ -105,14 +106,13 @@ def diff(
 
       auditor diff last-release/audit.json audit/audit.json --out release-diff/
     """
-    from auditor.cli import _exit_codes, out
     from auditor.policy.diff import diff_reports
     from auditor.report.io import load_report, write_files
     from auditor.report.markdown import render_diff_markdown
     from auditor.report.release import parse_diff_formats, save_diff
     from auditor.report.terminal import print_diff
 
-    with _exit_codes():
+    with exit_codes():
         chosen = parse_diff_formats(formats)
         result = diff_reports(load_report(old), load_report(new), alpha=alpha)
         paths = save_diff(result, out_dir, formats=chosen) if out_dir is not None else {}
@@ -129,11 +129,10 @@ def card(
     = None,
 ) -> None:
     """Write a Markdown model-card section that summarizes an audit (model, data, metrics, findings, gate)."""
-    from auditor.cli import _exit_codes
     from auditor.report.card import render_card
     from auditor.report.io import load_report, write_files
 
-    with _exit_codes():
+    with exit_codes():
         text = render_card(load_report(audit))
         if out_file is not None:
             write_files(out_file.parent, {out_file.name: text.encode("utf-8")})
@@ -151,12 +150,11 @@ def policy_init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented default policy: the built-in rules, an example of every kind of rule, a waiver."""
-    from auditor.cli import _exit_codes, out
     from auditor.errors import AuditorError
     from auditor.policy.defaults import DEFAULT_POLICY_TOML
     from auditor.report.io import write_files
 
-    with _exit_codes():
+    with exit_codes():
         if path.exists() and not force:
             raise AuditorError(f"{path} exists; pass --force to overwrite it")
         write_files(path.parent, {path.name: DEFAULT_POLICY_TOML.encode("utf-8")})

@@ -1,0 +1,86 @@
+"""What every `auditor` command shares: the consoles, one error formatter at the CLI's edge, and usage errors
+as one line. Exit codes: 0 done (check: passed), 1 the policy failed, 2 bad input or usage, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from auditor.errors import AuditorError, ExitCode
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _click_exceptions() -> Any:
+    """click's exceptions as this typer raises them (typer >= 0.20 ships its own copy as typer._click)."""
+    vendored = getattr(typer.core, "_click", None)
+    return vendored.exceptions if vendored is not None else importlib.import_module("click.exceptions")
+
+
+_CLICK = _click_exceptions()
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (an unknown option, `--max-samples 0`) get the same single `error:` line and exit 2 as
+    any other bad input, instead of click's boxed usage panel."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except getattr(_CLICK, "NoArgsIsHelpError", ()):
+            sys.exit(int(ExitCode.BAD_INPUT))  # the help is already printed
+        except _CLICK.ClickException as error:
+            ctx = getattr(error, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if isinstance(error, _CLICK.UsageError) and ctx else ""
+            err.print(f"[bold red]error:[/] {escape(error.format_message())}{escape(hint)}", soft_wrap=True)
+            sys.exit(int(ExitCode.BAD_INPUT))
+        except typer.Abort:
+            err.print("Aborted.")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)  # a command's typer.Exit(code), or 0 when it returned
+
+
+@contextmanager
+def exit_codes() -> Iterator[None]:
+    """Maps errors to exit codes at the CLI's edge: bad input exits 2 with one line, our bugs exit 3.
+
+    Deprecations of the config reach the user as one `warning:` line each, not as a source location.
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FutureWarning)
+            try:
+                yield
+            finally:
+                for warning in caught:
+                    if issubclass(warning.category, FutureWarning):
+                        err.print(f"[bold yellow]warning:[/] {escape(str(warning.message))}", soft_wrap=True)
+                    else:
+                        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    except AuditorError as error:
+        err.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
+    except (KeyboardInterrupt, typer.Exit):  # typer.Exit is a RuntimeError: never wrap it
+        raise
+    except Exception as error:  # a bug of ours or of the model: say so, exit 3
+        err.print(f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))}",
+                  soft_wrap=True)
+        err.print("[dim]Run with AUDITOR_DEBUG=1 for the traceback; please report it with the command you ran.[/]")
+        if os.environ.get("AUDITOR_DEBUG"):
+            err.print_exception()
+        raise typer.Exit(int(ExitCode.INTERNAL_ERROR)) from None
