@@ -27,7 +27,7 @@ demo: $(STAMP)
 # The tests whose numbers come from small models run a second time with torch's portable kernels
 # (ATEN_CPU_CAPABILITY=default, what an ARM or pre-AVX2 machine computes): a test that holds only for this
 # CPU's vector kernels fails here, not on a user's machine.
-PORTABLE_TESTS ?= tests/policy tests/analyses tests/probing
+PORTABLE_TESTS ?= tests/policy tests/analyses
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest

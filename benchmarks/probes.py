@@ -38,9 +38,9 @@ from auditor.analyses.probes import Probes, head_block, probe_needs, probed_orde
 from auditor.demo import demo_config
 from auditor.engine.executor import LocalExecutor
 from auditor.pipeline import plan_subject
-from auditor.probing.random_init import fresh_weights
-from auditor.probing.ridge import canonical_order, stratified_folds
-from auditor.probing.sets import audit_labels
+from auditor.analyses.probes.random_init import fresh_weights
+from auditor.analyses.probes.ridge import canonical_order, stratified_folds
+from auditor.analyses.probes.sets import audit_labels
 from auditor.progress import SilentProgress
 from auditor.subject import load_subject
 from auditor.walk.patch import Patch

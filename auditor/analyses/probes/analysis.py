@@ -5,20 +5,20 @@ classifier probes"; Belinkov, 2022, "Probing Classifiers: Promises, Shortcomings
 Every block's pooled output (mask-aware mean over tokens, global average over space) and the input to the
 head come from the shared capture, one pass for all of them. The probe is a ridge classifier on
 standardized features, its penalty chosen by exact leave-one-out within each training fold, scored by
-stratified k-fold accuracy with a Wilson interval beside the majority-class rate (`auditor.probing.ridge`).
+stratified k-fold accuracy with a Wilson interval beside the majority-class rate (`auditor.analyses.probes.ridge`).
 The baselines:
 - permutation: the same probe, same folds, on labels permuted within each fold (so every fold keeps the
   class counts its stratification gave the true labels: permuted and true labels are then exchangeable
   when nothing is decodable); the maximum over blocks of each permutation's accuracy, and its 95th
   percentile, is what a block must beat to count as decoding the property (a per-block comparison would
   find "signal" somewhere by chance);
-- random network: the same architecture re-initialized (`auditor.probing.random_init`, applied with
+- random network: the same architecture re-initialized (`auditor.analyses.probes.random_init`, applied with
   `patch`), probed the same way, one more pass; trained − random per block is what training added;
-- description length: the online code length of the labels (Voita & Titov, 2020; `auditor.probing.mdl`).
+- description length: the online code length of the labels (Voita & Titov, 2020; `auditor.analyses.probes.mdl`).
 The model's own head is applied as a lens to every block whose pooled width is the head's input width
 (as the logit lens reads a language model's residual stream), with no fitting.
 
-What is probed (`auditor.probing.sets`): the audit data's labels, the built-in sentiment sentences for
+What is probed (`auditor.analyses.probes.sets`): the audit data's labels, the built-in sentiment sentences for
 text models, gratings for image models, and a labelled file from `[analyses.probes] data`.
 """
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,17 +38,18 @@ from auditor.engine.capture import Capture
 from auditor.walk.needs import Needs
 from auditor.errors import DataError
 from auditor.schema.findings import Finding, Severity
-from auditor.probing.figures import accuracy_figure, mdl_figure, results_tables
-from auditor.probing.mdl import online_code_length
-from auditor.probing.random_init import fresh_weights
-from auditor.probing.ridge import (
+from auditor.analyses.probes.results import ModuleResult, PropertyResult
+from auditor.analyses.probes.figures import accuracy_figure, mdl_figure, results_tables
+from auditor.analyses.probes.mdl import online_code_length
+from auditor.analyses.probes.random_init import fresh_weights
+from auditor.analyses.probes.ridge import (
     canonical_order,
     cross_validate,
     stratified_folds,
     usable_folds,
     within_fold_permutations,
 )
-from auditor.probing.sets import (ProbeSet, Property, audit_labels, builtin_gratings, builtin_sentiment,
+from auditor.analyses.probes.sets import (ProbeSet, Property, audit_labels, builtin_gratings, builtin_sentiment,
                                   probe_subject, to_tensor, unique_names, user_file)
 from auditor.schema.report import Cost, Section
 from auditor.subject import Subject
@@ -87,37 +87,6 @@ class ProbesParams(BaseModel):
     """`probes.not_learned` when the trained network beats the random one by less than this at the peak."""
     lost_margin: float = Field(0.1, ge=0.0, le=1.0)
     """`probes.lost_in_head` when the head's input falls this far below the peak (and outside its interval)."""
-
-
-@dataclass
-class ModuleResult:
-    """One property at one probed representation."""
-
-    accuracy: float
-    low: float
-    high: float
-    permuted: np.ndarray
-    random_init: float | None = None
-    mdl_bits: float | None = None
-    compression: float | None = None
-    random_compression: float | None = None
-    head_lens: float | None = None
-    alphas: list[float] = field(default_factory=list)
-    low_end: int = 0
-    high_end: int = 0
-
-
-@dataclass
-class PropertyResult:
-    prop: Property
-    probe_set: ProbeSet
-    samples: int
-    folds: int
-    majority: float
-    modules: dict[str, ModuleResult]
-    threshold: float
-    """95th percentile over permutations of the maximum over blocks."""
-    note: str = ""
 
 
 class Probes(Analysis):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from auditor.probing.ridge import encode_targets, fit_ridge, spectrum
+from auditor.analyses.probes.ridge import encode_targets, fit_ridge, spectrum
 
 _UNIFORM_MIX = 1e-3
 _TEMPERATURES = np.concatenate([[0.0], np.geomspace(0.01, 100.0, 41)])

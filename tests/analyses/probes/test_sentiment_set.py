@@ -8,8 +8,8 @@ from collections import Counter
 
 from auditor.demo.sentiment import TRAIN_CSV
 from auditor.demo.sentiment import read_rows as read_demo_rows
-from auditor.probing import sentiment_set
-from auditor.probing.sentiment_set import FUNCTION_WORDS, PROBE_PATH, read_rows, skeleton, words
+from auditor.analyses.probes import sentiment_set
+from auditor.analyses.probes.sentiment_set import FUNCTION_WORDS, PROBE_PATH, read_rows, skeleton, words
 
 
 def test_the_shipped_file_is_what_the_generator_writes() -> None:

@@ -11,7 +11,7 @@ import pytest
 import auditor
 from auditor.config import AuditConfig
 from auditor.errors import DataError
-from auditor.probing.sets import gratings
+from auditor.analyses.probes.sets import gratings
 
 
 def test_gratings_are_balanced_at_the_input_size_and_carry_colour_only_in_colour_inputs() -> None:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from auditor.probing.mdl import online_code_length
-from auditor.probing.ridge import cross_validate, encode_targets, fit_ridge, spectrum, standardize, stratified_folds
+from auditor.analyses.probes.mdl import online_code_length
+from auditor.analyses.probes.ridge import cross_validate, encode_targets, fit_ridge, spectrum, standardize, stratified_folds
 
 
 def _problem(n: int, d: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.report import Figure, Table
 
 if TYPE_CHECKING:
-    from auditor.analyses.probes import PropertyResult
+    from auditor.analyses.probes.results import PropertyResult
 
 _PALETTE = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2", "#65a30d", "#dc2626"]
 

@@ -6,7 +6,7 @@ MiniLM demo, whose head was trained on `auditor/demo/data/sentiment_train.csv`, 
 circular, so this set shares neither sentence frames nor content words with that training file: its own
 domains (barbers, flights, laptops, coats, podcasts, ballet, vets, sofas), its own adjectives, verbs and
 intensifiers, and frames whose sequence of function words no training sentence has
-(`tests/probing/test_sentiment_set.py` checks both against the training file).
+(`tests/analyses/probes/test_sentiment_set.py` checks both against the training file).
 
 How the set is built:
 1. Hand-written sentences, each labelled by hand.
@@ -18,7 +18,7 @@ How the set is built:
    ("Whereas ..., ..., which decided it for me.", "Despite ...", "... yet on balance I am ...").
 3. Duplicates are dropped, rows are shuffled with a fixed seed and written as CSV (`text,label`).
 
-Run `python -m auditor.probing.sentiment_set` to rewrite `data/sentiment_probe.csv`; it is reproduced byte
+Run `python -m auditor.analyses.probes.sentiment_set` to rewrite `data/sentiment_probe.csv`; it is reproduced byte
 for byte.
 """
 
