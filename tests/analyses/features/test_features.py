@@ -11,8 +11,9 @@ from torch import nn
 
 import auditor
 from auditor.analyses import run_one
-from auditor.analyses.features import Features, FeaturesParams, _Run
-from auditor.features.gallery import GALLERY_BUDGET_BYTES
+from auditor.analyses.features import Features, FeaturesParams
+from auditor.analyses.features.run import Run as _Run
+from auditor.analyses.features.gallery import GALLERY_BUDGET_BYTES
 from auditor.report.io import save_report
 from tests.contexts import make_context
 
@@ -74,7 +75,7 @@ def _random_best(model: nn.Module, module: str, unit: int, objective: str) -> fl
 
 def _best(model: nn.Module, module: str, unit: int, objective: str, noise: torch.Tensor) -> float:
     """The largest value of the objective over some inputs."""
-    from auditor.features.units import output_of, unit_values
+    from auditor.analyses.features.units import output_of, unit_values
 
     target = dict(model.named_modules())[module]
     with torch.no_grad(), output_of(target) as kept:
@@ -221,7 +222,7 @@ def test_the_section_renders_in_html_and_pdf_within_its_size_budget(tmp_path: Pa
 
 def test_attention_heads_of_a_transformer_are_read_with_eager_attention_and_restored(tiny_bert_dir: Path,
                                                                                       text_csv: Path) -> None:
-    from auditor.features.attention import eager_attention
+    from auditor.analyses.features.attention import eager_attention
 
     config = auditor.AuditConfig.model_validate({"batch_size": 4, "analyses": {"features": {
         "search_steps": 2, "search_candidates": 8, "search_units": 1, "units_per_module": 2}}})

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from auditor.features.units import tuned_threads
+from auditor.analyses.features.units import tuned_threads
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from auditor.features.units import tuned_threads
+from auditor.analyses.features.units import tuned_threads
 
 Score = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 """Model inputs (batch of sequences) -> (batch,) objective; runs the model."""

@@ -1,181 +1,34 @@
-"""Feature visualization: what a unit responds to, shown rather than described.
+"""One run of the features analysis: units chosen, examples read from the capture, inputs optimized or
+searched, feature maps and attention drawn."""
 
-- Top-activating examples of each chosen unit, from the shared capture's per-unit top-k (no pass of its
-  own): the samples, or for a conv unit the patch its receptive field covers, where it peaks. Beside them
-  the top examples by relevance, the samples where the unit's gradient × activation toward the decision
-  is largest (Achtibat et al., 2023, "From attribution maps to human-understandable explanations through
-  Concept Relevance Propagation": relevance maximization). What excites a unit and what the model uses it
-  for can differ.
-- Activation maximization (Erhan et al., 2009; Olah et al., 2017, "Feature Visualization"): for images, an
-  input optimized to excite the unit (`auditor.features.optim`: Fourier-parameterized, decorrelated,
-  transformation-robust, in the valid range); for text, a gradient-guided token search (HotFlip, GCG:
-  `auditor.features.tokens`). Reported beside the largest activation any real sample gave.
-- Feature maps of a few samples for each convolutional module, the most active channels upsampled over
-  the input.
-- Attention of Hugging Face transformers (`auditor.features.attention`): head patterns of a few samples,
-  and per head its average attention distance and entropy (Clark et al., 2019, "What Does BERT Look At?").
-
-Units are chosen after the capture: the ones that matter most by mean |gradient × activation| toward the
-decision, else (no decision to differentiate) the most variable ones, unless `[analyses.features]` names them.
-"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any
 
-import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
-from auditor.walk.needs import Needs
 from auditor.errors import ConfigError
-from auditor.features import gallery
-from auditor.features.attention import attention_hooks, eager_attention, head_stats
-from auditor.features.optim import InputRange, OptimSettings, maximize
-from auditor.features.tokens import SearchSettings, TokenSearch
-from auditor.features.units import Objective, centre_position, output_of, run_to, unit_values, unit_view
-from auditor.schema.findings import Finding, Severity
-from auditor.schema.report import Cost, Figure, Section, Table
+from auditor.analyses.features import gallery
+from auditor.analyses.features.attention import attention_hooks, eager_attention, head_stats
+from auditor.analyses.features.optim import InputRange, OptimSettings, maximize
+from auditor.analyses.features.tokens import SearchSettings, TokenSearch
+from auditor.analyses.features.units import Objective, centre_position, output_of, run_to, unit_values, unit_view
+from auditor.schema.report import Figure, Section
 from auditor.walk.recorder import split_call
 
 
-class FeaturesParams(BaseModel):
-    """`[analyses.features]`. The defaults keep each demo's section under about a minute on 2 CPU cores."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    modules: tuple[str, ...] = ()
-    """Modules to visualize (default: up to `max_modules` evenly spaced blocks, plus the head). A module called more
-    than once per forward is shown per call; `<module>@<call>` (`pool@2`) names one of its calls."""
-    max_modules: int = Field(3, ge=1)
-    units: dict[str, tuple[int, ...]] = {}
-    """Units to show per module, by index (default: the most relevant `units_per_module`)."""
-    units_per_module: int = Field(4, ge=1, le=32)
-    top_k: int = Field(8, ge=1, le=64)
-    """Samples the capture keeps per unit (largest activation first)."""
-    examples: int = Field(4, ge=1, le=16)
-    """Top examples shown per unit, by activation and by relevance."""
-    objective: Literal["channel", "neuron"] = "channel"
-    """Conv units: maximize the channel's mean over space, or its centre position."""
-    steps: int = Field(128, ge=1)
-    """Image optimization steps (Adam)."""
-    learning_rate: float = Field(0.05, gt=0.0)
-    transforms: bool = True
-    """Random jitter, scaling and rotation at each step."""
-    decorrelate: bool = True
-    """Optimize decorrelated colours (the data's channel covariance)."""
-    tv_weight: float = Field(0.5, ge=0.0)
-    """Weight of the total-variation penalty (mean |difference| of neighbouring pixels on the [0, 1] scale)."""
-    l2_weight: float = Field(0.02, ge=0.0)
-    """Weight of the penalty on the squared distance from mid-range."""
-    feature_maps: bool = True
-    feature_map_samples: int = Field(4, ge=1, le=10)
-    feature_map_channels: int = Field(6, ge=1, le=16)
-    token_search: bool = True
-    search_units: int = Field(2, ge=0, le=16)
-    """Units per module that get a token search (text)."""
-    search_length: int = Field(4, ge=1, le=16)
-    search_steps: int = Field(10, ge=1)
-    search_candidates: int = Field(32, ge=1)
-    search_top: int = Field(16, ge=1)
-    context_tokens: int = Field(6, ge=1, le=30)
-    """Tokens of context shown on each side of a text unit's peak."""
-    attention: bool = True
-    attention_samples: int = Field(32, ge=1)
-    """Samples the attention statistics are measured on."""
-    attention_patterns: int = Field(1, ge=0, le=4)
-    """Samples whose attention patterns are drawn (every layer × head)."""
-
-
-@dataclass
-class UnitView:
-    """One chosen unit: its top examples and what the optimization reached."""
-
-    module: str
-    unit: int
-    relevance: float
-    max_real: float
-    by_activation: list[tuple[int, float, int]]
-    """(sample, activation, peak position), largest first."""
-    by_relevance: list[tuple[int, float]] = field(default_factory=list)
-    real_objective: float = math.nan
-    """The objective's largest value on a real sample: the channel's mean (the capture's pooled values),
-    else its peak, which bounds the centre value of a `neuron` objective from above."""
-    optimized: float | None = None
-    """The unit's peak on the optimized input (text: the value the search reached)."""
-    optimized_objective: float | None = None
-    random: float | None = None
-    search: dict[str, Any] | None = None
-
-
-class Features(Analysis):
-    """Top-activating examples, activation maximization, feature maps and attention heads per module."""
-
-    id: ClassVar[str] = "features"
-    title: ClassVar[str] = "Feature visualization"
-    params_type: ClassVar[type[BaseModel]] = FeaturesParams
-    cost_note: ClassVar[str] = ("top examples from the capture's top-k; image optimization (steps × units) or a "
-                                "token search per unit; a few small passes for maps and attention")
-
-    def __init__(self, params: FeaturesParams | None = None) -> None:
-        self.params: FeaturesParams = params or FeaturesParams()
-
-    def modules(self, ctx: PlanContext) -> list[str]:
-        """The modules to visualize: named by config, or evenly spaced blocks and the head."""
-        p = self.params
-        if p.modules or p.units:
-            names = list(dict.fromkeys([*p.modules, *p.units]))
-            # `pool@2`: only the 2nd call of a module used more than once per forward
-            unknown = [n for n in names if n not in ctx.tree and split_call(n)[0] not in ctx.tree]
-            if unknown:
-                raise ConfigError(f"[analyses.features] names modules the model does not have: {unknown[:5]}")
-            return names
-        inner = [b for b in ctx.blocks if b.kind in ("layer", "stage")]
-        activations = [b.name for b in inner if ctx.tree.nodes[b.name].activation]
-        layers = [b.name for b in inner if b.kind == "layer"]
-        pool = activations or layers or [b.name for b in inner]
-        if len(pool) > p.max_modules:
-            picks = np.linspace(0, len(pool) - 1, p.max_modules).round().astype(int)
-            pool = [pool[i] for i in dict.fromkeys(picks.tolist())]
-        head = next((b.name for b in ctx.blocks if b.kind == "head"), None)
-        return [*pool, *([head] if head and ctx.subject.task == "classification" and head not in pool else [])]
-
-    def needs(self, ctx: PlanContext) -> Needs:
-        names = frozenset(n if n in ctx.tree else split_call(n)[0] for n in self.modules(ctx))
-        relevant = ctx.subject.task == "classification"
-        return Needs(top_k=self.params.top_k, top_k_modules=names,
-                     unit_relevance=names if relevant else frozenset(), pooled=names)
-
-    def cost(self, ctx: PlanContext) -> Cost:
-        p, n = self.params, max(len(ctx.subject), 1)
-        modules = len(self.modules(ctx))
-        if ctx.subject.modality == "text":
-            searches = modules * p.search_units if p.token_search else 0
-            forwards = searches * p.search_steps * (p.search_candidates + 1)
-            backwards = searches * p.search_steps
-            attention = min(p.attention_samples, n) if p.attention else 0
-            note = f"token search: {searches} units × {p.search_steps} steps × {p.search_candidates} candidates"
-        else:
-            units = modules * p.units_per_module
-            forwards = backwards = units * p.steps
-            attention = min(p.attention_samples, n) if p.attention and _attention_modules(ctx) else 0
-            note = f"image optimization: {units} units × {p.steps} steps"
-        shown = modules * p.units_per_module * p.examples * 2 + p.feature_map_samples
-        return Cost(forwards=(forwards + attention + shown) / n, backwards=backwards / n,
-                    note=note + "; top examples from the capture")
-
-    def run(self, ctx: AuditContext) -> Section:
-        return _Run(self.params, ctx).section(self)
+from auditor.analyses.features.params import FeaturesParams, UnitView
+from auditor.analyses.features.report import unit_detail, units_table, weak_optimizations
 
 
 # --- the run --------------------------------------------------------------------------------------------
 
-class _Run:
+class Run:
     def __init__(self, params: FeaturesParams, ctx: AuditContext) -> None:
         self.p, self.ctx, self.subject = params, ctx, ctx.subject
         first = next(ctx.subject.batches(ctx.config.batch_size))
@@ -235,11 +88,11 @@ class _Run:
 
     # --- the section ----------------------------------------------------------------------------------
 
-    def section(self, analysis: Features) -> Section:
+    def section(self, analysis: Analysis, modules: list[str]) -> Section:
         p, ctx = self.p, self.ctx
         # A module called more than once per forward is shown per call (`pool@2`: its second call), each call
         # with its own units, top examples and optimized inputs.
-        names = [k for n in analysis.modules(ctx) for k in (ctx.capture.call_keys(n) or [n]) if k in ctx.capture.top_k]
+        names = [k for n in modules for k in (ctx.capture.call_keys(n) or [n]) if k in ctx.capture.top_k]
         chosen = {name: self.choose(name) for name in names}
         chosen = {k: v for k, v in chosen.items() if v}
         figures: list[Figure] = []
@@ -272,7 +125,7 @@ class _Run:
             if reached:
                 values["max_optimized_activation"] = max(reached)
             module_metrics[name] = values
-            details["modules"].append({"module": name, "units": [_unit_detail(v) for v in views]})
+            details["modules"].append({"module": name, "units": [unit_detail(v) for v in views]})
         if details["attention"] is not None:
             for layer in details["attention"]["layers"]:
                 metrics = module_metrics.setdefault(layer["module"], {})
@@ -280,7 +133,7 @@ class _Run:
                     metrics[f"attention_distance/{h}"] = d
                     metrics[f"attention_entropy/{h}"] = e
         all_views = [v for views in chosen.values() for v in views]
-        findings = _weak_optimizations(all_views)
+        findings = weak_optimizations(all_views)
         searched = [v for v in all_views if v.optimized_objective is not None]
         metrics = {"units_shown": float(len(all_views)), "modules_shown": float(len(chosen))}
         if searched:
@@ -298,7 +151,7 @@ class _Run:
                    + (" and by relevance" if ctx.capture.unit_relevance else "")
                    + f", and {how}, beside the best real sample.")
         return Section(id=analysis.id, title=analysis.title, summary=summary, metrics=metrics,
-                       tables=[_units_table(all_views, text=self.text)], figures=figures, findings=findings,
+                       tables=[units_table(all_views, text=self.text)], figures=figures, findings=findings,
                        module_metrics=module_metrics, details=details)
 
     # --- images ----------------------------------------------------------------------------------------
@@ -517,7 +370,7 @@ class _Run:
 
     def _attention(self) -> tuple[dict[str, Any], list[Figure]] | None:
         heads, _ = self.ctx.attention_heads
-        names = _attention_modules(self.ctx)
+        names = attention_modules(self.ctx)
         if not heads or not names:
             return None
         modules = {n: self.ctx.tree.get(n) for n in sorted(names, key=self.ctx.tree.names.index)}
@@ -572,7 +425,7 @@ class _Run:
 
 # --- small helpers --------------------------------------------------------------------------------------
 
-def _attention_modules(ctx: PlanContext) -> list[str]:
+def attention_modules(ctx: PlanContext) -> list[str]:
     """The innermost modules whose class is an attention (BertSelfAttention inside BertAttention; ViTAttention in
     transformers 5, which has no self-attention child)."""
     found = [n for n, m in ctx.tree.modules() if type(m).__name__.endswith("Attention")]
@@ -609,58 +462,3 @@ def _join_tokens(tokens: list[str]) -> str:
         else:
             out += (" " if out else "") + t
     return out
-
-
-def _unit_detail(v: UnitView) -> dict[str, Any]:
-    return {"unit": v.unit, "relevance": v.relevance, "max_real_activation": v.max_real,
-            "max_optimized_activation": v.optimized, "real_objective": v.real_objective,
-            "optimized_objective": v.optimized_objective,
-            "random_activation": v.random,
-            "top_by_activation": [{"sample": s, "activation": a, "position": pos} for s, a, pos in v.by_activation],
-            "top_by_relevance": [{"sample": s, "relevance": r} for s, r in v.by_relevance]}
-
-
-def _units_table(views: list[UnitView], *, text: bool) -> Table:
-    rows: list[list[Any]] = []
-    for v in views:
-        reached = v.optimized_objective
-        rows.append([v.module, v.unit, round(v.relevance, 6), round(v.real_objective, 6),
-                     round(reached, 6) if reached is not None else None,
-                     round(reached / v.real_objective, 3) if reached is not None and v.real_objective > 0 else None,
-                     (v.search or {}).get("text", "") if text else
-                     ", ".join(f"#{s}" for s, _, _ in v.by_activation)])
-    return Table(id="features.units", title="Chosen units",
-                 columns=["module", "unit", "relevance", "best real",
-                          "token search" if text else "optimized", "ratio",
-                          "text found" if text else "top samples"],
-                 rows=rows,
-                 caption="Relevance: mean |gradient × activation| of the unit toward the decision (or its variance "
-                         "without one). Best real: the objective's largest value on an audit sample (a conv channel: "
-                         "its mean over space under the channel objective; otherwise the unit's largest value over "
-                         "positions, which bounds a neuron objective's centre value from above). Optimized: the same "
-                         "on the optimized input or the text found; a ratio above 1 means it beats every real sample.")
-
-
-def _weak_optimizations(views: list[UnitView]) -> list[Finding]:
-    weak = [v for v in views if v.optimized_objective is not None and v.real_objective > 0
-            and v.optimized_objective < v.real_objective]
-    if not weak:
-        return []
-    by_module: dict[str, list[UnitView]] = {}
-    for v in weak:
-        by_module.setdefault(v.module, []).append(v)
-    findings = []
-    for module, items in by_module.items():
-        worst = min(items, key=lambda v: (v.optimized_objective or 0.0) / v.real_objective)
-        findings.append(Finding(
-            id="features.optimization_below_real", severity=Severity.INFO, module=module,
-            message=(f"For {len(items)} unit{'s' * (len(items) != 1)} of {module} the optimized input reached less "
-                     f"than the best real sample (unit {worst.unit}: {worst.optimized_objective:.3g} against "
-                     f"{worst.real_objective:.3g}); its picture shows a weaker stimulus than its top examples."),
-            evidence={"units": len(items), "worst_unit": worst.unit,
-                      "optimized": round(worst.optimized_objective or 0.0, 6),
-                      "max_real": round(worst.real_objective, 6)}))
-    return findings
-
-
-__all__ = ["Features", "FeaturesParams"]
