@@ -13,9 +13,9 @@ from torch import nn
 import auditor
 from auditor.analyses import run_one
 from auditor.analyses.trust import Trust, TrustParams
-from auditor.trust.counterfactual import WordSwapper, default_word_pairs, region_mask, wilson
-from auditor.trust.explainers import ExplainSetup
-from auditor.trust.similarity import rank_correlation, ssim
+from auditor.analyses.trust.counterfactual import WordSwapper, default_word_pairs, region_mask, wilson
+from auditor.analyses.trust.explainers import ExplainSetup
+from auditor.analyses.trust.similarity import rank_correlation, ssim
 from tests.contexts import make_context
 
 

@@ -21,13 +21,13 @@ from auditor.engine.analysis import AuditContext
 from auditor.schema.findings import Finding, Severity
 from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.report import Figure, Table
-from auditor.trust import faithfulness as faith
-from auditor.trust.counterfactual import blur
-from auditor.trust.explainers import TITLES
-from auditor.trust.imputation import noisy_linear_impute
+from auditor.analyses.trust import faithfulness as faith
+from auditor.analyses.trust.counterfactual import blur
+from auditor.analyses.trust.explainers import TITLES
+from auditor.analyses.trust.imputation import noisy_linear_impute
 
 if TYPE_CHECKING:
-    from auditor.analyses.trust import TrustParams
+    from auditor.analyses.trust.params import TrustParams
 
 RANDOM = "\0random"  # the random orders' key: no explainer name can collide with it
 OCCLUSION, NOISE = "\0occlusion", "\0noise"  # the two references

@@ -12,9 +12,9 @@ from torch import nn
 from auditor.analyses import run_one
 from auditor.analyses.trust import Trust, TrustParams
 from auditor.schema.report import Section
-from auditor.trust.explainers import ExplainSetup
-from auditor.trust.faithfulness import patch_ids, patch_side
-from auditor.trust.imputation import noisy_linear_impute
+from auditor.analyses.trust.explainers import ExplainSetup
+from auditor.analyses.trust.faithfulness import patch_ids, patch_side
+from auditor.analyses.trust.imputation import noisy_linear_impute
 from tests.contexts import make_context
 from tests.models import CifarResNet
 

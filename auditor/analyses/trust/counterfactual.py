@@ -15,9 +15,9 @@ import torch
 
 
 def default_word_pairs(name: str = "word_pairs.txt") -> list[tuple[str, str]]:
-    """English word pairs that ship with the package: the protected ones (auditor/trust/word_pairs.txt), or
+    """English word pairs that ship with the package: the protected ones (auditor/analyses/trust/word_pairs.txt), or
     the neutral control (`control_pairs.txt`)."""
-    text = resources.files("auditor.trust").joinpath(name).read_text(encoding="utf-8")
+    text = resources.files("auditor.analyses.trust").joinpath(name).read_text(encoding="utf-8")
     pairs = []
     for line in text.splitlines():
         words = line.split("#", 1)[0].split()

@@ -1,0 +1,92 @@
+"""What every check of the trust analysis starts from: the samples, their inputs and baselines, the
+explainers set up on the model."""
+
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from auditor.kit.captum import internal_batch_size
+from auditor.engine.analysis import Analysis, AuditContext
+from auditor.analyses.trust.explainers import (Explainer, ExplainSetup)
+
+from auditor.analyses.trust.params import TrustParams
+
+
+def last_parts(name: str) -> str:
+    """The last two parts of a dotted module name, or "model" for the model itself."""
+    parts = name.split(".")
+    return ".".join(parts[-2:]) if len(parts) > 2 else (name or "model")
+
+
+class TrustRunBase:
+    def __init__(self, analysis: Analysis, params: TrustParams, explainers: Callable[[bool], dict[str, Explainer]],
+                 ctx: AuditContext) -> None:
+        self.analysis, self.ctx, self.p = analysis, ctx, params
+        self.subject = ctx.subject
+        first = self.subject.adapter.encode(0, 1)
+        self.text = "input_ids" in first and not any(v.is_floating_point() for v in first.values())
+        key = "input_ids" if self.text else next(k for k, v in first.items() if v.is_floating_point())
+        self.x_dims = first[key].dim()
+        self.first = first[key]
+        self.targets = ctx.targets
+        embeddings = next((b.name for b in ctx.blocks if b.kind == "embeddings"), None)
+        self.setup = ExplainSetup(subject=self.subject, keys=list(first), key=key, baseline=self._baseline,
+                                  embeddings=embeddings, n_steps=self.p.n_steps,
+                                  internal_batch_size=internal_batch_size(self.subject, self.p.memory_budget_mb))
+        self.methods = explainers(self.text)
+        self.markers = self.subject.adapter.marker_ids() if self.text else []
+
+    # --- inputs ----------------------------------------------------------------------------------------
+
+    def _baseline(self, x: torch.Tensor) -> torch.Tensor:
+        if self.text:
+            return self.subject.adapter.baseline_ids(x)
+        if self.p.baseline == "mean":
+            mean = self.subject.input_means(self.ctx.config.batch_size)[self.setup.key]
+            return mean.to(x.device).expand_as(x).contiguous()
+        return torch.zeros_like(x)
+
+    def _pick_samples(self) -> list[int]:
+        """A seeded draw balanced over classes, correctly classified samples first."""
+        n = len(self.subject)
+        rng = np.random.default_rng(self.ctx.config.seed)
+        order = rng.permutation(n)
+        correct = (self.ctx.clean.predictions == self.targets).numpy() if self.subject.labels is not None \
+            else np.ones(n, dtype=bool)
+        by_class: dict[int, list[int]] = defaultdict(list)
+        for i in order:
+            by_class[int(self.targets[i])].append(int(i))
+        for c in by_class:
+            by_class[c].sort(key=lambda i: not correct[i])  # stable: correct ones first, seeded order kept
+        picked: list[int] = []
+        while len(picked) < min(self.p.samples, n):
+            for c in sorted(by_class):
+                if by_class[c] and len(picked) < self.p.samples:
+                    picked.append(by_class[c].pop(0))
+        return sorted(picked)
+
+    def _content(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Per sample, the flat map positions a reader sees: every pixel/feature, or the real tokens."""
+        key = self.setup.key
+        rows = inputs[key].shape[0]
+        if not self.text:
+            size = int(np.prod(inputs[key].shape[2:])) if self.x_dims >= 4 else int(np.prod(inputs[key].shape[1:]))
+            return [torch.arange(size) for _ in range(rows)]
+        ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask", torch.ones_like(ids)).bool()
+        markers = torch.tensor(self.markers, dtype=ids.dtype)
+        content = mask & ~torch.isin(ids, markers)
+        return [torch.nonzero(row).flatten() for row in content]
+
+    def _explain(self, name: str, model: nn.Module, inputs: dict[str, torch.Tensor],
+                 target: torch.Tensor) -> torch.Tensor:
+        maps = self.methods[name](self.setup, model, inputs, target)
+        return maps.detach().float().reshape(maps.shape[0], -1) if self.x_dims < 4 or self.text \
+            else maps.detach().float()
+
