@@ -30,7 +30,7 @@ from auditor.config import AuditConfig
 from auditor.demo import demo_config
 from auditor.engine.executor import LocalExecutor
 from auditor.walk.needs import Needs
-from auditor.engine.plan import PatchedPass
+from auditor.engine.passes import PatchedPass
 from auditor.engine.prefix import run_with_cached_prefixes, trace_modules
 from auditor.progress import SilentProgress
 from auditor.subject import Subject, load_subject

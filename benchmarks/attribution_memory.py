@@ -28,7 +28,7 @@ def measure(mode: str, steps: int, batch: int) -> dict[str, float]:
     import torch
     from captum.attr import LayerIntegratedGradients
 
-    from auditor.analyses.attribution import internal_batch_size
+    from auditor.kit.captum import internal_batch_size
     from auditor.demo import demo_config
     from auditor.subject import load_subject
     from auditor.subject.task import log_probabilities

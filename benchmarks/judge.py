@@ -28,7 +28,7 @@ from auditor.engine.analysis import AuditContext, PlanContext
 from auditor.demo import demo_config
 from auditor.engine.executor import LocalExecutor
 from auditor.walk.needs import Needs
-from auditor.engine.plan import PatchedPass
+from auditor.engine.passes import PatchedPass
 from auditor.progress import SilentProgress
 from auditor.subject import load_subject
 from auditor.walk.blocks import find_blocks

@@ -1,202 +1,17 @@
-"""Judge: what each module of a generator contributes, scored by its discriminator and a classifier.
+"""The judge's findings, metrics and summary, from its rows of numbers."""
 
-A generator has no label to lose when a module is removed, so the question goes to judges. Each block of
-the generator (and each leaf with parameters; residual blocks by their branches, as in ablation) has its
-output replaced by its per-unit mean over the noise batch (or by zeros), and the ablated generator is fed
-the same fixed noise as the intact one. The discriminator says how real the samples still look (its mean
-realness, a probability); a classifier trained on the real data says how sure it is of a class (mean top
-probability), which classes the samples now fall into (the class histogram: a class whose share
-collapses has vanished), and how varied they are (mean pairwise distance of its penultimate features).
-Every number has an interval over noise batches.
-
-Findings: `judge.critical_module` (realness or diversity collapses), `judge.class_specific` (one class's samples
-vanish), `judge.redundant` (no judge moves: every interval lies within ±margin).
-
-Speed: the ablated passes run on cached prefixes (`auditor.engine.prefix`), as ablation's do; the judges
-read each pass's samples once.
-"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import replace
-from typing import ClassVar, Literal
 
-import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from auditor.kit.removal import Granularity, Selection, Target, module_targets, select_modules, unit_targets
-from auditor.engine.analysis import Analysis, AuditContext, PlanContext
-from auditor.analyses.judge_metrics import Estimate, JudgeRow, Reference, judge_row, noise_batches
-from auditor.analyses.judge_report import class_name, describe, figures, tables
-from auditor.walk.needs import Needs
-from auditor.engine.passes import PatchedPass
-from auditor.engine.prefix import Traced
-from auditor.errors import ConfigError
+from auditor.analyses.judge.metrics import Estimate, JudgeRow, Reference
+from auditor.analyses.judge.report import class_name, describe
 from auditor.schema.findings import Finding, Severity
-from auditor.schema.report import Cost, Section
-from auditor.subject import Modality, Task
-from auditor.subject.judges import Verdicts
-from auditor.walk.patch import Patch
 
 
-class JudgeParams(BaseModel):
-    """`[analyses.judge]`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    modules: Granularity | tuple[str, ...] = "default"
-    """"default": every block and every leaf with parameters; "blocks"; "leaves"; "all"; or glob patterns."""
-    mode: Literal["mean", "zero", "resample"] = "mean"
-    """Replace an output by its per-unit mean over the noise batch, by zeros, or by the output the module gives
-    another sample of the same batch (resample ablation: the samples keep their variety, and what is lost is
-    what the module carries for this sample; a sequential generator mean-ablated draws one image)."""
-    unit_layers: tuple[str, ...] = ()
-    """Layers whose units (channels) are also ablated one at a time: which unit draws which class?"""
-    max_units: int = Field(64, ge=1)
-    noise_batches: int = Field(8, ge=2)
-    """The noise is cut into this many batches; every interval is over them (Student's t)."""
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    critical_drop: float = Field(0.5, gt=0.0, le=1.0)
-    """`judge.critical_module`: the mean realness falls by at least this share of the intact samples', or the
-    samples' diversity by at least this share (a generator that draws one image has lost its job even when
-    the discriminator is fooled)."""
-    class_drop: float = Field(0.5, gt=0.0, le=1.0)
-    """`judge.class_specific`: one class's share of the samples falls by at least this share of its own ..."""
-    class_gap: float = Field(0.3, gt=0.0, le=1.0)
-    """... and by at least this much more (relatively) than any other class's."""
-    min_class_share: float = Field(0.02, ge=0.0, lt=1.0)
-    """Classes holding less of the intact samples than this are not judged one by one."""
-    redundant_margin: float = Field(0.02, gt=0.0, le=1.0)
-    """`judge.redundant`: realness and confidence drops, class shift and relative diversity change all lie
-    within ± this (their whole intervals)."""
-    cache_mib: int = Field(256, ge=0)
-    """Memory for recorded outputs that let a pass skip what precedes the ablated module (0: none)."""
-    grid_rows: int = Field(12, ge=2)
-    """Rows of the sample grid: the intact generator and the ablations that move realness most."""
-    grid_columns: int = Field(10, ge=1)
-    """Samples per row (a conditional generator: one per class, in order)."""
-    top: int = Field(30, ge=1)
-    """Modules in the bar chart."""
-    max_findings: int = Field(8, ge=1)
-
-
-class Judge(Analysis):
-    """Ablates each generator module and asks the discriminator and a classifier what was lost."""
-
-    id: ClassVar[str] = "judge"
-    title: ClassVar[str] = "Generator judge"
-    modalities: ClassVar[frozenset[Modality]] = frozenset({"noise"})
-    tasks: ClassVar[frozenset[Task]] = frozenset({"generation"})
-    params_type: ClassVar[type[BaseModel]] = JudgeParams
-    cost_note: ClassVar[str] = ("one patched pass of the generator per ablated module, plus one recording pass; "
-                                "the judges read every pass's samples once")
-
-    def __init__(self, params: JudgeParams | None = None) -> None:
-        self.params: JudgeParams = params or JudgeParams()
-
-    def not_applicable(self, ctx: PlanContext) -> str | None:
-        if ctx.subject.task != "generation" or ctx.subject.judges is None:
-            return "applies to generators only (give [generator] with its discriminator)"
-        return None
-
-    def _unit_layers(self, ctx: PlanContext) -> list[str]:
-        unknown = sorted(set(self.params.unit_layers) - set(ctx.tree.names))
-        if unknown:
-            raise ConfigError(f"[analyses.judge] unit_layers names modules the generator does not have: {unknown[:5]}")
-        return list(self.params.unit_layers)
-
-    def needs(self, ctx: PlanContext) -> Needs:
-        if self.params.mode != "mean":
-            return Needs()
-        modules = select_modules(ctx, ctx.traced, self.params.modules)
-        branches = [b.module for n in modules for j in ctx.joins if j.block == n for b in j.branches]
-        return Needs(unit_means=frozenset([*modules, *branches, *self._unit_layers(ctx)]))
-
-    def select(self, ctx: PlanContext, traced: dict[str, Traced], means: dict[str, torch.Tensor]) -> Selection:
-        p = self.params
-        selection = Selection()
-        mode: Literal["mean", "zero"] = "zero" if p.mode == "resample" else p.mode
-        module_targets(ctx, traced, means, modules=p.modules, mode=mode, selection=selection)
-        unit_targets(traced, means, self._unit_layers(ctx), mode=mode, max_units=p.max_units, selection=selection)
-        if p.mode == "resample":
-            selection.targets = [_resampled(t, traced) for t in selection.targets]
-        return selection
-
-    def cost(self, ctx: PlanContext) -> Cost:
-        selection = self.select(ctx, ctx.traced, {})
-        passes = len({t.key for t in selection.targets})
-        recording = 1 if passes and self.params.cache_mib else 0
-        return Cost(forwards=float(passes + recording),
-                    note=f"{passes} patched passes of the generator and {recording} recording pass; the judges "
-                         f"read {passes + 1} sets of samples")
-
-    def run(self, ctx: AuditContext) -> Section:
-        p = self.params
-        subject = ctx.subject
-        judges = subject.judges
-        assert judges is not None and subject.adapter.sample_shape is not None
-        shape = subject.adapter.sample_shape
-        selection = self.select(ctx, ctx.traced, ctx.capture.unit_means)
-        passes: list[PatchedPass] = []
-        index: dict[tuple[object, ...], int] = {}
-        for target in selection.targets:
-            if target.key not in index:
-                index[target.key] = len(passes)
-                passes.append(PatchedPass(patches=target.patches, label=f"ablating {target.name}"))
-        scores, _, _ = ctx.patched_scores(passes, cache_bytes=p.cache_mib << 20)
-
-        def judge(samples: torch.Tensor) -> Verdicts:
-            return judges.score(samples, shape, subject.conditions, batch_size=ctx.config.batch_size,
-                                device=subject.device)
-
-        intact = ctx.capture.scores
-        ref = Reference(samples=intact, verdicts=judge(intact), groups=noise_batches(len(intact), p.noise_batches),
-                        confidence=p.confidence, conditions=subject.conditions)
-        rows: list[JudgeRow] = []
-        samples_of: dict[str, torch.Tensor] = {}
-        judged: dict[int, Verdicts] = {}
-        for target in selection.targets:
-            i = index[target.key]
-            if i not in judged:
-                judged[i] = judge(scores[i])
-            rows.append(judge_row(ref, target, scores[i], judged[i], min_class_share=p.min_class_share))
-            samples_of[target.name] = scores[i]
-        findings, counts = _findings(ref, rows, subject.class_names, p)
-        module_metrics: dict[str, dict[str, float]] = {}
-        for row in rows:
-            module_metrics.setdefault(row.target.name, {}).update(row.module_metrics())
-        metrics = _metrics(ref, rows, counts)
-        section_figures = figures(ref, rows, samples_of, shape, subject.class_names, p)
-        return Section(id=self.id, title=self.title, summary=_summary(ref, rows, counts, ref.verdicts.features_from, p,
-                                                                     n_groups=len(ref.groups)),
-                       metrics=metrics, tables=tables(ref, rows, subject.class_names, p), figures=section_figures,
-                       findings=findings, module_metrics=module_metrics,
-                       details={"mode": p.mode, "skipped": selection.skipped, "noise_batches": len(ref.groups),
-                                "features": ref.verdicts.features_from,
-                                "branches": {r.target.name: list(r.target.branches) for r in rows if r.target.branches}})
-
-
-def _roll(unit_dim: int | None = None, unit: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """out -> each sample gets the output of the sample before it in the batch (the first, the last's); with a
-    unit, only that unit's slice moves."""
-    def resample(out: torch.Tensor) -> torch.Tensor:
-        if unit is None or unit_dim is None:
-            return out.roll(1, dims=0)
-        new = out.clone()
-        new.select(unit_dim, unit).copy_(out.select(unit_dim, unit).roll(1, dims=0))
-        return new
-    return resample
-
-
-def _resampled(target: Target, traced: dict[str, Traced]) -> Target:
-    """The target with its zeroing patches turned into resampling ones."""
-    if target.kind == "unit":
-        patches = {n: Patch(output=_roll(traced[n].unit_dim, target.index)) for n in target.patches}
-    else:
-        patches = {n: Patch(output=_roll()) for n in target.patches}
-    return replace(target, patches=patches, key=(*target.key, "resample"), replaced="another sample's output")
+from auditor.analyses.judge.params import JudgeParams
 
 
 def _by(row: JudgeRow) -> str:
@@ -209,7 +24,7 @@ def _module_rows(rows: list[JudgeRow]) -> list[JudgeRow]:
     return [r for r in rows if r.target.kind in ("block", "module")]
 
 
-def _findings(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgeParams
+def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgeParams
               ) -> tuple[list[Finding], dict[str, int]]:
     findings: list[Finding] = []
     conf = f"{p.confidence:.0%}"
@@ -378,7 +193,7 @@ def _evidence(row: JudgeRow) -> dict[str, float | str]:
     return values
 
 
-def _metrics(ref: Reference, rows: list[JudgeRow], counts: dict[str, int]) -> dict[str, float]:
+def metrics_of(ref: Reference, rows: list[JudgeRow], counts: dict[str, int]) -> dict[str, float]:
     metrics = {"intact_realness": ref.realness, "intact_diversity": ref.diversity, "ablated": float(len(rows)),
                **{k: float(v) for k, v in counts.items()}}
     if ref.verdicts.probabilities is not None:
@@ -395,7 +210,7 @@ _REPLACED = {"mean": "its per-unit mean", "zero": "zeros",
              "resample": "the output it gives another sample of the same batch"}
 
 
-def _summary(ref: Reference, rows: list[JudgeRow], counts: dict[str, int], features_note: str, p: JudgeParams, *,
+def summary_of(ref: Reference, rows: list[JudgeRow], counts: dict[str, int], features_note: str, p: JudgeParams, *,
              n_groups: int) -> str:
     n = len(ref.samples)
     modules = len(_module_rows(rows))
@@ -418,4 +233,3 @@ def _summary(ref: Reference, rows: list[JudgeRow], counts: dict[str, int], featu
     return " ".join(parts)
 
 
-__all__ = ["Judge", "JudgeParams", "Target"]

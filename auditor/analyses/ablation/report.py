@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from auditor.analyses.ablation_findings import MODULE_KINDS, class_gap, rank_key
-from auditor.analyses.ablation_metrics import Curve, Reference, Row
+from auditor.analyses.ablation.findings import MODULE_KINDS, class_gap, rank_key
+from auditor.analyses.ablation.metrics import Curve, Reference, Row
 from auditor.kit.removal import Selection, ablated_as
 from auditor.kit.figures import axis_labels
 from auditor.kit.figures import short_name as short
@@ -18,7 +18,7 @@ from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.report import Figure, Table
 
 if TYPE_CHECKING:
-    from auditor.analyses.ablation import AblationParams
+    from auditor.analyses.ablation.params import AblationParams
 
 
 def _route(row: Row) -> str:

@@ -23,14 +23,13 @@ recorded once and not run again.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-from auditor.analyses.ablation_report import figures, tables
+from auditor.analyses.ablation.report import figures, tables
 from auditor.kit.removal import (
-    Granularity,
     PruneStep,
     Selection,
     Target,
@@ -42,8 +41,8 @@ from auditor.kit.removal import (
     select_modules,
     unit_targets,
 )
-from auditor.analyses.ablation_findings import findings_of, metrics_of, summary_of
-from auditor.analyses.ablation_metrics import prunable_fraction, prune_key, pruning_curves, reference, score_rows
+from auditor.analyses.ablation.findings import findings_of, metrics_of, summary_of
+from auditor.analyses.ablation.metrics import prunable_fraction, prune_key, pruning_curves, reference, score_rows
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
@@ -53,52 +52,7 @@ from auditor.schema.report import Cost, Section
 from auditor.walk.recorder import split_call
 
 
-class AblationParams(BaseModel):
-    """`[analyses.ablation]`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    modules: Granularity | tuple[str, ...] = "default"
-    """"default": every block and every leaf with parameters; "blocks"; "leaves"; "all"; or glob patterns."""
-    mode: Literal["mean", "zero"] = "mean"
-    """Replace an output by its per-unit mean over the audit data (padding excluded), or by zeros."""
-    heads: bool = True
-    """Ablate every attention head of a Hugging Face transformer, one at a time."""
-    unit_layers: Literal["default", "none"] | tuple[str, ...] = "default"
-    """Layers whose units are ablated one at a time: "default" (the last convolutional block and the layer
-    feeding the head), "none", or module names."""
-    max_units: int = Field(512, ge=1)
-    """At most this many units per unit layer (the first ones)."""
-    prune: bool = True
-    """Kernel-pruning sweeps over the convolutions (see `prune_linear`, `prune_layers`)."""
-    prune_linear: bool = False
-    """Sweep linear layers too (their neurons), the head excepted."""
-    prune_layers: tuple[str, ...] = ()
-    """Glob patterns naming the layers to sweep instead (convolutions or linear layers)."""
-    prune_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    prune_tolerance: float = Field(0.01, ge=0.0, le=1.0)
-    """A layer is prunable when removing half its kernels (smallest L1 first) costs at most this much
-    accuracy (a bare encoder: this much cosine distance)."""
-    bootstrap: int = Field(1000, ge=100)
-    """Paired bootstrap resamples of the samples, for every interval."""
-    confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    critical_drop: float = Field(0.1, gt=0.0, le=1.0)
-    """`ablation.critical_module`: accuracy drops at least this much (and its interval excludes 0)."""
-    class_drop: float = Field(0.3, gt=0.0, le=1.0)
-    """`ablation.class_specific`: one class's recall drops at least this much ..."""
-    class_gap: float = Field(0.2, gt=0.0, le=1.0)
-    """... and at least this much more than any other class's."""
-    redundant_margin: float = Field(0.02, gt=0.0, le=1.0)
-    """`ablation.redundant`: the drop's whole interval lies within ± this, at most this share of predictions
-    may change (one-sided upper bound) ..."""
-    redundant_kl: float = Field(0.01, gt=0.0)
-    """... and the mean KL divergence from the intact predictions is below this (nats)."""
-    cache_mib: int = Field(1024, ge=0)
-    """Memory for the recorded outputs that let a pass skip what precedes the ablated module (0: none)."""
-    top: int = Field(30, ge=1)
-    """Modules in the bar chart."""
-    max_findings: int = Field(8, ge=1)
-    """At most this many findings of each kind (the strongest)."""
+from auditor.analyses.ablation.params import AblationParams
 
 
 class ModuleAblation(Analysis):
@@ -227,4 +181,4 @@ def _prune_target(step: PruneStep) -> Target:
                   key=step.key, replaced="zeros", module=step.layer)
 
 
-__all__ = ["AblationParams", "ModuleAblation"]
+__all__ = ["ModuleAblation"]

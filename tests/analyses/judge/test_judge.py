@@ -21,7 +21,7 @@ from tests.models import (
     build_toy_generator,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _judge(generator: torch.nn.Module, *, classifier: bool = True, **options: object) -> auditor.Section:

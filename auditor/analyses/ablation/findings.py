@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from auditor.analyses.ablation_metrics import Curve, Reference, Row
+from auditor.analyses.ablation.metrics import Curve, Reference, Row
 from auditor.kit.removal import Selection, describe_target, replaced_part
 from auditor.engine.prefix import PassRoute, PrefixRun
 from auditor.schema.findings import Finding, Severity
 
 if TYPE_CHECKING:
-    from auditor.analyses.ablation import AblationParams
+    from auditor.analyses.ablation.params import AblationParams
     from auditor.engine.analysis import AuditContext
 
 MODULE_KINDS = ("block", "module")

@@ -12,12 +12,12 @@ import torch
 
 from auditor.kit.removal import ablated_as, describe_target
 from auditor.kit.figures import axis_labels
-from auditor.analyses.judge_metrics import Estimate, JudgeRow, Reference
+from auditor.analyses.judge.metrics import Estimate, JudgeRow, Reference
 from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.report import Figure, Table
 
 if TYPE_CHECKING:
-    from auditor.analyses.judge import JudgeParams
+    from auditor.analyses.judge.params import JudgeParams
 
 
 def class_name(c: int, names: Sequence[str]) -> str:

@@ -452,7 +452,7 @@ def test_resnet_blocks_with_the_relu_after_the_sum_are_ablated_by_their_branches
 
 
 def test_a_bare_encoders_ablation_that_gives_every_sample_one_embedding_is_a_collapse() -> None:
-    from auditor.analyses.ablation_metrics import ONE_EMBEDDING, Reference, score_rows
+    from auditor.analyses.ablation.metrics import ONE_EMBEDDING, Reference, score_rows
     from auditor.kit.removal import Target
 
     g = torch.Generator().manual_seed(0)

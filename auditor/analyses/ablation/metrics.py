@@ -15,7 +15,7 @@ from auditor.engine.prefix import PassRoute
 from auditor.subject.task import log_probabilities
 
 if TYPE_CHECKING:
-    from auditor.analyses.ablation import AblationParams
+    from auditor.analyses.ablation.params import AblationParams
     from auditor.engine.analysis import AuditContext
 
 
