@@ -25,7 +25,7 @@ from captum.attr import LayerConductance, LayerGradientXActivation
 
 from auditor.demo import demo_config
 from auditor.engine.capture import run_capture
-from auditor.engine.conductance import SweepSpec, run_sweep
+from auditor.analyses.gradients.conductance import SweepSpec, run_sweep
 from auditor.walk.needs import Needs
 from auditor.progress import SilentProgress
 from auditor.subject import Subject, load_subject

@@ -12,7 +12,7 @@ from torch import nn
 import auditor
 from auditor.analyses.gradients import Gradients, GradientsParams
 from auditor.analyses import run_one
-from auditor.engine.conductance import SweepSpec, run_sweep
+from auditor.analyses.gradients.conductance import SweepSpec, run_sweep
 from auditor.progress import SilentProgress
 from auditor.walk.joins import SumSite
 from tests.contexts import make_context
