@@ -59,7 +59,7 @@ def test_gradient_methods_give_the_region_all_the_attribution_and_occlusion_grad
     ctx = make_context(model, x, y, batch_size=8)
     analysis = Attribution(params)
     # the maps themselves, from the analysis's own helpers
-    from auditor.analyses.attribution import _ImageAttribution
+    from auditor.analyses.attribution.image import ImageAttribution as _ImageAttribution
 
     runner = _ImageAttribution(params, ctx)
     shown = [0, 1, 2]

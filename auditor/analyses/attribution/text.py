@@ -1,0 +1,170 @@
+"""Input attributions for text: Layer Integrated Gradients over the embeddings from pad tokens, words
+shaded by their share, and the words that carry each class."""
+
+
+from __future__ import annotations
+
+import math
+import string
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from captum.attr import (LayerIntegratedGradients)
+
+from auditor.engine.analysis import AuditContext
+from auditor.kit.captum import internal_batch_size
+from auditor.schema.report import Section, Table
+from auditor.subject.task import log_probabilities
+
+
+
+from auditor.engine.analysis import Analysis
+from auditor.analyses.attribution.common import convergence, embeddings_block, forward_fn, shown_samples
+from auditor.analyses.attribution.params import AttributionParams
+
+
+class TextAttribution:
+    def __init__(self, params: AttributionParams, ctx: AuditContext) -> None:
+        self.p, self.ctx, self.subject = params, ctx, ctx.subject
+        first = next(ctx.subject.batches(ctx.config.batch_size))
+        self.keys = list(first.inputs)
+        self.forward = forward_fn(self.subject, self.keys)
+        name = embeddings_block(ctx)
+        assert name is not None  # not_applicable
+        self.layer_name = name
+        self.layer = ctx.tree.get(name)
+        self.targets = ctx.targets
+
+    def _attribute(self, indices: Sequence[int], *, n_steps: int, method: str,
+                   internal: int | None) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+        inputs = self.subject.encode_samples(indices)
+        ids = inputs["input_ids"]
+        others = tuple(inputs[k] for k in self.keys if k != "input_ids")
+        keys = ["input_ids", *[k for k in self.keys if k != "input_ids"]]
+        forward = forward_fn(self.subject, keys)
+        lig = LayerIntegratedGradients(forward, self.layer)
+        base = self.subject.adapter.baseline_ids(ids)
+        result = lig.attribute(ids, baselines=base, target=self.targets[list(indices)],
+                               additional_forward_args=others or None, n_steps=n_steps, method=method,
+                               internal_batch_size=internal, return_convergence_delta=method == "gausslegendre")
+        attr, delta = result if isinstance(result, tuple) else (result, None)
+        per_token = attr.detach().float().sum(dim=-1) * inputs.get("attention_mask", torch.ones_like(ids)).float()
+        return per_token, (delta.detach().float() if delta is not None else None), inputs
+
+    def run(self, analysis: Analysis) -> Section:
+        p, ctx = self.p, self.ctx
+        n = len(self.subject)
+        bs = ctx.config.batch_size
+        shown = shown_samples(ctx, per_class=p.examples_per_class, misclassified=p.misclassified)
+        rng = np.random.default_rng(ctx.config.seed)
+        ig_samples = sorted(dict.fromkeys([*shown, *(int(i) for i in rng.permutation(n)[:p.samples])]))
+        ig_samples = ig_samples[:max(p.samples, len(shown))]
+        internal = internal_batch_size(self.subject, p.memory_budget_mb)
+        deltas, gains, scores = [], [], {}
+        for start in ctx.progress.track(range(0, len(ig_samples), bs), total=math.ceil(len(ig_samples) / bs),
+                                        description="integrated gradients"):
+            chunk = ig_samples[start:start + bs]
+            per_token, delta, inputs = self._attribute(chunk, n_steps=p.n_steps, method="gausslegendre",
+                                                       internal=internal)
+            assert delta is not None
+            deltas.append(delta)
+            gains.append(self._gain(chunk, inputs))
+            for i, row in zip(chunk, per_token, strict=True):
+                scores[i] = row
+        metrics, findings = convergence(torch.cat(deltas), torch.cat(gains), p.convergence_tolerance)
+        metrics["ig_samples"] = float(len(ig_samples))
+        metrics["ig_internal_batch_size"] = float(internal)
+        texts = [self._sample(i, scores[i]) for i in shown if i in scores]
+        ranking = self._word_ranking(bs)
+        tables = [self._words_table(ranking)]
+        details = {"texts": texts, "words": ranking, "ig_samples": len(ig_samples),
+                   "baseline": "pad tokens, [CLS]/[SEP] kept", "layer": self.layer_name}
+        summary = (f"Layer Integrated Gradients over {self.layer_name} ({p.n_steps} steps, baseline: pad tokens keeping "
+                   f"[CLS]/[SEP]) on {len(ig_samples)} samples, {len(texts)} shown word by word; the words that carry "
+                   f"each class, ranked over all {n} samples by its two-point form (trapezoid rule). "
+                   "Target: the " + ("labelled" if ctx.subject.labels is not None else "predicted") + " class.")
+        return Section(id=analysis.id, title=analysis.title, summary=summary, metrics=metrics, findings=findings,
+                       tables=tables, details=details)
+
+    def _gain(self, chunk: Sequence[int], inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        target = self.targets[list(chunk)][:, None]
+        base_inputs = dict(inputs, input_ids=self.subject.adapter.baseline_ids(inputs["input_ids"]))
+        with torch.no_grad():
+            real = log_probabilities(self.subject.adapter.forward(self.subject.model, inputs)).gather(1, target)
+            base = log_probabilities(self.subject.adapter.forward(self.subject.model, base_inputs)).gather(1, target)
+        return (real - base).flatten().float()
+
+    def _words(self, index: int) -> tuple[list[str], list[list[int]], list[int]]:
+        """The sample's words, the token positions of each, and the positions of the special tokens."""
+        texts = self.subject.data.texts
+        assert texts is not None
+        text = texts[index]
+        encoding = self.subject.loaded.tokenizer(text, truncation=True, max_length=self.subject.adapter.spec.max_length,
+                                                 return_offsets_mapping=True)
+        word_ids = encoding.word_ids() if hasattr(encoding, "word_ids") else [None] * len(encoding["input_ids"])
+        spans: dict[int, list[int]] = defaultdict(list)
+        for position, word in enumerate(word_ids):
+            if word is not None:
+                spans[word].append(position)
+        offsets = encoding["offset_mapping"]
+        words: list[str] = []
+        positions: list[list[int]] = []
+        last_end = -1
+        for word in sorted(spans):
+            tokens = spans[word]
+            start, end = offsets[tokens[0]][0], offsets[tokens[-1]][1]
+            if start == last_end and words:  # written together ("aren't", "good."): one word for a reader
+                words[-1] += text[start:end]
+                positions[-1] += tokens
+            else:
+                words.append(text[start:end])
+                positions.append(list(tokens))
+            last_end = end
+        return words, positions, [p for p, w in enumerate(word_ids) if w is None]
+
+    def _sample(self, index: int, per_token: torch.Tensor) -> dict[str, Any]:
+        words, positions, _ = self._words(index)
+        values = [float(per_token[pos].sum()) for pos in positions if max(pos) < len(per_token)]
+        names = self.subject.class_names
+        target, predicted = int(self.targets[index]), int(self.ctx.clean.predictions[index])
+        bound = max((abs(v) for v in values), default=0.0) or 1.0
+        return {"index": index, "target": names[target] if target < len(names) else str(target),
+                "predicted": names[predicted] if 0 <= predicted < len(names) else "?",
+                "correct": predicted == target, "total": round(sum(values), 6),
+                "words": [[w, round(v, 6), round(v / bound, 4)] for w, v in zip(words, values, strict=False)]}
+
+    def _word_ranking(self, bs: int) -> dict[str, list[dict[str, Any]]]:
+        """Per class: the words with the most attribution toward it over all samples of that class."""
+        n = len(self.subject)
+        totals: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for start in self.ctx.progress.track(range(0, n, bs), total=math.ceil(n / bs), description="word ranking"):
+            chunk = list(range(start, min(start + bs, n)))
+            per_token, _, _ = self._attribute(chunk, n_steps=2, method="riemann_trapezoid", internal=None)
+            for i, row in zip(chunk, per_token, strict=True):
+                words, positions, _ = self._words(i)
+                for word, pos in zip(words, positions, strict=True):
+                    key = word.lower().strip(string.punctuation + "“”‘’")
+                    if key and max(pos) < len(row):
+                        totals[int(self.targets[i])][key].append(float(row[pos].sum()))
+        names = self.subject.class_names
+        out: dict[str, list[dict[str, Any]]] = {}
+        for c, by_word in sorted(totals.items()):
+            ranked = sorted(by_word.items(), key=lambda kv: -sum(kv[1]))[:self.p.top_words]
+            out[names[c] if c < len(names) else str(c)] = [
+                {"word": w, "total": round(sum(v), 6), "mean": round(sum(v) / len(v), 6), "count": len(v)}
+                for w, v in ranked]
+        return out
+
+    def _words_table(self, ranking: dict[str, list[dict[str, Any]]]) -> Table:
+        rows = [[cls, rank, item["word"], item["total"], item["mean"], item["count"]]
+                for cls, items in ranking.items() for rank, item in enumerate(items, start=1)]
+        return Table(id="attribution.words", title="Words that carry each class",
+                     columns=["class", "rank", "word", "total attribution", "mean", "occurrences"], rows=rows,
+                     caption="Attribution toward the sample's target class, summed over a word's pieces, over every "
+                             "sample of the class (two-point Integrated Gradients from the pad baseline). Words are "
+                             "lower-cased, without surrounding punctuation.")
+
+
