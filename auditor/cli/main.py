@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.markup import escape
 
-from auditor.cli import gate
+import auditor.cli.gate as gate
 from auditor.cli.common import OneLineErrors, exit_codes, out
 from auditor.cli.gate import BaselineOpt, JunitOpt, MarkdownOpt, PolicyOpt, judge, load_gate
 from auditor.errors import AuditorError

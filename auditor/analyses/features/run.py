@@ -13,7 +13,7 @@ from torch import nn
 
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.errors import ConfigError
-from auditor.analyses.features import gallery
+import auditor.analyses.features.gallery as gallery
 from auditor.analyses.features.attention import attention_hooks, eager_attention, head_stats
 from auditor.analyses.features.optim import InputRange, OptimSettings, maximize
 from auditor.analyses.features.tokens import SearchSettings, TokenSearch

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from auditor.errors import ConfigError, DataError
-from auditor.analyses.probes import sentiment_set
+import auditor.analyses.probes.sentiment_set as sentiment_set
 from auditor.subject import Subject
 from auditor.subject.adapters import ModelAdapter
 from auditor.subject.data import AuditData, read_table

@@ -38,7 +38,7 @@ from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.errors import ConfigError
 from auditor.schema.report import Cost, Section
 from auditor.subject import Task
-from auditor.analyses.trust import faithfulness as faith
+import auditor.analyses.trust.faithfulness as faith
 from auditor.analyses.trust.explainers import (IMAGE_EXPLAINERS, TEXT_EXPLAINERS, Explainer)
 
 from auditor.analyses.trust.params import TrustParams

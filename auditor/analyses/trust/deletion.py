@@ -21,7 +21,7 @@ from auditor.engine.analysis import AuditContext
 from auditor.schema.findings import Finding, Severity
 from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.report import Figure, Table
-from auditor.analyses.trust import faithfulness as faith
+import auditor.analyses.trust.faithfulness as faith
 from auditor.analyses.trust.counterfactual import blur
 from auditor.analyses.trust.explainers import TITLES
 from auditor.analyses.trust.imputation import noisy_linear_impute
