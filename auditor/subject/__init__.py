@@ -17,11 +17,12 @@ from auditor.subject.judges import Judges
 from auditor.subject.loading import LoadedModel, load_model
 from auditor.subject.task import Task, TaskHead, task_head
 
-__all__ = ["Batch", "Modality", "Subject", "Task", "TaskHead", "build_subject", "load_subject", "map_labels",
-           "resolve_device"]
+__all__ = ["Batch", "Modality", "Subject", "Task", "TaskHead", "build_subject", "data_free_subject", "load_subject",
+           "map_labels", "resolve_device"]
 
-Modality = Literal["text", "image", "tabular", "noise"]
-"""What the model reads; "noise": a generator's noise vectors."""
+Modality = Literal["text", "image", "tabular", "noise", "none"]
+"""What the model reads; "noise": a generator's noise vectors; "none": no audit data was given (an audit of
+the weights alone)."""
 ENCODED_CACHE_BYTES = 1 << 30
 """Encoded batches up to this size are kept for every pass of the audit; larger data is re-encoded."""
 
@@ -68,6 +69,11 @@ class Subject:
 
     def __len__(self) -> int:
         return len(self.data)
+
+    @property
+    def has_data(self) -> bool:
+        """False in an audit without data, where only the analyses that read the weights run."""
+        return self.data.kind != "none"
 
     @property
     def conditions(self) -> torch.Tensor | None:
@@ -133,7 +139,20 @@ def load_subject(config: AuditConfig) -> Subject:
         from auditor.subject.generator import load_generator_subject
 
         return load_generator_subject(config)
+    if config.data.path is None:
+        return data_free_subject(load_model(config.model), config)
     return build_subject(load_model(config.model), load_data(config.data, seed=config.seed), config)
+
+
+def data_free_subject(loaded: LoadedModel, config: AuditConfig, *, task: Task | None = None) -> Subject:
+    """A subject without audit data: the model alone, never called. Its task follows from the model (a head
+    or not) unless given; its outputs and labels are unknown, so only analyses that read the weights run on it."""
+    device = resolve_device(config.device)
+    loaded.module.to(device)
+    data = AuditData.none()
+    return Subject(loaded=loaded, data=data, adapter=ModelAdapter(loaded, data, config.data, device), device=device,
+                   modality="none", task=task or ("classification" if loaded.has_head else "embedding"), n_outputs=0,
+                   labels=None, class_names=list(loaded.class_names))
 
 
 def build_subject(loaded: LoadedModel, data: AuditData, config: AuditConfig, *, task: Task | None = None,
