@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -118,6 +119,35 @@ def weight_matrices(module: nn.Module, *, conv: str) -> tuple[torch.Tensor, torc
     return weight, (stack.mT if stack.shape[-2] < stack.shape[-1] else stack)
 
 
+def layer_spectra(modules: Iterable[tuple[str, nn.Module]], p: WeightsParams, *, seed: int
+                  ) -> tuple[list[LayerSpectrum], dict[str, str]]:
+    """The spectrum of every module's weight matrices, in order, and the modules left out with the reason
+    (a weight shared with an earlier module, or too large). `seed` orders the shuffled copies."""
+    found: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
+    skipped: dict[str, str] = {}
+    seen: dict[int, str] = {}
+    for name, module in modules:
+        matrices = weight_matrices(module, conv=p.conv_matrices)
+        if matrices is None:
+            continue
+        weight, stack = matrices
+        if id(weight) in seen:
+            skipped[name] = f"shares its weight with {seen[id(weight)] or '(model)'}"
+        elif weight.numel() > p.max_entries:
+            skipped[name] = f"{weight.numel():,} weights, more than max_entries = {p.max_entries:,}"
+        else:
+            seen[id(weight)] = name
+            found.append((name, module, weight.detach(), stack))
+    values = singular_values([stack for *_, stack in found])
+    mixed = None
+    if p.correlation_traps:
+        generator = torch.Generator().manual_seed(seed)
+        mixed = singular_values([shuffled(stack, generator=generator) for *_, stack in found], refine=False)
+    layers = [_spectrum(name, module, weight, stack, sv, mixed[i] if mixed is not None else None, p)
+              for i, ((name, module, weight, stack), sv) in enumerate(zip(found, values, strict=True))]
+    return layers, skipped
+
+
 class Weights(Analysis):
     """The spectrum of every weight matrix: power-law α, spikes, correlation traps and rank; no data needed."""
 
@@ -134,29 +164,7 @@ class Weights(Analysis):
         self.params: WeightsParams = params or WeightsParams()
 
     def run(self, ctx: AuditContext) -> Section:
-        p = self.params
-        found: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
-        skipped: dict[str, str] = {}
-        seen: dict[int, str] = {}
-        for name, module in ctx.tree.modules():
-            matrices = weight_matrices(module, conv=p.conv_matrices)
-            if matrices is None:
-                continue
-            weight, stack = matrices
-            if id(weight) in seen:
-                skipped[name] = f"shares its weight with {seen[id(weight)] or '(model)'}"
-            elif weight.numel() > p.max_entries:
-                skipped[name] = f"{weight.numel():,} weights, more than max_entries = {p.max_entries:,}"
-            else:
-                seen[id(weight)] = name
-                found.append((name, module, weight.detach(), stack))
-        values = singular_values([stack for *_, stack in found])
-        mixed = None
-        if p.correlation_traps:
-            generator = torch.Generator().manual_seed(ctx.config.seed)
-            mixed = singular_values([shuffled(stack, generator=generator) for *_, stack in found], refine=False)
-        layers = [_spectrum(name, module, weight, stack, sv, mixed[i] if mixed is not None else None, p)
-                  for i, ((name, module, weight, stack), sv) in enumerate(zip(found, values, strict=True))]
+        layers, skipped = layer_spectra(ctx.tree.modules(), self.params, seed=ctx.config.seed)
         return self._section(ctx, layers, skipped)
 
     def _section(self, ctx: AuditContext, layers: list[LayerSpectrum], skipped: dict[str, str]) -> Section:
@@ -341,4 +349,4 @@ def _extremes(fitted: list[LayerSpectrum]) -> list[LayerSpectrum]:
     return list(dict.fromkeys([*ranked[:1], *ranked[-1:]]))
 
 
-__all__ = ["LayerSpectrum", "Weights", "WeightsParams", "weight_matrices"]
+__all__ = ["LayerSpectrum", "Weights", "WeightsParams", "layer_spectra", "weight_matrices"]

@@ -31,29 +31,38 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, digits)
 
 
+def _fit_cell(layer: LayerSpectrum) -> str:
+    """The table's word on the fit: the tail it used, or (briefly) why there is no α."""
+    if layer.fit.alpha is not None:
+        return f"top {layer.fit.n_tail} of {len(layer.evals)}"
+    if layer.random_like:
+        return "rejected: noise"
+    return (layer.fit.failed or "not fitted").split(";")[0].split(" (")[0]
+
+
 def layer_table(layers: list[LayerSpectrum]) -> Table:
     """One row per weight matrix, in model order; a layer that was not fitted says why instead of an α."""
     rows: list[list[Cell]] = []
     for la in layers:
         fit = la.fit
         rows.append([
-            la.name or "(model)", la.type, _matrices(la), len(la.evals), _round(fit.alpha, 3), _round(fit.se, 3),
-            fit.n_tail or None, _round(fit.xmin, 4), _round(fit.ks, 4),
+            la.name or "(model)", _matrices(la), _round(fit.alpha, 3), _round(fit.se, 3), _round(fit.ks, 3),
             _round(math.log10(la.lambda_max), 3) if la.lambda_max > 0 else None, _round(la.alpha_weighted, 3),
-            _round(la.stable_rank, 2), la.spikes, la.traps, f"{la.rank}/{la.full_rank}", fit.failed or "fitted",
+            _round(la.stable_rank, 1), la.spikes, la.traps, f"{la.rank}/{la.full_rank}", _fit_cell(la),
         ])
     return Table(
         id="weights.layers", title="Weight spectrum of each layer",
-        columns=["layer", "type", "matrices (N×M)", "eigenvalues", "α", "± (s.e.)", "tail", "x_min", "KS D",
-                 "log₁₀ λ_max", "α·log₁₀ λ_max", "stable rank", "spikes", "traps", "rank", "fit"],
+        columns=["layer", "matrices N×M", "α", "s.e.", "KS D", "log λmax", "α·log λmax", "stable rank", "spikes",
+                 "traps", "rank", "tail fitted"],
         rows=rows,
-        caption="Eigenvalues λ of WᵀW per layer (its matrices' pooled). α: exponent of the power-law tail "
-                "p(λ) ∝ λ^-α above x_min (maximum likelihood, x_min by the KS distance D), with its standard "
-                "error and the tail's size; in [2, 6] for most layers of well-trained models (Martin & Mahoney "
-                "2021). Stable rank: Σλ / λ_max. Spikes: eigenvalues above the Marchenko–Pastur edge of a "
-                "random matrix of the same size and noise level, beyond its Tracy–Widom fluctuation; traps: the "
-                "same count once the weights are shuffled (large single weights, not structure). Rank: "
-                "numerical rank of full rank.",
+        caption="Eigenvalues λ of WᵀW per layer, pooled over its matrices (a convolution's kernel positions). α: "
+                "exponent of the power-law tail p(λ) ∝ λ^-α above x_min (maximum likelihood, x_min by the KS "
+                "distance D), with its standard error; in [2, 6] for most layers of well-trained models (Martin & "
+                "Mahoney 2021). log λmax: log₁₀ of the largest eigenvalue; stable rank: Σλ / λmax. Spikes: "
+                "eigenvalues above the Marchenko–Pastur edge of a random matrix of the same size and noise level, "
+                "beyond its Tracy–Widom fluctuation; traps: the same count once the weights are shuffled (single "
+                "large weights, not structure). Rank: numerical rank of full rank. \"rejected: noise\": no "
+                "eigenvalue above the edge, so no power law is fitted.",
     )
 
 
@@ -125,10 +134,15 @@ def esd_figure(layers: list[LayerSpectrum], *, named: bool) -> Figure | None:
         fig.clf()
         axes = fig.subplots(rows, cols, squeeze=False)
         for ax, la in zip(axes.flat, layers, strict=False):
-            lo, hi = float(la.evals[0]), float(la.evals[-1])
+            hi = float(la.evals[-1])
+            # The tail is what was fitted: show four decades below the fit's x_min (or the edge) and no more,
+            # as WeightWatcher's plots do, so near-zero eigenvalues do not squeeze it into a corner.
+            floor = min(la.fit.xmin or hi, la.edge or hi) * 1e-4
+            lo = max(float(la.evals[0]), floor)
+            evals = la.evals[la.evals >= lo]
             edges = np.logspace(math.log10(lo), math.log10(hi) + 1e-9, 40) if hi > lo \
                 else np.array([lo * 0.9, hi * 1.1])
-            counts, _ = np.histogram(la.evals, bins=edges)
+            counts, _ = np.histogram(evals, bins=edges)
             density = counts / (len(la.evals) * np.diff(edges))
             ax.stairs(np.where(density > 0, density, np.nan), edges, color="#2563eb", fill=True, alpha=0.35)
             fit = la.fit
@@ -145,7 +159,8 @@ def esd_figure(layers: list[LayerSpectrum], *, named: bool) -> Figure | None:
             for axis in (ax.xaxis, ax.yaxis):  # minor ticks over many decades: slow to lay out, no help
                 axis.set_major_locator(LogLocator(base=10, numticks=5))
                 axis.set_minor_locator(NullLocator())
-            ax.set_title(_tail(la.name, 34) + ("" if fit.alpha is not None else " (not fitted)"), fontsize=8)
+            state = "" if fit.alpha is not None else " (noise: no fit)" if la.random_like else " (not fitted)"
+            ax.set_title(_tail(la.name, 34) + state, fontsize=8)
             ax.tick_params(labelsize=7)
             ax.legend(fontsize=6.5, frameon=False, loc="lower left")
         for ax in list(axes.flat)[len(layers):]:

@@ -153,7 +153,8 @@ def test_conv_layers_as_kernel_positions_by_default_or_unfolded() -> None:
     model = nn.Sequential(nn.Conv2d(8, 16, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4))
     by_position = {row[0]: row for row in _weights(model).tables[0].rows}
     unfolded = {row[0]: row for row in _weights(model, conv_matrices="unfolded").tables[0].rows}
-    assert by_position["0"][2:4] == ["9 × 16×8", 9 * 8] and unfolded["0"][2:4] == ["72×16", 16]
+    assert by_position["0"][1] == "9 × 16×8" and by_position["0"][-1] == "rejected: noise"  # 72 eigenvalues, fresh
+    assert unfolded["0"][1] == "72×16" and unfolded["0"][-1] == "16 nonzero eigenvalues"
     assert set(by_position) == {"0", "4"}  # named_modules() names; the others have no weights
 
 
@@ -163,7 +164,7 @@ def test_shared_weights_are_read_once_and_attention_as_stored() -> None:
     section = _weights(model)
     rows = {row[0]: row for row in section.tables[0].rows}
     assert section.details["skipped"] == {"1": "shares its weight with 0"}
-    assert rows["2"][2] == "72×24" and rows["2.out_proj"][2] == "24×24"  # packed q, k, v as one matrix
+    assert rows["2"][1] == "72×24" and rows["2.out_proj"][1] == "24×24"  # packed q, k, v as one matrix
 
 
 def test_the_python_api_audits_the_weights_alone_and_refuses_a_data_analysis() -> None:
