@@ -21,8 +21,8 @@ for their shuffled copy.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -37,6 +37,7 @@ from auditor.findings import Finding, Severity
 from auditor.report.schema import Section
 from auditor.subject import Modality, Task
 
+NON_FINITE = "non-finite weights"
 MIN_SPIKE_SIDE = 8
 """Matrices with a smaller side than this get no spike count (the Tracy–Widom law needs some size)."""
 
@@ -107,7 +108,8 @@ def weight_matrices(module: nn.Module, *, conv: str) -> tuple[torch.Tensor, torc
     matrix of its own. nn.MultiheadAttention's packed q/k/v projection is one matrix, as stored."""
     weight = getattr(module, "in_proj_weight", None) if isinstance(module, nn.MultiheadAttention) \
         else getattr(module, "weight", None)
-    if not isinstance(weight, torch.Tensor) or weight.dim() < 2 or not weight.is_floating_point() or weight.is_meta:
+    if not isinstance(weight, torch.Tensor) or weight.dim() < 2 or not weight.is_floating_point() or weight.is_meta \
+            or weight.numel() == 0:
         return None
     w = weight.detach()  # `weight` itself is returned: its identity tells tied weights apart
     if w.dim() == 2:
@@ -122,7 +124,8 @@ def weight_matrices(module: nn.Module, *, conv: str) -> tuple[torch.Tensor, torc
 def layer_spectra(modules: Iterable[tuple[str, nn.Module]], p: WeightsParams, *, seed: int
                   ) -> tuple[list[LayerSpectrum], dict[str, str]]:
     """The spectrum of every module's weight matrices, in order, and the modules left out with the reason
-    (a weight shared with an earlier module, or too large). `seed` orders the shuffled copies."""
+    (a weight shared with an earlier module, NaN or Inf in it, or too large). `seed` orders the shuffled
+    copies."""
     found: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
     skipped: dict[str, str] = {}
     seen: dict[int, str] = {}
@@ -133,6 +136,9 @@ def layer_spectra(modules: Iterable[tuple[str, nn.Module]], p: WeightsParams, *,
         weight, stack = matrices
         if id(weight) in seen:
             skipped[name] = f"shares its weight with {seen[id(weight)] or '(model)'}"
+        elif not bool(torch.isfinite(weight.detach()).all()):
+            nan, inf = int(weight.detach().isnan().sum()), int(weight.detach().isinf().sum())
+            skipped[name] = f"{NON_FINITE}: {nan:,} NaN and {inf:,} Inf of its {weight.numel():,}"
         elif weight.numel() > p.max_entries:
             skipped[name] = f"{weight.numel():,} weights, more than max_entries = {p.max_entries:,}"
         else:
@@ -170,6 +176,11 @@ class Weights(Analysis):
     def _section(self, ctx: AuditContext, layers: list[LayerSpectrum], skipped: dict[str, str]) -> Section:
         p = self.params
         findings = [f for layer in layers for f in _layer_findings(layer, p)]
+        findings += [Finding(id="weights.non_finite", severity=Severity.FAIL, module=name,
+                             message=f"{name or 'The model'} holds {reason.removeprefix(NON_FINITE + ': ')} weights: "
+                                     "every output computed from them is NaN or Inf.",
+                             evidence={"weights": reason.removeprefix(NON_FINITE + ": ")})
+                     for name, reason in skipped.items() if reason.startswith(NON_FINITE)]
         fitted = [la for la in layers if la.fit.alpha is not None]
         alphas = [float(la.fit.alpha) for la in fitted if la.fit.alpha is not None]
         below = [la for la in fitted if la.fit.alpha is not None and la.fit.alpha < p.over_trained_alpha]
@@ -194,11 +205,12 @@ class Weights(Analysis):
         summary = (f"{len(layers)} weight matrices of the {len(ctx.tree)} modules, read from the weights alone "
                    f"(no pass over the data); convolutions as {conv}."
                    + (f" {len(fitted)} spectra fitted, mean α {metrics['mean_alpha']:.2f}." if alphas else "")
-                   + (f" Not analysed: {', '.join(sorted(skipped))}." if skipped else ""))
+                   + (f" Not analysed: {', '.join(list(skipped)[:5])}{' …' if len(skipped) > 5 else ''} "
+                      "(see details.skipped)." if skipped else ""))
         order = ("weights.under_trained", "weights.over_trained", "weights.rank_collapse", "weights.correlation_trap")
-        named = list(dict.fromkeys(f.module for f in sorted(findings, key=lambda f: (order + (f.id,)).index(f.id))
-                                   if f.module is not None))
         by_name = {la.name: la for la in layers}
+        named = list(dict.fromkeys(f.module for f in sorted(findings, key=lambda f: (order + (f.id,)).index(f.id))
+                                   if f.module in by_name))
         shown = [by_name[name] for name in named][:p.figure_layers] if named else _extremes(fitted)[:p.figure_layers]
         figures = [fig for fig in (alpha_figure(layers, low=p.over_trained_alpha, high=p.under_trained_alpha),
                                    esd_figure(shown, named=bool(named))) if fig is not None]

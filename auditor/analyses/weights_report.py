@@ -162,7 +162,8 @@ def esd_figure(layers: list[LayerSpectrum], *, named: bool) -> Figure | None:
             state = "" if fit.alpha is not None else " (noise: no fit)" if la.random_like else " (not fitted)"
             ax.set_title(_tail(la.name, 34) + state, fontsize=8)
             ax.tick_params(labelsize=7)
-            ax.legend(fontsize=6.5, frameon=False, loc="lower left")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6.5, frameon=False, loc="lower left")
         for ax in list(axes.flat)[len(layers):]:
             ax.set_visible(False)
         fig.supxlabel("eigenvalue λ of WᵀW", fontsize=8)

@@ -122,7 +122,7 @@ class Plan:
             lines.append(f"  {analysis_id:<14} not run: {reason}")
         lines.append("")
         if not self.n_samples:
-            lines.append("total: no pass over data")
+            lines.append("total: no pass over the data")
             return lines
         lines.append(f"total: {_passes(self.forwards, 'forward')} and {_passes(self.backwards, 'backward')} over "
                      f"the data ({self.steps} forward batch{'es' * (self.steps != 1)})")

@@ -167,6 +167,17 @@ def test_shared_weights_are_read_once_and_attention_as_stored() -> None:
     assert rows["2"][1] == "72×24" and rows["2.out_proj"][1] == "24×24"  # packed q, k, v as one matrix
 
 
+def test_non_finite_weights_fail_and_the_rest_is_still_read() -> None:
+    model = nn.Sequential(nn.Linear(40, 30), nn.Linear(30, 20))
+    with torch.no_grad():
+        model[1].weight[3, 4] = float("nan")
+    section = _weights(model)
+    broken = _only(section, "weights.non_finite")
+    assert broken.module == "1" and broken.severity == auditor.Severity.FAIL
+    assert broken.message == "1 holds 1 NaN and 0 Inf of its 600 weights: every output computed from them is NaN or Inf."
+    assert set(section.module_metrics) == {"0"} and section.error is None
+
+
 def test_the_python_api_audits_the_weights_alone_and_refuses_a_data_analysis() -> None:
     model = _digits_mlp(0)
     report = auditor.audit(model, None)
