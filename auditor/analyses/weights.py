@@ -27,7 +27,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from auditor.analyses.base import Analysis, AuditContext
@@ -66,6 +66,13 @@ class WeightsParams(BaseModel):
     """Skip weight tensors with more entries than this (their SVD would dominate the audit); the report lists them."""
     figure_layers: int = Field(6, ge=0)
     """ESD panels drawn: the layers the findings name, at most this many."""
+
+    @model_validator(mode="after")
+    def _band(self) -> WeightsParams:
+        if self.over_trained_alpha >= self.under_trained_alpha:
+            raise ValueError(f"over_trained_alpha ({self.over_trained_alpha:g}) must be below under_trained_alpha "
+                             f"({self.under_trained_alpha:g})")
+        return self
 
 
 @dataclass(frozen=True, eq=False)

@@ -149,6 +149,11 @@ def test_trained_layers_differ_from_their_reinitialized_copy() -> None:
     assert {fig.id for fig in learned.figures} == {"weights.alpha_by_layer", "weights.esd"}
 
 
+def test_a_band_upside_down_is_a_config_error() -> None:
+    with pytest.raises(auditor.ConfigError, match="over_trained_alpha"):
+        auditor.AuditConfig.model_validate({}).with_overrides({"analyses.weights": {"over_trained_alpha": 7.0}})
+
+
 def test_conv_layers_as_kernel_positions_by_default_or_unfolded() -> None:
     model = nn.Sequential(nn.Conv2d(8, 16, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4))
     by_position = {row[0]: row for row in _weights(model).tables[0].rows}
