@@ -61,16 +61,16 @@ class Capture:
     backward_error: str | None = None
     """Why gradients are missing, when the model's backward failed (the rest of the capture stands)."""
 
-    @classmethod
-    def empty(cls, needs: Needs) -> Capture:
-        """What an audit without data captures: nothing (the model is never called)."""
-        return cls(needs=needs, records={}, scores=torch.empty(0, 0), forwards=0, backwards=0, seconds=0.0)
-
     def gradients(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(grad_norm, grad_x_act) per module; raises CaptureUnavailable when the backward failed."""
         if self.backward_error is not None:
             raise CaptureUnavailable(f"gradients are unavailable: {self.backward_error}")
         return self.grad_norm, self.grad_x_act
+
+    @classmethod
+    def empty(cls, needs: Needs) -> Capture:
+        """What an audit without data captures: nothing (the model is never called)."""
+        return cls(needs=needs, records={}, scores=torch.empty(0, 0), forwards=0, backwards=0, seconds=0.0)
 
 
 @contextmanager
