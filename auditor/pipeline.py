@@ -23,13 +23,14 @@ from torch import nn
 
 from auditor.analyses import ALL_ANALYSES, AuditContext, PlanContext, check_analysis_config, run_one
 from auditor.config import AuditConfig, read_config
+from auditor.engine.capture import Capture
 from auditor.engine.executor import LocalExecutor
 from auditor.engine.plan import Plan, make_plan
 from auditor.errors import ConfigError, DataError
 from auditor.paths import portable_path
 from auditor.progress import Progress, SilentProgress
 from auditor.schema.report import AuditReport, Metadata, Section, decide_verdict
-from auditor.subject import Subject, Task, build_subject, load_subject
+from auditor.subject import Subject, Task, build_subject, data_free_subject, load_subject
 from auditor.subject.data import AuditData, cap_samples, load_data
 from auditor.subject.fingerprint import data_fingerprint
 from auditor.subject.loading import LoadedModel, ModelKind, load_model
@@ -93,7 +94,7 @@ def audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress, 
     progress.start(total=plan.steps, description="auditing")
     try:
         started = time.perf_counter()
-        capture = executor.capture(plan.capture.needs)
+        capture = executor.capture(plan.capture.needs) if subject.has_data else Capture.empty(plan.capture.needs)
         stages["capture"] = time.perf_counter() - started
         ctx = AuditContext.after(plan_ctx, capture=capture, executor=executor, progress=progress)
         sections = [run_one(p.analysis, ctx, cost=p.cost) if p.error is None
@@ -131,7 +132,7 @@ def _metadata(subject: Subject, config: AuditConfig, stages: dict[str, float], *
         task=subject.task, n_samples=len(subject),
         n_classes=len(subject.class_names) if subject.task == "classification" else None,
         class_names=subject.class_names, data_source=portable_path(subject.data.source) or subject.data.source,
-        data_fingerprint=data_fingerprint(subject.data),
+        data_fingerprint=data_fingerprint(subject.data) if subject.has_data else None,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         auditor_version=_version("model-auditor") or "0+unknown", torch_version=torch.__version__,
         transformers_version=_version("transformers"), python_version=platform.python_version(),
@@ -154,7 +155,8 @@ def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None,
         model: an `nn.Module` (a Hugging Face model or any module), or what `auditor run --model` takes:
             a Hugging Face directory or a factory `package.module:function`.
         data: a path (image folder, .npz, .csv, .jsonl), a tuple `(x, y)` of arrays or tensors, or for
-            text models a mapping `{"text": [...], "label": [...]}` (pass `tokenizer`).
+            text models a mapping `{"text": [...], "label": [...]}` (pass `tokenizer`); None audits the
+            weights alone (the analyses that need data are not run; asking for one is an error).
         task: "classification" or "embedding"; by default classification when the model has a head.
         tokenizer: the tokenizer of an in-memory text model.
         config: a full AuditConfig; `options` override its fields (e.g. `batch_size=16`, `seed=1`,
@@ -181,9 +183,12 @@ def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None,
     seed_everything(config.seed)
     started = time.perf_counter()
     loaded = load_model(config.model) if isinstance(model, (str, Path)) else _wrap_module(model, tokenizer)
-    audit_data = load_data(config.data, seed=config.seed) if isinstance(data, (str, Path)) \
-        else _in_memory_data(data, max_samples=config.data.max_samples, seed=config.seed)
-    subject = build_subject(loaded, audit_data, config, task=task)
+    if data is None and config.data.path is None:
+        subject = data_free_subject(loaded, config, task=task)
+    else:
+        audit_data = load_data(config.data, seed=config.seed) if data is None or isinstance(data, (str, Path)) \
+            else _in_memory_data(data, max_samples=config.data.max_samples, seed=config.seed)
+        subject = build_subject(loaded, audit_data, config, task=task)
     return audit_subject(subject, config, progress=progress or SilentProgress(), notes=notes,
                          load_seconds=time.perf_counter() - started)
 

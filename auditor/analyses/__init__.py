@@ -12,12 +12,13 @@ from auditor.analyses.judge import Judge
 from auditor.analyses.performance import Performance
 from auditor.analyses.probes import Probes
 from auditor.analyses.trust import Trust
+from auditor.analyses.weights import Weights
 from auditor.config import AnalysesConfig
 from auditor.engine.plan import analysis_params
 from auditor.errors import ConfigError
 
 ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, ModuleAblation, Judge, Attribution,
-                                              Trust, Probes, Features)
+                                              Trust, Probes, Features, Weights)
 """Every analysis, in report order."""
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 import auditor.cli.gate as gate
-from auditor.cli.common import OneLineErrors, exit_codes, out
+from auditor.cli.common import OneLineErrors, err, exit_codes, out
 from auditor.cli.gate import BaselineOpt, JunitOpt, MarkdownOpt, PolicyOpt, judge, load_gate
 from auditor.errors import AuditorError
 
@@ -43,7 +43,8 @@ TrustOpt = Annotated[bool, typer.Option(
     "--trust-pickle", help="Allow unpickling a full model file. Unpickling runs code: only for files you trust.",
     rich_help_panel="Model")]
 DataOpt = Annotated[Optional[Path], typer.Option(
-    "--data", "-d", help="Image folder (one sub-folder per class), .npz (x, y), or .csv / .jsonl text.",
+    "--data", "-d", help="Image folder (one sub-folder per class), .npz (x, y), or .csv / .jsonl text; "
+    "without it only the analyses of the weights run.",
     rich_help_panel="Data")]
 
 
@@ -109,6 +110,8 @@ def run(
 ) -> None:
     """Audit a model on data and write [bold]audit.json[/], [bold]report.html[/] and [bold]report.pdf[/].
 
+    Without --data only the analyses that read the weights run (see [bold]auditor analyses[/]).
+
     With --policy or --baseline, also judge the audit as [bold]auditor check[/] does: the verdict goes into
     the report and the exit code (0 passed, 1 the policy failed, 2 bad input).
 
@@ -121,6 +124,8 @@ def run(
       auditor run --config audit.toml
 
       auditor run --config audit.toml --plan
+
+      auditor run --model ./my-hf-model --analyses weights --out audit/    (no data: the weight spectra)
 
       auditor run --config audit.toml --policy policy.toml --baseline last-release/ --junit junit.xml
 
@@ -159,6 +164,9 @@ def run(
             return
         if not cfg.out:
             raise AuditorError("no output folder: pass --out DIR (or out = \"...\" in the config)")
+        if cfg.data.path is None and cfg.generator is None:
+            err.print("[bold]note:[/] no --data given: auditing the weights alone; the analyses that read "
+                      "data are not run", soft_wrap=True)
         progress = SilentProgress() if quiet else RichProgress()
         report = run_audit(cfg, progress=progress)
         if gate:

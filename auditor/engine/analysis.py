@@ -147,6 +147,8 @@ class Analysis:
     params_type: ClassVar[type[BaseModel]] = NoParams
     cost_note: ClassVar[str] = "reads the shared capture; no pass of its own"
     """What the analysis costs, in words, for `auditor analyses` (no model at hand there)."""
+    needs_data: ClassVar[bool] = True
+    """False for an analysis that reads only the model (its weights): it runs in an audit without data."""
 
     def __init__(self, params: BaseModel | None = None) -> None:
         self.params: BaseModel = params if params is not None else self.params_type()

@@ -76,6 +76,11 @@ class Capture:
             raise CaptureUnavailable(f"gradients are unavailable: {self.backward_error}")
         return self.grad_norm, self.grad_x_act
 
+    @classmethod
+    def empty(cls, needs: Needs) -> Capture:
+        """What an audit without data captures: nothing (the model is never called)."""
+        return cls(needs=needs, records={}, scores=torch.empty(0, 0), forwards=0, backwards=0, seconds=0.0)
+
 
 @contextmanager
 def params_require_grad(model: nn.Module) -> Iterator[None]:

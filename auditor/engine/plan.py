@@ -90,10 +90,13 @@ class Plan:
 
     def describe(self) -> list[str]:
         """The plan as lines of text (what `auditor run --plan` prints)."""
-        lines = [f"{self.n_samples} samples in {self.n_batches} batch{'es' * (self.n_batches != 1)} of "
-                 f"{self.batch_size}", "", "shared capture (one hooked pass): "
-                 f"{self.capture.forwards} forward{' + 1 backward' if self.capture.backwards else ''} per batch"]
-        lines += [f"  records: {line}" for line in self.capture.needs.describe()]
+        if self.n_samples:
+            lines = [f"{self.n_samples} samples in {self.n_batches} batch{'es' * (self.n_batches != 1)} of "
+                     f"{self.batch_size}", "", "shared capture (one hooked pass): "
+                     f"{self.capture.forwards} forward{' + 1 backward' if self.capture.backwards else ''} per batch"]
+            lines += [f"  records: {line}" for line in self.capture.needs.describe()]
+        else:
+            lines = ["no audit data: the model is never called; only the analyses that read its weights run"]
         lines.append("")
         lines.append("analyses:")
         for planned in self.analyses:
@@ -106,6 +109,9 @@ class Plan:
         for analysis_id, reason in self.not_run.items():
             lines.append(f"  {analysis_id:<14} not run: {reason}")
         lines.append("")
+        if not self.n_samples:
+            lines.append("total: no pass over the data")
+            return lines
         lines.append(f"total: {_passes(self.forwards, 'forward')} and {_passes(self.backwards, 'backward')} over "
                      f"the data ({self.steps} forward batch{'es' * (self.steps != 1)})")
         if self.estimate_seconds is not None:
@@ -151,9 +157,16 @@ def make_plan(ctx: PlanContext, registry: Sequence[type[Analysis]], *, time_one_
     candidates, not_run = select(registry, only=selection.only, skip=selection.skip)
     planned = []
     generator = ctx.subject.task == "generation"
+    data_free = [a.id for a in registry if not a.needs_data]
     for analysis_type in candidates:
         if generator != (analysis_type.tasks == frozenset({"generation"})) and ctx.subject.task not in analysis_type.tasks:
             continue  # made for the other kind of model (generators vs models that decide): not even "not run"
+        if not ctx.subject.has_data and analysis_type.needs_data:
+            if selection.only is not None and analysis_type.id in selection.only:
+                raise ConfigError(f"{analysis_type.id} reads audit data, and none was given: pass --data PATH "
+                                  f"(or [data] path in the config); without data only {', '.join(data_free)} run")
+            not_run[analysis_type.id] = "no audit data was given (pass --data to run it)"
+            continue
         analysis = analysis_type(analysis_params(analysis_type, selection.table(analysis_type.id)))
         try:
             reason = analysis.not_applicable(ctx)
@@ -170,7 +183,8 @@ def make_plan(ctx: PlanContext, registry: Sequence[type[Analysis]], *, time_one_
     capture = CapturePass(needs=Needs.union(p.needs for p in planned))
     return Plan(analyses=tuple(planned), not_run=dict(sorted(not_run.items(), key=lambda kv: order[kv[0]])),
                 capture=capture, n_samples=len(ctx.subject), batch_size=ctx.config.batch_size,
-                n_batches=ctx.n_batches, seconds_per_batch=_time_one_batch(ctx) if time_one_batch else None)
+                n_batches=ctx.n_batches,
+                seconds_per_batch=_time_one_batch(ctx) if time_one_batch and ctx.subject.has_data else None)
 
 
 def _time_one_batch(ctx: PlanContext) -> float:

@@ -42,8 +42,9 @@ def render_card(report: AuditReport) -> str:
              f"| Model | {escape(meta.model_name)} ({escape(meta.model_class)}, {escape(meta.modality)} "
              f"{escape(meta.task)}) |",
              f"| Weights sha256 | {escape(meta.weights_sha256 or 'not recorded')} |",
-             f"| Data | {escape(meta.data_source)}, {meta.n_samples:,} samples"
-             + (f", {meta.n_classes} classes" if meta.n_classes else "") + " |",
+             (f"| Data | {escape(meta.data_source)}, {meta.n_samples:,} samples"
+              + (f", {meta.n_classes} classes" if meta.n_classes else "") + " |") if meta.modality != "none"
+             else "| Data | none: an audit of the weights alone |",
              f"| Data fingerprint | {escape(meta.data_fingerprint or 'not recorded')} |",
              f"| Seed | {meta.seed} |"]
     metrics = [(label, _value(report.metrics[key], kind)) for key, label, kind in KEY_METRICS if key in report.metrics]
@@ -67,8 +68,10 @@ def render_card(report: AuditReport) -> str:
                      if verdict.baseline else "") + f": {escape(verdict.headline)}"]
     limits = [f"{escape(k)} did not run ({escape(v)})" for k, v in report.not_run.items()]
     limits += [f"{escape(s.id)} failed ({escape(s.error.type)})" for s in report.sections if s.error is not None]
-    lines += ["", "### Limits of this audit", "",
-              f"- Measured on {meta.n_samples:,} samples of {escape(meta.data_source)}; numbers on other data may differ."]
+    measured = f"- Measured on {meta.n_samples:,} samples of {escape(meta.data_source)}; numbers on other data " \
+        "may differ." if meta.modality != "none" else \
+        "- No audit data: only the weights were read; nothing was measured on the model's inputs or outputs."
+    lines += ["", "### Limits of this audit", "", measured]
     lines += [f"- {line}." for line in limits]
     return "\n".join(lines) + "\n"
 

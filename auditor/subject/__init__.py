@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from auditor.config import AuditConfig
-from auditor.subject.build import build_subject, map_labels, resolve_device
+from auditor.subject.build import build_subject, data_free_subject, map_labels, resolve_device
 from auditor.subject.data import load_data
 from auditor.subject.loading import load_model
 from auditor.subject.subject import ENCODED_CACHE_BYTES, Batch, Modality, Subject
 from auditor.subject.task import Task, TaskHead
 
-__all__ = ["ENCODED_CACHE_BYTES", "Batch", "Modality", "Subject", "Task", "TaskHead", "build_subject", "load_subject",
-           "map_labels", "resolve_device"]
+__all__ = ["ENCODED_CACHE_BYTES", "Batch", "Modality", "Subject", "Task", "TaskHead", "build_subject",
+           "data_free_subject", "load_subject", "map_labels", "resolve_device"]
 
 
 def load_subject(config: AuditConfig) -> Subject:
@@ -20,4 +20,6 @@ def load_subject(config: AuditConfig) -> Subject:
         from auditor.subject.generator import load_generator_subject  # noise, judges: only for a generator
 
         return load_generator_subject(config)
+    if config.data.path is None:
+        return data_free_subject(load_model(config.model), config)
     return build_subject(load_model(config.model), load_data(config.data, seed=config.seed), config)

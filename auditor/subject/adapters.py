@@ -35,6 +35,8 @@ class ModelAdapter:
         self.sample_shape: tuple[int, ...] | None = None
         """A generator's sample shape, read from its output (None until it ran)."""
         self._accepted = self._accepted_keywords(loaded.module)
+        if data.kind == "none":  # nothing will be encoded
+            return
         if data.kind == "text" and loaded.tokenizer is None:
             raise DataError(
                 f"{data.source} is text, but the model {loaded.name!r} has no tokenizer: text data needs a "

@@ -23,6 +23,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def data_free_subject(loaded: LoadedModel, config: AuditConfig, *, task: Task | None = None) -> Subject:
+    """A subject without audit data: the model alone, never called. Its task follows from the model (a head
+    or not) unless given; its outputs and labels are unknown, so only analyses that read the weights run on it."""
+    device = resolve_device(config.device)
+    loaded.module.to(device)
+    data = AuditData.none()
+    return Subject(loaded=loaded, data=data, adapter=ModelAdapter(loaded, data, config.data, device), device=device,
+                   modality="none", task=task or ("classification" if loaded.has_head else "embedding"), n_outputs=0,
+                   labels=None, class_names=list(loaded.class_names))
+
+
 def build_subject(loaded: LoadedModel, data: AuditData, config: AuditConfig, *, task: Task | None = None,
                   judges: Judges | None = None) -> Subject:
     """Runs one probe forward on two samples, decides the task, and maps labels to class indices; a

@@ -25,7 +25,8 @@ RawLabel = str | int
 class AuditData:
     """The samples of one audit, already capped to `max_samples`."""
 
-    kind: Literal["text", "images", "arrays"]
+    kind: Literal["text", "images", "arrays", "none"]
+    """"none": no audit data was given (`AuditData.none()`): an audit of the weights alone."""
     source: str
     texts: list[str] | None = None
     image_paths: list[Path] | None = None
@@ -36,7 +37,14 @@ class AuditData:
     conditions: np.ndarray | None = None
     """A conditional generator's noise: the class each sample asks for, passed as the generator's second input."""
 
+    @classmethod
+    def none(cls) -> AuditData:
+        """No samples at all: what an audit without `--data` reads (only analyses of the weights run)."""
+        return cls(kind="none", source="(no data)")
+
     def __len__(self) -> int:
+        if self.kind == "none":
+            return 0
         if self.texts is not None:
             return len(self.texts)
         if self.image_paths is not None:

@@ -15,8 +15,9 @@ from auditor.subject.judges import Judges
 from auditor.subject.loading import LoadedModel
 from auditor.subject.task import Task, TaskHead, task_head
 
-Modality = Literal["text", "image", "tabular", "noise"]
-"""What the model reads; "noise": a generator's noise vectors."""
+Modality = Literal["text", "image", "tabular", "noise", "none"]
+"""What the model reads; "noise": a generator's noise vectors; "none": no audit data was given (an audit of
+the weights alone)."""
 ENCODED_CACHE_BYTES = 1 << 30
 """Encoded batches up to this size are kept for every pass of the audit; larger data is re-encoded."""
 
@@ -63,6 +64,11 @@ class Subject:
 
     def __len__(self) -> int:
         return len(self.data)
+
+    @property
+    def has_data(self) -> bool:
+        """False in an audit without data, where only the analyses that read the weights run."""
+        return self.data.kind != "none"
 
     @property
     def conditions(self) -> torch.Tensor | None:

@@ -102,7 +102,8 @@ def test_the_noise_is_fixed_by_the_seed() -> None:
     assert a.section("judge").module_metrics == b.section("judge").module_metrics
     assert a.metadata.data_fingerprint == b.metadata.data_fingerprint != c.metadata.data_fingerprint
     assert a.metadata.task == "generation" and a.metadata.modality == "noise"
-    assert [s.id for s in a.sections] == ["inventory", "judge"] and a.not_run == {}  # nothing made for classifiers
+    # nothing made for classifiers; the weight spectra are the generator's
+    assert [s.id for s in a.sections] == ["inventory", "judge", "weights"] and a.not_run == {}
 
 
 def test_the_report_shows_the_sample_grid_in_html_and_pdf(tmp_path: Path) -> None:
