@@ -61,7 +61,11 @@ class Weights(Analysis):
 
     def _section(self, ctx: AuditContext, layers: list[LayerSpectrum], skipped: dict[str, str]) -> Section:
         p = self.params
-        findings = [f for layer in layers for f in _layer_findings(layer, p)]
+        # A classifier's head may lose one dimension for nothing: softmax ignores a shift shared by every
+        # logit, so K classes need rank K - 1 (a two-class logistic head's rows are w and -w).
+        head = next((b.name for b in ctx.blocks if b.kind == "head"), None) if ctx.subject.task == "classification" \
+            else None
+        findings = [f for layer in layers for f in _layer_findings(layer, p, spare=int(layer.name == head))]
         findings = _one_untrained_finding(findings)
         findings += [Finding(id="weights.non_finite", severity=Severity.FAIL, module=name,
                              message=f"{name or 'The model'} holds {reason.removeprefix(NON_FINITE + ': ')} weights: "
@@ -148,7 +152,8 @@ def _one_untrained_finding(findings: list[Finding]) -> list[Finding]:
     return [*kept[:first], grouped, *kept[first:]]
 
 
-def _layer_findings(layer: LayerSpectrum, p: WeightsParams) -> list[Finding]:
+def _layer_findings(layer: LayerSpectrum, p: WeightsParams, *, spare: int = 0) -> list[Finding]:
+    """What one layer's spectrum says; `spare` dimensions of rank may be missing for nothing (a softmax head)."""
     findings = []
     alpha, name = layer.fit.alpha, layer.name or "(model)"
     evidence: dict[str, float | int | str | bool | None] = {
@@ -190,7 +195,7 @@ def _layer_findings(layer: LayerSpectrum, p: WeightsParams) -> list[Finding]:
             evidence={"traps": layer.traps, "trap_lambda": layer.trap_lambda, "edge": layer.trap_edge,
                       "largest_weight": value, "largest_weight_index": str(list(index)), "largest_weight_z": z}))
     lost = layer.full_rank - layer.rank
-    if layer.full_rank and lost > p.rank_collapse_fraction * layer.full_rank:
+    if layer.full_rank and lost - spare > p.rank_collapse_fraction * layer.full_rank:
         pruned = (f"; {layer.zero_rows} of its {layer.shape[0]} rows of weights are all zero"
                   if layer.zero_rows else "")
         findings.append(Finding(

@@ -233,3 +233,21 @@ def test_the_demo_digits_cnn_against_its_reinitialized_copy(_auditor_cache_dir: 
     for conv in ("features.conv2", "features.conv3"):  # 9 positions × 32×16 and × 64×32
         assert learned.module_metrics[conv]["weight_spikes"] >= 1 and "weight_alpha" in learned.module_metrics[conv]
         assert fresh.module_metrics[conv]["weight_spikes"] == 0 and "weight_alpha" not in fresh.module_metrics[conv]
+
+
+def test_a_two_class_softmax_head_with_opposite_rows_is_not_a_rank_collapse() -> None:
+    """Softmax ignores a shift shared by every logit: a two-class logistic head's rows are w and -w, rank 1 of 2
+    by construction. A hidden layer of the same rank would have collapsed."""
+    body, head = nn.Linear(8, 16), nn.Linear(16, 2)
+    with torch.no_grad():
+        w = _gaussian(1, 16)
+        head.weight.copy_(torch.cat([w, -w]))
+        body.weight.copy_(_gaussian(16, 8))
+    section = _weights(nn.Sequential(body, nn.ReLU(), head))
+    assert section.module_metrics["2"]["weight_rank_fraction"] == pytest.approx(0.5)
+    assert not [f for f in section.findings if f.id == "weights.rank_collapse"]
+    hidden = nn.Linear(16, 16)
+    with torch.no_grad():
+        hidden.weight.copy_(_gaussian(16, 2) @ _gaussian(2, 16, seed=1))  # rank 2 of 16, not the head
+    section = _weights(nn.Sequential(body, nn.ReLU(), hidden, nn.ReLU(), nn.Linear(16, 3)))
+    assert _only(section, "weights.rank_collapse").module == "2"
