@@ -122,9 +122,31 @@ class Card(BaseModel):
         return any(t == tag or t.split(":", 1)[0] == tag for t in self.tags)
 
 
+class RoleChange(BaseModel):
+    """A module whose role tags differ between two audits (`auditor diff`)."""
+
+    model_config = _FROZEN
+
+    module: str
+    old: list[str]
+    new: list[str]
+
+    @property
+    def added(self) -> list[str]:
+        return [t for t in self.new if t not in self.old]
+
+    @property
+    def removed(self) -> list[str]:
+        return [t for t in self.old if t not in self.new]
+
+    def describe(self) -> str:
+        """`layer2.1 was class-specific: 3; now redundant`."""
+        return f"{self.module} was {', '.join(self.old) or 'not carded'}; now {', '.join(self.new) or 'not carded'}"
+
+
 def tag_kind(tag: str) -> str:
     """`class-specific: 3` -> `class-specific`."""
     return tag.split(":", 1)[0].strip()
 
 
-__all__ = ["Card", "CardsConfig", "Clause", "Evidence", "Thumbnail", "UNCLEAR", "tag_kind"]
+__all__ = ["Card", "CardsConfig", "Clause", "Evidence", "RoleChange", "Thumbnail", "UNCLEAR", "tag_kind"]
