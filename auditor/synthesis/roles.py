@@ -204,7 +204,10 @@ def carries(view: AuditView, module: str) -> list[Clause]:
         if passed is None:
             continue
         acc, low, high, random_init, bar = passed
-        first = next((m for m in prop.order if passes_probe(view, m, prop.name, prop.threshold)), None) == module
+        if prop.name not in view.first_decodable:  # once per property, not once per module
+            view.first_decodable[prop.name] = next(
+                (m for m in prop.order if passes_probe(view, m, prop.name, prop.threshold)), None)
+        first = view.first_decodable[prop.name] == module
         peak = any(f.evidence.get("property") == prop.name and f.module == module
                    for f in view.findings(module, "probes.peak_layer"))
         where = ", where it first becomes decodable and the peak over layers" if first and peak else \
@@ -213,10 +216,12 @@ def carries(view: AuditView, module: str) -> list[Clause]:
                      f"shuffled labels {pct(bar)}"]
         text = (f"A linear probe reads '{prop.name}' from it at {pct(acc)} {interval(low, high)} "
                 f"({', '.join(b for b in baselines if b)}){where}.")
-        evidence = [Evidence(section="probes", key=f"probe_accuracy/{prop.name}", value=acc, low=low, high=high),
-                    Evidence(section="probes", key=f"probe_permutation_accuracy/{prop.name}", value=bar)]
+        keys = {k: k if view.value("probes", module, f"{k}/{prop.name}") is None else f"{k}/{prop.name}"
+                for k in ("probe_accuracy", "probe_permutation_accuracy", "probe_random_init_accuracy")}
+        evidence = [Evidence(section="probes", key=keys["probe_accuracy"], value=acc, low=low, high=high),
+                    Evidence(section="probes", key=keys["probe_permutation_accuracy"], value=bar)]
         if random_init is not None:
-            evidence.append(Evidence(section="probes", key=f"probe_random_init_accuracy/{prop.name}", value=random_init))
+            evidence.append(Evidence(section="probes", key=keys["probe_random_init_accuracy"], value=random_init))
         clauses.append(Clause(text=text, tag=f"carries: {prop.name}", evidence=evidence))
         if prop.builtin and prop.set == "gratings" and (first or peak):
             low_level.append(prop.name)
@@ -224,24 +229,29 @@ def carries(view: AuditView, module: str) -> list[Clause]:
         clauses.append(Clause(
             text=(f"It computes low-level features: the gratings' {' and '.join(low_level)} "
                   f"{'are' if len(low_level) > 1 else 'is'} decodable here first or best."),
-            tag=LOW_LEVEL, evidence=[e for c in clauses for e in c.evidence if e.key.split("/")[-1] in low_level
-                                     and e.key.startswith("probe_accuracy/")]))
+            tag=LOW_LEVEL, evidence=[c.evidence[0] for c in clauses
+                                     if c.tag and c.tag.removeprefix("carries: ") in low_level]))
     return clauses
 
 
 def passes_probe(view: AuditView, module: str, prop: str,
                  threshold: float | None) -> tuple[float, float, float, float | None, float] | None:
     """(accuracy, low, high, re-initialized accuracy, shuffled-label bar) when the probe passes its test."""
-    acc = view.value("probes", module, f"probe_accuracy/{prop}")
-    low = view.value("probes", module, f"probe_accuracy_low/{prop}")
-    high = view.value("probes", module, f"probe_accuracy_high/{prop}")
+    acc = probe_value(view, module, "probe_accuracy", prop)
+    low = probe_value(view, module, "probe_accuracy_low", prop)
+    high = probe_value(view, module, "probe_accuracy_high", prop)
     if acc is None or low is None or high is None:
         return None
-    bar = threshold if threshold is not None else view.value("probes", module, f"probe_permutation_accuracy/{prop}")
-    random_init = view.value("probes", module, f"probe_random_init_accuracy/{prop}")
+    bar = threshold if threshold is not None else probe_value(view, module, "probe_permutation_accuracy", prop)
+    random_init = probe_value(view, module, "probe_random_init_accuracy", prop)
     if bar is None or low <= bar or (random_init is not None and low <= random_init + view.config.probe_margin):
         return None
     return acc, low, high, random_init, bar
+
+
+def probe_value(view: AuditView, module: str, key: str, prop: str) -> float | None:
+    value = view.value("probes", module, f"{key}/{prop}")
+    return value if value is not None or len(view.properties) != 1 else view.value("probes", module, key)
 
 
 def redundant(view: AuditView, module: str) -> list[Clause]:

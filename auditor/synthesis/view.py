@@ -62,6 +62,8 @@ class AuditView:
     whole), whose |gradient × activation| says nothing of their share."""
     embedding: bool = False
     generator: bool = False
+    first_decodable: dict[str, str | None] = field(default_factory=dict)
+    """Per property, the first module in probe order where it passes its test (filled as cards ask)."""
 
     @classmethod
     def of(cls, report: AuditReport, config: CardsConfig) -> AuditView:
