@@ -6,7 +6,7 @@ from __future__ import annotations
 from auditor.schema.cards import UNCLEAR, Card, CardsConfig, Clause, Evidence, Thumbnail, tag_kind
 from auditor.schema.report import AuditReport
 from auditor.synthesis.roles import (CRITICAL, DEAD, DIVERSITY, LOW_LEVEL, MAIN_PATH, NOT_LEARNED, PRUNABLE,
-                                     REALNESS, REDUNDANT, RULES, UNUSED, ablation_of, interval, pct, points)
+                                     REALNESS, REDUNDANT, RULES, UNUSED, ablation_of, interval, points)
 from auditor.synthesis.view import AuditView, base_module, has_weights, members
 
 CARD_ANALYSES = ("inventory", "gradients", "ablation", "judge", "probes", "features", "weights")

@@ -214,7 +214,8 @@ def carries(view: AuditView, module: str) -> list[Clause]:
             ", where it first becomes decodable" if first else ", the peak over layers" if peak else ""
         baselines = [f"re-initialized network {pct(random_init)}" if random_init is not None else "",
                      f"shuffled labels {pct(bar)}"]
-        text = (f"A linear probe reads '{prop.name}' from it at {pct(acc)} {interval(low, high)} "
+        source = "its input" if view.details("probes").get("head_input") == module else "it"
+        text = (f"A linear probe reads '{prop.name}' from {source} at {pct(acc)} {interval(low, high)} "
                 f"({', '.join(b for b in baselines if b)}){where}.")
         keys = {k: k if view.value("probes", module, f"{k}/{prop.name}") is None else f"{k}/{prop.name}"
                 for k in ("probe_accuracy", "probe_permutation_accuracy", "probe_random_init_accuracy")}
