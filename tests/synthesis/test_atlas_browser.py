@@ -10,7 +10,7 @@ import pytest
 
 from auditor.report.html import render_html
 from tests.conftest import open_page
-from tests.synthesis.test_rules import _tagged
+from tests.synthesis.test_role_rules import _tagged
 
 pytestmark = pytest.mark.browser
 
