@@ -60,7 +60,7 @@ def _rule(table: dict[str, Any], number: int, source: str) -> Rule:
     where = f"{source}: rule {number}" + (f" ({table['name']!r})" if isinstance(table.get("name"), str) else "")
     if len(subjects) != 1:
         found = f"it has {' and '.join(subjects)}" if subjects else f"its keys are {', '.join(sorted(table)) or 'none'}"
-        raise PolicyError(f"{where}: a rule names exactly one of findings, metric, module_metric, roles; {found}")
+        raise PolicyError(f"{where}: a rule names exactly one of findings, metric, module_metric; {found}")
     return _validate(RULE_SUBJECTS[subjects[0]], table, where)
 
 

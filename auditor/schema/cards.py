@@ -7,6 +7,8 @@ The synthesis stage (`auditor.synthesis`) writes them; renderers only read them.
 
 from __future__ import annotations
 
+from html import escape
+
 from pydantic import BaseModel, ConfigDict, Field
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="strings")
@@ -113,8 +115,7 @@ class Card(BaseModel):
     """The documented importance the report orders the full cards by (docs/atlas.md)."""
 
     def _repr_html_(self) -> str:
-        from auditor.schema.notebook import card_html
-
+        """In a notebook: the card (`report.card("layer3.2")`)."""
         return card_html(self)
 
     def has_tag(self, tag: str) -> bool:
@@ -144,9 +145,23 @@ class RoleChange(BaseModel):
         return f"{self.module} was {', '.join(self.old) or 'not carded'}; now {', '.join(self.new) or 'not carded'}"
 
 
+def card_html(card: Card) -> str:
+    """One card: name, identity, tags, the statement's clauses and the agreement lines."""
+    tags = " ".join(f'<span style="border:1px solid #c9d1d9;border-radius:9px;padding:0 6px;font-size:11px">'
+                    f"{escape(t)}</span>" for t in card.tags)
+    shape = "" if card.output_shape is None else \
+        " · output (" + ", ".join("*" if d is None else str(d) for d in card.output_shape) + ")"
+    clauses = "".join(f"<li>{escape(c.text)}</li>" for c in card.clauses)
+    clauses += "".join(f"<li><em>{escape(line)}</em></li>" for line in card.agreement)
+    return (f'<div style="border:1px solid #d1d9e0;border-radius:6px;padding:6px 10px;margin:6px 0">'
+            f"<b><code>{escape(card.module)}</code></b> <span style=\"color:#59636e\">{escape(card.type)} · "
+            f"{card.params:,} parameters{escape(shape)}</span><br>{tags}<ul style=\"margin:4px 0\">{clauses}</ul></div>")
+
+
+
 def tag_kind(tag: str) -> str:
     """`class-specific: 3` -> `class-specific`."""
     return tag.split(":", 1)[0].strip()
 
 
-__all__ = ["Card", "CardsConfig", "Clause", "Evidence", "RoleChange", "Thumbnail", "UNCLEAR", "tag_kind"]
+__all__ = ["card_html", "Card", "CardsConfig", "Clause", "Evidence", "RoleChange", "Thumbnail", "UNCLEAR", "tag_kind"]

@@ -287,7 +287,8 @@ class AuditReport(BaseModel):
         """In a notebook: the verdict and the atlas (the full report is `auditor.save_report`)."""
         from auditor.schema.notebook import atlas_html
 
-        return atlas_html(self)
+        return atlas_html(status=self.verdict.status, headline=self.verdict.headline,
+                          model_name=self.metadata.model_name, findings=len(self.findings), cards=self.cards)
 
 
 def decide_verdict(findings: list[Finding]) -> Verdict:
