@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from auditor.errors import ConfigError
+from auditor.schema.cards import CardsConfig
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 
@@ -136,6 +137,8 @@ class AuditConfig(BaseModel):
     generator: GeneratorSpec | None = None
     """Set when the model is a generator: its judges and its noise (see `GeneratorSpec`)."""
     analyses: AnalysesConfig = AnalysesConfig()
+    cards: CardsConfig = CardsConfig()
+    """`[cards]`: the module atlas's role thresholds (docs/atlas.md)."""
 
     @model_validator(mode="before")
     @classmethod

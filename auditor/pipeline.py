@@ -29,11 +29,12 @@ from auditor.engine.plan import Plan, make_plan
 from auditor.errors import ConfigError, DataError
 from auditor.paths import portable_path
 from auditor.progress import Progress, SilentProgress
-from auditor.schema.report import AuditReport, Metadata, Section, decide_verdict
+from auditor.schema.report import AuditReport, BlockRow, Metadata, Section, decide_verdict
 from auditor.subject import Subject, Task, build_subject, data_free_subject, load_subject
 from auditor.subject.data import AuditData, cap_samples, load_data
 from auditor.subject.fingerprint import data_fingerprint
 from auditor.subject.loading import LoadedModel, ModelKind, load_model
+from auditor.synthesis import with_cards
 from auditor.walk.blocks import find_blocks
 from auditor.walk.tree import ModuleTree
 
@@ -106,8 +107,10 @@ def audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress, 
     findings = sorted((f for s in sections for f in s.findings), key=lambda f: -f.severity.rank)
     metrics = {f"{s.id}.{k}": v for s in sections for k, v in s.metrics.items()}
     metadata = _metadata(subject, config, stages, total=load_seconds + time.perf_counter() - wall, notes=notes)
-    return AuditReport(metadata=metadata, verdict=decide_verdict(findings), modules=ctx.rows,
-                       sections=sections, findings=findings, metrics=metrics, not_run=plan.not_run)
+    blocks = [BlockRow(name=b.name, kind=b.kind, group=b.group) for b in plan_ctx.blocks]
+    report = AuditReport(metadata=metadata, verdict=decide_verdict(findings), modules=ctx.rows, sections=sections,
+                         findings=findings, metrics=metrics, not_run=plan.not_run, blocks=blocks)
+    return with_cards(report, config.cards)  # the synthesis stage: reads only the report
 
 
 def _portable_config(config: AuditConfig) -> dict[str, Any]:

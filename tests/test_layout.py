@@ -19,6 +19,7 @@ STAGES = [
     {"engine"},
     {"kit"},
     {"analyses"},
+    {"synthesis"},
     {"policy"},
     {"report"},
     {"pipeline"},

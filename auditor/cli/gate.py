@@ -127,13 +127,18 @@ def card(
     audit: Annotated[Path, typer.Argument(help="An audit folder, or its audit.json.", show_default=False)],
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write to this file instead of stdout.")]
     = None,
+    section: Annotated[bool, typer.Option(
+        "--section", help="Only the Markdown audit section, to paste into an existing card.")] = False,
 ) -> None:
-    """Write a Markdown model-card section that summarizes an audit (model, data, metrics, findings, gate)."""
+    """Write a Hugging Face model card of an audit: YAML metadata with the evaluation results (model-index),
+    what the most important modules do (the atlas), then model, data, metrics, findings and gate."""
     from auditor.report.card import render_card
+    from auditor.report.hub_card import render_model_card
     from auditor.report.io import load_report, write_files
 
     with exit_codes():
-        text = render_card(load_report(audit))
+        report = load_report(audit)
+        text = render_card(report) if section else render_model_card(report)
         if out_file is not None:
             write_files(out_file.parent, {out_file.name: text.encode("utf-8")})
     if out_file is None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.markup import escape
 
+import auditor.cli.cards as atlas
 import auditor.cli.gate as gate
 from auditor.cli.common import OneLineErrors, err, exit_codes, out
 from auditor.cli.gate import BaselineOpt, JunitOpt, MarkdownOpt, PolicyOpt, judge, load_gate
@@ -261,6 +262,7 @@ def _print_summary(report: object, paths: dict[str, str]) -> None:
 
 
 gate.register(app)  # check, diff, card, policy init (auditor/cli/gate.py)
+atlas.register(app)  # cards (auditor/cli/cards.py)
 
 
 def main() -> None:

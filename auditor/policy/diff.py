@@ -14,6 +14,7 @@ from collections import defaultdict
 import numpy as np
 
 from auditor.policy.pairing import Outcomes, Pairing, pair
+from auditor.policy.roles import role_changes
 from auditor.policy.stats import fisher, holm, mcnemar, spearman
 from auditor.schema.diff import (
     ACCURACY,
@@ -223,7 +224,7 @@ def diff_reports(old: AuditReport, new: AuditReport, *, alpha: float = 0.05) -> 
         module_moves=moves, rank_correlations=ranks,
         sections_only_old=[s for s in old_ids if s not in new_ids],
         sections_only_new=[s for s in new_ids if s not in old_ids],
-        figures=_figures(old, new),
+        figures=_figures(old, new), role_changes=role_changes(old, new),
     )
 
 

@@ -15,7 +15,8 @@ from auditor.errors import ExitCode, PolicyError
 from auditor.schema.findings import Finding, Severity
 from auditor.policy.diff import ACCURACY, accuracy_delta, class_deltas, module_values
 from auditor.policy.pairing import Pairing, pair
-from auditor.policy.rules import FindingRule, MetricRule, ModuleMetricRule, Policy, Rule, Waiver
+from auditor.policy.roles import evaluate_role_rule
+from auditor.policy.rules import FindingRule, MetricRule, ModuleMetricRule, Policy, RoleRule, Rule, Waiver
 from auditor.policy.stats import spearman
 from auditor.schema.verdict import PolicyVerdict, RuleKind, RuleResult, Status, WaivedFinding
 from auditor.schema.report import AuditReport
@@ -326,6 +327,8 @@ def _module_baseline(rule: ModuleMetricRule, selected: dict[str, float], ctx: _C
 
 
 def _evaluate(rule: Rule, ctx: _Context) -> RuleResult:
+    if isinstance(rule, RoleRule):
+        return evaluate_role_rule(rule, ctx.report, ctx.baseline)
     if isinstance(rule, FindingRule):
         return _finding_rule(rule, ctx)
     if isinstance(rule, MetricRule):
@@ -334,6 +337,8 @@ def _evaluate(rule: Rule, ctx: _Context) -> RuleResult:
 
 
 def _kind(rule: Rule) -> RuleKind:
+    if isinstance(rule, RoleRule):
+        return "role"
     return "findings" if isinstance(rule, FindingRule) else "metric" if isinstance(rule, MetricRule) else "module_metric"
 
 

@@ -168,9 +168,28 @@ class ModuleMetricRule(_Rule):
         return f"{self.module_metric}{where} {', '.join(parts)}"
 
 
-Rule = FindingRule | MetricRule | ModuleMetricRule
-RULE_SUBJECTS: dict[str, type[FindingRule] | type[MetricRule] | type[ModuleMetricRule]] = {
-    "findings": FindingRule, "metric": MetricRule, "module_metric": ModuleMetricRule,
+class RoleRule(_Rule):
+    """Role changes against the baseline (the module atlas's tags): a module that had the tag `roles` in
+    the baseline and now has `becomes` breaches; `"*"` is any tag (`roles = "*"`, `becomes = "*"`: any change
+    of tags). Skipped without a baseline. `critical = false` makes a breach warn."""
+
+    roles: str
+    """The baseline's tag or tag kind: `main path`, `class-specific`, `carries: label`, `*`."""
+    becomes: str = "*"
+    """The tag or tag kind now: `dead units`, `redundant`, `*` (any change of the module's tags)."""
+    modules: str = "*"
+    """Glob over module names."""
+
+    def describe(self) -> str:
+        where = "" if self.modules == "*" else f" on {self.modules}"
+        now = "changes its tags" if self.becomes == "*" else f"becomes {self.becomes!r}"
+        was = "a module" if self.roles == "*" else f"a {self.roles!r} module"
+        return f"no {was}{where} {now}"
+
+
+Rule = FindingRule | MetricRule | ModuleMetricRule | RoleRule
+RULE_SUBJECTS: dict[str, type[FindingRule] | type[MetricRule] | type[ModuleMetricRule] | type[RoleRule]] = {
+    "findings": FindingRule, "metric": MetricRule, "module_metric": ModuleMetricRule, "roles": RoleRule,
 }
 """The key that says what a `[[rule]]` is about, and the rule type it makes."""
 
@@ -221,4 +240,4 @@ class Policy(BaseModel):
     """Where the policy came from (a file's portable path); set by `load_policy`, not read from TOML."""
 
 
-__all__ = ["FindingRule", "MetricRule", "ModuleMetricRule", "Policy", "RULE_SUBJECTS", "Rule", "Waiver"]
+__all__ = ["FindingRule", "MetricRule", "ModuleMetricRule", "Policy", "RULE_SUBJECTS", "RoleRule", "Rule", "Waiver"]

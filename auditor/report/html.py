@@ -14,6 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from auditor.report.atlas import atlas_view, bars_svg, card_anchor, tag_class
 from auditor.schema.findings import Severity
 from auditor.schema.report import AuditReport, Cell, Figure, Metadata, ModuleRow, Section, Table
 
@@ -36,9 +37,11 @@ def render_html(report: AuditReport, *, for_pdf: bool = False) -> str:
     """Renders the report as one HTML page; `for_pdf` drops the script and the interactive controls."""
     assets = templates_dir()
     env = build_environment(assets)
-    css = (assets / "css" / "screen.css").read_text(encoding="utf-8")
+    css = (assets / "css" / "screen.css").read_text(encoding="utf-8") \
+        + (assets / "css" / "atlas.css").read_text(encoding="utf-8")
     print_css = (assets / "css" / "print.css").read_text(encoding="utf-8")
-    js = "" if for_pdf else (assets / "js" / "report.js").read_text(encoding="utf-8")
+    js = "" if for_pdf else (assets / "js" / "report.js").read_text(encoding="utf-8") \
+        + (assets / "js" / "atlas.js").read_text(encoding="utf-8")
     script_hash = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
     sections = [(section, section_template_name(env, section.id)) for section in report.sections]
     findings = sorted(report.findings, key=lambda f: -f.severity.rank)
@@ -57,6 +60,7 @@ def render_html(report: AuditReport, *, for_pdf: bool = False) -> str:
         module_types=sorted({row.type for row in report.modules}),
         compact_modules=compact,
         modules_last=for_pdf and not compact,
+        atlas=atlas_view(report),
     )
 
 
@@ -85,7 +89,8 @@ def build_environment(directory: Path) -> Environment:
     )
     env.tests["nan"] = is_nan
     env.globals.update(table_kinds=table_kinds, column_decimals=column_decimals, row_flag=row_flag,
-                       cost_line=cost_line, section_status=section_status, loading_notes=loading_notes)
+                       cost_line=cost_line, section_status=section_status, loading_notes=loading_notes,
+                       card_anchor=card_anchor, tag_class=tag_class, bars_svg=bars_svg)
     return env
 
 

@@ -128,6 +128,11 @@ def render_diff_markdown(diff: ReleaseDiff) -> str:
         for f in findings:
             where = f" on {escape(f.module or '(model)')}" if f.module is not None else ""
             lines.append(f"- **{label}** {f.severity.value} {escape(f.id)}{where}: {escape(f.message)}")
+    if diff.role_changes:
+        lines += ["", "### Role changes (the module atlas)", ""]
+        lines += [f"- {escape(c.describe())}" for c in diff.role_changes[:MAX_ROWS]]
+        if len(diff.role_changes) > MAX_ROWS:
+            lines.append(f"- … and {len(diff.role_changes) - MAX_ROWS} more")
     if diff.module_moves:
         lines += ["", "### Modules whose numbers moved most", ""]
         rows = [[_module_cell(m.module, m.also), f"{m.section}.{m.key}", _num(m.old), _num(m.new), _signed(m.delta)]

@@ -91,6 +91,8 @@ def print_diff(console: Console, diff: ReleaseDiff) -> None:
             where = f" on {f.module or '(model)'}" if f.module is not None else ""
             console.print(f"  {label} {f.severity.value} {escape(f.id + where)}: {escape(f.message)}",
                           highlight=False, soft_wrap=True)
+    for change in diff.role_changes[:DIFF_ROWS // 2]:
+        console.print(f"  [magenta]role[/] {escape(change.describe())}", highlight=False, soft_wrap=True)
     for move in diff.module_moves[:DIFF_ROWS // 2]:
         also = f" [dim](and {len(move.also)} repeating it)[/]" if move.also else ""
         console.print(f"  [dim]moved[/] {escape(move.module or '(model)')} {escape(move.section + '.' + move.key)}: "

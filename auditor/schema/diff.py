@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from auditor.schema.cards import RoleChange
 from auditor.schema.findings import Finding
 from auditor.schema.report import AuditReport, Figure
 
@@ -178,13 +179,15 @@ class ReleaseDiff(BaseModel):
     sections_only_old: list[str]
     sections_only_new: list[str]
     figures: list[FigurePair]
+    role_changes: list[RoleChange] = []
+    """Modules carded in both audits whose role tags changed (the module atlas)."""
 
     @property
     def changed(self) -> bool:
         return bool(any(m.changed for m in self.metrics) or any(c.changed for c in self.classes)
                     or self.findings_added or self.findings_resolved or self.module_moves
                     or self.modules_only_old or self.modules_only_new or self.sections_only_old
-                    or self.sections_only_new)
+                    or self.sections_only_new or self.role_changes)
 
     @property
     def same_weights(self) -> bool:

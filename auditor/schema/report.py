@@ -9,13 +9,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from auditor.schema.cards import Card
 from auditor.schema.findings import Finding, Severity
 from auditor.schema.verdict import PolicyVerdict
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 """1.1 added `Section.module_metrics` and `AuditReport.not_run`; 1.2 added `Metadata.data_fingerprint` and
-`AuditReport.policy` (and later the per-call rows of reused modules, `ModuleRow.per_call`). Every addition is
-optional with a default, so a 1.0 or 1.1 audit.json reads as 1.2."""
+`AuditReport.policy` (and later the per-call rows of reused modules, `ModuleRow.per_call`); 1.3 added
+`AuditReport.blocks` and `AuditReport.cards` (the module atlas). Every addition is optional with a default, so
+a 1.0, 1.1 or 1.2 audit.json reads as 1.3 (without cards: `auditor cards` computes them)."""
 
 # NaN and Inf (a broken model's metrics) are written as the strings "NaN" and "Infinity", which read back
 # as floats, instead of JSON null, which would not.
@@ -232,6 +234,17 @@ class Verdict(BaseModel):
     headline: str
 
 
+class BlockRow(BaseModel):
+    """One of the engine's blocks (`auditor.walk.blocks`): the modules a reader calls the model's layers."""
+
+    model_config = _FROZEN
+
+    name: str
+    kind: str
+    """"embeddings", "layer", "stage" or "head"."""
+    group: str | None = None
+
+
 class AuditReport(BaseModel):
     """The whole audit: metadata, the module table, one section per analysis, and all findings."""
 
@@ -248,6 +261,10 @@ class AuditReport(BaseModel):
     """Analyses that did not run, with the reason (skipped by the config, or not applicable)."""
     policy: PolicyVerdict | None = None
     """The release gate's verdict when the audit was judged as it ran (`auditor run --policy`)."""
+    blocks: list[BlockRow] = Field(default_factory=list)
+    """The engine's blocks, in model order (1.3; empty in older audits)."""
+    cards: list[Card] = Field(default_factory=list)
+    """The module atlas: one card per block and per leaf a finding names (1.3; empty in older audits)."""
 
     def section(self, id: str) -> Section:
         """The section of analysis `id` (KeyError when it did not run)."""
@@ -258,6 +275,20 @@ class AuditReport(BaseModel):
 
     def findings_by_id(self, id: str) -> list[Finding]:
         return [f for f in self.findings if f.id == id]
+
+    def card(self, module: str) -> Card:
+        """The card of one module (KeyError when the audit has none for it)."""
+        for card in self.cards:
+            if card.module == module:
+                return card
+        raise KeyError(f"no card for {module!r}; cards: {[c.module for c in self.cards][:20]}")
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the verdict and the atlas (the full report is `auditor.save_report`)."""
+        from auditor.schema.notebook import atlas_html
+
+        return atlas_html(status=self.verdict.status, headline=self.verdict.headline,
+                          model_name=self.metadata.model_name, findings=len(self.findings), cards=self.cards)
 
 
 def decide_verdict(findings: list[Finding]) -> Verdict:

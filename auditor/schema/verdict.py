@@ -25,7 +25,7 @@ class Status(str, Enum):
     SKIPPED = "skipped"
 
 
-RuleKind = Literal["findings", "metric", "module_metric", "builtin"]
+RuleKind = Literal["findings", "metric", "module_metric", "role", "builtin"]
 
 
 class RuleResult(BaseModel):

@@ -59,7 +59,7 @@ def test_json_has_every_module_the_metadata_and_the_sections(audit_dir: Path, ti
     assert meta["weights_sha256"] == hashlib.sha256(tiny_cnn_safetensors.read_bytes()).hexdigest()
     assert meta["seed"] == 3 and meta["torch_version"] and meta["auditor_version"]
     assert {"load", "capture", "inventory", "performance"} <= set(meta["stage_seconds"])
-    assert audit["schema_version"] == "1.2"
+    assert audit["schema_version"] == "1.3"
     assert [s["id"] for s in audit["sections"]] == [a.id for a in ALL_ANALYSES if a.id != "judge"]  # judge: generators
     assert audit["verdict"]["status"] in ("pass", "warn", "fail")
 

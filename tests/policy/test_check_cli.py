@@ -160,7 +160,8 @@ def test_diff_of_an_audit_with_itself(run_cli: Cli, audits: dict[str, Path]) -> 
 def test_card_writes_markdown(run_cli: Cli, audits: dict[str, Path], tmp_path: Path,
                               baseline_audit: AuditReport) -> None:
     result = run_cli("card", audits["baseline"])
-    assert result.exit_code == 0 and result.stdout.startswith("## Audit\n")
+    assert result.exit_code == 0 and result.stdout.startswith("---\n") and "\n## Audit\n" in result.stdout
+    assert run_cli("card", audits["baseline"], "--section").stdout.startswith("## Audit\n")
     assert f"| Accuracy | {baseline_audit.metrics['performance.accuracy']:.1%} |" in result.stdout
     assert run_cli("card", audits["baseline"], "--out", tmp_path / "card.md").exit_code == 0
     assert (tmp_path / "card.md").read_text(encoding="utf-8") == result.stdout
