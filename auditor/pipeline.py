@@ -137,7 +137,7 @@ def _metadata(subject: Subject, config: AuditConfig, stages: dict[str, float], *
         class_names=subject.class_names, data_source=portable_path(subject.data.source) or subject.data.source,
         data_fingerprint=data_fingerprint(subject.data) if subject.has_data else None,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        auditor_version=_version("model-auditor") or "0+unknown", torch_version=torch.__version__,
+        auditor_version=_version("torch-auditor") or "0+unknown", torch_version=torch.__version__,
         transformers_version=_version("transformers"), python_version=platform.python_version(),
         platform=f"{platform.system()} {platform.machine()}", device=str(subject.device), seed=config.seed,
         config=_portable_config(config), stage_seconds={k: round(v, 4) for k, v in stages.items()},

@@ -176,7 +176,7 @@ def run(
             except AuditorError:
                 save_report(report, cfg.out, formats=fmt)  # the audit stands; only the policy did not apply
                 raise
-            report = report.model_copy(update={"policy": verdict})
+            report = report.with_policy(verdict)
         progress.note(f"writing {', '.join(fmt)} to {cfg.out}")
         paths = save_report(report, cfg.out, formats=fmt)
     _print_summary(report, {k: str(v) for k, v in paths.items()})

@@ -43,11 +43,12 @@ def judge_release(report: AuditReport, baseline: AuditReport | None, out_dir: Pa
     folder = out_dir / RELEASE_FOLDER
     policy = parse_policy(tomllib.loads(DEFAULT_POLICY_TOML), source="policy.toml (auditor policy init)")
     verdict = evaluate_policy(report, policy, baseline)
+    report = report.with_policy(verdict)  # the gate's result is the headline, also on the diff's first page
     progress.note(f"{RELEASE_PAIR[1]}: writing the release diff and the check's verdict to {folder}")
     save_diff(diff_reports(baseline, report), folder)
     save_verdict(verdict, junit=folder / "junit.xml", markdown=folder / "check.md")
     write_files(folder, {"policy.toml": DEFAULT_POLICY_TOML.encode("utf-8")})
-    return report.model_copy(update={"policy": verdict})
+    return report
 
 
 __all__ = ["DEGRADED_DIGIT", "KEEP_FRACTION", "RELEASE_FOLDER", "RELEASE_PAIR", "judge_release"]

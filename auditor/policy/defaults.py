@@ -150,7 +150,9 @@ fail_on_new = true
 critical = false
 
 # A waiver accepts one finding (by id, optionally on one module) until its expiry date, with a reason.
-# From the day after `expires` it no longer waives, and the verdict says so.
+# From the day after `expires` it no longer waives, and the verdict says so. Where one module has several
+# findings with the same id (a probe's peak for two properties), `key` picks one: the key `auditor check`
+# shows, e.g. key = "probes.peak_layer on features.relu1 [property=orientation]".
 #
 # [[waiver]]
 # finding = "inventory.dead_units"

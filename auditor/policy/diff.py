@@ -182,8 +182,9 @@ def _keys(section: Section) -> set[str]:
     return {key for values in section.module_metrics.values() for key in values}
 
 
-def _finding_key(finding: Finding) -> tuple[str, str | None]:
-    return finding.id, finding.module
+def _finding_key(finding: Finding) -> str:
+    """Findings are matched across releases by their key: id, module and what they are about."""
+    return finding.key
 
 
 def _figures(old: AuditReport, new: AuditReport) -> list[FigurePair]:

@@ -38,7 +38,7 @@ class _Context:
     alpha: float
     counted: list[Finding]
     """The findings no waiver covers."""
-    expired: dict[tuple[str, str | None], Waiver]
+    expired: dict[str, Waiver]
     """Findings that count again because their waiver expired."""
 
 
@@ -83,31 +83,30 @@ def _points(delta: float | None) -> str:
 
 
 def _where(finding: Finding) -> str:
-    return finding.id + (f" on {finding.module or '(model)'}" if finding.module is not None else "")
+    return finding.key
 
 
 # --- waivers -------------------------------------------------------------------------------------------
 
 def _apply_waivers(findings: list[Finding], waivers: tuple[Waiver, ...], today: date
-                   ) -> tuple[list[Finding], list[WaivedFinding], dict[tuple[str, str | None], Waiver], list[str]]:
+                   ) -> tuple[list[Finding], list[WaivedFinding], dict[str, Waiver], list[str]]:
     counted: list[Finding] = []
     waived: list[WaivedFinding] = []
-    expired: dict[tuple[str, str | None], Waiver] = {}
+    expired: dict[str, Waiver] = {}
     used: set[int] = set()
     for finding in findings:
-        matching = [(i, w) for i, w in enumerate(waivers) if w.covers(finding.id, finding.module)]
+        matching = [(i, w) for i, w in enumerate(waivers) if w.covers(finding)]
         used.update(i for i, _ in matching)
         active = next((w for _, w in matching if not w.expired(today)), None)
         if active is not None:
             waived.append(WaivedFinding(id=finding.id, module=finding.module, reason=active.reason,
-                                        expires=active.expires))
+                                        expires=active.expires, key=finding.key))
             continue
         counted.append(finding)
         if matching:
-            expired[(finding.id, finding.module)] = matching[0][1]
+            expired[finding.key] = matching[0][1]
     notes = []
-    for (finding_id, module), waiver in expired.items():
-        where = finding_id + (f" on {module}" if module is not None else "")
+    for where, waiver in expired.items():
         notes.append(f"the waiver for {where} expired on {waiver.expires.isoformat()} and no longer waives it "
                      f"(reason was: {waiver.reason})")
     for i, waiver in enumerate(waivers):
@@ -153,7 +152,7 @@ def _waived_note(ctx: _Context) -> str:
 
 def _finding_line(finding: Finding, ctx: _Context) -> str:
     line = f"{finding.severity.value} {_where(finding)}: {finding.message}"
-    waiver = ctx.expired.get((finding.id, finding.module))
+    waiver = ctx.expired.get(finding.key)
     return line + (f" [waiver expired {waiver.expires.isoformat()}]" if waiver else "")
 
 
@@ -169,8 +168,8 @@ def _finding_rule(rule: FindingRule, ctx: _Context) -> RuleResult:
         if ctx.baseline is None:
             return RuleResult(name=rule.title, kind="findings", status=Status.SKIPPED,
                               message="not checked: fail_on_new needs a baseline (--baseline)")
-        before = {(f.id, f.module) for f in ctx.baseline.findings}
-        matched = [f for f in matched if (f.id, f.module) not in before]
+        before = {f.key for f in ctx.baseline.findings}
+        matched = [f for f in matched if f.key not in before]
         new = "new "
     checks = _Checks(details=[_finding_line(f, ctx) for f in matched])
     listed = ", ".join(_where(f) for f in matched[:4]) + (", …" if len(matched) > 4 else "")

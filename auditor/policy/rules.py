@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from auditor.schema.findings import Severity
+from auditor.schema.findings import Finding, Severity
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 _QUALIFIED = re.compile(r"[A-Za-z0-9_\-]+\.\S.*")
@@ -58,7 +58,8 @@ def _bounds(lower: float | None, upper: float | None) -> str:
 class FindingRule(_Rule):
     """Counts the unwaived findings matching `findings` at or above `severity`; more than `max_count` fails.
 
-    With `fail_on_new = true` only findings absent from the baseline count (same id and module).
+    With `fail_on_new = true` only findings absent from the baseline count (by their key: the same id, module
+    and what they are about).
     """
 
     findings: list[str] = Field(min_length=1)
@@ -203,6 +204,9 @@ class Waiver(BaseModel):
     """The exact finding id: `inventory.dead_units`."""
     module: str | None = None
     """The exact module name; absent: the finding on any module."""
+    key: str | None = None
+    """The exact finding key (`auditor check` and the report show it), for one of several findings with the
+    same id on the same module: `probes.peak_layer on features.relu1 [property=orientation]`."""
     reason: str = Field(min_length=1)
     expires: date
     """The last day the waiver holds; from the next day on it no longer waives, and the verdict says so."""
@@ -214,13 +218,16 @@ class Waiver(BaseModel):
             raise ValueError("a waiver needs a reason")
         return value.strip()
 
-    def covers(self, finding_id: str, module: str | None) -> bool:
-        return finding_id == self.finding and (self.module is None or self.module == module)
+    def covers(self, finding: Finding) -> bool:
+        return (finding.id == self.finding and (self.module is None or self.module == finding.module)
+                and (self.key is None or self.key == finding.key))
 
     def expired(self, today: date) -> bool:
         return today > self.expires
 
     def describe(self) -> str:
+        if self.key is not None:
+            return self.key
         return f"{self.finding}" + (f" on {self.module}" if self.module is not None else "")
 
 

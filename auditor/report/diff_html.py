@@ -16,14 +16,17 @@ from auditor.report.pdf import DataOnlyFetcher, html_to_pdf
 
 @dataclass(frozen=True)
 class DiffStatus:
-    """The banner of the diff: `fail` when something got significantly worse, `warn` when anything
-    changed, `pass` when nothing did."""
+    """The banner of the diff. When the new audit was judged by a release policy, the gate's result:
+    `fail` "blocked" or `pass` "gate passed". Otherwise `fail` when something got significantly worse,
+    `warn` when anything changed, `pass` when nothing did."""
 
     level: str
     label: str
 
 
 def diff_status(diff: ReleaseDiff) -> DiffStatus:
+    if diff.new.gate is not None:
+        return DiffStatus("fail", "blocked") if diff.new.gate == "failed" else DiffStatus("pass", "gate passed")
     deltas: list[MetricDelta | ClassDelta] = [*diff.metrics, *diff.classes]
     if any(d.delta is not None and d.delta < 0 and d.significant(diff.alpha) for d in deltas):
         return DiffStatus("fail", "worse")

@@ -78,6 +78,9 @@ def load_report(path: str | Path) -> AuditReport:
     if found.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
         raise AuditorError(f"{path} has audit schema {found}; this auditor reads {SCHEMA_VERSION}")
     try:
-        return AuditReport.model_validate(raw)
+        report = AuditReport.model_validate(raw)
     except ValidationError as err:
         raise AuditorError(f"{path} is not a valid audit: {err.errors()[0]['msg']}") from None
+    if report.policy is not None and report.verdict.decided_by != "policy":
+        report = report.with_policy(report.policy)  # written before the gate's result was the headline
+    return report

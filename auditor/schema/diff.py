@@ -43,13 +43,17 @@ class AuditSummary(BaseModel):
     n_samples: int
     created_at: str
     verdict: str
+    """The audit's verdict status; when it was judged by a release policy, the gate's (pass or fail)."""
+    gate: Literal["passed", "failed"] | None = None
+    """The release gate's result when the audit was judged as it ran (`auditor run --policy`)."""
 
     @classmethod
     def of(cls, report: AuditReport) -> AuditSummary:
         meta = report.metadata
         return cls(model_name=meta.model_name, model_class=meta.model_class, weights_sha256=meta.weights_sha256,
                    data_source=meta.data_source, data_fingerprint=meta.data_fingerprint, n_samples=meta.n_samples,
-                   created_at=meta.created_at, verdict=report.verdict.status)
+                   created_at=meta.created_at, verdict=report.verdict.status,
+                   gate=None if report.policy is None else "passed" if report.policy.passed else "failed")
 
 
 class _Delta(BaseModel):
@@ -194,8 +198,9 @@ class ReleaseDiff(BaseModel):
         return self.old.weights_sha256 is not None and self.old.weights_sha256 == self.new.weights_sha256
 
     def headline(self) -> str:
+        gate = "" if self.new.gate is None else f"Release gate {self.new.gate}. "
         if not self.changed:
-            return "No change: every metric, class, finding and module number is the same."
+            return gate + "No change: every metric, class, finding and module number is the same."
         parts = []
         accuracy = next((m for m in self.metrics if m.metric == ACCURACY and m.delta is not None), None)
         if accuracy is not None and accuracy.delta is not None:
@@ -208,7 +213,7 @@ class ReleaseDiff(BaseModel):
                          f"({', '.join(c.name for c in worse[:3])}{', …' if len(worse) > 3 else ''})")
         parts.append(f"{len(self.findings_added)} finding{'s' * (len(self.findings_added) != 1)} added, "
                      f"{len(self.findings_resolved)} resolved")
-        return "; ".join(parts) + "."
+        return gate + "; ".join(parts) + "."
 
 
 @dataclass(frozen=True)

@@ -225,13 +225,18 @@ class Metadata(BaseModel):
 
 
 class Verdict(BaseModel):
-    """The report's one-word answer and the count behind it."""
+    """The report's one-word answer and the count behind it.
+
+    Without a policy the findings decide (`decided_by="findings"`: fail if any finding fails, warn if any
+    warns). When the audit was judged by a release policy (`auditor run --policy`), the gate decides
+    (`decided_by="policy"`): a blocked release reads "fail" everywhere, whatever the findings' severities."""
 
     model_config = _FROZEN
 
     status: Literal["pass", "warn", "fail"]
     counts: dict[str, int]
     headline: str
+    decided_by: Literal["findings", "policy"] = "findings"
 
 
 class BlockRow(BaseModel):
@@ -266,6 +271,11 @@ class AuditReport(BaseModel):
     cards: list[Card] = Field(default_factory=list)
     """The module atlas: one card per block and per leaf a finding names (1.3; empty in older audits)."""
 
+    def with_policy(self, policy: PolicyVerdict) -> AuditReport:
+        """This audit judged by the release gate: `policy` stored, and its result the verdict (the headline of
+        the HTML and PDF banner, of audit.json's `verdict`, of the diff and of the terminal)."""
+        return self.model_copy(update={"policy": policy, "verdict": gate_verdict(self.verdict.counts, policy)})
+
     def section(self, id: str) -> Section:
         """The section of analysis `id` (KeyError when it did not run)."""
         for section in self.sections:
@@ -289,6 +299,18 @@ class AuditReport(BaseModel):
 
         return atlas_html(status=self.verdict.status, headline=self.verdict.headline,
                           model_name=self.metadata.model_name, findings=len(self.findings), cards=self.cards)
+
+
+def gate_verdict(counts: dict[str, int], policy: PolicyVerdict) -> Verdict:
+    """The verdict when a release policy was evaluated: the gate's result is the headline; the findings'
+    counts stay beside it."""
+    warns = counts.get("warn", 0)
+    review = f" {warns} warning{'s' * (warns != 1)} to review." if warns else ""
+    if policy.passed:
+        return Verdict(status="pass", counts=counts, decided_by="policy",
+                       headline=f"Release gate passed: {policy.headline}{review}")
+    return Verdict(status="fail", counts=counts, decided_by="policy",
+                   headline=f"Release blocked, the gate failed (exit {policy.exit_code}): {policy.headline}")
 
 
 def decide_verdict(findings: list[Finding]) -> Verdict:

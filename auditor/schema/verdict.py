@@ -52,6 +52,8 @@ class WaivedFinding(BaseModel):
     module: str | None = None
     reason: str
     expires: date
+    key: str | None = None
+    """The finding's key (`Finding.key`): its id, module and what it is about."""
 
 
 class PolicyVerdict(BaseModel):

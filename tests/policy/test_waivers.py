@@ -21,7 +21,8 @@ def test_a_waived_finding_does_not_fail_the_check_and_is_listed() -> None:
     verdict = evaluate_policy(make_report(findings=[NAN]), Policy(waivers=(waiver(date(2025, 6, 30)),)), today=TODAY)
     assert verdict.passed and verdict.exit_code == 0
     assert verdict.waived == [WaivedFinding(id="inventory.non_finite", module="features.conv",
-                                            reason="known: fixed upstream in ML-42", expires=date(2025, 6, 30))]
+                                            reason="known: fixed upstream in ML-42", expires=date(2025, 6, 30),
+                                            key="inventory.non_finite on features.conv")]
     assert verdict.results[1].message == "no finding at fail or worse (1 waived)"
     assert verdict.notes == []
 
