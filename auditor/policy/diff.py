@@ -140,11 +140,10 @@ def _moves(old: AuditReport, new: AuditReport, shared: set[str]) -> tuple[list[M
                 continue
             old_values = np.array([a[n] for n in names], float)
             new_values = np.array([b[n] for n in names], float)
-            spread = float(np.nanstd(old_values)) if len(names) > 1 else 0.0
-            scale = spread if spread > 0 else max(float(np.nanmax(np.abs(old_values))), 1e-12)
+            scale = spread_of(old_values, new_values)
             for name, x, y in zip(names, old_values, new_values, strict=True):
                 if changed(float(x), float(y)):
-                    score = abs(y - x) / scale if math.isfinite(y - x) else math.inf
+                    score = abs(y - x) / scale if math.isfinite(y - x) and scale > 0 else math.inf
                     moves[(section.id, key, _rounded(float(x)), _rounded(float(y)))].append(ModuleMove(
                         section=section.id, key=key, module=name, old=float(x), new=float(y), score=float(score)))
             if len(names) >= 3:
@@ -169,6 +168,22 @@ def _moves(old: AuditReport, new: AuditReport, shared: set[str]) -> tuple[list[M
            for m in by_section[section][:TOP_MOVES]]
     ranks.sort(key=lambda r: (r.section, r.key))
     return top, ranks
+
+
+SPREAD_FLOOR = 1e-3
+"""The spread a move is measured in is at least this share of the key's largest magnitude: values that agree
+to 15 digits across modules (5.0e14 "spreads" for a change in the 7th digit) move by nothing a reader sees."""
+
+
+def spread_of(old: np.ndarray, new: np.ndarray) -> float:
+    """What a move is measured in: the standard deviation of the key's values across the shared modules, in
+    both audits together (so a key constant in the baseline still has the spread its change made), and at
+    least SPREAD_FLOOR of its largest magnitude. 0 only when every value is 0 in both audits."""
+    values = np.concatenate([old, new])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return 0.0
+    return max(float(np.std(values)), SPREAD_FLOOR * float(np.max(np.abs(values))))
 
 
 def _rounded(value: float) -> float:

@@ -119,7 +119,10 @@ class ClassDelta(_Delta):
 
 
 class ModuleMove(BaseModel):
-    """A per-module number that moved: `score` is the change over the key's spread across modules."""
+    """A per-module number that moved: `score` is the change over the key's spread across the shared modules
+    (both audits' values together, at least 0.1% of the key's largest magnitude: `policy.diff.spread_of`), so
+    keys of different scales rank together and a score never exceeds about the square root of twice the
+    number of modules."""
 
     model_config = _FROZEN
 

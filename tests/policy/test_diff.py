@@ -66,3 +66,28 @@ def test_repeated_numbers_are_one_move_at_the_module_that_computes_them() -> Non
     (move,) = diff.module_moves
     assert move.module == "features.relu" and move.also == ["features.pool", "features"]
     assert move.delta == 0.30000000000000004 or abs(move.delta - 0.3) < 1e-12
+
+
+def test_a_near_zero_spread_gives_no_absurd_move_and_the_real_change_ranks_first() -> None:
+    """Four modules agreeing to 15 digits in the baseline (a spread of ~1e-16) and one of them moving in the
+    7th digit: that was "5e14 spreads" and ranked above a key that really moved; now it is below 0.01."""
+    modules = ["", "a", "b", "c", "d"]
+    before = {n: {"flat": 0.5 + 1e-16 * i, "real": float(i)} for i, n in enumerate(modules[1:])}
+    after = {n: dict(v) for n, v in before.items()}
+    after["a"]["flat"] = 0.5 + 1e-6
+    after["d"]["real"] = 6.0
+    diff = diff_reports(make_report(module_metrics=before, modules=modules),
+                        make_report(module_metrics=after, modules=modules))
+    moves = {m.key: m for m in diff.module_moves}
+    assert moves["flat"].score < 0.01
+    assert 1.0 < moves["real"].score < (2 * 4) ** 0.5
+    assert [m.key for m in diff.module_moves] == ["real", "flat"]
+
+
+def test_a_key_constant_in_the_baseline_still_moves_by_a_finite_spread() -> None:
+    modules = ["", "a", "b", "c"]
+    before = {n: {"dead": 0.0} for n in modules[1:]}
+    after = {"a": {"dead": 0.0}, "b": {"dead": 0.0}, "c": {"dead": 0.25}}
+    (move,) = diff_reports(make_report(module_metrics=before, modules=modules),
+                           make_report(module_metrics=after, modules=modules)).module_moves
+    assert move.module == "c" and abs(move.score - 6 / 5 ** 0.5) < 1e-9  # 0.25 over the std of five 0s and 0.25

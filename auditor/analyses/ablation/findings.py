@@ -85,7 +85,7 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
     counts.main_path = len(path)
     if path:
         findings.append(_main_path_finding(path, ref, p))
-    for row in [r for r in critical if told(r) and id(r) not in grouped][:p.max_findings]:
+    for row in [r for r in critical if told(r) and id(r) not in grouped]:
         effect = (f"moves the pooled embedding by a cosine distance of {row.drop:.3g} ({conf} interval "
                   f"{row.low:.3g}–{row.high:.3g})") if ref.embedding else (
             f"costs {_pct(row.drop)} points of accuracy ({conf} interval {_pct(row.low)}–{_pct(row.high)}); "
@@ -108,7 +108,7 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
                 specific.append((top - second, row, name, top, second))
         specific.sort(key=lambda item: -item[0])
         counts.class_specific = len(specific)
-        for _, row, name, top, second in specific[:p.max_findings]:
+        for _, row, name, top, second in specific:
             findings.append(Finding(
                 id="ablation.class_specific", severity=Severity.INFO, module=row.target.name,
                 message=(f"Ablating {describe(row)} takes {_pct(top)} points off the recall of class {name!r} and at "
@@ -120,7 +120,7 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
     outermost = [r for r in redundant if not any(r.target.name.startswith(f"{n}.") for n in names)
                  and not (r.target.call is not None and r.target.module in names)]  # the whole covers its calls
     counts.redundant = len(outermost)
-    for row in [r for r in outermost if told(r)][:p.max_findings]:
+    for row in [r for r in outermost if told(r)]:
         inside = sum(1 for n in names if n.startswith(f"{row.target.name}."))
         bound = "" if ref.embedding else (f", at most {_pct(row.changed_upper)}% of predictions change "
                                           f"({_pct(row.changed)}% did) and the KL is {row.kl:.2g}")
@@ -141,8 +141,6 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
         if abs(fraction - 0.5) > 0.15 or lost > p.prune_tolerance:
             continue
         counts.prunable += 1
-        if counts.prunable > p.max_findings:
-            continue
         kept = f"a cosine distance of {value:.3g}" if ref.embedding else \
             f"accuracy {_pct(value)}% against {_pct(ref.accuracy)}% intact"
         findings.append(Finding(

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from auditor.kit.removal import (
     Granularity,
@@ -58,7 +60,15 @@ class AblationParams(BaseModel):
     """Memory for the recorded outputs that let a pass skip what precedes the ablated module (0: none)."""
     top: int = Field(30, ge=1)
     """Modules in the bar chart."""
-    max_findings: int = Field(8, ge=1)
-    """At most this many findings of each kind (the strongest)."""
+    max_findings: int | None = Field(None, ge=1)
+    """Deprecated and ignored: findings are no longer capped (every finding is in audit.json, for the gate
+    and the diff). Accepted so that older configs still load, with a warning."""
+
+    @field_validator("max_findings")
+    @classmethod
+    def _no_cap(cls, value: int | None) -> int | None:
+        if value is not None:
+            warnings.warn("max_findings is deprecated and ignored: every finding is kept", FutureWarning, stacklevel=2)
+        return value
 
 

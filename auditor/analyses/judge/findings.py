@@ -46,7 +46,7 @@ def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: Judge
     if path:
         findings.append(_main_path_finding(ref, path, p))
     on_path = {id(r) for r in path}
-    for row in [r for r in critical if id(r) not in on_path and id(r) not in twins][:p.max_findings]:
+    for row in [r for r in critical if id(r) not in on_path and id(r) not in twins]:
         d, div = row.realness_drop, row.diversity_change
         realness = (f"the discriminator's mean realness falls from {ref.realness:.3f} to {row.realness:.3f} "
                     f"({-row.relative_realness_drop * 100:.0f}%; drop {d.low:.3f}–{d.high:.3f}, {over})")
@@ -79,7 +79,7 @@ def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: Judge
         if top >= p.class_drop and top - second >= p.class_gap and row.class_drops[c].low > 0:
             specific.append((top - second, row, c, top, second))
     specific.sort(key=lambda item: -item[0])
-    for _, row, c, top, second in specific[:p.max_findings]:
+    for _, row, c, top, second in specific:
         assert hist is not None and row.shares is not None
         name = class_name(c, names)
         findings.append(Finding(
@@ -96,7 +96,7 @@ def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: Judge
     redundant = [r for r in _module_rows(rows) if _is_redundant(r, m)]
     names_redundant = {r.target.name for r in redundant}
     outermost = [r for r in redundant if not any(r.target.name.startswith(f"{n}.") for n in names_redundant)]
-    for row in outermost[:p.max_findings]:
+    for row in outermost:
         parts = [f"realness by {_range(row.realness_drop, neg=True)}"]
         if row.confidence_drop is not None:
             parts.append(f"confidence by {_range(row.confidence_drop, neg=True)}")

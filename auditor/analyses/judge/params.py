@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from auditor.kit.removal import Granularity
 
@@ -50,6 +51,15 @@ class JudgeParams(BaseModel):
     """Samples per row (a conditional generator: one per class, in order)."""
     top: int = Field(30, ge=1)
     """Modules in the bar chart."""
-    max_findings: int = Field(8, ge=1)
+    max_findings: int | None = Field(None, ge=1)
+    """Deprecated and ignored: findings are no longer capped (every finding is in audit.json, for the gate
+    and the diff). Accepted so that older configs still load, with a warning."""
+
+    @field_validator("max_findings")
+    @classmethod
+    def _no_cap(cls, value: int | None) -> int | None:
+        if value is not None:
+            warnings.warn("max_findings is deprecated and ignored: every finding is kept", FutureWarning, stacklevel=2)
+        return value
 
 

@@ -464,3 +464,29 @@ def test_a_bare_encoders_ablation_that_gives_every_sample_one_embedding_is_a_col
     rows = score_rows(ref, targets, [one, intact * 0.5], [None, None])
     assert rows[0].collapsed_to == ONE_EMBEDDING  # its spread is 1e-6 of the intact one's
     assert rows[1].collapsed_to is None and rows[1].drop == pytest.approx(0.0, abs=1e-12)  # same directions
+
+
+class TenDecoys(nn.Module):
+    """A carrier the output reads, and ten branches it multiplies by zero: ten redundant modules by construction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.carrier = _linear([[3, 0, 0], [0, 3, 0], [0, 0, 3]], [0, 0, 0])
+        self.decoys = nn.ModuleList(_linear([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0, 0, 0]) for _ in range(10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.carrier(x) + 0.0 * sum(decoy(x) for decoy in self.decoys)
+
+
+def test_every_redundant_module_has_its_finding_none_is_dropped_by_a_cap() -> None:
+    """Eight was the cap: the ninth and tenth decoys had no finding and no word said so."""
+    x, y = _onehot_data(240)
+    section = _run(TenDecoys(), x, y, unit_layers="none", modules="leaves")
+    redundant = sorted(f.module or "" for f in section.findings if f.id == "ablation.redundant")
+    assert redundant == sorted(f"decoys.{i}" for i in range(10))
+    assert section.metrics["redundant_modules"] == 10.0
+
+
+def test_max_findings_is_accepted_from_older_configs_and_warns_that_it_no_longer_caps() -> None:
+    with pytest.warns(FutureWarning, match="max_findings is deprecated"):
+        AblationParams(max_findings=8)
