@@ -85,7 +85,7 @@ def build_environment(directory: Path) -> Environment:
     env.filters.update(
         num=format_number, si=format_count, pct=format_percent, shape=format_shape,
         seconds=format_seconds, sort_key=sort_key, data_uri=data_uri, pretty_json=pretty_json,
-        cell=format_cell, dead=format_dead, zero_note=zero_note,
+        cell=format_cell, dead=format_dead, zero_note=zero_note, metric=format_metric, label=metric_label,
     )
     env.tests["nan"] = is_nan
     env.globals.update(table_kinds=table_kinds, column_decimals=column_decimals, row_flag=row_flag,
@@ -193,10 +193,48 @@ def zero_note(row: ModuleRow) -> str:
     return ", ".join(parts)
 
 
-def format_cell(value: Cell, decimals: int | None = None) -> str:
-    """A table cell: numbers compact (or with the column's `decimals`), booleans yes/no, None blank."""
+P_FLOOR = 1e-16
+"""p-values below this are written `< 1e-16`: a float64 tail probability that small is rounding, and a p-value of
+exactly 0 is never the truth."""
+_WORDS = {"p": "p", "auc": "AUC", "ig": "IG", "ece": "ECE", "nll": "NLL", "f1": "F1", "kl": "KL", "mdl": "MDL"}
+
+
+def is_p_value(name: str) -> bool:
+    """A metric key or column that holds a p-value: `binomial_p_value`, `deletion_p/gradient`, `p (deletion)`."""
+    base = name.split("/", 1)[0].strip().lower()
+    return (base in {"p", "p value", "p-value"} or base.endswith(("_p", "_p_value", " p", " p-value"))
+            or base.startswith(("p (", "p-value", "p value")))
+
+
+def format_p_value(value: float) -> str:
+    return f"< {P_FLOOR:g}" if 0 <= value < P_FLOOR else format_number(value)
+
+
+def format_metric(value: Cell, key: str = "") -> str:
+    """A metric or evidence value: a p-value under 1e-16 as `< 1e-16` (never "0"), else as a cell."""
+    if isinstance(value, float) and not isinstance(value, bool) and math.isfinite(value) and is_p_value(key):
+        return format_p_value(value)
+    return format_cell(value)
+
+
+def metric_label(key: str) -> str:
+    """A metric key as a reader reads it: `binomial_p_value` → `binomial p-value`, `deletion_auc/gradient` →
+    `deletion AUC (gradient)`, `ece` → `ECE`."""
+    name, _, qualifier = key.partition("/")
+    words = [_WORDS.get(word, word) for word in name.replace("p_value", "p").split("_") if word]
+    if words and words[-1] == "p":
+        words[-1] = "p-value"
+    text = " ".join(words)
+    return f"{text} ({qualifier.replace('_', ' ')})" if qualifier else text
+
+
+def format_cell(value: Cell, decimals: int | None = None, column: str = "") -> str:
+    """A table cell: numbers compact (or with the column's `decimals`), booleans yes/no, None blank; in a
+    p-value column, values under 1e-16 as `< 1e-16`."""
     if value is None or isinstance(value, str):
         return value or ""
+    if column and isinstance(value, float) and math.isfinite(value) and is_p_value(column) and value < P_FLOOR:
+        return format_p_value(value)
     if decimals is None or isinstance(value, bool) or not math.isfinite(value):
         return format_number(value)
     return f"{value:,.{decimals}f}"
@@ -265,10 +303,14 @@ class SectionStatus:
 
 
 def section_status(section: Section) -> SectionStatus:
-    """`error`, else the worst finding severity with its count, else `NaN` for a NaN metric, else `ok`."""
+    """`error`, else the worst finding severity with its count, else `NaN` for a NaN metric, else `not measured`
+    for a section that measured nothing (no metric, table, figure, per-module number or finding: a bare
+    encoder's performance), else `ok`."""
     if section.error is not None:
         return SectionStatus("fail", "error")
     worst = max((f.severity for f in section.findings), key=lambda s: s.rank, default=None)
+    if worst is None and not (section.metrics or section.tables or section.figures or section.module_metrics):
+        return SectionStatus("info", "not measured")
     if worst is None or worst is Severity.INFO:
         if any(is_nan(value) for value in section.metrics.values()):
             return SectionStatus("fail", "NaN")  # an audit.json written before NaN metrics became findings

@@ -126,8 +126,7 @@ def render_diff_markdown(diff: ReleaseDiff) -> str:
         lines.append(f"No finding added or resolved ({diff.findings_unchanged} unchanged).")
     for label, findings in (("Added", diff.findings_added), ("Resolved", diff.findings_resolved)):
         for f in findings:
-            where = f" on {escape(f.module or '(model)')}" if f.module is not None else ""
-            lines.append(f"- **{label}** {f.severity.value} {escape(f.id)}{where}: {escape(f.message)}")
+            lines.append(f"- **{label}** {f.severity.value} {escape(f.key)}: {escape(f.message)}")
     if diff.role_changes:
         lines += ["", "### Role changes (the module atlas)", ""]
         lines += [f"- {escape(c.describe())}" for c in diff.role_changes[:MAX_ROWS]]
@@ -138,6 +137,9 @@ def render_diff_markdown(diff: ReleaseDiff) -> str:
         rows = [[_module_cell(m.module, m.also), f"{m.section}.{m.key}", _num(m.old), _num(m.new), _signed(m.delta)]
                 for m in diff.module_moves[:MAX_ROWS]]
         lines += _table(["Module", "Metric", "Baseline", "New", "Change"], rows, right=frozenset({2, 3, 4}))
+        if len(diff.module_moves) > MAX_ROWS:
+            lines.append(f"\nShowing {MAX_ROWS} of {len(diff.module_moves)} moves, the largest of each analysis first "
+                         "(diff.json and diff.html have every one).")
     if diff.modules_only_old or diff.modules_only_new:
         lines += ["", "### Modules not shared", "",
                   f"Compared on the {diff.modules_shared} modules both audits have."]

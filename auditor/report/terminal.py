@@ -62,6 +62,13 @@ def _num(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
+def _showing(console: Console, shown: int, total: int, what: str) -> None:
+    """A view that lists fewer than it has says so: `showing 4 of 17 module moves`."""
+    if total > shown:
+        console.print(f"  [dim]showing {shown} of {total} {escape(what)}; `--out DIR` writes every one[/]",
+                      highlight=False, soft_wrap=True)
+
+
 def print_diff(console: Console, diff: ReleaseDiff) -> None:
     """The release diff: changed metrics with their tests, classes, findings, modules that moved most."""
     console.print(f"[bold]DIFF[/] {escape(diff.old.model_name)} → {escape(diff.new.model_name)}: "
@@ -79,7 +86,9 @@ def print_diff(console: Console, diff: ReleaseDiff) -> None:
             table.add_row(f"  {escape(m.metric)}", _num(m.old), _num(m.new),
                           "—" if m.delta is None else f"{m.delta:+.4g}", escape(test))
         console.print(table)
+        _showing(console, DIFF_ROWS * 2, len(changed), "changed metrics")
     moved = sorted((c for c in diff.classes if c.changed), key=lambda c: c.delta or 0.0)
+    _showing(console, DIFF_ROWS, len(moved), "changed classes")
     for c in moved[:DIFF_ROWS]:
         sig = " [red]significant[/]" if c.significant(diff.alpha) and (c.delta or 0) < 0 else ""
         p = f" ({c.test} p = {format_p(c.p_holm)} Holm)" if c.p_holm is not None else ""
@@ -88,11 +97,12 @@ def print_diff(console: Console, diff: ReleaseDiff) -> None:
                       highlight=False, soft_wrap=True)
     for label, findings in (("[red]+ added[/]", diff.findings_added), ("[green]- resolved[/]", diff.findings_resolved)):
         for f in findings:
-            where = f" on {f.module or '(model)'}" if f.module is not None else ""
-            console.print(f"  {label} {f.severity.value} {escape(f.id + where)}: {escape(f.message)}",
+            console.print(f"  {label} {f.severity.value} {escape(f.key)}: {escape(f.message)}",
                           highlight=False, soft_wrap=True)
+    _showing(console, DIFF_ROWS // 2, len(diff.role_changes), "role changes")
     for change in diff.role_changes[:DIFF_ROWS // 2]:
         console.print(f"  [magenta]role[/] {escape(change.describe())}", highlight=False, soft_wrap=True)
+    _showing(console, DIFF_ROWS // 2, len(diff.module_moves), "module moves (the largest first)")
     for move in diff.module_moves[:DIFF_ROWS // 2]:
         also = f" [dim](and {len(move.also)} repeating it)[/]" if move.also else ""
         console.print(f"  [dim]moved[/] {escape(move.module or '(model)')} {escape(move.section + '.' + move.key)}: "

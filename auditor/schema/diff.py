@@ -239,4 +239,7 @@ class ChangeTest:
 
 
 def format_p(p: float) -> str:
+    """`0.031`, `2.1e-07`; below 1e-16 `< 1e-16` (a float's tail probability that small is rounding, never 0)."""
+    if p < 1e-16:
+        return "< 1e-16"
     return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"

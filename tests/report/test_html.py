@@ -232,7 +232,7 @@ def test_empty_evidence_is_not_shown(sample_report: AuditReport) -> None:
     page = render_html(sample_report.model_copy(update={"sections": sections}))
 
     block = _section_block(page, inventory.id)
-    assert '<span class="evidence-key">dead_units</span> 3' in block
+    assert '<span class="evidence-key">dead units</span> 3' in block
     assert "also_seen_as" not in block and '<span class="evidence-key">note</span>' not in block
 
 
@@ -246,3 +246,33 @@ def test_a_table_column_has_one_number_format(sample_report: AuditReport) -> Non
     cells = re.findall(r'<td class="num" data-sort="[^"]*">([^<]*)</td>', _section_block(page, "inventory"))
     assert cells == ["4", "41.20", "3", "0.84", "2", "0.05", "1", "0.00", "1", ""]
     assert "e-0" not in "".join(cells)
+
+
+def test_a_p_value_that_underflowed_reads_below_1e_16_never_0() -> None:
+    from auditor.report.html import format_cell, format_metric
+    from auditor.schema.diff import format_p
+
+    assert format_metric(0.0, "binomial_p_value") == "< 1e-16"
+    assert format_metric(3e-20, "deletion_p/gradient") == "< 1e-16"
+    assert format_metric(0.0, "flip_rate") == "0"  # a rate of 0 is a 0
+    assert format_cell(0.0, 4, "p (deletion)") == "< 1e-16" and format_cell(0.0, 4, "drop (pts)") == "0.0000"
+    assert format_p(0.0) == "< 1e-16" and format_p(0.031) == "0.031"
+
+
+def test_metric_cards_are_labelled_for_a_reader_not_by_raw_keys() -> None:
+    from auditor.report.html import metric_label
+
+    assert metric_label("binomial_p_value") == "binomial p-value"
+    assert metric_label("deletion_auc/integrated_gradients") == "deletion AUC (integrated gradients)"
+    assert metric_label("ece") == "ECE" and metric_label("macro_f1") == "macro F1"
+    assert metric_label("reference_deletion_p/occlusion") == "reference deletion p-value (occlusion)"
+
+
+def test_a_section_that_measured_nothing_is_not_shown_ok() -> None:
+    from auditor.report.html import section_status
+    from auditor.schema.report import Section
+
+    empty = Section(id="performance", title="Performance", summary="Not measured: the model is a bare encoder.")
+    assert (section_status(empty).level, section_status(empty).label) == ("info", "not measured")
+    measured = Section(id="performance", title="Performance", metrics={"accuracy": 0.9})
+    assert section_status(measured).label == "ok"

@@ -53,7 +53,8 @@ def tables(ref: Reference, rows: Sequence[Row], selection: Selection, curves: di
             body: list[list[Any]] = [[i, r.target.name, _ablated_as(r), r.drop, r.low, r.high, _route(r)]
                                      for i, r in enumerate(modules, start=1)]
         else:
-            columns = ["rank", "module", "ablated", "drop", "low", "high", "loss +", "KL", "most hit class", "pass"]
+            columns = ["rank", "module", "ablated", "drop (pts)", "low (pts)", "high (pts)", "loss + (nats)", "KL (nats)",
+                       "most hit class (pts)", "pass"]
             body = [[i, r.target.name, _ablated_as(r), *_points(r.drop, r.low, r.high), _round(r.loss_increase, 4),
                      _round(r.kl, 4), _hit(r), _route(r)] for i, r in enumerate(modules, start=1)]
         out.append(Table(
@@ -68,8 +69,8 @@ def tables(ref: Reference, rows: Sequence[Row], selection: Selection, curves: di
     if heads:
         out.append(Table(
             id="ablation.heads", title="Attention heads that matter most",
-            columns=["layer", "head", "1 − cos" if ref.embedding else "drop", "low", "high"]
-            + ([] if ref.embedding else ["KL"]),
+            columns=["layer", "head", *(["1 − cos", "low", "high"] if ref.embedding else
+                                        ["drop (pts)", "low (pts)", "high (pts)", "KL (nats)"])],
             rows=[[r.target.module, r.target.index, *(_points(r.drop, r.low, r.high) if not ref.embedding else
                                                        (r.drop, r.low, r.high))]
                   + ([] if ref.embedding else [_round(r.kl, 4)]) for r in heads[:12]],
@@ -84,7 +85,7 @@ def tables(ref: Reference, rows: Sequence[Row], selection: Selection, curves: di
             for r in [u for u in ranked if u.target.module == layer][:8]:
                 body.append([layer, r.target.index, _hit(r), *_points(r.drop), _round(r.kl, 4)])
         out.append(Table(id="ablation.units", title="Units whose ablation hits one class hardest",
-                         columns=["layer", "unit", "most hit class", "drop", "KL"], rows=body,
+                         columns=["layer", "unit", "most hit class (pts)", "drop (pts)", "KL (nats)"], rows=body,
                          caption="Per unit layer, the 8 units whose ablation alone takes most off one class's recall "
                                  "(points); drop: accuracy points lost. module_metrics hold every unit, as "
                                  "`<layer>#<unit>`."))

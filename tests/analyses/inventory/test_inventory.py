@@ -44,6 +44,8 @@ class MostlyDead(nn.Module):
         self.head = nn.Linear(8, 2)
         with torch.no_grad():
             self.hidden.bias[:6] = -1e3
+            self.hidden.weight[6:] = 1.0  # the last two fire on every input in [0, 1): alive by construction
+            self.hidden.bias[6:] = 0.1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.act(self.hidden(x)))
@@ -71,7 +73,12 @@ def test_dead_units_warn_above_the_configured_fraction() -> None:
     assert [f.module for f in dead] == ["act"]
     assert dead[0].evidence["dead_units"] == 6 and dead[0].evidence["units"] == 8
     lenient = AuditConfig.model_validate({"analyses": {"inventory": {"dead_unit_warn_fraction": 0.8}}})
-    assert auditor.audit(MostlyDead(), _data(), config=lenient).findings_by_id("inventory.dead_units") == []
+    below = auditor.audit(MostlyDead(), _data(), config=lenient)
+    assert below.findings_by_id("inventory.dead_units") == []
+    # Under the warning threshold the units are still dead: the count agrees with the module table's row.
+    metrics = below.section("inventory").metrics
+    assert [r.name for r in below.modules if r.dead_units] == ["act"]
+    assert metrics["modules_with_dead_units"] == 1 and metrics["modules_over_dead_threshold"] == 0
 
 
 class PadPoolRelu(nn.Module):
