@@ -27,8 +27,22 @@ def new_figure(width: float, height: float) -> Iterator[tuple[Any, Any]]:
         plt.close(fig)
 
 
+MIN_FONT_PT = 7.0
+"""No text in a figure is smaller than this (points): 5-pt tick labels cannot be read in the PDF."""
+
+
+def enforce_min_font(fig: Any, *, minimum: float = MIN_FONT_PT) -> None:
+    """Raises every text of `fig` (titles, labels, tick labels, legends, colour bars) to at least `minimum` pt."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        if text.get_text() and text.get_fontsize() < minimum:
+            text.set_fontsize(minimum)
+
+
 def to_figure(fig: Any, *, id: str, title: str, alt: str, caption: str = "") -> Figure:
-    """Encodes a matplotlib figure as an embedded PNG Figure."""
+    """Encodes a matplotlib figure as an embedded PNG Figure (no text under MIN_FONT_PT)."""
+    enforce_min_font(fig)
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # axes sharing a colour bar are not tight_layout's case; bbox_inches fits them
         warnings.simplefilter("ignore", UserWarning)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from auditor.report.atlas import atlas_view, bars_svg, card_anchor, tag_class
@@ -86,6 +87,7 @@ def build_environment(directory: Path) -> Environment:
         num=format_number, si=format_count, pct=format_percent, shape=format_shape,
         seconds=format_seconds, sort_key=sort_key, data_uri=data_uri, pretty_json=pretty_json,
         cell=format_cell, dead=format_dead, zero_note=zero_note, metric=format_metric, label=metric_label,
+        breakable=breakable,
     )
     env.tests["nan"] = is_nan
     env.globals.update(table_kinds=table_kinds, column_decimals=column_decimals, row_flag=row_flag,
@@ -226,6 +228,15 @@ def metric_label(key: str) -> str:
         words[-1] = "p-value"
     text = " ".join(words)
     return f"{text} ({qualifier.replace('_', ' ')})" if qualifier else text
+
+
+def breakable(value: Cell) -> Markup | str:
+    """A text cell, with a line-break opportunity after each dot of a dotted name (`encoder.layer.2.attention`),
+    so that a narrow column breaks it between its parts rather than mid-word."""
+    text = format_cell(value)
+    if " " in text or "." not in text.strip("."):
+        return text
+    return Markup(".<wbr>").join(text.split("."))
 
 
 def format_cell(value: Cell, decimals: int | None = None, column: str = "") -> str:

@@ -276,3 +276,11 @@ def test_a_section_that_measured_nothing_is_not_shown_ok() -> None:
     assert (section_status(empty).level, section_status(empty).label) == ("info", "not measured")
     measured = Section(id="performance", title="Performance", metrics={"accuracy": 0.9})
     assert section_status(measured).label == "ok"
+
+
+def test_dotted_names_in_table_cells_break_at_their_dots_and_stay_escaped() -> None:
+    from auditor.report.html import breakable
+
+    assert str(breakable("encoder.layer.2.attention")) == "encoder.<wbr>layer.<wbr>2.<wbr>attention"
+    assert str(breakable("a.<b>")) == "a.<wbr>&lt;b&gt;"
+    assert breakable("better than random.") == "better than random."  # a sentence is left alone

@@ -186,7 +186,7 @@ def _classes(ref: Reference, rows: Sequence[Row]) -> Figure | None:
         if grid.size <= 200:
             for (i, j), value in np.ndenumerate(grid):
                 if np.isfinite(value) and abs(value) >= 5:
-                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=6,
+                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
                             color="white" if abs(value) > 60 else "#111827")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="recall drop (points)")
         return to_figure(fig, id="ablation.classes", title="Recall drop per class",
@@ -218,13 +218,13 @@ def _heads(ref: Reference, rows: Sequence[Row], selection: Selection) -> Figure 
                 image = ax.imshow(grid, cmap=cmap, vmin=-bound, vmax=bound, aspect="auto")
             else:
                 image = ax.imshow(grid, cmap=cmap, vmin=0, aspect="auto")
-            ax.set_xticks(range(selection.heads), [str(h) for h in range(selection.heads)], fontsize=6)
+            ax.set_xticks(range(selection.heads), [str(h) for h in range(selection.heads)], fontsize=7)
             ax.set_yticks(range(len(layers)), axis_labels(layers, 22) if ax is axes[0] else [""] * len(layers),
                           fontsize=7)
             ax.set_xlabel("head", fontsize=8)
             cbar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03)
             cbar.set_label(label, fontsize=7)
-            cbar.ax.tick_params(labelsize=6)
+            cbar.ax.tick_params(labelsize=7)
         return to_figure(fig, id="ablation.heads", title="Attention heads",
                          alt="Heat maps of attention layers against heads, coloured by the accuracy drop and the KL "
                              "divergence when the head is removed",
@@ -252,14 +252,14 @@ def _units(ref: Reference, rows: Sequence[Row], selection: Selection) -> Figure 
             top = sorted(units, key=lambda r: -(class_gap(r) or ("", 0.0, 0.0))[1])[:shown]
             grid = np.array([[r.class_drops.get(c, np.nan) * 100 for c in classes] for r in top])
             image = ax.imshow(grid, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
-            ax.set_yticks(range(len(top)), [f"#{r.target.index}" for r in top], fontsize=6)
-            ax.set_xticks(range(len(classes)), [short(c, 10) for c in classes], fontsize=6,
+            ax.set_yticks(range(len(top)), [f"#{r.target.index}" for r in top], fontsize=7)
+            ax.set_xticks(range(len(classes)), [short(c, 10) for c in classes], fontsize=7,
                           rotation=45 if len(classes) > 4 else 0, ha="right" if len(classes) > 4 else "center")
             ax.set_title(short(layer, 30), fontsize=8)
         if image is not None:
             cbar = fig.colorbar(image, ax=axes[-1], fraction=0.08, pad=0.04)
             cbar.set_label("recall drop (points)", fontsize=7)
-            cbar.ax.tick_params(labelsize=6)
+            cbar.ax.tick_params(labelsize=7)
         return to_figure(fig, id="ablation.units", title="Single units and the classes they carry",
                          alt="Heat maps of single units against classes, coloured by the recall drop when the unit "
                              "is ablated alone",

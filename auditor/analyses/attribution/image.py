@@ -206,7 +206,7 @@ class ImageAttribution:
                                       vmin=-1.0 if signed else 0.0, vmax=1.0)
                     if not bars[r].images and not bars[r].collections:
                         bar = fig.colorbar(image, cax=bars[r])
-                        bar.ax.tick_params(labelsize=6)
+                        bar.ax.tick_params(labelsize=7)
             for r, method in enumerate(["input", *methods]):
                 axes[r, 0].set_ylabel(column_title(method), fontsize=7)
             for ax in axes.flat:
@@ -244,7 +244,7 @@ class ImageAttribution:
             for ax in grid[1:, cols]:
                 ax.axis("off")
             bar = fig.colorbar(image, cax=grid[0, cols], label="mean |IG|")
-            bar.ax.tick_params(labelsize=6)
+            bar.ax.tick_params(labelsize=7)
             return to_figure(fig, id="attribution.classes", title="Where each class looks",
                              alt="Mean absolute Integrated Gradients map per class",
                              caption="Mean |Integrated Gradients| over the attributed samples of each class, one colour "

@@ -181,8 +181,8 @@ def feature_maps(module: str, x: torch.Tensor, maps: torch.Tensor, channels: lis
         canvas.title(canvas.centre(j + 1, j + 1), f"ch {channels[j]}")
     fig, ax = canvas.draw(right=0.8)
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.04, pad=0.02)
-    bar.ax.tick_params(labelsize=6)
-    bar.set_label("activation", fontsize=6)
+    bar.ax.tick_params(labelsize=7)
+    bar.set_label("activation", fontsize=7)
     return _save(fig, id=f"features.maps.{module}", title=f"Feature maps of {module}",
                  alt=f"Feature maps of the most active channels of {module} over a few samples",
                  caption=f"The {c} channels of {module} with the largest mean activation on these samples (one per "
@@ -203,11 +203,11 @@ def head_stats_figure(layers: list[dict[str, Any]]) -> Figure:
                                  (axes[1], entropy, "mean attention entropy (nats)")):
             image = a.imshow(values, cmap="viridis", aspect="auto")
             a.set_title(title, fontsize=8)
-            a.set_xticks(range(heads), [str(h) for h in range(heads)], fontsize=6)
-            a.set_yticks(range(len(names)), names if a is axes[0] else [""] * len(names), fontsize=6)
+            a.set_xticks(range(heads), [str(h) for h in range(heads)], fontsize=7)
+            a.set_yticks(range(len(names)), names if a is axes[0] else [""] * len(names), fontsize=7)
             a.set_xlabel("head", fontsize=7)
             bar = fig.colorbar(image, ax=a, fraction=0.05, pad=0.02)
-            bar.ax.tick_params(labelsize=6)
+            bar.ax.tick_params(labelsize=7)
         return to_figure(fig, id="features.attention_heads", title="Attention heads: distance and entropy",
                          alt="Heat maps of each head's mean attention distance and entropy per layer",
                          caption="Per layer and head, over the samples read with eager attention: how far (in tokens) "

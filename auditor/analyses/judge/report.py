@@ -238,7 +238,7 @@ def _classes(ref: Reference, rows: Sequence[JudgeRow], names: Sequence[str]) -> 
         if grid.size <= 300:
             for (i, j), value in np.ndenumerate(grid):
                 if abs(value) >= 2:
-                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=6,
+                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
                             color="white" if abs(value) > 0.6 * bound else "#111827")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="share change (points)")
         return to_figure(fig, id="judge.classes", title="Which classes the samples fall into, per ablation",

@@ -72,7 +72,7 @@ def accuracy_figure(res: PropertyResult, order: list[str], head: str | None) -> 
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", color="#e5e7eb", lw=0.6)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(fontsize=6.5, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         where = "audit data" if res.probe_set.data is None else res.probe_set.description
         return to_figure(fig, id=f"probes.accuracy.{_slug(res.prop.name)}",
                          title=f"Where {res.prop.name!r} is linearly decodable",
@@ -105,7 +105,7 @@ def mdl_figure(results: list[PropertyResult], order: list[str], head: str | None
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", color="#e5e7eb", lw=0.6)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(fontsize=6.5, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         return to_figure(fig, id="probes.mdl", title="Description length along depth (MDL)",
                          alt="Line chart of the compression of each property's labels by the online code at each block",
                          caption="How much shorter the online code of the labels is than the uniform code (Voita & "

@@ -303,7 +303,7 @@ class DeletionTest:
                 ax.tick_params(labelsize=7)
                 ax.spines[["top", "right"]].set_visible(False)
             axes[0].set_ylabel("target probability (mean)", fontsize=7)
-            axes[1].legend(fontsize=6, frameon=False)
+            axes[1].legend(fontsize=7, frameon=False)
             return to_figure(fig, id="trust.faithfulness", title="Deletion and insertion curves",
                              alt="Mean target probability as the most attributed positions are removed or restored",
                              caption="Mean over samples. A faithful method's deletion curve falls faster, and its "

@@ -180,11 +180,11 @@ class TrustRun(ProtectedChecks):
                 ax.set_title(title, fontsize=8)
                 ax.axhline(0.0, color="#9ca3af", lw=0.6)
                 ax.set_ylim(-0.25, 1.05)
-                ax.set_xticks(xs, labels, rotation=60, ha="right", fontsize=6)
+                ax.set_xticks(xs, labels, rotation=60, ha="right", fontsize=7)
                 ax.tick_params(axis="y", labelsize=7)
                 ax.spines[["top", "right"]].set_visible(False)
             axes[0].axhline(self.p.sanity_threshold, color="#dc2626", lw=0.8, ls="--")
-            axes[0].legend(fontsize=6, frameon=False)
+            axes[0].legend(fontsize=7, frameon=False)
             return to_figure(fig, id="trust.sanity", title="Sanity check: maps as the model is destroyed",
                              alt="Similarity of attribution maps to the trained model's as layers are re-initialized",
                              caption="Left to right, more of the model is re-initialized (output first). A trustworthy "
@@ -212,7 +212,7 @@ class TrustRun(ProtectedChecks):
                     for c, heat in enumerate(series, start=1):
                         bound = float(heat.abs().max()) or 1.0
                         axes[r, c].imshow((heat / bound).numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
-                    axes[r, 0].set_ylabel(f"#{i}\n{TITLES.get(m, m)}", fontsize=6)
+                    axes[r, 0].set_ylabel(f"#{i}\n{TITLES.get(m, m)}", fontsize=7)
             titles = ["input", "trained", *[f"to {last_parts(groups[k].name)}" for k in steps]]
             for c, title in enumerate(titles):
                 axes[0, c].set_title(title, fontsize=7)

@@ -101,7 +101,7 @@ def alpha_figure(layers: list[LayerSpectrum], *, low: float, high: float) -> Fig
         ax.set_xlim(-0.6, len(layers) - 0.4)
         if named:
             ax.set_xticks(range(len(layers)), [_tail(la.name) for la in layers], rotation=60, ha="right",
-                          fontsize=6.5)
+                          fontsize=7)
             ax.set_xlabel("layer, in model order")
         else:
             ax.set_xlabel(f"layer, in model order ({len(layers)} layers)")
@@ -163,7 +163,7 @@ def esd_figure(layers: list[LayerSpectrum], *, named: bool) -> Figure | None:
             ax.set_title(_tail(la.name, 34) + state, fontsize=8)
             ax.tick_params(labelsize=7)
             if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=6.5, frameon=False, loc="lower left")
+                ax.legend(fontsize=7, frameon=False, loc="lower left")
         for ax in list(axes.flat)[len(layers):]:
             ax.set_visible(False)
         fig.supxlabel("eigenvalue λ of WᵀW", fontsize=8)
