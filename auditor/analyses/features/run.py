@@ -101,7 +101,7 @@ class Run:
             for name, views in chosen.items():
                 if p.token_search and p.search_units:
                     self._search(name, views[:p.search_units])
-                details["text_units"].append({"module": name, "units": [self._text_unit(v) for v in views]})
+                details["text_units"].append({"module": name, "units": _shared_lists([self._text_unit(v) for v in views])})
         elif self.subject.modality == "image":
             rng = self._input_range()
             for name, views in chosen.items():
@@ -344,15 +344,29 @@ class Run:
             maps = self._maps(v.module, rel_samples)
             for k, (s, r) in enumerate(v.by_relevance):
                 tokens = self._tokens(s)
-                pos = int(maps[k, :len(tokens), v.unit].argmax()) if maps.shape[1] > 1 else -1
+                pos = -1
+                if maps.shape[1] > 1:
+                    # The peak among the sample's own text: never [CLS], [SEP] or the padding after it.
+                    values = maps[k, :len(tokens), v.unit].double().clone()
+                    values[~self._text_positions(s)[:len(values)]] = -math.inf
+                    pos = int(values.argmax()) if bool(torch.isfinite(values).any()) else -1
                 rel.append(self._snippet(s, pos, r))
-        return {"unit": v.unit, "max_real": v.max_real, "relevance": v.relevance, "search": v.search,
-                "by_activation": snippets, "by_relevance": rel}
+        return {"unit": v.unit, "label": self._unit_label(v.module, v.unit), "max_real": v.max_real,
+                "relevance": v.relevance, "search": v.search, "by_activation": snippets, "by_relevance": rel}
 
     def _tokens(self, index: int) -> list[str]:
         ids = self._inputs([index])["input_ids"][0].tolist()
         tokens = self.subject.loaded.tokenizer.convert_ids_to_tokens(ids)
         return [str(t) for t in tokens]
+
+    def _text_positions(self, index: int) -> torch.Tensor:
+        """(positions,) bool: the sample's own tokens, not special ones ([CLS], [SEP], [PAD]) nor masked padding."""
+        inputs = self._inputs([index])
+        ids = inputs["input_ids"][0]
+        special = set(getattr(self.subject.loaded.tokenizer, "all_special_ids", []) or [])
+        keep = torch.tensor([int(i) not in special for i in ids.tolist()], dtype=torch.bool)
+        mask = inputs.get("attention_mask")
+        return keep & mask[0].bool().cpu() if mask is not None else keep
 
     def _snippet(self, index: int, position: int, value: float) -> dict[str, Any]:
         """The tokens around a unit's peak: [before, the token, after], word pieces kept as the model saw them."""
@@ -461,4 +475,20 @@ def _join_tokens(tokens: list[str]) -> str:
             out += t[2:]
         else:
             out += (" " if out else "") + t
+    return out
+
+
+def _shared_lists(units: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Units whose top-by-relevance lists are the same samples with the same values (a two-class head's two
+    logits, whose relevances mirror each other) show the list once: the later units name the first instead of
+    repeating it as if it were a distinct result."""
+    seen: dict[tuple[tuple[int, float], ...], str] = {}
+    out = []
+    for unit in units:
+        key = tuple((int(s["sample"]), round(float(s["value"]), 6)) for s in unit["by_relevance"])
+        if key and key in seen:
+            unit = {**unit, "by_relevance": [], "relevance_same_as": seen[key]}
+        elif key:
+            seen[key] = str(unit["label"])
+        out.append(unit)
     return out

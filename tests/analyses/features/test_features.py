@@ -269,3 +269,44 @@ def test_a_bare_encoder_gets_its_most_variable_units_without_relevance(tiny_enco
     for group in section.details["text_units"]:
         assert all(u["by_relevance"] == [] for u in group["units"])
     assert all("head" not in name for name in section.module_metrics)
+
+
+class LoudMarkers(Planted):
+    """The detector fires hardest on [SEP] and [PAD] (their embeddings are its weight, doubled); the head's two
+    logits are w and −w, so their relevances mirror each other exactly."""
+
+    def __init__(self, vocab: int, planted: int, markers: list[int]) -> None:
+        super().__init__(vocab, planted)
+        with torch.no_grad():
+            for marker in markers:
+                self.embeddings.weight[marker] = 2.0 * self.detector.weight[0]
+            w = torch.tensor([1.0, -0.5, 0.25, 0.5])
+            self.head.weight.copy_(torch.stack([w, -w]))
+            self.head.bias.zero_()
+
+
+def test_top_by_relevance_lands_on_text_tokens_heads_name_their_classes_and_mirrored_lists_show_once(
+        tmp_path: Path) -> None:
+    tokenizer = _tokenizer(tmp_path, ["zebra"])
+    markers = [tokenizer.sep_token_id, tokenizer.pad_token_id]
+    model = LoudMarkers(len(tokenizer), tokenizer.convert_tokens_to_ids("zebra"), markers).eval()
+    model.class_names = ["negative", "positive"]
+    texts = ["a great film", "the plot was bad", "zebra awful", "i loved it", "really boring", "nice food", "bad",
+             "we enjoyed it"]
+    config = auditor.AuditConfig.model_validate({"batch_size": 4, "analyses": {"features": {
+        "modules": ["act", "head"], "units": {"act": [0], "head": [0, 1]}, "search_steps": 1,
+        "search_candidates": 4}}})
+    report = auditor.audit(model, {"text": texts, "label": ["positive", "negative"] * 4}, tokenizer=tokenizer,
+                           analyses=["features"], config=config)
+    section = report.section("features")
+    assert section.error is None
+    groups = {g["module"]: g["units"] for g in section.details["text_units"]}
+    special = {"[CLS]", "[SEP]", "[PAD]", ""}
+    (act,) = groups["act"]
+    assert act["by_relevance"] and all(s["token"] not in special for s in act["by_relevance"])
+    first, second = groups["head"]
+    assert (first["label"], second["label"]) == ("class negative", "class positive")
+    assert first["by_relevance"] and second["by_relevance"] == [] and second["relevance_same_as"] == "class negative"
+    html = Path(save_report(report, tmp_path / "out", formats=("html",))["html"]).read_text(encoding="utf-8")
+    assert "<strong>class positive</strong>" in html and "the same samples with the same relevance as class negative" \
+        in html
