@@ -63,6 +63,9 @@ class Reference:
     weights: torch.Tensor
     """(resamples, samples) bootstrap counts / samples."""
     confidence: float
+    sample_distance: float = math.nan
+    """A bare encoder: the median cosine distance between two different samples' intact embeddings, the scale
+    an ablation's embedding change is judged on (its equivalence margin is a share of it)."""
 
     @property
     def embedding(self) -> bool:
@@ -83,7 +86,8 @@ def reference(ctx: AuditContext, p: AblationParams) -> Reference:
     weights.scatter_add_(1, counts.reshape(p.bootstrap, n), torch.full((p.bootstrap, n), 1.0 / n, dtype=torch.float64))
     if ctx.subject.task != "classification":
         return Reference(scores=scores, labels=None, log_p=None, correct=None, loss=None, predictions=None,
-                         classes={}, weights=weights, confidence=p.confidence)
+                         classes={}, weights=weights, confidence=p.confidence,
+                         sample_distance=median_sample_distance(scores))
     log_p = log_probabilities(scores)
     predictions = ctx.clean.predictions
     labels = ctx.subject.labels if ctx.subject.labels is not None else predictions
@@ -95,6 +99,18 @@ def reference(ctx: AuditContext, p: AblationParams) -> Reference:
     classes = {(names[c] if c < len(names) else str(c)): (labels == c) for c in sorted(set(labels[valid].tolist()))}
     return Reference(scores=scores, labels=labels, log_p=log_p, correct=correct, loss=loss, predictions=predictions,
                      classes=classes, weights=weights, confidence=p.confidence)
+
+
+def median_sample_distance(embeddings: torch.Tensor, *, limit: int = 512) -> float:
+    """The median cosine distance (1 − cos) between two different samples' embeddings (the first `limit`)."""
+    x = embeddings[:limit].double()
+    x = x[torch.isfinite(x).all(dim=1)]
+    if x.shape[0] < 2:
+        return math.nan
+    unit = torch.nn.functional.normalize(x, dim=1, eps=1e-12)
+    pairs = torch.triu_indices(x.shape[0], x.shape[0], offset=1)
+    distances = 1.0 - (unit @ unit.T)[pairs[0], pairs[1]]
+    return float(distances.clamp_min(0.0).median())
 
 
 def bootstrap_interval(ref: Reference, per_sample: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -53,7 +53,8 @@ class AblationParams(BaseModel):
     """... and at least this much more than any other class's."""
     redundant_margin: float = Field(0.02, gt=0.0, le=1.0)
     """`ablation.redundant`: the drop's whole interval lies within ± this, at most this share of predictions
-    may change (one-sided upper bound) ..."""
+    may change (one-sided upper bound) ... A bare encoder: the embedding change's interval lies below this share
+    of the median cosine distance between two samples' embeddings."""
     redundant_kl: float = Field(0.01, gt=0.0)
     """... and the mean KL divergence from the intact predictions is below this (nats)."""
     cache_mib: int = Field(1024, ge=0)

@@ -490,3 +490,34 @@ def test_every_redundant_module_has_its_finding_none_is_dropped_by_a_cap() -> No
 def test_max_findings_is_accepted_from_older_configs_and_warns_that_it_no_longer_caps() -> None:
     with pytest.warns(FutureWarning, match="max_findings is deprecated"):
         AblationParams(max_findings=8)
+
+
+class CloseEmbeddings(nn.Module):
+    """Embeddings all near one direction (two samples' embeddings are ~0.01 apart in cosine distance, as a BERT
+    CLS pool's are): `base` writes the shared direction plus the input, `nudge` moves each embedding by a few
+    thousandths, and `decoy` is multiplied by zero."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base = _linear([[0.1, 0, 0], [0, 0.1, 0], [0, 0, 0.1]], [1.0, 1.0, 1.0])
+        self.nudge = _linear([[0, 0.06, 0], [0, 0, 0.06], [0.06, 0, 0]], [0, 0, 0])
+        self.decoy = _linear([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0, 0, 0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.nudge(x) + 0.0 * self.decoy(x)
+
+
+def test_a_bare_encoders_equivalence_margin_is_in_the_scale_of_its_embeddings() -> None:
+    """The nudge's cosine change is well under the old absolute ±0.02 but a large share of how far apart two
+    samples' embeddings are: it is not redundant. The decoy changes nothing: it is."""
+    x, _ = _onehot_data(240)
+    report = auditor.audit(CloseEmbeddings(), (x, None), task="embedding", analyses=["ablation"], batch_size=16,
+                           config=auditor.AuditConfig.model_validate(
+                               {"analyses": {"ablation": {"modules": "leaves", "unit_layers": "none"}}}))
+    section = report.section("ablation")
+    assert section.error is None, section.error
+    nudge = section.module_metrics["nudge"]
+    assert 0.0 < nudge["ablation_embedding_change_high"] < 0.02  # the old margin called it redundant
+    redundant = {f.module: f for f in section.findings if f.id == "ablation.redundant"}
+    assert "nudge" not in redundant and "decoy" in redundant
+    assert nudge["ablation_embedding_change_low"] > redundant["decoy"].evidence["margin"]
