@@ -200,7 +200,9 @@ class ImageAttribution:
                     if heat is None:
                         continue
                     signed = method in ("integrated_gradients", "gradient_shap", "occlusion")
-                    bound = float(heat.abs().max()) or 1.0
+                    # One colour scale per row (method): maps side by side compare in magnitude across samples.
+                    bound = max((float(maps[method][j].abs().max()) for j in samples if j in maps[method]),
+                                default=0.0) or 1.0
                     ax.imshow(picture, cmap="gray" if grey else None, alpha=0.35)
                     image = ax.imshow((heat / bound).numpy(), cmap="RdBu_r" if signed else "inferno", alpha=0.8,
                                       vmin=-1.0 if signed else 0.0, vmax=1.0)
@@ -216,8 +218,8 @@ class ImageAttribution:
             return to_figure(fig, id=f"attribution.maps.{part}", title=f"Attribution maps{suffix}",
                              alt="Input images with their attribution heat maps, one column per sample",
                              caption="One column per sample (#index, labelled class; in red, misclassified → "
-                                     "predicted). Each map is scaled to its own largest |value| (colour bar: share "
-                                     "of it). Signed maps (IG, GradientShap, Occlusion): red raises the target "
+                                     "predicted). One colour scale per row: each method's maps are scaled to the largest "
+                                     "|value| of that row (colour bar: share of it). Signed maps (IG, GradientShap, Occlusion): red raises the target "
                                      "class's log-probability, blue lowers it; Saliency and Grad-CAM are magnitudes.")
 
     def _class_maps(self, ig: dict[int, torch.Tensor]) -> Figure | None:

@@ -209,8 +209,10 @@ class TrustRun(ProtectedChecks):
                     r = si * len(self.methods) + mi
                     axes[r, 0].imshow(picture.numpy(), cmap="gray" if picture.dim() == 2 else None)
                     series = [originals[m][i]] + [kept[k][m][i] for k in steps]
+                    # One colour scale per row: the trained map and its re-initialized versions side by side must
+                    # show how much weaker (or stronger) a map got, not each stretched to its own maximum.
+                    bound = max(float(heat.abs().max()) for heat in series) or 1.0
                     for c, heat in enumerate(series, start=1):
-                        bound = float(heat.abs().max()) or 1.0
                         axes[r, c].imshow((heat / bound).numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
                     axes[r, 0].set_ylabel(f"#{i}\n{TITLES.get(m, m)}", fontsize=7)
             titles = ["input", "trained", *[f"to {last_parts(groups[k].name)}" for k in steps]]
@@ -221,8 +223,9 @@ class TrustRun(ProtectedChecks):
                 ax.set_yticks([])
             return to_figure(fig, id="trust.sanity_maps", title="Maps as the model is re-initialized",
                              alt="Attribution maps of two samples for the trained model and after re-initialization steps",
-                             caption="Signed maps, each scaled to its own largest |value| (red raises the target's "
-                                     "log-probability, blue lowers it). 'to X': every module from the output down to X "
+                             caption="Signed maps, one colour scale per row (the largest |value| of the trained map "
+                                     "and its re-initialized versions; red raises the target's log-probability, blue "
+                                     "lowers it). 'to X': every module from the output down to X "
                                      "re-initialized; the last column is the fully random model.")
 
     def _text_example(self, inputs: dict[str, torch.Tensor], content: list[torch.Tensor],
