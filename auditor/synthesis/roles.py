@@ -339,6 +339,13 @@ def dead_units(view: AuditView, module: str) -> list[Clause]:
             text=(f"{dead} of its {units} units ({pct(fraction or 0.0)}) never activate: they are zero on every "
                   "audit sample."),
             tag=DEAD, evidence=_finding_evidence(finding, "dead_units", "units", "dead_fraction")))
+    row = view.rows.get(module)
+    if not clauses and row is not None and row.dead_units and row.units:
+        # Under the inventory's warning threshold: no tag, but the card says what the module table's row shows.
+        clauses.append(Clause(
+            text=(f"{row.dead_units} of its {row.units} units ({pct(row.dead_units / row.units)}) never activate, "
+                  "under the share the inventory warns at."),
+            evidence=[Evidence(section="inventory", key="dead_units", value=row.dead_units, module=module)]))
     return clauses
 
 

@@ -186,3 +186,15 @@ def test_the_synthesis_of_a_thousand_modules_is_fast() -> None:
     report = make_audit(1000)
     assert len(synthesize(report)) > 250
     assert time_synthesis(report, runs=3) < 3.0  # the bar is 1 s (benchmarks/synthesis.py); slack for a busy CI
+
+
+def test_a_card_says_what_the_row_shows_of_dead_units_under_the_warning_threshold() -> None:
+    """10 of 64 dead is under the 25% the inventory warns at: no finding, no tag, but the card does not read as
+    if the module had none (a card said "0 modules with dead units" beside a row with 10/64 dead)."""
+    report = _report({"inventory": {"one": {}, "two": {}}}, blocks=("one", "two"))
+    rows = [r.model_copy(update={"units": 64, "dead_units": 10}) if r.name == "two" else r for r in report.modules]
+    report = with_cards(report.model_copy(update={"modules": rows, "cards": []}))
+    card = report.card("two")
+    assert "dead units" not in card.tags
+    assert any("10 of its 64 units (15.6 %) never activate" in c.text for c in card.clauses)
+    assert not any("never activate" in c.text for c in report.card("one").clauses)
