@@ -198,6 +198,9 @@ def zero_note(row: ModuleRow) -> str:
 P_FLOOR = 1e-16
 """p-values below this are written `< 1e-16`: a float64 tail probability that small is rounding, and a p-value of
 exactly 0 is never the truth."""
+_LABELS = {"max_drop": "largest accuracy drop (fraction)", "max_embedding_change": "largest embedding change (1 − cos)",
+           "accuracy": "accuracy (fraction)", "majority_rate": "majority class rate (fraction)"}
+"""Metric cards whose unit a reader would otherwise guess (the tables beside them may be in points)."""
 _WORDS = {"p": "p", "auc": "AUC", "ig": "IG", "ece": "ECE", "nll": "NLL", "f1": "F1", "kl": "KL", "mdl": "MDL"}
 
 
@@ -223,6 +226,8 @@ def metric_label(key: str) -> str:
     """A metric key as a reader reads it: `binomial_p_value` → `binomial p-value`, `deletion_auc/gradient` →
     `deletion AUC (gradient)`, `ece` → `ECE`."""
     name, _, qualifier = key.partition("/")
+    if name in _LABELS:
+        return _LABELS[name] + (f" ({qualifier.replace('_', ' ')})" if qualifier else "")
     words = [_WORDS.get(word, word) for word in name.replace("p_value", "p").split("_") if word]
     if words and words[-1] == "p":
         words[-1] = "p-value"

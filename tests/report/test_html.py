@@ -266,6 +266,7 @@ def test_metric_cards_are_labelled_for_a_reader_not_by_raw_keys() -> None:
     assert metric_label("deletion_auc/integrated_gradients") == "deletion AUC (integrated gradients)"
     assert metric_label("ece") == "ECE" and metric_label("macro_f1") == "macro F1"
     assert metric_label("reference_deletion_p/occlusion") == "reference deletion p-value (occlusion)"
+    assert metric_label("max_drop") == "largest accuracy drop (fraction)"  # beside tables in points
 
 
 def test_a_section_that_measured_nothing_is_not_shown_ok() -> None:
