@@ -121,8 +121,8 @@ class ClassDelta(_Delta):
 class ModuleMove(BaseModel):
     """A per-module number that moved: `score` is the change over the key's spread across the shared modules
     (both audits' values together, at least 0.1% of the key's largest magnitude: `policy.diff.spread_of`), so
-    keys of different scales rank together and a score never exceeds about the square root of twice the
-    number of modules."""
+    keys of different scales rank together and a score never exceeds 2·√(shared modules) (a change is at most
+    twice its values' distance from their mean, and their squares are part of the variance)."""
 
     model_config = _FROZEN
 

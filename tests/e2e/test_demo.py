@@ -72,12 +72,18 @@ def test_the_degraded_digits_release_fails_its_check_against_the_first(demo_out:
     assert verdict["comparison"].startswith("paired on the same 360 samples")
     failed = {r["name"] for r in verdict["results"] if r["status"] == "fail"}
     assert "no class regresses" in failed
+    # The gate's result is the headline: the audit's verdict, its banner and the diff's first page.
+    assert second["verdict"]["status"] == "fail" and second["verdict"]["decided_by"] == "policy"
+    page = (demo_out / "digits_cnn_v2" / "report.html").read_text(encoding="utf-8")
+    assert "Release blocked" in page and "Release with care" not in page
     folder = demo_out / "release_diff"
     assert sorted(p.name for p in folder.iterdir()) == ["check.md", "diff.html", "diff.json", "diff.md", "diff.pdf",
                                                         "junit.xml", "policy.toml"]
     diff = json.loads((folder / "diff.json").read_text())
     three = next(c for c in diff["classes"] if c["name"] == "3")
     assert diff["paired"] and three["new"] < three["old"] - 0.3 and three["p_holm"] < 0.05
+    assert diff["new"]["verdict"] == "fail" and diff["new"]["gate"] == "failed"
+    assert max(m["score"] for m in diff["module_moves"]) <= 2 * diff["modules_shared"] ** 0.5  # no 5e14 spreads
     result = CliRunner().invoke(app, ["check", str(demo_out / "digits_cnn_v2"), "--policy", str(folder / "policy.toml"),
                                       "--baseline", str(demo_out / "digits_cnn")])
     assert result.exit_code == 1, result.output
