@@ -213,7 +213,8 @@ def _decodable_as_at_random(view: AuditView, module: str, prop: str, threshold: 
     low = probe_value(view, module, "probe_accuracy_low", prop)
     bar = threshold if threshold is not None else probe_value(view, module, "probe_permutation_accuracy", prop)
     random_init = probe_value(view, module, "probe_random_init_accuracy", prop)
-    return low is not None and bar is not None and random_init is not None and low > bar
+    return low is not None and bar is not None and random_init is not None and low > bar \
+        and low <= random_init + view.config.probe_margin
 
 
 def _expected(view: AuditView, analysis: str, module: str, *, block: str | None) -> bool:
