@@ -7,8 +7,8 @@ import html
 import re
 from dataclasses import dataclass, field
 
-from auditor.schema.cards import UNCLEAR, Card, CardsConfig, tag_kind
-from auditor.schema.report import AuditReport, Figure
+from auditor.schema.cards import UNCLEAR, Card, CardsConfig, Evidence, tag_kind
+from auditor.schema.report import AuditReport, Figure, Table
 from auditor.synthesis import card_config, cards_of
 
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -17,6 +17,33 @@ _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 def card_anchor(module: str) -> str:
     """The HTML id of a module's card: `card-encoder.layer.3`."""
     return "card-" + (_SLUG.sub("-", module) or "model")
+
+
+_MODULE_COLUMNS = ("module", "layer", "block")
+
+
+def module_column(table: Table) -> int | None:
+    """The column of a section table that names modules (`module`, `layer` or `block`), if any."""
+    return next((table.columns.index(c) for c in _MODULE_COLUMNS if c in table.columns), None)
+
+
+def row_anchor(table_id: str, module: str) -> str:
+    """The HTML id of a module's first row in a section table: `row-probes.results.label-features.conv1`."""
+    return f"row-{_SLUG.sub('-', table_id)}-{_SLUG.sub('-', module) or 'model'}"
+
+
+def row_ids(table: Table) -> list[str | None]:
+    """Per row of `table`, its anchor where it is the first row of its module (None elsewhere)."""
+    column, seen = module_column(table), set()
+    ids: list[str | None] = []
+    for row in table.rows:
+        name = row[column] if column is not None and column < len(row) else None
+        if isinstance(name, str) and name and name not in seen:
+            seen.add(name)
+            ids.append(row_anchor(table.id, name))
+        else:
+            ids.append(None)
+    return ids
 
 
 def tag_class(tag: str) -> str:
@@ -42,6 +69,17 @@ class AtlasView:
     """Every tag kind present, for the filter."""
     figures: dict[tuple[str, str], Figure]
     config: CardsConfig
+    rows_by_section: dict[str, list[tuple[Table, set[str]]]] = field(default_factory=dict)
+    """Each section's tables with the modules their rows name, for links from a clause to its row."""
+
+    def source(self, evidence: Evidence, module: str) -> str:
+        """The href of a clause's source: the row of the module in its section's table, else the section. A
+        key's suffix after '/' (a probed property, a class) picks the table of that name when there is one."""
+        target = evidence.module or module
+        suffix = evidence.key.rsplit("/", 1)[-1] if "/" in evidence.key else ""
+        tables = [t for t, names in self.rows_by_section.get(evidence.section, []) if target in names]
+        tables.sort(key=lambda t: not (suffix and t.id.endswith(f".{suffix}")))
+        return f"#{row_anchor(tables[0].id, target)}" if tables else f"#section-{evidence.section}"
 
 
 def atlas_view(report: AuditReport) -> AtlasView:
@@ -73,7 +111,10 @@ def atlas_view(report: AuditReport) -> AtlasView:
         walk(root, 0)
     tags = sorted({tag_kind(t) for c in cards for t in c.tags})
     figures = {(s.id, f.id): f for s in report.sections for f in s.figures}
-    return AtlasView(cards=cards, full=full, roots=roots, rows=rows, tags=tags, figures=figures, config=config)
+    rows_by_section = {s.id: [(t, {str(r[c]) for r in t.rows if c < len(r) and isinstance(r[c], str)})
+                              for t in s.tables if (c := module_column(t)) is not None] for s in report.sections}
+    return AtlasView(cards=cards, full=full, roots=roots, rows=rows, tags=tags, figures=figures, config=config,
+                     rows_by_section=rows_by_section)
 
 
 def _carded_parent(module: str, names: set[str]) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 from markupsafe import Markup
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from auditor.report.atlas import atlas_view, bars_svg, card_anchor, tag_class
+from auditor.report.atlas import atlas_view, bars_svg, card_anchor, row_ids, tag_class
 from auditor.schema.findings import Severity
 from auditor.schema.report import AuditReport, Cell, Figure, Metadata, ModuleRow, Section, Table
 
@@ -92,7 +92,7 @@ def build_environment(directory: Path) -> Environment:
     env.tests["nan"] = is_nan
     env.globals.update(table_kinds=table_kinds, column_decimals=column_decimals, row_flag=row_flag,
                        cost_line=cost_line, section_status=section_status, loading_notes=loading_notes,
-                       card_anchor=card_anchor, tag_class=tag_class, bars_svg=bars_svg)
+                       card_anchor=card_anchor, tag_class=tag_class, bars_svg=bars_svg, row_ids=row_ids)
     return env
 
 

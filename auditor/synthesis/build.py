@@ -6,7 +6,7 @@ from __future__ import annotations
 from auditor.schema.cards import UNCLEAR, Card, CardsConfig, Clause, Evidence, Thumbnail, tag_kind
 from auditor.schema.report import AuditReport
 from auditor.synthesis.roles import (CRITICAL, DEAD, DIVERSITY, LOW_LEVEL, MAIN_PATH, NOT_LEARNED, PRUNABLE,
-                                     REALNESS, REDUNDANT, RULES, UNUSED, ablation_of, interval, points)
+                                     REALNESS, REDUNDANT, RULES, UNUSED, ablation_of, interval, points, probe_value)
 from auditor.synthesis.view import AuditView, base_module, has_weights, members
 
 CARD_ANALYSES = ("inventory", "gradients", "ablation", "judge", "probes", "features", "weights")
@@ -196,9 +196,25 @@ def _agreement(view: AuditView, module: str, tags: list[str]) -> list[str]:
         names = _join([f"'{p.name}'" for p in view.properties])
         what = f"changes the embedding by {ablation.drop:.3g}" if view.embedding else \
             f"costs {points(ablation.drop)} {span}"
-        out.append(f"Removing it {what}, yet no probed property ({names}) is decodable here: it does something the "
-                   "probes did not ask about.")
+        # A property can be decodable here and still fail its test: as decodable from the re-initialized network
+        # (the module passes on what its input already holds), so say which of the two it is.
+        as_random = [f"'{p.name}'" for p in view.properties if _decodable_as_at_random(view, module, p.name, p.threshold)]
+        if as_random:
+            out.append(f"Removing it {what}; {_join(as_random)} is decodable here, but no better than from the "
+                       "re-initialized network: what it does for the decision is not what the probes measure.")
+        else:
+            out.append(f"Removing it {what}, yet no probed property ({names}) is decodable here: it does something "
+                       "the probes did not ask about.")
     return out
+
+
+def _decodable_as_at_random(view: AuditView, module: str, prop: str, threshold: float | None) -> bool:
+    """The probe clears the shuffled-label bar (the same bar as `carries`), but not the re-initialized network."""
+    low = probe_value(view, module, "probe_accuracy_low", prop)
+    bar = threshold if threshold is not None else probe_value(view, module, "probe_permutation_accuracy", prop)
+    random_init = probe_value(view, module, "probe_random_init_accuracy", prop)
+    return low is not None and bar is not None and random_init is not None and low > bar \
+        and low <= random_init + view.config.probe_margin
 
 
 def _expected(view: AuditView, analysis: str, module: str, *, block: str | None) -> bool:

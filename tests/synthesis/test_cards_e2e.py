@@ -135,3 +135,49 @@ def test_the_block_where_a_planted_property_becomes_readable_carries_it_unused()
     assert any("present here but unused" in line for line in card.agreement)
     for other in ("blocks.1", "blocks.3"):
         assert "carries: label" not in report.card(other).tags
+
+
+
+class Twins(nn.Module):
+    """`left` and `right` are parallel copies of one block (3× and 2× the stem's output), summed before the head:
+    each alone decides like the sum, so replacing `left` by its mean (a nearly uniform constant) changes no
+    prediction (margins ≥ 1 against a constant that varies by well under 0.1 across classes) although its
+    |gradient × activation| is 60% of the largest: `right` compensates. The stem passes its input on unchanged, so
+    the label is as decodable from it as from a re-initialized (random, invertible) stem."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _linear([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0, 0, 0])
+        self.left = _linear([[3, 0, 0], [0, 3, 0], [0, 0, 3]], [0, 0, 0])
+        self.right = _linear([[2, 0, 0], [0, 2, 0], [0, 0, 2]], [0, 0, 0])
+        self.head = _linear([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0, 0, 0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stem(x)
+        return self.head(self.left(s) + self.right(s))
+
+
+def test_a_block_duplicated_by_a_parallel_one_reads_as_compensated() -> None:
+    report = _audit(Twins(), _onehot(), analyses=FAST)
+    left = report.card("left")
+    assert any("another module compensates" in line for line in left.agreement), (left.statement, left.agreement)
+    assert "main path" not in left.tags and "critical" not in left.tags
+    stem = report.card("stem")
+    assert "main path" in stem.tags and not any("compensates" in line for line in stem.agreement)
+    # The label is decodable from the stem (it is the input), only no better than at random: the card says that,
+    # not that the property is not decodable there.
+    assert any("no better than from the re-initialized network" in line for line in stem.agreement), stem.agreement
+    assert not any("is decodable here: it does something" in line for line in stem.agreement)
+
+
+def test_every_clause_links_to_the_row_it_comes_from(roles_report: AuditReport) -> None:
+    import re
+
+    from auditor.report.html import render_html
+
+    page = render_html(roles_report)
+    ids = set(re.findall(r'id="([^"]+)"', page))
+    links = re.findall(r'class="clause-source" href="#([^"]+)"', page)
+    assert links and all(link in ids for link in links), [link for link in links if link not in ids]
+    assert "row-ablation.ranked-a" in links  # the class-specific clause of `a` opens its row of the ablation table
+    assert "row-probes.results.label-a" in ids  # every module's first row in a section table has its anchor

@@ -88,6 +88,17 @@ def test_a_probe_no_better_than_the_reinitialized_network_carries_nothing() -> N
     assert "carries: shape" not in report.card("one").tags
 
 
+def test_an_effect_where_the_property_is_decodable_only_as_at_random_says_so() -> None:
+    """Decodable (85 % low bound over the 55 % bar) but not beyond the re-initialized network (88 %): the card must
+    not claim the property is not decodable there."""
+    report = _report({"ablation": {"one": _ablation(0.3, 0.25, 0.35)},
+                      "probes": {"one": _probe(0.9, 0.85, 0.94, 0.88)}}, details=PROBED)
+    agreement = report.card("one").agreement
+    assert any("'shape' is decodable here, but no better than from the re-initialized network" in line
+               for line in agreement), agreement
+    assert not any("no probed property" in line for line in agreement)
+
+
 def test_generator_roles_come_from_the_judge() -> None:
     findings = (
         Finding(id="judge.main_path", severity=Severity.INFO, message="path",
