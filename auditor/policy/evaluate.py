@@ -221,6 +221,8 @@ def _metric_rule(rule: MetricRule, ctx: _Context) -> RuleResult:
         if limit is None:
             continue
         moved = f"{metric} {_num(old)} → {_num(value)}, {word} {_num(max(change, 0.0))}"
+        if metric == ACCURACY:  # in points too, as the class drops beside it are
+            moved += f" ({_points(max(change, 0.0))})"
         if change <= limit + _EPS:
             checks.check(True, f"{moved} ≤ max_{word} {limit:g}")
         elif significant:

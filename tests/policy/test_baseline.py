@@ -85,7 +85,7 @@ def test_a_drop_on_other_data_is_judged_by_fishers_test() -> None:
     verdict = evaluate_policy(worse, rule, base)
     assert verdict.comparison == "unpaired: the audits ran on different data (fingerprints aaaaaaaaaaaa… and bbbbbbbbbbbb…)"
     (failed,) = verdict.with_status(Status.FAIL)
-    assert failed.message == ("performance.accuracy 0.9 → 0.8, drop 0.1 > max_drop 0.02 (Fisher p = 0.00084, "
+    assert failed.message == ("performance.accuracy 0.9 → 0.8, drop 0.1 (10.0 pts) > max_drop 0.02 (Fisher p = 0.00084, "
                               "unpaired)")
 
 
