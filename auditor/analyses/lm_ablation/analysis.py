@@ -126,7 +126,10 @@ class LMAblation(Analysis):
         return reason
 
     def cost(self, ctx: PlanContext) -> Cost:
-        n = len(lm_targets(lm_layout(ctx.subject.model), self.params))
+        try:
+            n = len(lm_targets(lm_layout(ctx.subject.model), self.params))
+        except ValueError:  # not a language model: nothing to ablate (the plan does not run it)
+            return Cost(note=self.cost_note)
         return Cost(forwards=float(n + 1), note=f"{n} ablation passes and 1 recording pass")
 
     def run(self, ctx: AuditContext) -> Section:
