@@ -80,3 +80,14 @@ def test_a_llama_style_model_is_audited_by_every_language_model_analysis(tmp_pat
     assert ran["lens"].module_metrics["model.layers.1"]["lens_top1_agreement"] == 1.0
     # RMSNorm has no bias: the direct attributions explain the whole logit
     assert abs(ran["lens"].metrics["unattributed"]) < 1e-5 * max(1.0, abs(ran["lens"].metrics["own_centred_logit"]))
+
+
+def test_the_command_line_cuts_texts_at_max_tokens(gpt2_dir, tmp_path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    data = write_texts(tmp_path / "texts.csv", repeated_texts(12, length=10, seed=2))
+    result = run_cli("run", "--model", gpt2_dir, "--data", data, "--out", tmp_path / "out", "--max-tokens", "12",
+                     "--analyses", "next_token,heads", "--formats", "json", "-q")
+    assert result.exit_code == 0, result.stderr
+    audit = json.loads((tmp_path / "out" / "audit.json").read_text())
+    cut = next(f for f in audit["findings"] if f["id"] == "next_token.texts_cut")
+    assert cut["evidence"]["texts_cut"] == 12 and cut["evidence"]["max_tokens"] == 12
+    assert audit["metadata"]["task"] == "causal_lm"
