@@ -51,7 +51,8 @@ def tokenizer() -> Any:
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     core.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 0)])
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # unannotated in transformers
+        tokenizer_object=core, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>")
 
 
 def training_batch(rng: np.random.Generator, n: int) -> torch.Tensor:
@@ -109,10 +110,10 @@ def train(seed: int = 0, *, steps: int = STEPS) -> tuple[Any, dict[str, float]]:
             ids = training_batch(rng, BATCH)
             loss = model(input_ids=ids, labels=ids).loss
             optimizer.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch
+            loss.backward()
             optimizer.step()
             warmup.step()
-        model.eval()
+        model.eval()  # type: ignore[no-untyped-call]  # transformers' PreTrainedModel.eval is unannotated
     return model, {"train_seconds": round(time.perf_counter() - started, 1), "train_steps": steps,
                    "final_train_loss": round(float(loss), 4)}
 
