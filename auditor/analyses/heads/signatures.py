@@ -33,6 +33,10 @@ from auditor.kit.lm import (
 )
 
 
+COPYING_SAMPLES = 8
+"""Probes the copying score reads (its product with the whole unembedding is the probe's largest cost)."""
+
+
 @dataclass
 class Signatures:
     """Per head name, its scores on the probe; and per induction head, what ablating earlier heads does."""
@@ -100,7 +104,7 @@ def measure(model: nn.Module, layout: LMLayout, tokenizer: Any, *, length: int, 
     prev, dup, ind = _scores(patterns, offset, length)
     sig = Signatures(samples=samples, length=length)
     norm = model.get_submodule(layout.final_norm) if layout.final_norm else None
-    unembed = unembedding_weight(model, layout).double()  # (vocab, d_model)
+    unembed = unembedding_weight(model, layout).float()  # (vocab, d_model)
     d = layout.head_dim
     with torch.no_grad():
         for i, part in enumerate(layout.layers):
@@ -110,12 +114,18 @@ def measure(model: nn.Module, layout: LMLayout, tokenizer: Any, *, length: int, 
                 sig.previous_token[name] = float(prev[i, h])
                 sig.duplicate_token[name] = float(dup[i, h])
                 sig.induction[name] = float(ind[i, h])
-                out = head_inputs[i][..., h * d:(h + 1) * d].double() @ projection_rows(proj, h, d).detach().double()
-                direct = frozen_norm(out, final_in[0], norm) @ unembed.T  # (batch, tokens, vocab)
-                attended = ids.gather(1, patterns[i][:, h].argmax(dim=-1))  # the token each query attends to most
+                # copying on the second half's queries of the first COPYING_SAMPLES probes: a vocabulary-wide
+                # product per head (GPT-2's 50,257 logits x 144 heads) is the probe's largest cost
+                rows, queries = slice(0, COPYING_SAMPLES), slice(offset + length, offset + 2 * length)
+                x = head_inputs[i][rows, queries, h * d:(h + 1) * d].float()
+                out = x @ projection_rows(proj, h, d).detach().float()
+                stream = final_in[0][rows, queries] if final_in else out  # no final norm: nothing to freeze
+                direct = frozen_norm(out, stream, norm).float() @ unembed.T  # (n, queries, vocab)
+                keys = patterns[i][rows, h, queries].argmax(dim=-1)
+                attended = ids[rows].gather(1, keys)  # the token each query attends to most
                 mine = direct.gather(2, attended.unsqueeze(2))
-                rank = (direct < mine).double().sum(dim=2) / max(1, direct.shape[2] - 1)  # share of the others below
-                sig.copying[name] = float((rank[:, offset + length:] >= 0.95).double().mean())
+                rank = (direct < mine).float().sum(dim=2) / max(1, direct.shape[2] - 1)  # share of the others below
+                sig.copying[name] = float((rank >= 0.95).double().mean())
     for i in range(len(layout.layers)):
         for h in range(layout.heads):
             name = layout.head_name(i, h)
