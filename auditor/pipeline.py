@@ -33,7 +33,7 @@ from auditor.schema.report import AuditReport, BlockRow, Metadata, Section, deci
 from auditor.subject import Subject, Task, build_subject, data_free_subject, load_subject
 from auditor.subject.data import AuditData, cap_samples, load_data
 from auditor.subject.fingerprint import data_fingerprint
-from auditor.subject.loading import LoadedModel, ModelKind, load_model
+from auditor.subject.loading import LoadedModel, ModelKind, is_causal_lm, load_model
 from auditor.synthesis import with_cards
 from auditor.walk.blocks import find_blocks
 from auditor.walk.tree import ModuleTree
@@ -252,8 +252,11 @@ def _wrap_module(model: nn.Module, tokenizer: Any) -> LoadedModel:
         names = [str(id2label[i]) for i in sorted(id2label)]
     is_hf = hasattr(model, "config") and hasattr(model, "base_model_prefix")
     kind: ModelKind = "hf_text" if tokenizer is not None else ("hf_image" if is_hf else "module")
+    causal = is_causal_lm(model)  # a language model: next-token prediction on the texts
+    if causal and tokenizer is not None and getattr(tokenizer, "pad_token_id", None) is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return LoadedModel(module=model, kind=kind, name=type(model).__name__, source="python object",
-                       tokenizer=tokenizer, class_names=names)
+                       tokenizer=tokenizer, class_names=[] if causal else names, causal_lm=causal)
 
 
 def _in_memory_data(data: Any, *, max_samples: int, seed: int) -> AuditData:

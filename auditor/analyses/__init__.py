@@ -7,7 +7,11 @@ from auditor.analyses.attribution import Attribution
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext, run_one
 from auditor.analyses.features import Features
 from auditor.analyses.gradients import Gradients
+from auditor.analyses.heads import AttentionHeads
 from auditor.analyses.inventory import ModuleInventory
+from auditor.analyses.lens import Lens
+from auditor.analyses.lm_ablation import LMAblation
+from auditor.analyses.next_token import NextToken
 from auditor.analyses.judge import Judge
 from auditor.analyses.performance import Performance
 from auditor.analyses.probes import Probes
@@ -17,8 +21,9 @@ from auditor.config import AnalysesConfig
 from auditor.engine.plan import analysis_params
 from auditor.errors import ConfigError
 
-ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, Gradients, ModuleAblation, Judge, Attribution,
-                                              Trust, Probes, Features, Weights)
+ALL_ANALYSES: tuple[type[Analysis], ...] = (ModuleInventory, Performance, NextToken, Gradients, ModuleAblation,
+                                              LMAblation, Judge, Attribution, Trust, Probes, Lens, Features,
+                                              AttentionHeads, Weights)
 """Every analysis, in report order."""
 
 

@@ -41,7 +41,7 @@ class ModuleInventory(Analysis):
     params_type: ClassVar[type[BaseModel]] = InventoryParams
     cost_note: ClassVar[str] = "reads the statistics of the shared capture; no pass of its own"
     modalities: ClassVar[frozenset[Modality]] = frozenset({"text", "image", "tabular", "noise"})
-    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding", "generation"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding", "generation", "causal_lm"})
 
     def __init__(self, params: InventoryParams | None = None) -> None:
         self.params: InventoryParams = params or InventoryParams()

@@ -9,11 +9,12 @@ from auditor.paths import cache_dir
 from auditor.progress import Progress, SilentProgress
 from auditor.schema.report import AuditReport
 
-DEMOS = ("digits_cnn", "digits_cnn_v2", "minilm_sentiment", "minilm_encoder", "digits_gan")
+DEMOS = ("digits_cnn", "digits_cnn_v2", "minilm_sentiment", "minilm_encoder", "digits_gan", "tiny_lm")
 """`digits_cnn_v2` is a second release of the digits CNN, degraded on purpose (`auditor.demo.release`);
 `minilm_encoder` is the bare pretrained encoder of `minilm_sentiment`, without its head: its report shows at
 which layer sentiment becomes linearly decodable (the probes read the held-out labels); `digits_gan` is a
-class-conditional GAN of digits, judged by its discriminator and by the digits CNN."""
+class-conditional GAN of digits, judged by its discriminator and by the digits CNN; `tiny_lm` is a 2-layer GPT-2
+trained here on repeated runs of made-up words (`auditor.demo.tiny_lm`)."""
 
 
 def demo_config(name: str, *, progress: Progress | None = None, seed: int = 0) -> tuple[AuditConfig, dict[str, str | float]]:
@@ -64,6 +65,17 @@ def demo_config(name: str, *, progress: Progress | None = None, seed: int = 0) -
             analyses=AnalysesConfig.model_validate({"judge": {"unit_layers": ["up"]}}),
         )
         return config, {"train_samples": info["train_samples"], "train_seconds": info["train_seconds"]}
+    elif name == "tiny_lm":
+        from auditor.demo import tiny_lm
+
+        progress.note("tiny LM: preparing (trains once, about a minute on two cores, then cached)")
+        info = tiny_lm.prepare(cache_dir(), seed=seed)
+        config = AuditConfig(
+            model=ModelSpec(path=str(info["model"]), name="tiny-lm"),
+            data=DataSpec(path=str(info["data"]), max_length=32), seed=seed, batch_size=32,
+            analyses=AnalysesConfig.model_validate({"heads": {"length": tiny_lm.AUDIT_HALF}}),
+        )
+        return config, {k: info[k] for k in ("train_seconds", "train_steps", "final_train_loss")}
     else:
         raise ValueError(f"unknown demo {name!r}; known: {DEMOS}")
     notes = {"heldout_accuracy_at_training": round(float(info["heldout_accuracy"]), 4),

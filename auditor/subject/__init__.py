@@ -20,6 +20,8 @@ def load_subject(config: AuditConfig) -> Subject:
         from auditor.subject.generator import load_generator_subject  # noise, judges: only for a generator
 
         return load_generator_subject(config)
+    loaded = load_model(config.model)
     if config.data.path is None:
-        return data_free_subject(load_model(config.model), config)
-    return build_subject(load_model(config.model), load_data(config.data, seed=config.seed), config)
+        return data_free_subject(loaded, config)
+    spec = config.data.model_copy(update={"label_column": None}) if loaded.causal_lm else config.data
+    return build_subject(loaded, load_data(spec, seed=config.seed), config)  # a language model reads no labels

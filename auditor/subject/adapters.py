@@ -23,6 +23,29 @@ from auditor.subject.loading import LoadedModel
 from auditor.subject.task import log_probabilities
 
 
+AUDIT_MASK = "audit_mask"
+"""The input key of a language model's audited tokens (bool, batch x tokens); never passed to the model."""
+
+
+def next_token_losses(logits: torch.Tensor, inputs: Mapping[str, torch.Tensor], *, width: int) -> torch.Tensor:
+    """(batch, width) loss of each next token: column j is -log p(token j+1 | tokens 0..j), NaN where token j+1
+    is not audited (padding, prompt) and past the text; the width is fixed so every batch has the same."""
+    ids = inputs["input_ids"]
+    audited = inputs.get(AUDIT_MASK)
+    if audited is None:
+        audited = inputs.get("attention_mask", torch.ones_like(ids)).bool().clone()
+        audited[:, 0] = False
+    if logits.dim() != 3 or logits.shape[:2] != ids.shape:
+        raise ModelLoadError(f"a causal language model's logits have shape {tuple(logits.shape)}; expected "
+                             f"(batch, tokens={ids.shape[1]}, vocabulary)")
+    log_p = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    picked = -log_p.gather(2, ids[:, 1:].unsqueeze(2)).squeeze(2)
+    losses = torch.where(audited[:, 1:], picked, torch.full_like(picked, float("nan")))
+    if losses.shape[1] >= width:
+        return losses[:, :width]
+    return torch.nn.functional.pad(losses, (0, width - losses.shape[1]), value=float("nan"))
+
+
 class ModelAdapter:
     """Turns audit samples into inputs for `loaded.module` and its output into 2-D scores."""
 
@@ -34,6 +57,8 @@ class ModelAdapter:
         self.keyword_inputs = loaded.kind != "module" or data.kind == "text"
         self.sample_shape: tuple[int, ...] | None = None
         """A generator's sample shape, read from its output (None until it ran)."""
+        self.cut_texts: dict[int, int] = {}
+        """A language model's texts longer than `max_length` tokens: sample index -> its length in tokens."""
         self._accepted = self._accepted_keywords(loaded.module)
         if data.kind == "none":  # nothing will be encoded
             return
@@ -60,6 +85,10 @@ class ModelAdapter:
     def encode(self, start: int, stop: int) -> dict[str, torch.Tensor]:
         """Model inputs for samples [start, stop), on the audit device."""
         data = self.data
+        if data.kind == "text" and self.loaded.causal_lm:
+            assert data.texts is not None
+            prompts = data.prompt_chars[start:stop] if data.prompt_chars is not None else None
+            return self.encode_lm_texts(data.texts[start:stop], prompt_chars=prompts, first=start)
         if data.kind == "text":
             assert data.texts is not None
             return self.encode_texts(data.texts[start:stop])
@@ -79,6 +108,35 @@ class ModelAdapter:
                                             return_tensors="pt"))
         if self._accepted is not None:
             inputs = {k: v for k, v in inputs.items() if k in self._accepted}
+        return {k: v.to(self.device) for k, v in inputs.items()}
+
+    def encode_lm_texts(self, texts: list[str], *, prompt_chars: list[int] | None = None,
+                        first: int | None = None) -> dict[str, torch.Tensor]:
+        """A language model's inputs: token ids cut to `max_length`, padded on the right, and `audit_mask`, the
+        tokens whose prediction is audited (not padding, not the prompt: a prompt and its completion are
+        tokenized apart, so the boundary is exact). `first`: the index of the first text in the audit data,
+        to record which texts were cut."""
+        tokenizer = self.loaded.tokenizer
+        limit = self.spec.max_length
+        rows: list[tuple[list[int], int]] = []
+        for i, text in enumerate(texts):
+            split = prompt_chars[i] if prompt_chars is not None else 0
+            prompt = list(tokenizer(text[:split])["input_ids"]) if split else []
+            rest = list(tokenizer(text[split:], add_special_tokens=not prompt)["input_ids"])
+            ids = prompt + rest
+            if len(ids) > limit and first is not None:
+                self.cut_texts[first + i] = len(ids)
+            rows.append((ids[:limit], len(prompt)))
+        width = max(2, max(len(ids) for ids, _ in rows))
+        pad = getattr(tokenizer, "pad_token_id", None) or 0
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        audited = torch.zeros((len(rows), width), dtype=torch.bool)
+        for i, (ids, prompt_tokens) in enumerate(rows):
+            input_ids[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention[i, :len(ids)] = 1
+            audited[i, max(1, prompt_tokens):len(ids)] = True  # the first token has nothing to be predicted from
+        inputs = {"input_ids": input_ids, "attention_mask": attention, AUDIT_MASK: audited}
         return {k: v.to(self.device) for k, v in inputs.items()}
 
     def _encode_images(self, start: int, stop: int) -> dict[str, torch.Tensor]:
@@ -110,13 +168,15 @@ class ModelAdapter:
     def call(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> Any:
         """Runs the model on one batch of inputs and returns its raw output."""
         if self.keyword_inputs:
-            return model(**inputs)
+            return model(**{k: v for k, v in inputs.items() if k != AUDIT_MASK})
         return model(*inputs.values())
 
     def scores(self, output: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The model's answer as (batch, outputs): logits, or a bare encoder's pooled hidden state."""
         batch = next(iter(inputs.values())).shape[0]
         tensor = self._pick(output, inputs)
+        if self.loaded.causal_lm:
+            return next_token_losses(tensor, inputs, width=self.spec.max_length - 1)
         if self.loaded.generates:  # a generator's answer is its sample, flattened
             if tensor.dim() == 0 or tensor.shape[0] != batch:
                 raise ModelLoadError(f"the generator's output has shape {tuple(tensor.shape)}; expected "
@@ -158,6 +218,10 @@ class ModelAdapter:
 
     def forward(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.scores(self.call(model, inputs), inputs)
+
+    def logits(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's raw logits: a language model's (batch, tokens, vocabulary), where `scores` gives losses."""
+        return self._pick(self.call(model, inputs), inputs)
 
     def log_probability_fn(self, model: nn.Module, keys: Sequence[str]) -> Callable[..., torch.Tensor]:
         """Positional tensors (the inputs named `keys`, in that order) -> log-probabilities of every class:

@@ -30,7 +30,7 @@ def data_free_subject(loaded: LoadedModel, config: AuditConfig, *, task: Task | 
     loaded.module.to(device)
     data = AuditData.none()
     return Subject(loaded=loaded, data=data, adapter=ModelAdapter(loaded, data, config.data, device), device=device,
-                   modality="none", task=task or ("classification" if loaded.has_head else "embedding"), n_outputs=0,
+                   modality="none", task=task or _default_task(loaded), n_outputs=0,
                    labels=None, class_names=list(loaded.class_names))
 
 
@@ -61,7 +61,7 @@ def build_subject(loaded: LoadedModel, data: AuditData, config: AuditConfig, *, 
     if judges is not None:
         _check_judges(judges, scores, adapter, probe_inputs, device, config.batch_size)
     if task is None:
-        task = "classification" if loaded.has_head else "embedding"
+        task = _default_task(loaded)
     modality: Modality = "text" if data.kind == "text" else (
         "image" if data.kind == "images" or (data.arrays is not None and data.arrays.ndim >= 4) else "tabular")
     if task == "generation":
@@ -77,6 +77,12 @@ def build_subject(loaded: LoadedModel, data: AuditData, config: AuditConfig, *, 
         class_names = judges.class_names
     return Subject(loaded=loaded, data=data, adapter=adapter, device=device, modality=modality, task=task,
                    n_outputs=n_outputs, labels=labels, class_names=class_names, judges=judges)
+
+
+def _default_task(loaded: LoadedModel) -> Task:
+    if loaded.causal_lm:
+        return "causal_lm"
+    return "classification" if loaded.has_head else "embedding"
 
 
 def _check_judges(judges: Judges, scores: torch.Tensor, adapter: ModelAdapter, inputs: dict[str, torch.Tensor],

@@ -36,6 +36,9 @@ class AuditData:
     """Files of an image folder that are not images (paths relative to the folder), left out."""
     conditions: np.ndarray | None = None
     """A conditional generator's noise: the class each sample asks for, passed as the generator's second input."""
+    prompt_chars: list[int] | None = None
+    """Text read as `prompt` + `completion` columns: per text, how many of its leading characters are the prompt
+    (a language model's audit counts only the completion's tokens)."""
 
     @classmethod
     def none(cls) -> AuditData:
@@ -63,6 +66,8 @@ class AuditData:
             self.labels = [self.labels[i] for i in keep]
         if self.conditions is not None:
             self.conditions = self.conditions[keep]
+        if self.prompt_chars is not None:
+            self.prompt_chars = [self.prompt_chars[i] for i in keep]
 
 
 def load_data(spec: DataSpec, *, seed: int) -> AuditData:
@@ -198,6 +203,8 @@ def _table(path: Path, spec: DataSpec, table: tuple[list[str], list[dict[str, st
     columns, rows = table
     if not rows:
         raise DataError(f"data {path} holds no rows")
+    if spec.text_column not in columns and {"prompt", "completion"} <= set(columns):
+        return _prompts_and_completions(path, spec, rows)
     if spec.text_column not in columns:
         raise DataError(f"{path} has no text column {spec.text_column!r} (columns: {columns}); "
                         "set --text-column")
@@ -217,3 +224,17 @@ def _table(path: Path, spec: DataSpec, table: tuple[list[str], list[dict[str, st
                 raise DataError(f"{path}: row {number} has no {spec.label_column!r}")
             labels.append(label if isinstance(label, int) and not isinstance(label, bool) else str(label).strip())
     return AuditData(kind="text", source=str(path), texts=texts, labels=labels if spec.label_column else None)
+
+
+def _prompts_and_completions(path: Path, spec: DataSpec, rows: list[dict[str, str]]) -> AuditData:
+    """Text as `prompt` + `completion` columns: each text is the two joined, and only the completion is audited
+    (a language model's loss counts the completion's tokens). No labels."""
+    texts: list[str] = []
+    prompt_chars: list[int] = []
+    for number, row in enumerate(rows, start=1):
+        prompt, completion = row.get("prompt"), row.get("completion")
+        if not isinstance(prompt, str) or not isinstance(completion, str) or not completion.strip():
+            raise DataError(f"{path}: row {number} needs a text 'prompt' and a non-empty text 'completion'")
+        texts.append(prompt + completion)
+        prompt_chars.append(len(prompt))
+    return AuditData(kind="text", source=str(path), texts=texts, prompt_chars=prompt_chars)

@@ -47,6 +47,17 @@ class LoadedModel:
     """A generator (noise -> sample): its scores are its samples, flattened, and judges score them."""
     weights_loading: WeightsLoading | None = None
     """What loading the weights file took beyond a plain strict load (None: nothing)."""
+    causal_lm: bool = False
+    """A causal language model (`AutoModelForCausalLM`, or a factory returning one): its task is next-token
+    prediction on the audit texts."""
+
+
+_CAUSAL_LM = re.compile(r"(ForCausalLM|LMHeadModel)$")
+
+
+def is_causal_lm(module: nn.Module) -> bool:
+    """A Hugging Face causal language model, by its class (`GPT2LMHeadModel`, `LlamaForCausalLM`, ...)."""
+    return bool(_CAUSAL_LM.search(type(module).__name__)) and hasattr(module, "get_output_embeddings")
 
 
 def sha256_files(paths: list[Path]) -> str | None:
@@ -107,9 +118,12 @@ def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
         raise ModelLoadError(f"{path} holds no weights (*.safetensors or pytorch_model*.bin)")
     architectures = " ".join(config.get("architectures") or [])
     auto: type[transformers.AutoModelForSequenceClassification | transformers.AutoModelForImageClassification
-                | transformers.AutoModel]
+                | transformers.AutoModel | transformers.AutoModelForCausalLM]
     kind: ModelKind
-    if "ForSequenceClassification" in architectures:
+    causal = bool(re.search(r"(ForCausalLM|LMHeadModel)\b", architectures))
+    if causal:
+        auto, kind = transformers.AutoModelForCausalLM, "hf_text"
+    elif "ForSequenceClassification" in architectures:
         auto, kind = transformers.AutoModelForSequenceClassification, "hf_text"
     elif "ForImageClassification" in architectures:
         auto, kind = transformers.AutoModelForImageClassification, "hf_image"
@@ -156,9 +170,15 @@ def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
             class_names = []
     elif spec.head:
         raise ModelLoadError(f"--head applies to a bare encoder; {path} already has a classification head")
+    if causal:
+        class_names = []
+        module.config.use_cache = False  # a key-value cache is for generation; the audit scores whole texts
+        if tokenizer is not None and getattr(tokenizer, "pad_token_id", None) is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token  # GPT-2 has none; padding is masked
     return LoadedModel(
         module=module, kind=kind, name=model_title(module), source=str(path), weights_sha256=sha256_files(hashed),
         tokenizer=tokenizer, image_processor=image_processor, class_names=class_names, has_head=has_head,
+        causal_lm=causal,
     )
 
 
@@ -208,9 +228,14 @@ def _load_factory(spec: ModelSpec) -> LoadedModel:
         loading = load_weights(module, weights, trust_pickle=spec.trust_pickle)
         sha = sha256_files([weights])
     class_names = [str(c) for c in getattr(module, "class_names", None) or []]
-    return LoadedModel(module=module, kind="module", name=model_title(module), source=spec.path,
-                       weights_sha256=sha, class_names=class_names,
-                       weights_loading=None if loading == WeightsLoading() else loading)
+    causal = is_causal_lm(module)
+    tokenizer = getattr(module, "tokenizer", None) if causal else None  # a factory's LM may carry its tokenizer
+    if tokenizer is not None and getattr(tokenizer, "pad_token_id", None) is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return LoadedModel(module=module, kind="hf_text" if causal else "module", name=model_title(module),
+                       source=spec.path, weights_sha256=sha, class_names=[] if causal else class_names,
+                       weights_loading=None if loading == WeightsLoading() else loading, tokenizer=tokenizer,
+                       causal_lm=causal)
 
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")

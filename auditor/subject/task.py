@@ -3,10 +3,9 @@ and the clean metrics every comparison starts from.
 
 A task is one small object; analyses never branch on the task name. Today: classification (target: the
 log-probability of the labelled class, or of the predicted class without labels) and embedding (a bare
-encoder: no decision, so no target). A causal language model would be a third `TaskHead` whose adapter
-scores are (batch, tokens, vocabulary): target = mean log-probability of each next token under the
-attention mask, metrics = loss and perplexity; analyses that call `target` and `metrics` would run on it
-unchanged.
+encoder: no decision, so no target) and causal_lm (a language model: its adapter scores are (batch, tokens)
+next-token losses, NaN where a token is not audited: padding, a prompt, the first token; target = the mean
+log-probability of the audited next tokens, metrics = their mean loss).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import Literal, Protocol
 
 import torch
 
-Task = Literal["classification", "embedding", "generation"]
+Task = Literal["classification", "embedding", "generation", "causal_lm"]
 
 
 def log_probabilities(scores: torch.Tensor) -> torch.Tensor:
@@ -104,8 +103,34 @@ class Generation(Embedding):
         raise ValueError("a generator has no decision of its own to differentiate; its judges score its samples")
 
 
+def audited_mean(losses: torch.Tensor) -> torch.Tensor:
+    """(batch,) mean of each row's audited next-token losses (the non-NaN entries; 0 for a row with none),
+    differentiable: the NaN entries get no gradient."""
+    audited = ~torch.isnan(losses)
+    total = torch.where(audited, losses, torch.zeros_like(losses)).sum(dim=1)
+    return total / audited.sum(dim=1).clamp_min(1)
+
+
+class CausalLM:
+    """A causal language model: scores are per-token next-token losses (NaN where a token is not audited); the
+    target is the mean log-probability of the audited next tokens of a text, the metric their mean loss."""
+
+    name: Task = "causal_lm"
+    has_target = True
+
+    def target(self, scores: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return -audited_mean(scores)
+
+    def metrics(self, scores: torch.Tensor, labels: torch.Tensor | None) -> CleanMetrics:
+        losses = scores.detach().double()
+        audited = ~torch.isnan(losses)
+        loss = float(losses[audited].mean()) if bool(audited.any()) else None
+        return CleanMetrics(predictions=torch.empty(0, dtype=torch.long), correct=None, accuracy=None, loss=loss,
+                            class_recall={})
+
+
 def task_head(task: Task) -> TaskHead:
     """The TaskHead of a task name."""
     heads: dict[Task, TaskHead] = {"classification": Classification(), "embedding": Embedding(),
-                                   "generation": Generation()}
+                                   "generation": Generation(), "causal_lm": CausalLM()}
     return heads[task]

@@ -30,7 +30,7 @@ class Block(nn.Module):
 class Explodes(nn.Module):
     """Raises on every forward."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
         raise RuntimeError("this module explodes")
 
 
@@ -50,7 +50,14 @@ def _for_generators(analysis_type: type[Analysis]) -> bool:
 
 
 def _subject(analysis_type: type[Analysis]) -> tuple[nn.Module, AuditContext]:
-    """A classifier for most analyses; a generator with its judges for those that judge generators."""
+    """A classifier for most analyses; a generator with its judges for those that judge generators; the
+    hand-built induction GPT-2 for those of language models."""
+    if analysis_type.tasks == frozenset({"causal_lm"}):
+        from tests.lm_models import induction_gpt2, repeated_texts, word_tokenizer
+
+        lm = induction_gpt2()
+        return lm, make_context(lm, {"text": repeated_texts(12, length=6, seed=0)}, None, tokenizer=word_tokenizer(),
+                                analyses=[analysis_type()])
     if _for_generators(analysis_type):
         generator = build_toy_generator()
         return generator, make_generator_context(generator, build_template_discriminator(),
@@ -61,7 +68,9 @@ def _subject(analysis_type: type[Analysis]) -> tuple[nn.Module, AuditContext]:
 
 def _break(model: nn.Module) -> None:
     """From now on every forward raises."""
-    if isinstance(model, nn.Sequential):
+    if hasattr(model, "transformer"):  # the induction GPT-2: its second layer
+        model.transformer.h[1] = Explodes()
+    elif isinstance(model, nn.Sequential):
         model[1] = Explodes()
     else:
         model.blocks[1] = Explodes()  # the toy generator's second residual block
@@ -112,7 +121,9 @@ def test_a_failing_analysis_is_an_error_entry_and_the_report_still_saves(monkeyp
     assert report.findings_by_id("broken.analysis_failed")[0].severity == auditor.Severity.FAIL
     paths = save_report(report, tmp_path, formats=("json",))
     saved = json.loads(open(paths["json"]).read())
-    assert [s["id"] for s in saved["sections"]] == [*(a.id for a in ALL_ANALYSES if not _for_generators(a)), "broken"]
+    made_for_others = [a for a in ALL_ANALYSES if _for_generators(a) or a.tasks == frozenset({"causal_lm"})]
+    assert [s["id"] for s in saved["sections"]] == [*(a.id for a in ALL_ANALYSES if a not in made_for_others),
+                                                    "broken"]
     assert "judge" not in report.not_run  # made for generators: a classifier's report does not list it
 
 

@@ -46,7 +46,7 @@ class Weights(Analysis):
     id: ClassVar[str] = "weights"
     title: ClassVar[str] = "Weight spectra"
     modalities: ClassVar[frozenset[Modality]] = frozenset({"text", "image", "tabular", "noise", "none"})
-    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding", "generation"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding", "generation", "causal_lm"})
     params_type: ClassVar[type[BaseModel]] = WeightsParams
     needs_data: ClassVar[bool] = False
     cost_note: ClassVar[str] = ("no pass over the data: one batched SVD per matrix shape, of the weights and "

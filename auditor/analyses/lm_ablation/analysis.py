@@ -1,0 +1,291 @@
+"""Ablation of a causal language model's layers, attention modules, heads and MLPs, measured as the increase of
+the next-token loss, with a bootstrap interval over the audit texts.
+
+Each target's output is replaced by its mean over the audited tokens of the audit data (mean ablation; Wang
+et al., 2022, "Interpretability in the Wild") or by the same module's output on another text of the batch
+(resample ablation; Chan et al., 2022, "Causal scrubbing"). A layer is ablated by its two branches (attention
+and MLP, what it adds to the residual stream), a head by its slice of the input to the attention output
+projection (Michel et al., 2019). The increase is also split by token kind: tokens that already occurred earlier
+in their text (a repeat the context predicts: what induction heads serve) and first occurrences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from auditor.engine.analysis import Analysis, AuditContext, PlanContext
+from auditor.kit.lm import (
+    LMLayout,
+    audited_positions,
+    bootstrap_interval,
+    first_tensor,
+    hooks,
+    lm_layout,
+    replace_first,
+    seen_before,
+    text_losses,
+)
+from auditor.schema.findings import Finding, Severity
+from auditor.schema.report import Cost, Section, Table
+from auditor.subject import Task
+
+Kind = Literal["layer", "attention", "head", "mlp"]
+
+
+class LMAblationParams(BaseModel):
+    """`[analyses.lm_ablation]`: what is ablated, how, and the thresholds of its findings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["mean", "resample"] = "mean"
+    layers: bool = True
+    attention: bool = True
+    heads: bool = True
+    mlps: bool = True
+    critical: float = Field(1.0, gt=0.0)
+    """A target whose ablation raises the loss by at least this many nats (interval low end) is critical."""
+    unused: float = Field(0.01, gt=0.0)
+    """A target whose interval lies within +/- this many nats changes nothing measurable."""
+    in_context: float = Field(0.5, gt=0.0)
+    """A target serves in-context repeats when its ablation raises the loss on repeated tokens by at least
+    this much and on first occurrences by less than a fifth of it."""
+    min_texts: int = Field(10, ge=2)
+    """With fewer texts the intervals have no power: the section says inconclusive."""
+
+
+@dataclass(frozen=True)
+class LMTarget:
+    name: str
+    kind: Kind
+    forward: tuple[str, ...] = ()
+    """Modules whose whole output is replaced."""
+    head: tuple[str, int] | None = None
+    """(output projection, head index): the head's slice of the projection's input is replaced."""
+
+
+def lm_targets(layout: LMLayout, params: LMAblationParams) -> list[LMTarget]:
+    """Every target, in model order: the layer, its attention, its heads, its MLP."""
+    targets: list[LMTarget] = []
+    for part in layout.layers:
+        branches = (part.attention, *([part.mlp] if part.mlp else []))
+        if params.layers:
+            targets.append(LMTarget(part.name, "layer", forward=branches))
+        if params.attention:
+            targets.append(LMTarget(part.attention, "attention", forward=(part.attention,)))
+        if params.heads and layout.heads > 1:
+            targets.extend(LMTarget(f"{part.attention}#head{h}", "head", head=(part.out_proj, h))
+                           for h in range(layout.heads))
+        if params.mlps and part.mlp:
+            targets.append(LMTarget(part.mlp, "mlp", forward=(part.mlp,)))
+    return targets
+
+
+class _Means:
+    """Per module, the mean of its main output (or, for an output projection, of its input) over audited tokens."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, name: str, value: torch.Tensor, mask: torch.Tensor) -> None:
+        picked = value.detach()[mask[:, :value.shape[1]]].double()
+        self.sums[name] = self.sums.get(name, 0) + picked.sum(dim=0)
+        self.counts[name] = self.counts.get(name, 0) + int(picked.shape[0])
+
+    def mean(self, name: str) -> torch.Tensor:
+        return self.sums[name] / max(1, self.counts[name])
+
+
+class LMAblation(Analysis):
+    """Loss increase when each layer, attention module, head or MLP of a language model is ablated."""
+
+    id: ClassVar[str] = "lm_ablation"
+    title: ClassVar[str] = "Ablation (language model)"
+    modalities = frozenset({"text"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"causal_lm"})
+    params_type: ClassVar[type[BaseModel]] = LMAblationParams
+    cost_note: ClassVar[str] = "one recording pass, then one pass per ablated layer, attention module, head and MLP"
+
+    def __init__(self, params: LMAblationParams | None = None) -> None:
+        self.params: LMAblationParams = params or LMAblationParams()
+
+    def not_applicable(self, ctx: PlanContext) -> str | None:
+        reason = super().not_applicable(ctx)
+        if reason is None:
+            try:
+                lm_layout(ctx.subject.model)
+            except ValueError as err:
+                return f"the model's layers cannot be read: {err}"
+        return reason
+
+    def cost(self, ctx: PlanContext) -> Cost:
+        try:
+            n = len(lm_targets(lm_layout(ctx.subject.model), self.params))
+        except ValueError:  # not a language model: nothing to ablate (the plan does not run it)
+            return Cost(note=self.cost_note)
+        return Cost(forwards=float(n + 1), note=f"{n} ablation passes and 1 recording pass")
+
+    def run(self, ctx: AuditContext) -> Section:
+        p = self.params
+        subject, model = ctx.subject, ctx.subject.model
+        layout = lm_layout(model)
+        targets = lm_targets(layout, p)
+        width = ctx.capture.scores.shape[1]
+        means = self._means(ctx, layout) if p.mode == "mean" else None
+        clean = ctx.capture.scores.double()
+        patched = {t.name: torch.full_like(clean, float("nan")) for t in targets}
+        repeated = torch.zeros_like(clean, dtype=torch.bool)
+        with torch.no_grad():
+            batches = list(subject.batches(ctx.config.batch_size))
+            for batch in ctx.progress.track(batches, total=len(batches), description="ablating (language model)"):
+                repeated[batch.start:batch.stop] = seen_before(batch.inputs["input_ids"], width).cpu()
+                donors = self._donors(model, subject, batch.inputs, targets) if means is None else None
+                for target in targets:
+                    with hooks(model, **self._patches(target, layout, means, donors)):
+                        scores = subject.adapter.forward(model, batch.inputs)
+                    patched[target.name][batch.start:batch.stop] = scores.double().cpu()
+        return self._section(ctx, layout, targets, clean, patched, repeated)
+
+    def _means(self, ctx: AuditContext, layout: LMLayout) -> _Means:
+        """One recording pass: the mean output of every ablated module (and input of every output projection)."""
+        means = _Means()
+        mask_now: list[torch.Tensor] = []
+
+        def out_hook(name: str) -> Callable[..., None]:
+            return lambda m, a, o: means.add(name, first_tensor(o), mask_now[0])
+
+        def in_hook(name: str) -> Callable[..., None]:
+            return lambda m, a: means.add(name, a[0], mask_now[0])
+
+        forward = [(n, out_hook(n)) for part in layout.layers for n in (part.attention, part.mlp) if n]
+        pre = [(part.out_proj, in_hook(part.out_proj)) for part in layout.layers]
+        subject = ctx.subject
+        with torch.no_grad(), hooks(subject.model, forward=forward, pre=pre):
+            for batch in subject.batches(ctx.config.batch_size):
+                mask_now[:] = [audited_positions(batch.inputs)]
+                subject.adapter.call(subject.model, batch.inputs)
+        return means
+
+    @staticmethod
+    def _donors(model: nn.Module, subject: Any, inputs: dict[str, torch.Tensor],
+                targets: list[LMTarget]) -> dict[str, torch.Tensor]:
+        """Resample ablation: every ablated module's output on the batch, rolled by one text (each text gets
+        another text's activation at the same positions)."""
+        kept: dict[str, torch.Tensor] = {}
+        names = sorted({n for t in targets for n in t.forward})
+        projections = sorted({t.head[0] for t in targets if t.head})
+        forward = [(n, lambda m, a, o, n=n: kept.__setitem__(n, first_tensor(o).detach().roll(1, dims=0)))
+                   for n in names]
+        pre = [(n, lambda m, a, n=n: kept.__setitem__(n, a[0].detach().roll(1, dims=0))) for n in projections]
+        with hooks(model, forward=forward, pre=pre):
+            subject.adapter.call(model, inputs)
+        return kept
+
+    @staticmethod
+    def _patches(target: LMTarget, layout: LMLayout, means: _Means | None,
+                 donors: dict[str, torch.Tensor] | None) -> dict[str, list[tuple[str, Callable[..., Any]]]]:
+        def value(name: str, like: torch.Tensor) -> torch.Tensor:
+            if means is not None:
+                return means.mean(name).to(like.dtype).expand_as(like)
+            assert donors is not None
+            return donors[name]
+
+        forward = [(n, lambda m, a, o, n=n: replace_first(o, value(n, first_tensor(o)))) for n in target.forward]
+        pre = []
+        if target.head is not None:
+            proj, h = target.head
+            part = slice(h * layout.head_dim, (h + 1) * layout.head_dim)
+
+            def replace(m: nn.Module, a: tuple[Any, ...], proj: str = proj) -> tuple[Any, ...]:
+                x = a[0].clone()
+                x[..., part] = value(proj, a[0])[..., part]
+                return (x, *a[1:])
+            pre.append((proj, replace))
+        return {"forward": forward, "pre": pre}
+
+    def _section(self, ctx: AuditContext, layout: LMLayout, targets: list[LMTarget], clean: torch.Tensor,
+                 patched: dict[str, torch.Tensor], repeated: torch.Tensor) -> Section:
+        p = self.params
+        base = text_losses(ctx.subject, clean)
+        audited = ~torch.isnan(clean)
+        texts = int((~torch.isnan(base)).sum())
+        powered = texts >= p.min_texts
+        module_metrics: dict[str, dict[str, float]] = {}
+        rows = []
+        for i, target in enumerate(targets):
+            after = patched[target.name]
+            increase = (text_losses(ctx.subject, after) - base).numpy()
+            low, high = bootstrap_interval(increase, seed=ctx.config.seed + i)
+            delta = after - clean
+            rep = float(delta[audited & repeated].mean()) if bool((audited & repeated).any()) else float("nan")
+            first = float(delta[audited & ~repeated].mean()) if bool((audited & ~repeated).any()) else float("nan")
+            mean = float(np.nanmean(increase))
+            module_metrics[target.name] = {"loss_increase": mean, "loss_increase_low": low, "loss_increase_high": high,
+                                           "loss_increase_repeated": rep, "loss_increase_first": first}
+            rows.append([target.name, target.kind, round(mean, 4), round(low, 4), round(high, 4), round(rep, 4),
+                         round(first, 4)])
+        findings = self._findings(module_metrics, targets, texts, powered)
+        ranked = sorted(module_metrics, key=lambda n: -module_metrics[n]["loss_increase"])
+        top = ranked[0] if ranked else ""
+        summary = (f"{len(targets)} targets {p.mode}-ablated on {texts} texts; the largest loss increase: {top} "
+                   f"(+{module_metrics[top]['loss_increase']:.3f} nats)." if top else "Nothing to ablate.")
+        table = Table(id="lm_ablation", title="Loss increase when ablated (nats per token)",
+                      columns=["target", "kind", "increase", "95% low", "95% high", "on repeated tokens",
+                               "on first occurrences"], rows=rows,
+                      caption="Increase of each text's mean next-token loss, averaged over texts, with a bootstrap "
+                              "interval over texts; the last two columns average over tokens that did / did not "
+                              "already occur earlier in their text.")
+        metrics = {"targets": float(len(targets)), "texts": float(texts),
+                   "max_loss_increase": max((m["loss_increase"] for m in module_metrics.values()), default=0.0)}
+        return Section(id=self.id, title=self.title, summary=summary, metrics=metrics, tables=[table],
+                       findings=findings, module_metrics=module_metrics,
+                       details={"mode": p.mode, "clean_loss": float(np.nanmean(base.numpy()))})
+
+    def _findings(self, mm: dict[str, dict[str, float]], targets: list[LMTarget], texts: int,
+                  powered: bool) -> list[Finding]:
+        p = self.params
+        if not powered:
+            return [Finding(id="lm_ablation.inconclusive", severity=Severity.INFO,
+                            message=(f"Only {texts} audit texts: too few for intervals that can tell an ablation "
+                                     f"that matters from one that does not (at least {p.min_texts}); the numbers "
+                                     "are shown but nothing is concluded from them."),
+                            evidence={"texts": texts, "min_texts": p.min_texts})]
+        findings = []
+        critical = sorted((t.name for t in targets if mm[t.name]["loss_increase_low"] >= p.critical),
+                          key=lambda n: -mm[n]["loss_increase"])
+        if critical:
+            findings.append(Finding(
+                id="lm_ablation.critical", severity=Severity.INFO, module=critical[0],
+                message=("Ablating " + ", ".join(f"{n} (+{mm[n]['loss_increase']:.2f})" for n in critical[:8])
+                         + (f" and {len(critical) - 8} more" if len(critical) > 8 else "")
+                         + f" raises the next-token loss by at least {p.critical:g} nats per token (interval low end)."),
+                evidence={"targets": ", ".join(critical), "count": len(critical), "threshold": p.critical}))
+        in_context = sorted((t.name for t in targets if mm[t.name]["loss_increase_repeated"] >= p.in_context
+                             and mm[t.name]["loss_increase_first"] < mm[t.name]["loss_increase_repeated"] / 5),
+                            key=lambda n: -mm[n]["loss_increase_repeated"])
+        if in_context:
+            findings.append(Finding(
+                id="lm_ablation.in_context", severity=Severity.INFO, module=in_context[0],
+                message=("Ablating " + ", ".join(f"{n} (+{mm[n]['loss_increase_repeated']:.2f} on repeated tokens, "
+                                                 f"{mm[n]['loss_increase_first']:+.2f} on first occurrences)"
+                                                 for n in in_context[:6])
+                         + " raises the loss on tokens that already occurred in the text, and not on the others: "
+                           "they serve in-context copying."),
+                evidence={"targets": ", ".join(in_context), "threshold": p.in_context}))
+        unused = [t.name for t in targets if -p.unused <= mm[t.name]["loss_increase_low"]
+                  and mm[t.name]["loss_increase_high"] <= p.unused]
+        if unused:
+            findings.append(Finding(
+                id="lm_ablation.unused", severity=Severity.INFO, module=unused[0],
+                message=(f"{len(unused)} targets change the loss by less than {p.unused:g} nats when ablated "
+                         f"(interval within +/-{p.unused:g}): " + ", ".join(unused[:8])
+                         + (" ..." if len(unused) > 8 else "") + "."),
+                evidence={"targets": ", ".join(unused), "count": len(unused), "threshold": p.unused}))
+        return findings
