@@ -136,6 +136,46 @@ def trace_modules(subject: Subject, tree: ModuleTree) -> dict[str, Traced]:
     return traced
 
 
+def time_modules(subject: Subject, tree: ModuleTree, batch_size: int) -> dict[str, float]:
+    """Every module's inclusive forward time (all its calls) over one forward of the first audit batch, after
+    one warm-up forward: what the cached prefixes would skip, for estimating their cost before they run."""
+    seconds = {name: 0.0 for name in tree.names}
+    started: dict[str, list[float]] = {name: [] for name in tree.names}
+    inputs = subject.first_batch(batch_size).inputs
+    handles = []
+    try:
+        with torch.no_grad():
+            subject.adapter.forward(subject.model, inputs)
+            for name, module in tree.modules():
+                handles.append(module.register_forward_pre_hook(
+                    lambda m, a, name=name: started[name].append(time.perf_counter())))
+                handles.append(module.register_forward_hook(
+                    lambda m, a, o, name=name: seconds.__setitem__(
+                        name, seconds[name] + time.perf_counter() - started[name].pop())))
+            subject.adapter.forward(subject.model, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seconds
+
+
+def estimate_shares(passes: Sequence[Mapping[str, Patch]], traced: Mapping[str, Traced],
+                    seconds: Mapping[str, float]) -> list[float]:
+    """Per patched pass, the share of a full forward it will run on cached prefixes, from per-module times
+    (`time_modules`): 1 minus what it skips, assuming the memory budget holds what it needs."""
+    weights = {name: max(float(seconds.get(name, 0.0)), 1e-9) for name in traced}
+    total = weights.get("", 0.0)
+    shares = []
+    for patches in passes:
+        plan = _plan_pass(patches, traced)
+        if plan.first is None or total <= 1e-9:
+            shares.append(1.0)
+            continue
+        saved = sum(weights[n] for n in _maximal(plan.eligible)) + (weights[plan.first] if plan.direct else 0.0)
+        shares.append(max(0.0, 1.0 - min(saved / total, 1.0)))
+    return shares
+
+
 def _rebuildable(value: Any) -> bool:
     if value is None or isinstance(value, (torch.Tensor, int, float, bool, str)):
         return True
@@ -431,4 +471,5 @@ def _patched_record(outputs: list[Any], current: list[int], replacement: Any) ->
     return forward
 
 
-__all__ = ["PassRoute", "PrefixRun", "Traced", "run_with_cached_prefixes", "trace_modules"]
+__all__ = ["PassRoute", "PrefixRun", "Traced", "estimate_shares", "run_with_cached_prefixes", "time_modules",
+           "trace_modules"]
