@@ -119,17 +119,18 @@ class AuditContext(PlanContext):
             return self.subject.labels.clone()
         return self.clean.predictions.clamp_min(0)
 
-    def patched_scores(self, passes: list[PatchedPass], *, cache_bytes: int
+    def patched_scores(self, passes: list[PatchedPass], *, cache_bytes: int, stack: int = 1
                        ) -> tuple[list[torch.Tensor], list[PassRoute | None], PrefixRun | None]:
         """Every patched pass's scores, in order: in this process on cached prefixes (what precedes the first
-        patched module is recorded once, within `cache_bytes`), else whole passes on the executor."""
+        patched module is recorded once, within `cache_bytes`; up to `stack` passes sharing one forward on
+        stacked copies of the batch), else whole passes on the executor."""
         from auditor.engine.executor import LocalExecutor
 
         if isinstance(self.executor, LocalExecutor):
             seconds = {name: record.seconds for name, record in self.capture.records.items()}
             run = run_with_cached_prefixes(self.subject, self.tree, passes, traced=self.traced,
                                            batch_size=self.config.batch_size, budget_bytes=cache_bytes,
-                                           progress=self.progress, seconds=seconds)
+                                           progress=self.progress, seconds=seconds, stack=stack)
             return run.scores, list(run.routes), run
         return self.executor.scores(passes), [None] * len(passes), None
 

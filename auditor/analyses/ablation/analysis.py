@@ -133,7 +133,8 @@ class ModuleAblation(Analysis):
             if key not in index:
                 index[key] = len(passes)
                 passes.append(PatchedPass(patches=patches, label=label))
-        scores, routes, run = ctx.patched_scores(passes, cache_bytes=p.cache_mib << 20)
+        stack = max(1, min(p.stack, p.stack_rows // max(ctx.config.batch_size, 1)))
+        scores, routes, run = ctx.patched_scores(passes, cache_bytes=p.cache_mib << 20, stack=stack)
         ref = reference(ctx, p)
         rows = score_rows(ref, selection.targets, [scores[index[t.key]] for t in selection.targets],
                           [routes[index[t.key]] for t in selection.targets])
@@ -166,7 +167,7 @@ class ModuleAblation(Analysis):
             "truncated_units": selection.truncated_units,
             "cache": {"modules": len(run.cached), "bytes": sum(run.cached.values()), "budget_bytes": run.budget_bytes,
                       "evicted": run.evicted, "record_seconds": round(run.record_seconds, 3),
-                      "seconds": round(run.seconds, 3),
+                      "seconds": round(run.seconds, 3), "stacked": run.stacked, "forwards": run.forwards,
                       "forward_share": _forward_share(routes)} if run else None,
         }
         return Section(id=self.id, title=self.title, summary=summary, metrics=metrics,
