@@ -51,7 +51,9 @@ class Subject:
     judges: Judges | None = None
     """A generator's judges (its discriminator, and a classifier when one is given)."""
     _encoded: dict[int, list[Batch]] = field(default_factory=dict, repr=False)
-    _first: dict[int, Batch] = field(default_factory=dict, repr=False)
+    _first: dict[int, Batch] = field(default_factory=dict, init=False, repr=False)
+    """The first batch per batch size, encoded before the passes (`first_batch`); a copy of the subject over
+    other data (`dataclasses.replace`) starts without it."""
     _input_means: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property

@@ -74,3 +74,19 @@ def test_the_plans_estimate_is_within_the_factor_of_the_audit() -> None:
     report = auditor.audit(_model(), (x, y), config=config)
     spent = report.metadata.stage_seconds["capture"] + report.section("ablation").details["cache"]["seconds"]
     assert 1 / FACTOR < spent / plan.estimate_seconds < FACTOR, (spent, plan.estimate_seconds)
+
+
+def test_the_timed_first_batch_is_the_audits_and_not_a_copys_over_other_data() -> None:
+    import dataclasses
+
+    config = AuditConfig()
+    x, y = _data()
+    subject = build_subject(_wrap_module(_model(), None), _in_memory_data((x, y), max_samples=512, seed=0), config)
+    first = subject.first_batch(32)
+    assert next(subject.batches(32)) is first  # encoded once, reused by the passes
+    from auditor.subject.adapters import ModelAdapter
+
+    data = _in_memory_data((x[:8] + 1, y[:8]), max_samples=512, seed=0)
+    other = dataclasses.replace(subject, data=data, adapter=ModelAdapter(subject.loaded, data, config.data, "cpu"),
+                                _encoded={})  # as the probes make their probe sets
+    assert torch.equal(other.first_batch(32).inputs["x"], x[:8] + 1)
