@@ -107,8 +107,8 @@ class Plan:
                 f"{_passes(cost.forwards, 'forward')} and {_passes(cost.backwards, 'backward')} of its own"
             if cost.forward_equivalents is not None and cost.forwards:
                 passes += f", costing ~{cost.forward_equivalents:.1f} full forwards"
-            if self.seconds_per_batch is not None:
-                budget = stage_budgets(self, self.seconds_per_batch)[a.id]
+            budget = stage_budgets(self, self.seconds_per_batch)[a.id] if self.seconds_per_batch is not None else 0.0
+            if budget > 0:
                 passes += f" [budget {_duration(budget)}]"
             lines.append(f"  {a.id:<14} {passes}" + (f" ({cost.note})" if cost.note else ""))
             for need in planned.needs.describe()[1:]:
