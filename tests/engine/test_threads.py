@@ -71,3 +71,14 @@ def test_the_report_says_how_many_threads_and_why() -> None:
     assert report.metadata.threads == 1 and report.metadata.threads_reason.startswith("1 of ")
     assert "asked for" in report.metadata.threads_reason and torch.get_num_threads() == before
     assert report.metadata.config["threads"] == 1
+
+
+def test_the_command_line_takes_threads_and_the_plan_says_them(run_cli, tiny_cnn_npz, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("run", "--model", "tests.models:build_tiny_cnn", "--data", tiny_cnn_npz, "--out",
+                     tmp_path / "out", "--plan", "--analyses", "inventory", "--threads", "1")
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())  # however the console wraps it
+    assert "timed on 1 of " in text and "asked for" in text
+    bad = run_cli("run", "--model", "tests.models:build_tiny_cnn", "--data", tiny_cnn_npz, "--out",
+                  tmp_path / "out", "--plan", "--threads", "0")
+    assert bad.exit_code == 2
