@@ -101,7 +101,7 @@ def batch_forward(subject: Subject, batch_size: int) -> Any:
     if not subject.has_data:
         return None
     batch = subject.first_batch(batch_size)
-    return lambda: subject.adapter.forward(subject.model, batch.inputs)
+    return lambda: subject.adapter.forward(subject.model, batch.inputs).float().cpu()  # .cpu(): waits for a GPU
 
 
 def audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress, load_seconds: float = 0.0,
