@@ -133,7 +133,10 @@ class ModuleAblation(Analysis):
             if key not in index:
                 index[key] = len(passes)
                 passes.append(PatchedPass(patches=patches, label=label))
-        stack = max(1, min(p.stack, p.stack_rows // max(ctx.config.batch_size, 1)))
+        batch = max(ctx.config.batch_size, 1)
+        largest = max((t.bytes_per_sample for t in traced.values() if t.calls), default=0.0)
+        by_memory = int((p.stack_mib << 20) // max(largest * batch, 1.0))
+        stack = max(1, min(p.stack, p.stack_rows // batch, by_memory))
         scores, routes, run = ctx.patched_scores(passes, cache_bytes=p.cache_mib << 20, stack=stack)
         ref = reference(ctx, p)
         rows = score_rows(ref, selection.targets, [scores[index[t.key]] for t in selection.targets],

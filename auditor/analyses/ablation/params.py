@@ -60,6 +60,8 @@ class AblationParams(BaseModel):
     Stacked results equal one-at-a-time ones within float rounding (the batch size changes it)."""
     stack_rows: int = Field(1024, ge=1)
     """At most this many rows (samples × copies) in one stacked forward."""
+    stack_mib: int = Field(256, ge=1)
+    """... and at most this much memory for the largest module output of one stacked forward."""
     cache_mib: int = Field(1024, ge=0)
     """Memory for the recorded outputs that let a pass skip what precedes the ablated module (0: none)."""
     top: int = Field(30, ge=1)
