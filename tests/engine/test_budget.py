@@ -15,7 +15,7 @@ from auditor.config import AuditConfig
 from auditor.pipeline import _in_memory_data, _wrap_module, plan_subject
 from auditor.subject import build_subject
 
-SLEEP = 0.02
+SLEEP = 0.05
 """Seconds each block sleeps per call."""
 FACTOR = 2.0
 """The measured time of the passes lies within this factor of the budget, either way (the hooks' Python work
