@@ -133,6 +133,9 @@ class AuditConfig(BaseModel):
     out: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(32, ge=1)
+    threads: int | None = Field(None, ge=1)
+    """CPU threads for torch (default: OMP_NUM_THREADS when set, else the cores this process may use, or one
+    where one batch measured as fast on one; see docs/speed.md)."""
     seed: int = 0
     generator: GeneratorSpec | None = None
     """Set when the model is a generator: its judges and its noise (see `GeneratorSpec`)."""

@@ -25,7 +25,8 @@ from auditor.analyses import ALL_ANALYSES, AuditContext, PlanContext, check_anal
 from auditor.config import AuditConfig, read_config
 from auditor.engine.capture import Capture
 from auditor.engine.executor import LocalExecutor
-from auditor.engine.plan import Plan, make_plan
+from auditor.engine.plan import Plan, make_plan, stage_budgets
+from auditor.engine.threads import ThreadChoice, choose_threads, torch_threads
 from auditor.errors import ConfigError, DataError
 from auditor.paths import portable_path
 from auditor.progress import Progress, SilentProgress
@@ -70,26 +71,58 @@ def run_audit(config: AuditConfig, *, progress: Progress | None = None,
                          load_seconds=time.perf_counter() - started)
 
 
-def plan_subject(subject: Subject, config: AuditConfig, *, time_one_batch: bool = False) -> tuple[PlanContext, Plan]:
-    """The plan for a loaded subject: analyses chosen, their needs and costs; nothing is run but (when
-    asked) one timed forward of one batch for the time estimate."""
+def plan_subject(subject: Subject, config: AuditConfig, *, seconds_per_batch: float | None = None,
+                 threads: str | None = None) -> tuple[PlanContext, Plan]:
+    """The plan for a loaded subject: analyses chosen, their needs and costs; with `seconds_per_batch` (one
+    plain forward of one batch, timed) its time budget."""
     tree = ModuleTree(subject.model)
     ctx = PlanContext(subject=subject, tree=tree, blocks=find_blocks(tree, has_head=subject.loaded.has_head),
                       config=config)
-    return ctx, make_plan(ctx, ALL_ANALYSES, time_one_batch=time_one_batch)
+    return ctx, make_plan(ctx, ALL_ANALYSES, seconds_per_batch=seconds_per_batch, threads=threads)
 
 
 def plan_audit(config: AuditConfig) -> Plan:
-    """Loads the subject `config` names and returns its plan (what `auditor run --plan` prints)."""
+    """Loads the subject `config` names and returns its plan with its time budget, from plain forwards of
+    one batch timed on the threads the audit would choose (what `auditor run --plan` prints)."""
     seed_everything(config.seed)
-    return plan_subject(load_subject(config), config, time_one_batch=True)[1]
+    subject = load_subject(config)
+    forward = batch_forward(subject, config.batch_size)
+    choice = choose_threads(config.threads, forward)
+    with torch_threads(choice):
+        seconds = choice.batch_seconds.get(choice.threads)
+        if seconds is None and forward is not None:
+            with torch.no_grad():
+                seconds = _best_of(forward, 3)
+        return plan_subject(subject, config, seconds_per_batch=seconds, threads=choice.describe())[1]
+
+
+def batch_forward(subject: Subject, batch_size: int) -> Any:
+    """A plain forward of the audit's first batch, as a callable (to time it); None without data."""
+    if not subject.has_data:
+        return None
+    batch = subject.first_batch(batch_size)
+    return lambda: subject.adapter.forward(subject.model, batch.inputs).float().cpu()  # .cpu(): waits for a GPU
 
 
 def audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress, load_seconds: float = 0.0,
                   notes: Mapping[str, Any] | None = None) -> AuditReport:
-    """Plans, runs the shared capture, runs every planned analysis on it, and gathers the findings."""
+    """Plans, runs the shared capture, runs every planned analysis on it, and gathers the findings, on the
+    threads `auditor.engine.threads.choose_threads` picks (restored after)."""
     wall = time.perf_counter()
+    forward = batch_forward(subject, config.batch_size)
+    choice = choose_threads(config.threads, forward)
+    with torch_threads(choice):
+        return _audit_subject(subject, config, progress=progress, load_seconds=load_seconds, notes=notes,
+                              choice=choice, forward=forward, wall=wall)
+
+
+def _audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress, load_seconds: float,
+                   notes: Mapping[str, Any] | None, choice: ThreadChoice, forward: Any, wall: float) -> AuditReport:
     stages = {"load": load_seconds}
+    batch_seconds = choice.batch_seconds.get(choice.threads)
+    if batch_seconds is None and forward is not None:
+        with torch.no_grad():
+            batch_seconds = _best_of(forward, 3)
     plan_ctx, plan = plan_subject(subject, config)
     executor = LocalExecutor(subject, plan_ctx.tree, batch_size=config.batch_size, progress=progress)
     progress.start(total=plan.steps, description="auditing")
@@ -106,7 +139,9 @@ def audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress, 
         stages[section.id] = section.seconds
     findings = sorted((f for s in sections for f in s.findings), key=lambda f: -f.severity.rank)
     metrics = {f"{s.id}.{k}": v for s in sections for k, v in s.metrics.items()}
-    metadata = _metadata(subject, config, stages, total=load_seconds + time.perf_counter() - wall, notes=notes)
+    budgets = stage_budgets(plan, batch_seconds) if batch_seconds is not None else {}
+    metadata = _metadata(subject, config, stages, total=load_seconds + time.perf_counter() - wall, notes=notes,
+                         budgets=budgets, choice=choice)
     blocks = [BlockRow(name=b.name, kind=b.kind, group=b.group) for b in plan_ctx.blocks]
     report = AuditReport(metadata=metadata, verdict=decide_verdict(findings), modules=ctx.rows, sections=sections,
                          findings=findings, metrics=metrics, not_run=plan.not_run, blocks=blocks)
@@ -126,8 +161,18 @@ def _portable_config(config: AuditConfig) -> dict[str, Any]:
     return raw
 
 
+def _best_of(forward: Any, repeats: int) -> float:
+    forward()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        forward()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def _metadata(subject: Subject, config: AuditConfig, stages: dict[str, float], *, total: float,
-              notes: Mapping[str, Any] | None) -> Metadata:
+              notes: Mapping[str, Any] | None, budgets: Mapping[str, float], choice: ThreadChoice) -> Metadata:
     loaded = subject.loaded
     return Metadata(
         model_name=loaded.name, model_source=portable_path(loaded.source) or loaded.source,
@@ -141,7 +186,8 @@ def _metadata(subject: Subject, config: AuditConfig, stages: dict[str, float], *
         transformers_version=_version("transformers"), python_version=platform.python_version(),
         platform=f"{platform.system()} {platform.machine()}", device=str(subject.device), seed=config.seed,
         config=_portable_config(config), stage_seconds={k: round(v, 4) for k, v in stages.items()},
-        total_seconds=round(total, 3),
+        total_seconds=round(total, 3), budget_seconds={k: round(v, 4) for k, v in budgets.items()},
+        threads=choice.threads, threads_reason=choice.describe(),
         notes={k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
                for k, v in (notes or {}).items()},
         weights_loading=loaded.weights_loading,
@@ -151,7 +197,8 @@ def _metadata(subject: Subject, config: AuditConfig, stages: dict[str, float], *
 
 def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None, tokenizer: Any = None,
           config: AuditConfig | None = None, analyses: Sequence[str] | None = None, skip: Sequence[str] = (),
-          progress: Progress | None = None, notes: Mapping[str, Any] | None = None, **options: Any) -> AuditReport:
+          progress: Progress | None = None, notes: Mapping[str, Any] | None = None, threads: int | None = None,
+          **options: Any) -> AuditReport:
     """Audits a model on data and returns the report (write it with `auditor.save_report(report, dir)`).
 
     Args:
@@ -167,6 +214,8 @@ def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None,
         analyses: analysis ids to run (default: every one that applies); `skip`: ids not to run.
         progress: a Progress to report on (silent by default).
         notes: facts to record in the report's metadata.
+        threads: CPU threads for torch (default: OMP_NUM_THREADS when set, else the cores this process may
+            use, or one where one batch measured as fast on one); the report's metadata says which and why.
 
     Returns:
         The AuditReport: `report.verdict`, `report.findings`, `report.section("inventory")`, ...
@@ -174,6 +223,7 @@ def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None,
     config = config or AuditConfig()
     data_fields = set(type(config.data).model_fields)
     overrides = {(f"data.{k}" if k in data_fields else k): v for k, v in options.items()}
+    overrides["threads"] = threads
     if analyses is not None:
         overrides["analyses.only"] = list(analyses)
     if skip:

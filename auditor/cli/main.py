@@ -95,6 +95,7 @@ def run(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto \\[default: auto].", rich_help_panel="Run")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Samples per forward pass \\[default: 32].", rich_help_panel="Run")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for sampling and every random step \\[default: 0].", rich_help_panel="Run")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch \\[default: OMP_NUM_THREADS when set, else the cores this process may use, or 1 where one batch measured as fast on 1].", rich_help_panel="Run")] = None,
     analyses: Annotated[Optional[str], typer.Option("--analyses", help="Only these analyses, comma-separated (see [bold]auditor analyses[/]) \\[default: all that apply].", rich_help_panel="Run")] = None,
     skip: Annotated[Optional[str], typer.Option("--skip", help="Analyses not to run, comma-separated.", rich_help_panel="Run")] = None,
     plan: Annotated[bool, typer.Option("--plan", help="Print the plan (analyses, what each needs, passes, a time estimate from one timed batch) and exit; writes nothing.", rich_help_panel="Run")] = False,
@@ -154,6 +155,7 @@ def run(
             "data.label_column": label_column, "data.max_samples": max_samples, "data.max_length": max_tokens, "data.image_size": image_size,
             "data.image_mode": image_mode,
             "out": str(out_dir) if out_dir else None, "device": device, "batch_size": batch_size, "seed": seed,
+            "threads": threads,
             "analyses.only": _ids(analyses), "analyses.skip": _ids(skip),
         }
         cfg = _with_judges(base.with_overrides(overrides), discriminator, discriminator_weights, classifier,

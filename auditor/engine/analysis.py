@@ -21,7 +21,7 @@ from auditor.config import AuditConfig
 from auditor.engine.capture import Capture
 from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
-from auditor.engine.prefix import PassRoute, PrefixRun, Traced, run_with_cached_prefixes, trace_modules
+from auditor.engine.prefix import PassRoute, PrefixRun, Traced, run_with_cached_prefixes, time_modules, trace_modules
 from auditor.errors import AuditorError
 from auditor.schema.findings import Finding, Severity
 from auditor.progress import Progress, SilentProgress
@@ -80,6 +80,12 @@ class PlanContext:
         forward (cached prefixes), from one traced forward over two samples."""
         return trace_modules(self.subject, self.tree)
 
+    @cached_property
+    def module_seconds(self) -> dict[str, float]:
+        """Every module's inclusive forward time over one timed forward of the first batch (to estimate what
+        passes on cached prefixes cost before they run)."""
+        return time_modules(self.subject, self.tree, self.config.batch_size)
+
 
 @dataclass
 class AuditContext(PlanContext):
@@ -95,7 +101,7 @@ class AuditContext(PlanContext):
         """The run context of a plan context: what the plan already worked out (joins) is not redone."""
         ctx = cls(subject=plan.subject, tree=plan.tree, blocks=plan.blocks, config=plan.config, capture=capture,
                   executor=executor, progress=progress or SilentProgress())
-        for worked_out in ("joins", "traced", "attention_heads"):
+        for worked_out in ("joins", "traced", "attention_heads", "module_seconds"):
             if worked_out in plan.__dict__:
                 ctx.__dict__[worked_out] = plan.__dict__[worked_out]
         return ctx
@@ -113,17 +119,18 @@ class AuditContext(PlanContext):
             return self.subject.labels.clone()
         return self.clean.predictions.clamp_min(0)
 
-    def patched_scores(self, passes: list[PatchedPass], *, cache_bytes: int
+    def patched_scores(self, passes: list[PatchedPass], *, cache_bytes: int, stack: int = 1
                        ) -> tuple[list[torch.Tensor], list[PassRoute | None], PrefixRun | None]:
         """Every patched pass's scores, in order: in this process on cached prefixes (what precedes the first
-        patched module is recorded once, within `cache_bytes`), else whole passes on the executor."""
+        patched module is recorded once, within `cache_bytes`; up to `stack` passes sharing one forward on
+        stacked copies of the batch), else whole passes on the executor."""
         from auditor.engine.executor import LocalExecutor
 
         if isinstance(self.executor, LocalExecutor):
             seconds = {name: record.seconds for name, record in self.capture.records.items()}
             run = run_with_cached_prefixes(self.subject, self.tree, passes, traced=self.traced,
                                            batch_size=self.config.batch_size, budget_bytes=cache_bytes,
-                                           progress=self.progress, seconds=seconds)
+                                           progress=self.progress, seconds=seconds, stack=stack)
             return run.scores, list(run.routes), run
         return self.executor.scores(passes), [None] * len(passes), None
 

@@ -5,12 +5,10 @@ cost when it starts (`auditor run --plan` prints it and stops)."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
 from pydantic import ValidationError
 
 from auditor.walk.needs import Needs
@@ -22,8 +20,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("auditor")
 
-CAPTURE_FORWARD_FACTOR = 1.2
-"""A hooked capture forward costs about this many plain forwards (measured: 1.15-1.3)."""
 BACKWARD_FACTOR = 1.0
 """A backward to the activations costs about one forward more (measured: forward + backward ~1.9x)."""
 
@@ -65,6 +61,12 @@ class Plan:
     n_batches: int
     seconds_per_batch: float | None = field(default=None)
     """A plain forward of one batch, timed (only when the plan is printed)."""
+    threads: str | None = field(default=None)
+    """The thread choice the timing ran on, in words (only when the plan is printed)."""
+
+    @property
+    def threads_note(self) -> str:
+        return f" on {self.threads}" if self.threads else ""
 
     @property
     def forwards(self) -> float:
@@ -82,11 +84,11 @@ class Plan:
 
     @property
     def estimate_seconds(self) -> float | None:
+        """The audit's time budget: every pass (the capture's, each analysis's at its cost in full forwards)
+        times the measured cost of a plain forward over the data, a backward at `BACKWARD_FACTOR` forwards."""
         if self.seconds_per_batch is None:
             return None
-        per_pass = self.seconds_per_batch * self.n_batches
-        extra_forwards = self.forwards - self.capture.forwards
-        return per_pass * (CAPTURE_FORWARD_FACTOR + extra_forwards + BACKWARD_FACTOR * self.backwards)
+        return sum(stage_budgets(self, self.seconds_per_batch).values())
 
     def describe(self) -> list[str]:
         """The plan as lines of text (what `auditor run --plan` prints)."""
@@ -103,6 +105,11 @@ class Plan:
             a, cost = planned.analysis, planned.cost
             passes = "no pass of its own" if not (cost.forwards or cost.backwards) else \
                 f"{_passes(cost.forwards, 'forward')} and {_passes(cost.backwards, 'backward')} of its own"
+            if cost.forward_equivalents is not None and cost.forwards:
+                passes += f", costing ~{cost.forward_equivalents:.1f} full forwards"
+            budget = stage_budgets(self, self.seconds_per_batch)[a.id] if self.seconds_per_batch is not None else 0.0
+            if budget > 0:
+                passes += f" [budget {_duration(budget)}]"
             lines.append(f"  {a.id:<14} {passes}" + (f" ({cost.note})" if cost.note else ""))
             for need in planned.needs.describe()[1:]:
                 lines.append(f"  {'':<14} needs {need}")
@@ -115,9 +122,22 @@ class Plan:
         lines.append(f"total: {_passes(self.forwards, 'forward')} and {_passes(self.backwards, 'backward')} over "
                      f"the data ({self.steps} forward batch{'es' * (self.steps != 1)})")
         if self.estimate_seconds is not None:
-            lines.append(f"estimate: ~{_duration(self.estimate_seconds)} on this machine "
-                         f"(one timed batch: {self.seconds_per_batch * 1000:.0f} ms)")  # type: ignore[operator]  # set above
+            full = sum(p.cost.full_forwards for p in self.analyses) + self.capture.forwards
+            lines.append(f"budget: ~{_duration(self.estimate_seconds)} on this machine: {full:.1f} full forwards and "
+                         f"{_passes(self.backwards, 'backward')} at {self.seconds_per_batch * 1000:.1f} ms "  # type: ignore[operator]  # set above
+                         f"a batch (one plain forward, timed{self.threads_note}); fits and rendering come on top")
         return lines
+
+
+def stage_budgets(plan: Plan, seconds_per_batch: float) -> dict[str, float]:
+    """Per stage (the capture, each planned analysis), what its passes should cost: its forwards in full
+    forwards and its backwards, times `seconds_per_batch` (one plain forward of one batch) per batch."""
+    per_pass = seconds_per_batch * plan.n_batches
+    budgets = {"capture": per_pass * (plan.capture.forwards + BACKWARD_FACTOR * plan.capture.backwards)}
+    for planned in plan.analyses:
+        cost = planned.cost
+        budgets[planned.analysis.id] = per_pass * (cost.full_forwards + BACKWARD_FACTOR * cost.backwards)
+    return budgets
 
 
 def _passes(n: float, kind: str) -> str:
@@ -151,7 +171,8 @@ def select(registry: Sequence[type[Analysis]], *, only: Sequence[str] | None,
     return chosen, skipped
 
 
-def make_plan(ctx: PlanContext, registry: Sequence[type[Analysis]], *, time_one_batch: bool = False) -> Plan:
+def make_plan(ctx: PlanContext, registry: Sequence[type[Analysis]], *, seconds_per_batch: float | None = None,
+              threads: str | None = None) -> Plan:
     """Chooses the analyses, asks each what it needs and costs, and merges the needs into one capture."""
     selection = ctx.config.analyses
     candidates, not_run = select(registry, only=selection.only, skip=selection.skip)
@@ -186,15 +207,4 @@ def make_plan(ctx: PlanContext, registry: Sequence[type[Analysis]], *, time_one_
     return Plan(analyses=tuple(planned), not_run=dict(sorted(not_run.items(), key=lambda kv: order[kv[0]])),
                 capture=capture, n_samples=len(ctx.subject), batch_size=ctx.config.batch_size,
                 n_batches=ctx.n_batches,
-                seconds_per_batch=_time_one_batch(ctx) if time_one_batch and ctx.subject.has_data else None)
-
-
-def _time_one_batch(ctx: PlanContext) -> float:
-    """One plain forward of the first batch, after one warm-up forward of two samples."""
-    subject = ctx.subject
-    batch = next(subject.batches(ctx.config.batch_size))
-    with torch.no_grad():
-        subject.adapter.forward(subject.model, subject.adapter.encode(0, min(2, len(subject))))
-        started = time.perf_counter()
-        subject.adapter.forward(subject.model, batch.inputs)
-        return time.perf_counter() - started
+                seconds_per_batch=seconds_per_batch if ctx.subject.has_data else None, threads=threads)

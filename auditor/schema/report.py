@@ -35,6 +35,14 @@ class Cost(BaseModel):
     forwards: float = 0.0
     backwards: float = 0.0
     note: str = ""
+    forward_equivalents: float | None = None
+    """What the forwards cost in full forwards, where they run only part of the network (cached prefixes:
+    each patched pass runs what follows the patched module); None: `forwards` full ones."""
+
+    @property
+    def full_forwards(self) -> float:
+        """The forwards' cost in full forwards (what the time budget counts)."""
+        return self.forwards if self.forward_equivalents is None else self.forward_equivalents
 
 
 class Table(BaseModel):
@@ -215,6 +223,13 @@ class Metadata(BaseModel):
     config: dict[str, Any]
     stage_seconds: dict[str, float] = {}
     total_seconds: float = 0.0
+    budget_seconds: dict[str, float] = {}
+    """Per stage (the capture, each analysis), what its passes should cost: its forward and backward passes
+    over the audit data times the measured cost of one (`auditor run --plan` prints the same budget)."""
+    threads: int | None = None
+    """The CPU threads torch ran on."""
+    threads_reason: str | None = None
+    """Why that many: asked for, OMP_NUM_THREADS, the cores this process may use, or fewer measured faster."""
     notes: dict[str, Cell] = {}
     """Facts the caller adds, e.g. the demo's held-out accuracy at training time."""
     weights_loading: WeightsLoading | None = None

@@ -51,6 +51,9 @@ class Subject:
     judges: Judges | None = None
     """A generator's judges (its discriminator, and a classifier when one is given)."""
     _encoded: dict[int, list[Batch]] = field(default_factory=dict, repr=False)
+    _first: dict[int, Batch] = field(default_factory=dict, init=False, repr=False)
+    """The first batch per batch size, encoded before the passes (`first_batch`); a copy of the subject over
+    other data (`dataclasses.replace`) starts without it."""
     _input_means: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
@@ -78,6 +81,19 @@ class Subject:
     def n_batches(self, batch_size: int) -> int:
         return -(-len(self.data) // batch_size)
 
+    def _encode_batch(self, start: int, stop: int) -> Batch:
+        labels = self.labels[start:stop].to(self.device) if self.labels is not None else None
+        return Batch(start, stop, self.adapter.encode(start, stop), labels)
+
+    def first_batch(self, batch_size: int) -> Batch:
+        """The first batch `batches` yields, encoded once (to time a forward before the passes run)."""
+        cached = self._encoded.get(batch_size)
+        if cached:
+            return cached[0]
+        if batch_size not in self._first:
+            self._first[batch_size] = self._encode_batch(0, min(batch_size, len(self.data)))
+        return self._first[batch_size]
+
     def batches(self, batch_size: int) -> Iterator[Batch]:
         """The audit data in batches, encoded once per audit and reused by every pass.
 
@@ -93,8 +109,8 @@ class Subject:
         size = 0
         for start in range(0, len(self.data), batch_size):
             stop = min(start + batch_size, len(self.data))
-            labels = self.labels[start:stop].to(self.device) if self.labels is not None else None
-            batch = Batch(start, stop, self.adapter.encode(start, stop), labels)
+            batch = self._first[batch_size] if start == 0 and batch_size in self._first \
+                else self._encode_batch(start, stop)
             if kept is not None:
                 size += sum(t.numel() * t.element_size() for t in batch.inputs.values())
                 if size <= ENCODED_CACHE_BYTES:

@@ -14,7 +14,7 @@ copied back bit for bit on exit, also when the forward raises.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Union
@@ -143,6 +143,47 @@ def _per_call(module: nn.Module, calls: tuple[Replacement | None, ...], root: nn
         handles.pop().remove()
         raise
     return handles
+
+
+@contextmanager
+def patch_stacked(module: nn.Module, outputs: Sequence[Replacement]) -> Iterator[None]:
+    """For a forward over K copies of a batch stacked along the batch dimension (K = `len(outputs)`): the k-th
+    copy's slice of `module`'s primary output becomes `outputs[k]`, each as `patch(module, output=...)` would
+    make it; several patches share one forward. Removed on exit, also when the forward raises."""
+    stacked = list(outputs)
+
+    def replace(_m: nn.Module, _a: Any, out: Any) -> Any:
+        primary = next(t for t in _primaries(out))
+        if primary.shape[0] % len(stacked):
+            raise ValueError(f"a stacked patch of {len(stacked)} copies got a batch of {primary.shape[0]}")
+        parts = primary.chunk(len(stacked))
+        return _with_primary(out, torch.cat([_replace(p, r) for p, r in zip(parts, stacked, strict=True)]))
+
+    handle = module.register_forward_hook(replace, prepend=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _primaries(output: Any) -> Iterator[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        yield output
+    elif isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+        yield output[0]
+    elif isinstance(output, MutableMapping) and isinstance(output[next(iter(output.keys()))], torch.Tensor):
+        yield output[next(iter(output.keys()))]
+    else:
+        raise TypeError(f"cannot patch an output of type {type(output).__name__}: no primary tensor")
+
+
+def _with_primary(output: Any, primary: torch.Tensor) -> Any:
+    if isinstance(output, torch.Tensor):
+        return primary
+    if isinstance(output, tuple):
+        return (primary, *output[1:])
+    output[next(iter(output.keys()))] = primary
+    return output
 
 
 @contextmanager

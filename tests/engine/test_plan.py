@@ -179,7 +179,7 @@ def test_plan_prints_the_plan_runs_nothing_and_writes_nothing(run_cli: Any, tiny
     assert result.exit_code == 0, result.stderr
     assert "24 samples in 1 batch of 32" in result.stdout
     assert "inventory" in result.stdout and "performance" in result.stdout and "skipped" in result.stdout
-    assert "total: 1 forward pass and 0 backward passes" in result.stdout and "estimate: ~" in result.stdout
+    assert "total: 1 forward pass and 0 backward passes" in result.stdout and "budget: ~" in result.stdout
     assert not out.exists()
 
 

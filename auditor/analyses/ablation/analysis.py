@@ -46,7 +46,7 @@ from auditor.analyses.ablation.metrics import prunable_fraction, prune_key, prun
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
-from auditor.engine.prefix import PassRoute, Traced
+from auditor.engine.prefix import PassRoute, Traced, estimate_shares
 from auditor.errors import ConfigError
 from auditor.schema.report import Cost, Section
 from auditor.walk.recorder import split_call
@@ -112,9 +112,12 @@ class ModuleAblation(Analysis):
 
     def cost(self, ctx: PlanContext) -> Cost:
         selection = self.select(ctx, ctx.traced, {})
-        passes = len({t.key for t in selection.targets} | {s.key for s in selection.prune})
+        distinct = {t.key: t.patches for t in selection.targets} | {s.key: s.patches for s in selection.prune}
+        passes = len(distinct)
         recording = 1 if passes and self.params.cache_mib else 0
-        return Cost(forwards=float(passes + recording),
+        shares = estimate_shares(list(distinct.values()), ctx.traced, ctx.module_seconds) if recording \
+            else [1.0] * passes
+        return Cost(forwards=float(passes + recording), forward_equivalents=sum(shares) + recording,
                     note=f"{passes} patched passes ({len(selection.targets)} ablations, {len(selection.prune)} "
                          f"pruning steps) and {recording} recording pass; most run only the part of the network "
                          "after what they ablate")
@@ -130,7 +133,11 @@ class ModuleAblation(Analysis):
             if key not in index:
                 index[key] = len(passes)
                 passes.append(PatchedPass(patches=patches, label=label))
-        scores, routes, run = ctx.patched_scores(passes, cache_bytes=p.cache_mib << 20)
+        batch = max(ctx.config.batch_size, 1)
+        largest = max((t.bytes_per_sample for t in traced.values() if t.calls), default=0.0)
+        by_memory = int((p.stack_mib << 20) // max(largest * batch, 1.0))
+        stack = max(1, min(p.stack, p.stack_rows // batch, by_memory))
+        scores, routes, run = ctx.patched_scores(passes, cache_bytes=p.cache_mib << 20, stack=stack)
         ref = reference(ctx, p)
         rows = score_rows(ref, selection.targets, [scores[index[t.key]] for t in selection.targets],
                           [routes[index[t.key]] for t in selection.targets])
@@ -163,6 +170,7 @@ class ModuleAblation(Analysis):
             "truncated_units": selection.truncated_units,
             "cache": {"modules": len(run.cached), "bytes": sum(run.cached.values()), "budget_bytes": run.budget_bytes,
                       "evicted": run.evicted, "record_seconds": round(run.record_seconds, 3),
+                      "seconds": round(run.seconds, 3), "stacked": run.stacked, "forwards": run.forwards,
                       "forward_share": _forward_share(routes)} if run else None,
         }
         return Section(id=self.id, title=self.title, summary=summary, metrics=metrics,

@@ -57,6 +57,14 @@ class AblationParams(BaseModel):
     of the median cosine distance between two samples' embeddings."""
     redundant_kl: float = Field(0.01, gt=0.0)
     """... and the mean KL divergence from the intact predictions is below this (nats)."""
+    stack: int = Field(16, ge=1)
+    """Up to this many ablations share one forward, each on its own copy of the batch stacked along the batch
+    dimension (at most `stack_rows` rows in all), where the model treats the copies alike; 1: one at a time.
+    Stacked results equal one-at-a-time ones within float rounding (the batch size changes it)."""
+    stack_rows: int = Field(1024, ge=1)
+    """At most this many rows (samples × copies) in one stacked forward."""
+    stack_mib: int = Field(256, ge=1)
+    """... and at most this much memory for the largest module output of one stacked forward."""
     cache_mib: int = Field(1024, ge=0)
     """Memory for the recorded outputs that let a pass skip what precedes the ablated module (0: none)."""
     top: int = Field(30, ge=1)
