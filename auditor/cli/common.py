@@ -10,7 +10,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 from rich.console import Console
@@ -62,16 +62,27 @@ def exit_codes() -> Iterator[None]:
     Deprecations of the config reach the user as one `warning:` line each, not as a source location.
     """
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", FutureWarning)
+        with warnings.catch_warnings():
+            # Only deprecations are held back (once per message) to be said at the end; every other warning goes
+            # where it would have gone, when it is raised. Recording all of them and replaying them at the end cost
+            # minutes after an audit whose libraries warn in a loop.
+            deprecations: dict[str, None] = {}
+            show = warnings.showwarning
+
+            def hold(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                     file: TextIO | None = None, line: str | None = None) -> None:
+                if issubclass(category, FutureWarning):
+                    deprecations[str(message)] = None
+                else:
+                    show(message, category, filename, lineno, file, line)
+
+            warnings.simplefilter("default", FutureWarning)
+            warnings.showwarning = hold
             try:
                 yield
             finally:
-                for warning in caught:
-                    if issubclass(warning.category, FutureWarning):
-                        err.print(f"[bold yellow]warning:[/] {escape(str(warning.message))}", soft_wrap=True)
-                    else:
-                        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+                for message in deprecations:
+                    err.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
     except AuditorError as error:
         err.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         raise typer.Exit(int(ExitCode.BAD_INPUT)) from None

@@ -217,14 +217,16 @@ def list_analyses() -> None:
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo reports.")] = Path("sample_reports"),
     only: Annotated[Optional[str], typer.Option(
-        help="Only this demo: digits_cnn, digits_cnn_v2, minilm_sentiment, minilm_encoder or digits_gan.")] = None,
+        help="Only this demo: digits_cnn, digits_cnn_v2, minilm_sentiment, minilm_encoder, digits_gan or tiny_lm.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Audit the embedded default models (a digits CNN, MiniLM sentiment, a digits GAN) into OUT/<name>/.
+    """Audit the embedded default models (a digits CNN, MiniLM sentiment, a digits GAN, a tiny GPT-2) into
+    OUT/<name>/.
 
     The digits CNN trains in seconds on scikit-learn's bundled digits; the MiniLM sentiment head trains on
     the project's own sentiment sentences; the digits GAN trains in under a minute and is judged by its
-    discriminator and by the digits CNN. All are cached after the first run; nothing is downloaded.
+    discriminator and by the digits CNN; the tiny GPT-2 (tiny_lm) trains in about a minute on text made for it.
+    All are cached after the first run; nothing is downloaded.
     A second digits release, trained with digit 3 under-represented on purpose (digits_cnn_v2), is judged
     against the first: its diff and the failing check go to OUT/release_diff/.
     """

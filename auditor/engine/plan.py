@@ -182,8 +182,9 @@ def make_plan(ctx: PlanContext, registry: Sequence[type[Analysis]], *, seconds_p
     for analysis_type in candidates:
         if generator != (analysis_type.tasks == frozenset({"generation"})) and ctx.subject.task not in analysis_type.tasks:
             continue  # made for the other kind of model (generators vs models that decide): not even "not run"
-        if analysis_type.tasks == frozenset({"causal_lm"}) and ctx.subject.task != "causal_lm":
-            continue  # made for language models only: a classifier's report does not list it
+        if (analysis_type.tasks == frozenset({"causal_lm"})) != (ctx.subject.task == "causal_lm") \
+                and ctx.subject.task not in analysis_type.tasks:
+            continue  # made for the other kind of model (language models vs classifiers): not even "not run"
         if not ctx.subject.has_data and analysis_type.needs_data:
             if selection.only is not None and analysis_type.id in selection.only:
                 raise ConfigError(f"{analysis_type.id} reads audit data, and none was given: pass --data PATH "

@@ -21,6 +21,7 @@ NOT_LEARNED = "not learned"
 LOW_LEVEL = "low-level features"
 REALNESS = "critical for realness"
 DIVERSITY = "critical for diversity"
+IN_CONTEXT = "in-context copying"
 
 
 def pct(value: float) -> str:
@@ -378,9 +379,46 @@ def not_learned(view: AuditView, module: str) -> list[Clause]:
     return clauses
 
 
+def _lm_finding(view: AuditView, module: str, finding_id: str) -> Finding | None:
+    """The language-model ablation group finding `finding_id`, when it names `module` among its targets."""
+    return next((f for f in view.groups.get(module, []) if f.id == finding_id), None)
+
+
+def lm_roles(view: AuditView, module: str) -> list[Clause]:
+    """A causal LM's ablation (`lm_ablation`): `critical` where the `lm_ablation.critical` finding names the module
+    (ablating it raises the next-token loss by at least its threshold at the interval's low end), `in-context
+    copying` where `lm_ablation.in_context` does (the loss rises on tokens seen earlier in the text, not on first
+    occurrences); the clauses cite the module's own numbers."""
+    rise = view.value("lm_ablation", module, "loss_increase")
+    low = view.value("lm_ablation", module, "loss_increase_low")
+    high = view.value("lm_ablation", module, "loss_increase_high")
+    if rise is None or low is None or high is None:
+        return []
+    clauses = []
+    critical_finding = _lm_finding(view, module, "lm_ablation.critical")
+    if critical_finding is not None:
+        at = _num(critical_finding.evidence.get("threshold"))
+        clauses.append(Clause(
+            text=(f"Ablating it raises the next-token loss by {rise:.2f} nats [{low:.2f}, {high:.2f}] per token"
+                  + (f" (critical from {at:g})." if at is not None else ".")),
+            tag=CRITICAL, evidence=[Evidence(section="lm_ablation", key="loss_increase", value=round(rise, 4),
+                                             low=low, high=high)]))
+    repeated = view.value("lm_ablation", module, "loss_increase_repeated")
+    first = view.value("lm_ablation", module, "loss_increase_first")
+    if _lm_finding(view, module, "lm_ablation.in_context") is not None and repeated is not None and first is not None:
+        clauses.append(Clause(
+            text=(f"Ablating it raises the loss on tokens seen earlier in the text by {repeated:.2f} nats and on "
+                  f"first occurrences by {first:+.2f}: it serves in-context copying."),
+            tag=IN_CONTEXT, evidence=[Evidence(section="lm_ablation", key="loss_increase_repeated",
+                                               value=round(repeated, 4)),
+                                      Evidence(section="lm_ablation", key="loss_increase_first",
+                                               value=round(first, 4))]))
+    return clauses
+
+
 Rule = Callable[[AuditView, str], list[Clause]]
-RULES: tuple[Rule, ...] = (main_path, class_specific, judge_roles, carries, critical, redundant, prunable, unused,
-                           dead_units, not_learned)
+RULES: tuple[Rule, ...] = (main_path, class_specific, judge_roles, carries, critical, lm_roles, redundant, prunable,
+                           unused, dead_units, not_learned)
 """In the order a card states them."""
 
 

@@ -25,9 +25,10 @@ def base_module(name: str) -> str:
 
 
 def members(finding: Finding) -> list[str]:
-    """The modules a group finding names in its evidence ("a, b, c")."""
-    raw = finding.evidence.get("modules")
-    return [m.strip() for m in raw.split(",") if m.strip()] if isinstance(raw, str) else []
+    """The modules a group finding names in its evidence ("a, b, c"; a language model's ablation names its
+    `targets`, heads as `<attention>#head<h>`, which are not modules)."""
+    raw = finding.evidence.get("modules", finding.evidence.get("targets"))
+    return [m.strip() for m in raw.split(",") if m.strip() and "#" not in m] if isinstance(raw, str) else []
 
 
 @dataclass(frozen=True)

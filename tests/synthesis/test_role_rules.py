@@ -209,3 +209,26 @@ def test_a_card_says_what_the_row_shows_of_dead_units_under_the_warning_threshol
     assert "dead units" not in card.tags
     assert any("10 of its 64 units (15.6 %) never activate" in c.text for c in card.clauses)
     assert not any("never activate" in c.text for c in report.card("one").clauses)
+
+
+def test_a_language_models_ablation_gives_critical_and_in_context_roles() -> None:
+    """`lm_ablation`'s group findings name their targets (heads too, which are not modules); the cards of the named
+    modules say critical / in-context copying with the module's own loss increases, and an unnamed one gets neither."""
+    def lm(rise: float, low: float, high: float, repeated: float, first: float) -> dict[str, float]:
+        return {"loss_increase": rise, "loss_increase_low": low, "loss_increase_high": high,
+                "loss_increase_repeated": repeated, "loss_increase_first": first}
+
+    findings = (
+        Finding(id="lm_ablation.critical", severity=Severity.INFO, module="one", message="m",
+                evidence={"targets": "one, two, one#head0", "count": 3, "threshold": 1.0}),
+        Finding(id="lm_ablation.in_context", severity=Severity.INFO, module="two", message="m",
+                evidence={"targets": "two, two#head1", "threshold": 0.5}),
+    )
+    report = _report({"lm_ablation": {"one": lm(4.6, 4.4, 4.9, 7.3, 2.0), "two": lm(1.5, 1.4, 1.6, 3.0, -0.02),
+                                      "three": lm(0.01, -0.01, 0.03, 0.01, 0.0)}}, findings=findings, task="causal_lm")
+    one, two, three = (report.card(n) for n in ("one", "two", "three"))
+    assert one.tags == ["critical"] and "raises the next-token loss by 4.60 nats [4.40, 4.90]" in one.statement
+    assert two.tags == ["critical", "in-context copying"]
+    assert "on tokens seen earlier in the text by 3.00 nats and on first occurrences by -0.02" in two.statement
+    assert three.tags == ["unclear"]
+    assert not any("#" in c.module for c in report.cards)
