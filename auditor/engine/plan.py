@@ -140,6 +140,17 @@ def stage_budgets(plan: Plan, seconds_per_batch: float) -> dict[str, float]:
     return budgets
 
 
+KINDS = ("generation", "causal_lm")
+"""Tasks whose models are their own kind: an analysis made only for one of them is left out of other models'
+reports, and one a model of that kind cannot take (it does not list the task) is left out of its report."""
+
+
+def _other_kind(tasks: frozenset[str], task: str) -> bool:
+    """Whether an analysis for `tasks` is made for another kind of model than one of `task` (generators, language
+    models and models that decide): then the report does not list it, not even as "not run"."""
+    return task not in tasks and any((tasks == frozenset({kind})) != (task == kind) for kind in KINDS)
+
+
 def _passes(n: float, kind: str) -> str:
     return f"{round(n, 2):g} {kind} pass{'es' * (n != 1)}"
 
@@ -177,14 +188,10 @@ def make_plan(ctx: PlanContext, registry: Sequence[type[Analysis]], *, seconds_p
     selection = ctx.config.analyses
     candidates, not_run = select(registry, only=selection.only, skip=selection.skip)
     planned = []
-    generator = ctx.subject.task == "generation"
     data_free = [a.id for a in registry if not a.needs_data]
     for analysis_type in candidates:
-        if generator != (analysis_type.tasks == frozenset({"generation"})) and ctx.subject.task not in analysis_type.tasks:
-            continue  # made for the other kind of model (generators vs models that decide): not even "not run"
-        if (analysis_type.tasks == frozenset({"causal_lm"})) != (ctx.subject.task == "causal_lm") \
-                and ctx.subject.task not in analysis_type.tasks:
-            continue  # made for the other kind of model (language models vs classifiers): not even "not run"
+        if _other_kind(analysis_type.tasks, ctx.subject.task):
+            continue  # made for another kind of model: not even "not run"
         if not ctx.subject.has_data and analysis_type.needs_data:
             if selection.only is not None and analysis_type.id in selection.only:
                 raise ConfigError(f"{analysis_type.id} reads audit data, and none was given: pass --data PATH "

@@ -6,7 +6,8 @@ from __future__ import annotations
 from auditor.schema.cards import UNCLEAR, Card, CardsConfig, Clause, Evidence, Thumbnail, tag_kind
 from auditor.schema.report import AuditReport
 from auditor.synthesis.roles import (CRITICAL, DEAD, DIVERSITY, IN_CONTEXT, LOW_LEVEL, MAIN_PATH, NOT_LEARNED, PRUNABLE,
-                                     REALNESS, REDUNDANT, RULES, UNUSED, ablation_of, interval, points, probe_value)
+                                     REALNESS, REDUNDANT, RULES, UNUSED, ablation_of, beats_random_init, interval,
+                                     points, probe_reading)
 from auditor.synthesis.view import AuditView, base_module, has_weights, members
 
 CARD_ANALYSES = ("inventory", "gradients", "ablation", "judge", "probes", "features", "weights")
@@ -212,11 +213,11 @@ def _agreement(view: AuditView, module: str, tags: list[str]) -> list[str]:
 
 def _decodable_as_at_random(view: AuditView, module: str, prop: str, threshold: float | None) -> bool:
     """The probe clears the shuffled-label bar (the same bar as `carries`), but not the re-initialized network."""
-    low = probe_value(view, module, "probe_accuracy_low", prop)
-    bar = threshold if threshold is not None else probe_value(view, module, "probe_permutation_accuracy", prop)
-    random_init = probe_value(view, module, "probe_random_init_accuracy", prop)
-    return low is not None and bar is not None and random_init is not None and low > bar \
-        and low <= random_init + view.config.probe_margin
+    reading = probe_reading(view, module, prop, threshold)
+    if reading is None or reading[3] is None:
+        return False
+    _, low, _, random_init, bar = reading
+    return low > bar and not beats_random_init(view, low, random_init)
 
 
 def _expected(view: AuditView, analysis: str, module: str, *, block: str | None) -> bool:

@@ -236,19 +236,32 @@ def carries(view: AuditView, module: str) -> list[Clause]:
     return clauses
 
 
-def passes_probe(view: AuditView, module: str, prop: str,
-                 threshold: float | None) -> tuple[float, float, float, float | None, float] | None:
-    """(accuracy, low, high, re-initialized accuracy, shuffled-label bar) when the probe passes its test."""
+def probe_reading(view: AuditView, module: str, prop: str,
+                  threshold: float | None) -> tuple[float, float, float, float | None, float] | None:
+    """(accuracy, low, high, re-initialized accuracy, shuffled-label bar) of the probe on `module`, where all are
+    known (the bar is `threshold` when the property sets one)."""
     acc = probe_value(view, module, "probe_accuracy", prop)
     low = probe_value(view, module, "probe_accuracy_low", prop)
     high = probe_value(view, module, "probe_accuracy_high", prop)
-    if acc is None or low is None or high is None:
-        return None
     bar = threshold if threshold is not None else probe_value(view, module, "probe_permutation_accuracy", prop)
-    random_init = probe_value(view, module, "probe_random_init_accuracy", prop)
-    if bar is None or low <= bar or (random_init is not None and low <= random_init + view.config.probe_margin):
+    if acc is None or low is None or high is None or bar is None:
         return None
-    return acc, low, high, random_init, bar
+    return acc, low, high, probe_value(view, module, "probe_random_init_accuracy", prop), bar
+
+
+def beats_random_init(view: AuditView, low: float, random_init: float | None) -> bool:
+    """The probe's lower bound clears the re-initialized network's accuracy plus `probe_margin` (or it has none)."""
+    return random_init is None or low > random_init + view.config.probe_margin
+
+
+def passes_probe(view: AuditView, module: str, prop: str,
+                 threshold: float | None) -> tuple[float, float, float, float | None, float] | None:
+    """(accuracy, low, high, re-initialized accuracy, shuffled-label bar) when the probe passes its test."""
+    reading = probe_reading(view, module, prop, threshold)
+    if reading is None:
+        return None
+    _, low, _, random_init, bar = reading
+    return reading if low > bar and beats_random_init(view, low, random_init) else None
 
 
 def probe_value(view: AuditView, module: str, key: str, prop: str) -> float | None:
