@@ -88,7 +88,8 @@ class NextToken(Analysis):
                 by_position.append([f"{lo}-{hi - 1}", int(mask.sum()), round(float(loss_t[mask].mean()), 4),
                                     round(float(right[mask].mean()), 4)])
         tables = [
-            Table(id="loss_by_position", title="Loss by position", columns=["positions", "tokens", "loss", "top-1"],
+            Table(id="loss_by_position", title="Loss by position",
+                  columns=["positions", "tokens", "loss (nats)", "top-1"],
                   rows=by_position, caption="Position = index of the predicted token in its text (0 = the first)."),
             Table(id="calibration", title="Calibration of the top-1 probability",
                   columns=["mean confidence", "top-1 accuracy", "tokens"],

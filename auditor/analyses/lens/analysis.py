@@ -173,7 +173,7 @@ class Lens(Analysis):
         dla_rows = [[n, round(dla[n], 4)] for n in names]
         tables = [
             Table(id="logit_lens", title="Logit lens: the residual stream after each layer, read out",
-                  columns=["after", "loss", "top-1 agreement with the model"], rows=lens_rows),
+                  columns=["after", "loss (nats)", "top-1 agreement with the model"], rows=lens_rows),
             Table(id="direct_logit_attribution", title="Direct logit attribution onto the correct next token",
                   columns=["part", "mean centred logit"], rows=dla_rows,
                   caption=f"Mean over {tokens:,} audited tokens; the parts sum to {own_logit - remainder:.3f} of the "
