@@ -5,6 +5,7 @@ as one line. Exit codes: 0 done (check: passed), 1 the policy failed, 2 bad inpu
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 import warnings
@@ -95,3 +96,22 @@ def exit_codes() -> Iterator[None]:
         if os.environ.get("AUDITOR_DEBUG"):
             err.print_exception()
         raise typer.Exit(int(ExitCode.INTERNAL_ERROR)) from None
+
+
+def reflow(doc: str) -> str:
+    """A command's docstring as its --help prints it: each paragraph one line, for the terminal to wrap at its
+    width (Typer's rich mode keeps the docstring's line breaks, which then break lines mid-sentence).
+    Paragraphs with an indented line (examples, lists) keep their lines."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if any(line.startswith((" ", "-", "\b")) for line in p.splitlines()) else
+                       " ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Reflows the help of every command of `app` and of its sub-apps taken from their docstrings."""
+    for command in app.registered_commands:
+        if command.help is None and command.callback is not None and command.callback.__doc__:
+            command.help = reflow(command.callback.__doc__)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)

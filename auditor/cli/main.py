@@ -13,7 +13,7 @@ from rich.markup import escape
 
 import auditor.cli.cards as atlas
 import auditor.cli.gate as gate
-from auditor.cli.common import OneLineErrors, err, exit_codes, out
+from auditor.cli.common import OneLineErrors, err, exit_codes, out, reflow_help
 from auditor.cli.gate import BaselineOpt, JunitOpt, MarkdownOpt, PolicyOpt, judge, load_gate
 from auditor.errors import AuditorError
 
@@ -268,6 +268,7 @@ def _print_summary(report: object, paths: dict[str, str]) -> None:
 
 gate.register(app)  # check, diff, card, policy init (auditor/cli/gate.py)
 atlas.register(app)  # cards (auditor/cli/cards.py)
+reflow_help(app)  # after every command is registered
 
 
 def main() -> None:
