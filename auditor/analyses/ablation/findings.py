@@ -10,11 +10,51 @@ from typing import TYPE_CHECKING
 from auditor.analyses.ablation.metrics import Curve, Reference, Row
 from auditor.kit.removal import Selection, describe_target, replaced_part
 from auditor.engine.prefix import PassRoute, PrefixRun
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import DefaultRule, Finding, Findings, FindingSpec, Severity
 
 if TYPE_CHECKING:
     from auditor.analyses.ablation.params import AblationParams
     from auditor.engine.analysis import AuditContext
+
+DEFAULT_RULES = (
+    DefaultRule("the same modules matter when removed", module_metric="ablation.ablation_drop",
+                min_rank_correlation=0.5, critical=False, optional=True,
+                comments={"min_rank_correlation": "Spearman of the accuracy drops over the modules both releases "
+                                                  "ablated",
+                          "optional": "ablation drops need a head (a bare encoder has its embedding change instead)"}),
+)
+_ONE_CLASS_ALONE = DefaultRule("no new module carries one class alone", severity="info", fail_on_new=True,
+                               critical=False,
+                               comments={"fail_on_new": "only modules (and heads, units) the baseline did not name"})
+
+FINDINGS = Findings(
+    "ablation",
+    FindingSpec("main_path", Severity.INFO,
+                "replacing any of several modules by its mean costs at least `critical_drop` and makes the model "
+                "predict one class for nearly every sample (a bare encoder: gives every sample nearly the same "
+                "embedding, its spread over samples below 1% of the intact one's): one finding for all of them "
+                "(module: the whole model), since each says only that every sample passes through it"),
+    FindingSpec("class_specific", Severity.INFO,
+                "ablating a module, head or unit takes at least `class_drop` off one class's recall and at least "
+                "`class_gap` more than off any other class: names the module and the class", rule=_ONE_CLASS_ALONE),
+    FindingSpec("critical_module", Severity.INFO,
+                "ablating a module or head costs at least `critical_drop` of accuracy and its interval excludes 0, "
+                "and it is not one of the main path's collapse (or it is the only module that collapses the model)",
+                rule=_ONE_CLASS_ALONE),
+    FindingSpec("redundant", Severity.INFO,
+                "an equivalence, not an absence of evidence: the drop's whole interval lies within "
+                "±`redundant_margin`, the share of changed predictions is below it even at its one-sided upper bound, "
+                "and the KL is below `redundant_kl`: a pruning candidate (reported at the outermost such module). On "
+                "few samples the interval is wide, so nothing is called redundant. A bare encoder: the embedding "
+                "change's whole interval lies below `redundant_margin` times the median cosine distance between two "
+                "samples' embeddings (the margin is in the embeddings' own scale, so a change that moves an embedding "
+                "a third of the way to another sample's is never \"redundant\")"),
+    FindingSpec("prunable_layer", Severity.INFO,
+                "a layer keeps accuracy within `prune_tolerance` with half its kernels removed, smallest L1 norm "
+                "first"),
+)
+"""Every finding the ablation analysis gives (docs/findings.md is written from these)."""
+
 
 MODULE_KINDS = ("block", "module")
 
@@ -103,8 +143,8 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
             f"loss +{row.loss_increase:.3g}, KL {row.kl:.3g}")
         collapse = "" if row.collapsed_to is None else "; every sample then gets nearly the same embedding" \
             if ref.embedding else f"; the model then predicts {row.collapsed_to!r} for nearly every sample"
-        findings.append(Finding(
-            id="ablation.critical_module", severity=Severity.INFO, module=row.target.name,
+        findings.append(FINDINGS.finding(
+            "critical_module", module=row.target.name,
             message=f"Replacing {replaced_part(row.target)} by its {row.target.replaced} {effect}{collapse}.",
             evidence=_evidence(row, ref)))
 
@@ -120,8 +160,8 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
         specific.sort(key=lambda item: -item[0])
         counts.class_specific = len(specific)
         for _, row, name, top, second in specific:
-            findings.append(Finding(
-                id="ablation.class_specific", severity=Severity.INFO, module=row.target.name,
+            findings.append(FINDINGS.finding(
+                "class_specific", module=row.target.name,
                 message=(f"Ablating {describe(row)} takes {_pct(top)} points off the recall of class {name!r} and at "
                          f"most {_pct(max(second, 0.0))} off any other class: what {name!r} needs passes through it."),
                 evidence={**_evidence(row, ref), "class": name, "class_drop": top, "next_class_drop": second}))
@@ -138,8 +178,8 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
         margin = margin_of(ref, p)
         scale = (f", {p.redundant_margin:.0%} of the median cosine distance between two samples' embeddings, "
                  f"{ref.sample_distance:.3g}") if ref.embedding else ""
-        findings.append(Finding(
-            id="ablation.redundant", severity=Severity.INFO, module=row.target.name,
+        findings.append(FINDINGS.finding(
+            "redundant", module=row.target.name,
             message=(f"Replacing {replaced_part(row.target)} by its {row.target.replaced} changes "
                      f"{what} by {_signed(row.low, ref)} to {_signed(row.high, ref)} ({conf} interval, within "
                      f"±{_signed(margin, ref, sign=False)}{scale}){bound}: a pruning candidate"
@@ -157,8 +197,8 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
         counts.prunable += 1
         kept = f"a cosine distance of {value:.3g}" if ref.embedding else \
             f"accuracy {_pct(value)}% against {_pct(ref.accuracy)}% intact"
-        findings.append(Finding(
-            id="ablation.prunable_layer", severity=Severity.INFO, module=layer,
+        findings.append(FINDINGS.finding(
+            "prunable_layer", module=layer,
             message=(f"{layer} keeps {what} within {_signed(p.prune_tolerance, ref, sign=False)} with {fraction:.0%} of "
                      f"its kernels removed, smallest L1 norm first ({kept}): it uses about half of its capacity or less."),
             evidence={"fraction_removed": fraction, "value": value, "intact": 0.0 if ref.embedding else ref.accuracy,
@@ -208,8 +248,8 @@ def _main_path_finding(members: Sequence[Row], ref: Reference, p: AblationParams
         what = (f"The model collapses to one class when any of {len(names)} modules on its main path is replaced "
                 f"by its {' or '.join(replaced)}: {shown}{inside}. Each costs {span} of accuracy, and the model "
                 f"then predicts {predicts} for nearly every sample")
-    return Finding(
-        id="ablation.main_path", severity=Severity.INFO, module=None,
+    return FINDINGS.finding(
+        "main_path", module=None,
         message=(f"{what}: every sample passes through them, so this says they are on the path, not what each does "
                  "(the ablation table has every row)."),
         evidence={"modules": ", ".join(names), "count": len(names), "outermost": ", ".join(outer),
