@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -115,18 +115,34 @@ def is_redundant(row: Row, ref: Reference, p: AblationParams) -> bool:
 
 def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: dict[str, Curve],
                 p: AblationParams) -> tuple[list[Finding], Counts]:
+    """Every ablation finding: the main path and the critical modules, the class-specific ones (not for an
+    encoder), the redundant ones, the prunable layers; `counts` says how many of each."""
     counts = Counts()
-    findings: list[Finding] = []
-    what = "the pooled embedding's cosine distance" if ref.embedding else "accuracy"
-    conf = f"{p.confidence:.0%}"
+    told = _told(rows)
+    findings = _critical(ref, rows, p, told, counts)
+    if not ref.embedding:
+        findings += _class_specific(ref, rows, p, told, counts)
+    findings += _redundant(ref, rows, p, told, counts)
+    findings += _prunable(ref, curves, p, counts)
+    return findings, counts
 
-    # A residual block ablated by its one branch is the very pass of that branch module: one finding, the
-    # block's (it names the branch), not a second one with the same numbers for the branch module.
+
+def _told(rows: Sequence[Row]) -> Callable[[Row], bool]:
+    """Whether a row gets its own finding. A residual block ablated by its one branch is the very pass of that
+    branch module: one finding, the block's (it names the branch), not a second one with the same numbers for
+    the branch module."""
     by_branch = {r.target.key for r in rows if r.target.kind == "block" and r.target.branches}
 
     def told(row: Row) -> bool:
         return bool(row.target.branches) or row.target.key not in by_branch
 
+    return told
+
+
+def _critical(ref: Reference, rows: Sequence[Row], p: AblationParams, told: Callable[[Row], bool],
+              counts: Counts) -> list[Finding]:
+    findings: list[Finding] = []
+    conf = f"{p.confidence:.0%}"
     critical = sorted((r for r in rows if r.target.kind in (*MODULE_KINDS, "head")
                        and r.drop >= p.critical_drop and r.low > 0), key=rank_key)
     counts.critical = len(critical)
@@ -147,25 +163,34 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
             "critical_module", module=row.target.name,
             message=f"Replacing {replaced_part(row.target)} by its {row.target.replaced} {effect}{collapse}.",
             evidence=_evidence(row, ref)))
+    return findings
 
-    if not ref.embedding:
-        specific = []
-        for row in rows:
-            gap = class_gap(row)
-            if gap is None or row.collapsed_to is not None or not told(row):
-                continue
-            name, top, second = gap
-            if top >= p.class_drop and top - second >= p.class_gap:
-                specific.append((top - second, row, name, top, second))
-        specific.sort(key=lambda item: -item[0])
-        counts.class_specific = len(specific)
-        for _, row, name, top, second in specific:
-            findings.append(FINDINGS.finding(
-                "class_specific", module=row.target.name,
-                message=(f"Ablating {describe(row)} takes {_pct(top)} points off the recall of class {name!r} and at "
-                         f"most {_pct(max(second, 0.0))} off any other class: what {name!r} needs passes through it."),
-                evidence={**_evidence(row, ref), "class": name, "class_drop": top, "next_class_drop": second}))
 
+def _class_specific(ref: Reference, rows: Sequence[Row], p: AblationParams, told: Callable[[Row], bool],
+                    counts: Counts) -> list[Finding]:
+    specific = []
+    for row in rows:
+        gap = class_gap(row)
+        if gap is None or row.collapsed_to is not None or not told(row):
+            continue
+        name, top, second = gap
+        if top >= p.class_drop and top - second >= p.class_gap:
+            specific.append((top - second, row, name, top, second))
+    specific.sort(key=lambda item: -item[0])
+    counts.class_specific = len(specific)
+    return [FINDINGS.finding(
+        "class_specific", module=row.target.name,
+        message=(f"Ablating {describe(row)} takes {_pct(top)} points off the recall of class {name!r} and at "
+                 f"most {_pct(max(second, 0.0))} off any other class: what {name!r} needs passes through it."),
+        evidence={**_evidence(row, ref), "class": name, "class_drop": top, "next_class_drop": second})
+        for _, row, name, top, second in specific]
+
+
+def _redundant(ref: Reference, rows: Sequence[Row], p: AblationParams, told: Callable[[Row], bool],
+               counts: Counts) -> list[Finding]:
+    findings: list[Finding] = []
+    what = "the pooled embedding's cosine distance" if ref.embedding else "accuracy"
+    conf = f"{p.confidence:.0%}"
     redundant = [r for r in rows if r.target.kind in MODULE_KINDS and is_redundant(r, ref, p)]
     names = {r.target.name for r in redundant}
     outermost = [r for r in redundant if not any(r.target.name.startswith(f"{n}.") for n in names)
@@ -185,7 +210,12 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
                      f"±{_signed(margin, ref, sign=False)}{scale}){bound}: a pruning candidate"
                      + (f" (with the {inside} modules inside it)" if inside else "") + "."),
             evidence={**_evidence(row, ref), "margin": margin}))
+    return findings
 
+
+def _prunable(ref: Reference, curves: dict[str, Curve], p: AblationParams, counts: Counts) -> list[Finding]:
+    findings: list[Finding] = []
+    what = "the pooled embedding's cosine distance" if ref.embedding else "accuracy"
     for layer, curve in curves.items():
         points = curve.get("l1", [])
         if not points:
@@ -203,7 +233,7 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
                      f"its kernels removed, smallest L1 norm first ({kept}): it uses about half of its capacity or less."),
             evidence={"fraction_removed": fraction, "value": value, "intact": 0.0 if ref.embedding else ref.accuracy,
                       "tolerance": p.prune_tolerance}))
-    return findings, counts
+    return findings
 
 
 def collapse_group(critical: Sequence[Row]) -> list[Row]:
