@@ -50,8 +50,8 @@ DataOpt = Annotated[Optional[Path], typer.Option(
     rich_help_panel="Data")]
 
 
-def _ids(text: str | None) -> list[str] | None:
-    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+def _ids(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 @app.command()

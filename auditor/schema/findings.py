@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -129,11 +130,11 @@ class Findings:
         return frozenset(f"{self.analysis}.{condition}" for condition in self._by_condition)
 
     def finding(self, condition: str, *, message: str, module: str | None = None,
-                evidence: dict[str, float | int | str | bool | None] | None = None,
+                evidence: Mapping[str, float | int | str | bool | None] | None = None,
                 severity: Severity | None = None) -> Finding:
         """The finding `<analysis>.<condition>`: its declared severity unless `severity` picks one of `also`."""
         spec = self.spec(condition)
         if severity is not None and severity is not spec.severity and severity not in spec.also:
             raise ValueError(f"{self.analysis}.{condition} is declared {spec.severity.value}, not {severity.value}")
         return Finding(id=f"{self.analysis}.{condition}", severity=severity or spec.severity, module=module,
-                       message=message, evidence=evidence or {})
+                       message=message, evidence=dict(evidence or {}))
