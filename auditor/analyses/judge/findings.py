@@ -58,9 +58,22 @@ def _module_rows(rows: list[JudgeRow]) -> list[JudgeRow]:
 
 def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgeParams
               ) -> tuple[list[Finding], dict[str, int]]:
+    """Every judge finding: the main path and the critical modules, the class-specific ones, the redundant ones;
+    the counts of each."""
+    over = f"{p.confidence:.0%} interval over {len(ref.groups)} noise batches"
+    twins = _twins(rows)
+    findings, critical, path = _critical(ref, rows, p, twins, over)
+    specific = _class_specific(ref, rows, names, p, twins)
+    redundant = _redundant(rows, p, over)
+    counts = {"critical_modules": len(critical), "main_path_modules": len(path), "class_specific": len(specific),
+              "redundant_modules": len(redundant)}
+    return findings + specific + redundant, counts
+
+
+def _critical(ref: Reference, rows: list[JudgeRow], p: JudgeParams, twins: dict[int, JudgeRow], over: str
+              ) -> tuple[list[Finding], list[JudgeRow], list[JudgeRow]]:
+    """The main path finding and one per other critical module; the critical rows and those on the path."""
     findings: list[Finding] = []
-    conf = f"{p.confidence:.0%}"
-    over = f"{conf} interval over {len(ref.groups)} noise batches"
 
     def unreal(r: JudgeRow) -> bool:
         return r.relative_realness_drop >= p.critical_drop and r.realness_drop.low > 0
@@ -101,6 +114,12 @@ def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: Judge
             message=f"Replacing the output of {describe(row)} by {_by(row)} {what}{_same_as(row, rows, twins)}.",
             evidence=_evidence(row)))
 
+    return findings, critical, path
+
+
+def _class_specific(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgeParams, twins: dict[int, JudgeRow]
+                    ) -> list[Finding]:
+    findings: list[Finding] = []
     specific = []
     hist = ref.histogram
     for row in rows:
@@ -124,6 +143,12 @@ def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: Judge
                       "class_share_ablated": float(row.shares[c]), "relative_drop": top,
                       "next_relative_drop": second}))
 
+    return findings
+
+
+def _redundant(rows: list[JudgeRow], p: JudgeParams, over: str) -> list[Finding]:
+    """One finding per outermost module whose ablation moves no judge."""
+    findings: list[Finding] = []
     m = p.redundant_margin
     redundant = [r for r in _module_rows(rows) if _is_redundant(r, m)]
     names_redundant = {r.target.name for r in redundant}
@@ -141,9 +166,7 @@ def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: Judge
             message=(f"Replacing the output of {describe(row)} by {_by(row)} moves no judge: "
                      f"{'; '.join(parts)} ({over}, all within ±{m:g}). The generator does not need it as trained."),
             evidence=_evidence(row)))
-    counts = {"critical_modules": len(critical), "main_path_modules": len(path), "class_specific": len(specific),
-              "redundant_modules": len(outermost)}
-    return findings, counts
+    return findings
 
 
 def _one_image(row: JudgeRow) -> bool:
