@@ -96,7 +96,7 @@ class ModuleInventory(Analysis):
             # Every row with a dead unit, as the module table shows them; the share over the warning threshold
             # is the findings' count (a card saying 0 beside a row with 10/64 dead contradicted the table).
             "modules_with_dead_units": float(sum(1 for r in rows if r.dead_units)),
-            "modules_over_dead_threshold": float(sum(1 for f in findings if f.id == "inventory.dead_units")),
+            "modules_over_dead_threshold": float(sum(1 for f in findings if f.id == FINDINGS.id("dead_units"))),
             "modules_with_pruned_units": float(sum(1 for r in rows if r.pruned_units)),
             "reused_modules": float(sum(1 for r in rows if r.per_call)),
         }

@@ -170,7 +170,7 @@ class Performance(Analysis):
                 evidence={"ece": round(ece, 4), "threshold": params.ece_warn},
             ))
         # A model near chance gets that one failing finding, not a weak-class warning per class.
-        if not any(f.id == "performance.near_chance" for f in findings):
+        if not any(f.id == FINDINGS.id("near_chance") for f in findings):
             for c in np.flatnonzero(present):
                 if recall[c] < 0.5 * accuracy and support[c] >= 5:
                     findings.append(FINDINGS.finding(

@@ -143,7 +143,7 @@ class Gradients(Analysis):
             heads_figure(head_modules, module_metrics, heads),
         ) if f is not None]
         metrics = {"modules_with_gradient": float(sum(1 for n in ran if n in ctx.tree)),
-                   "no_influence_modules": float(sum(1 for f in findings if f.id == "gradients.no_influence")),
+                   "no_influence_modules": float(sum(1 for f in findings if f.id == FINDINGS.id("no_influence"))),
                    "mean_target": float(ctx.capture.targets.mean()) if ctx.capture.targets is not None else math.nan}
         if sweep is not None and sweep.delta is not None:
             metrics["conductance_samples"] = float(len(sweep.samples))

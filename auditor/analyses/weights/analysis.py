@@ -86,7 +86,7 @@ class Weights(Analysis):
             "layers_under_trained": float(len(above) + len(noise)), "layers_over_trained": float(len(below)),
             "layers_random_like": float(len(noise)),
             "layers_with_traps": float(sum(1 for la in layers if la.traps)),
-            "layers_rank_collapsed": float(sum(1 for f in findings if f.id == "weights.rank_collapse")),
+            "layers_rank_collapsed": float(sum(1 for f in findings if f.id == FINDINGS.id("rank_collapse"))),
         }
         if alphas:
             metrics["mean_alpha"] = float(np.mean(alphas))
@@ -101,7 +101,7 @@ class Weights(Analysis):
                    + (f" {len(fitted)} spectra fitted, mean α {metrics['mean_alpha']:.2f}." if alphas else "")
                    + (f" Not analysed: {', '.join(list(skipped)[:5])}{' …' if len(skipped) > 5 else ''} "
                       "(see details.skipped)." if skipped else ""))
-        order = ("weights.under_trained", "weights.over_trained", "weights.rank_collapse", "weights.correlation_trap")
+        order = tuple(FINDINGS.id(c) for c in ("under_trained", "over_trained", "rank_collapse", "correlation_trap"))
         by_name = {la.name: la for la in layers}
         named = list(dict.fromkeys(f.module for f in sorted(findings, key=lambda f: (order + (f.id,)).index(f.id))
                                    if f.module in by_name))
@@ -139,7 +139,7 @@ def _fit_words(layer: LayerSpectrum) -> str:
 def _one_untrained_finding(findings: list[Finding]) -> list[Finding]:
     """Layers whose weights look like noise are one finding when there are several (a model loaded without its
     weights has nothing but such layers): the same fact, once, naming them all."""
-    noise = [f for f in findings if f.id == "weights.under_trained" and f.evidence.get("random_like")]
+    noise = [f for f in findings if f.id == FINDINGS.id("under_trained") and f.evidence.get("random_like")]
     if len(noise) < 2:
         return findings
     names = [f.module or "(model)" for f in noise]
