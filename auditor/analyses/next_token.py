@@ -108,14 +108,16 @@ class NextToken(Analysis):
         findings = []
         if cut:
             findings.append(FINDINGS.finding(
-                "texts_cut", message=(f"{len(cut)} of {len(subject)} texts are longer than {ctx.config.data.max_length} tokens "
+                "texts_cut",
+                message=(f"{len(cut)} of {len(subject)} texts are longer than {ctx.config.data.max_length} tokens "
                          f"(the longest {max(cut.values())}) and were cut to {ctx.config.data.max_length} "
                          "(--max-tokens): their later tokens are not audited."),
                 evidence={"texts_cut": len(cut), "texts": len(subject), "max_tokens": ctx.config.data.max_length,
                           "longest": max(cut.values())}))
         if ece > p.ece_warn:
             findings.append(FINDINGS.finding(
-                "miscalibrated", message=(f"The model's top-1 probability does not match how often it is right: expected "
+                "miscalibrated",
+                message=(f"The model's top-1 probability does not match how often it is right: expected "
                          f"calibration error {ece:.3f} over {loss_t.size:,} tokens (above {p.ece_warn:g})."),
                 evidence={"ece": round(ece, 4), "threshold": p.ece_warn, "tokens": int(loss_t.size)}))
         summary = (f"Loss {loss:.3f} nats per token (perplexity {math.exp(min(loss, 700.0)):.2f}), top-1 accuracy "

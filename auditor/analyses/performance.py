@@ -16,7 +16,7 @@ from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
-from auditor.schema.findings import DefaultRule, Findings, FindingSpec, Severity
+from auditor.schema.findings import DefaultRule, Finding, Findings, FindingSpec, Severity
 from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.samples import encode_ints
 from auditor.schema.report import Figure, Section, Table
@@ -146,39 +146,8 @@ class Performance(Analysis):
         metrics = {"accuracy": accuracy, "majority_rate": majority_rate, "macro_f1": macro_f1,
                    "ece": ece, "nll": nll, "binomial_p_value": p_value, "samples": float(n),
                    "non_finite_predictions": float(n_bad)}
-        findings = []
-        if n_bad:
-            first = int(np.flatnonzero(~finite)[0])
-            findings.append(FINDINGS.finding(
-                "non_finite_scores", message=(f"{n_bad} of {n} audit samples got NaN or Inf scores (the first: sample {first}); "
-                         "they count as wrong answers, and calibration (ECE, NLL) is undefined."),
-                evidence={"non_finite_samples": n_bad, "samples": n, "first_sample": first},
-            ))
-        margin = accuracy - majority_rate
-        if p_value > params.near_chance_alpha or margin < params.near_chance_margin:
-            findings.append(FINDINGS.finding(
-                "near_chance", message=(f"Accuracy {accuracy:.1%} is not clearly above the majority-class rate "
-                         f"{majority_rate:.1%} (one-sided binomial p = {p_value:.2g}): the model may be "
-                         "untrained, wrongly loaded, or fed the wrong data."),
-                evidence={"accuracy": round(accuracy, 4), "majority_rate": round(majority_rate, 4),
-                          "p_value": p_value, "samples": n},
-            ))
-        if ece > params.ece_warn:
-            findings.append(FINDINGS.finding(
-                "miscalibrated", message=(f"Confidence does not match accuracy: expected calibration error {ece:.3f} "
-                         f"(above {params.ece_warn:g}); treat the model's probabilities with care."),
-                evidence={"ece": round(ece, 4), "threshold": params.ece_warn},
-            ))
-        # A model near chance gets that one failing finding, not a weak-class warning per class.
-        if not any(f.id == FINDINGS.id("near_chance") for f in findings):
-            for c in np.flatnonzero(present):
-                if recall[c] < 0.5 * accuracy and support[c] >= 5:
-                    findings.append(FINDINGS.finding(
-                        "weak_class", message=(f"Class {names[c]!r} is recalled {recall[c]:.0%} of the time, against "
-                                 f"{accuracy:.0%} overall accuracy."),
-                        evidence={"class": names[c], "recall": round(float(recall[c]), 4),
-                                  "support": int(support[c])},
-                    ))
+        findings = _findings(params, names, finite, accuracy=accuracy, majority_rate=majority_rate, p_value=p_value,
+                             ece=ece, recall=recall, support=support)
         table = Table(
             id="performance.per_class", title="Per-class metrics",
             columns=["class", "support", "precision", "recall", "f1"],
@@ -219,6 +188,51 @@ class Performance(Analysis):
         return Section(id=self.id, title=self.title, summary=f"Not measured. {message}",
                        findings=[FINDINGS.finding("labels_unused", message=message,
                                          evidence={"labels": len(labels), "classes": classes})])
+
+
+def _findings(params: PerformanceParams, names: list[str], finite: np.ndarray, *, accuracy: float,
+              majority_rate: float, p_value: float, ece: float, recall: np.ndarray, support: np.ndarray
+              ) -> list[Finding]:
+    """Non-finite scores, near chance, miscalibrated, and (unless near chance) the weak classes."""
+    n, n_bad, present = len(finite), int((~finite).sum()), support > 0
+    findings: list[Finding] = []
+    if n_bad:
+        first = int(np.flatnonzero(~finite)[0])
+        findings.append(FINDINGS.finding(
+            "non_finite_scores",
+            message=(f"{n_bad} of {n} audit samples got NaN or Inf scores (the first: sample {first}); "
+                     "they count as wrong answers, and calibration (ECE, NLL) is undefined."),
+            evidence={"non_finite_samples": n_bad, "samples": n, "first_sample": first},
+        ))
+    margin = accuracy - majority_rate
+    if p_value > params.near_chance_alpha or margin < params.near_chance_margin:
+        findings.append(FINDINGS.finding(
+            "near_chance",
+            message=(f"Accuracy {accuracy:.1%} is not clearly above the majority-class rate "
+                     f"{majority_rate:.1%} (one-sided binomial p = {p_value:.2g}): the model may be "
+                     "untrained, wrongly loaded, or fed the wrong data."),
+            evidence={"accuracy": round(accuracy, 4), "majority_rate": round(majority_rate, 4),
+                      "p_value": p_value, "samples": n},
+        ))
+    if ece > params.ece_warn:
+        findings.append(FINDINGS.finding(
+            "miscalibrated",
+            message=(f"Confidence does not match accuracy: expected calibration error {ece:.3f} "
+                     f"(above {params.ece_warn:g}); treat the model's probabilities with care."),
+            evidence={"ece": round(ece, 4), "threshold": params.ece_warn},
+        ))
+    # A model near chance gets that one failing finding, not a weak-class warning per class.
+    if not any(f.id == FINDINGS.id("near_chance") for f in findings):
+        for c in np.flatnonzero(present):
+            if recall[c] < 0.5 * accuracy and support[c] >= 5:
+                findings.append(FINDINGS.finding(
+                    "weak_class",
+                    message=(f"Class {names[c]!r} is recalled {recall[c]:.0%} of the time, against "
+                             f"{accuracy:.0%} overall accuracy."),
+                    evidence={"class": names[c], "recall": round(float(recall[c]), 4),
+                              "support": int(support[c])},
+                ))
+    return findings
 
 
 def _probes_read_labels(ctx: AuditContext) -> bool:

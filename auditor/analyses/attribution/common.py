@@ -52,7 +52,8 @@ def convergence(deltas: torch.Tensor, gains: torch.Tensor, tolerance: float) -> 
     findings = []
     if ratio > tolerance:
         findings.append(FINDINGS.finding(
-            "ig_not_converged", message=(f"Integrated Gradients did not converge: the median convergence delta {median_delta:.3g} is "
+            "ig_not_converged",
+            message=(f"Integrated Gradients did not converge: the median convergence delta {median_delta:.3g} is "
                      f"{ratio:.0%} of the median |F(x) − F(baseline)| {median_gain:.3g} (tolerance {tolerance:.0%}); "
                      "the maps do not add up to the change they explain. Raise n_steps."),
             evidence={"median_delta": median_delta, "median_gain": median_gain, "ratio": ratio,

@@ -255,7 +255,8 @@ class LMAblation(Analysis):
                   powered: bool) -> list[Finding]:
         p = self.params
         if not powered:
-            return [FINDINGS.finding("inconclusive", message=(f"Only {texts} audit texts: too few for intervals that can tell an ablation "
+            return [FINDINGS.finding("inconclusive",
+                            message=(f"Only {texts} audit texts: too few for intervals that can tell an ablation "
                                      f"that matters from one that does not (at least {p.min_texts}); the numbers "
                                      "are shown but nothing is concluded from them."),
                             evidence={"texts": texts, "min_texts": p.min_texts})]

@@ -227,7 +227,8 @@ class DeletionTest:
                          float(f"{c.p_insertion:.3g}"), verdict])
             if m in self.methods and power.conclusive and not better:
                 findings.append(FINDINGS.finding(
-                    "unfaithful", message=(f"{TITLES.get(m, m)} is not faithful: deleting the positions it ranks first lowers the "
+                    "unfaithful",
+                    message=(f"{TITLES.get(m, m)} is not faithful: deleting the positions it ranks first lowers the "
                              f"target's probability no faster than deleting random ones (deletion area "
                              f"{c.deletion:.3f} against {c.random_deletion:.3f} for random orders, one-sided Wilcoxon "
                              f"p = {c.p_deletion:.3g} over {c.samples} samples, α = {p.alpha}), while occlusion of "

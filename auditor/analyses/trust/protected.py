@@ -104,7 +104,8 @@ class ProtectedChecks(TrustRunBase):
         if flagged and (excess_p is None or excess_p < p.alpha):
             where = f"; in class {worst[0]} {worst[1]:.0%} of {worst[2]}" if worst is not None and worst[1] > 0 else ""
             findings.append(FINDINGS.finding(
-                "protected_feature", message=(f"The model relies on a protected feature: the counterfactual edit flips "
+                "protected_feature",
+                message=(f"The model relies on a protected feature: the counterfactual edit flips "
                          f"{overall['flip_rate']:.1%} of {overall['n']} edited predictions{where}, and moves the "
                          f"target's probability by {overall['mean_abs_change']:.3f} on average (thresholds: "
                          f"{p.flip_threshold:.0%} flips, {p.probability_threshold:.2f} probability){beyond}."),

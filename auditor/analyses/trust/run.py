@@ -141,7 +141,8 @@ class TrustRun(ProtectedChecks):
                                  f"itself ({after:.2f}); its signed maps ({signed:.2f}) are the test.")
             if abs(signed) > p.sanity_threshold:
                 findings.append(FINDINGS.finding(
-                    "sanity_failed", message=(f"{TITLES.get(m, m)} fails the randomization sanity check: with every weight of the "
+                    "sanity_failed",
+                    message=(f"{TITLES.get(m, m)} fails the randomization sanity check: with every weight of the "
                              f"model re-initialized, its maps still correlate {signed:.2f} (signed rank correlation, "
                              f"threshold {p.sanity_threshold:.2f}) with the trained model's. They describe the input "
                              "more than the model; do not read them as evidence of what the model learned."),
