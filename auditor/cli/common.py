@@ -33,6 +33,11 @@ def _click_exceptions() -> Any:
 _CLICK = _click_exceptions()
 
 
+def say_error(message: str) -> None:
+    """The one way the CLI reports bad input: a single `error:` line on stderr (the caller exits 2)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
 class OneLineErrors(TyperGroup):
     """Usage errors (an unknown option, `--max-samples 0`) get the same single `error:` line and exit 2 as
     any other bad input, instead of click's boxed usage panel."""
@@ -48,7 +53,7 @@ class OneLineErrors(TyperGroup):
         except _CLICK.ClickException as error:
             ctx = getattr(error, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if isinstance(error, _CLICK.UsageError) and ctx else ""
-            err.print(f"[bold red]error:[/] {escape(error.format_message())}{escape(hint)}", soft_wrap=True)
+            say_error(f"{error.format_message()}{hint}")
             sys.exit(int(ExitCode.BAD_INPUT))
         except typer.Abort:
             err.print("Aborted.")
@@ -85,7 +90,7 @@ def exit_codes() -> Iterator[None]:
                 for message in deprecations:
                     err.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
     except AuditorError as error:
-        err.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        say_error(str(error))
         raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
     except (KeyboardInterrupt, typer.Exit):  # typer.Exit is a RuntimeError: never wrap it
         raise
