@@ -22,6 +22,8 @@ LOW_LEVEL = "low-level features"
 REALNESS = "critical for realness"
 DIVERSITY = "critical for diversity"
 IN_CONTEXT = "in-context copying"
+INDUCTION = "induction head"
+PREVIOUS_TOKEN = "previous-token head"
 
 
 def pct(value: float) -> str:
@@ -429,8 +431,53 @@ def lm_roles(view: AuditView, module: str) -> list[Clause]:
     return clauses
 
 
+def _own_heads(view: AuditView, module: str, key: str) -> list[str]:
+    """The heads of attention module `module` that the `heads` analysis lists under details[key], in its order."""
+    listed = view.details("heads").get(key)
+    return [h for h in listed if isinstance(h, str) and h.split("#", 1)[0] == module] if isinstance(listed, list) else []
+
+
+def lm_heads(view: AuditView, module: str) -> list[Clause]:
+    """A causal LM's attention module whose heads the `heads` analysis classified: `induction head` where one of
+    its heads is an induction head (prefix-matching and copying past their thresholds), the clause naming the
+    previous-token head it reads (the earlier head whose ablation removes most of its prefix-matching score);
+    `previous-token head` where one of its heads is a previous-token head, with the induction heads that read it."""
+    reads = view.details("heads").get("reads")
+    reads = reads if isinstance(reads, dict) else {}
+    clauses = []
+    for head in _own_heads(view, module, "induction"):
+        score = view.value("heads", head, "induction_score")
+        copying = view.value("heads", head, "copying_score")
+        if score is None or copying is None:
+            continue
+        evidence = [Evidence(section="heads", key="induction_score", value=round(score, 4), module=head),
+                    Evidence(section="heads", key="copying_score", value=round(copying, 4), module=head)]
+        text = (f"Its head {head} is an induction head: on repeated random tokens it puts {score:.2f} of its "
+                f"attention on the token after the earlier copy of the current one, and its own output ranks that "
+                f"token in the top 5% of the vocabulary {copying:.0%} of the time")
+        read, drop = reads.get(head), view.value("heads", head, "reads_previous_token_head_drop")
+        if isinstance(read, str) and drop is not None:
+            text += (f"; it reads the previous-token head {read} (ablating that head lowers its prefix-matching "
+                     f"score by {drop:.2f})")
+            evidence.append(Evidence(section="heads", key="reads_previous_token_head_drop", value=round(drop, 4),
+                                     module=head))
+        clauses.append(Clause(text=text + ".", tag=INDUCTION, evidence=evidence))
+    for head in _own_heads(view, module, "previous_token"):
+        score = view.value("heads", head, "previous_token_score")
+        if score is None:
+            continue
+        readers = [h for h, read in reads.items() if read == head]
+        clauses.append(Clause(
+            text=(f"Its head {head} is a previous-token head ({score:.2f} of its attention on the previous token)"
+                  + (f", read by the induction head{'s' * (len(readers) > 1)} {', '.join(readers)}." if readers
+                     else ".")),
+            tag=PREVIOUS_TOKEN, evidence=[Evidence(section="heads", key="previous_token_score", value=round(score, 4),
+                                                   module=head)]))
+    return clauses
+
+
 Rule = Callable[[AuditView, str], list[Clause]]
-RULES: tuple[Rule, ...] = (main_path, class_specific, judge_roles, carries, critical, lm_roles, redundant, prunable,
+RULES: tuple[Rule, ...] = (main_path, class_specific, judge_roles, carries, critical, lm_roles, lm_heads, redundant, prunable,
                            unused, dead_units, not_learned)
 """In the order a card states them."""
 
