@@ -69,7 +69,7 @@ def _random_gpt2_audit(folder, **params):  # type: ignore[no-untyped-def]
                         pad_token_id=0, use_cache=False)
     model = GPT2LMHeadModel(config)
     with torch.no_grad():  # weights large enough that every part matters: ablations move the loss visibly
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 2:
                 p.normal_(0.0, 0.3)
     model.save_pretrained(folder / "model")
