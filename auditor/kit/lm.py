@@ -121,6 +121,30 @@ def projection_rows(module: nn.Module, head: int, head_dim: int) -> torch.Tensor
     return weight[part, :]  # transformers' Conv1D: x @ weight + bias
 
 
+def value_slice(model: nn.Module, layout: LMLayout, layer: int, head: int) -> tuple[str, slice] | None:
+    """Where head `head` of layer `layer` keeps its value vectors: (module, slice of its output's last dimension),
+    GPT-2's fused `c_attn` (query, key, value) or a separate `v_proj` with one value head per query head; None
+    elsewhere (grouped-query attention shares a value head between query heads). Every row of a causal attention
+    pattern sums to one, so a head whose values are all one vector v outputs v at every position: replacing the
+    values by a constant ablates the head as replacing its slice of the output projection's input does."""
+    attention = model.get_submodule(layout.layers[layer].attention)
+    d, width = layout.head_dim, layout.heads * layout.head_dim
+    fused = getattr(attention, "c_attn", None)
+    if fused is not None and _out_features(fused) == 3 * width:
+        return f"{layout.layers[layer].attention}.c_attn", slice(2 * width + head * d, 2 * width + (head + 1) * d)
+    values = getattr(attention, "v_proj", None)
+    if values is not None and _out_features(values) == width:
+        return f"{layout.layers[layer].attention}.v_proj", slice(head * d, (head + 1) * d)
+    return None
+
+
+def _out_features(module: nn.Module) -> int | None:
+    if isinstance(module, nn.Linear):
+        return int(module.out_features)
+    weight = getattr(module, "weight", None)  # transformers' Conv1D: weight (in, out)
+    return int(weight.shape[1]) if isinstance(weight, torch.Tensor) and weight.dim() == 2 else None
+
+
 @contextmanager
 def hooks(model: nn.Module, forward: Sequence[tuple[str, Callable[..., Any]]] = (),
           pre: Sequence[tuple[str, Callable[..., Any]]] = ()) -> Iterator[None]:
@@ -245,8 +269,7 @@ def bootstrap_interval(values: np.ndarray, *, seed: int, resamples: int = 1000,
 
 __all__ = ["LMLayout", "LayerParts", "attention_patterns", "audited_positions", "bootstrap_interval", "calibration",
            "eager_attention", "first_tensor", "frozen_norm", "hooks", "lm_batches", "lm_layout", "projection_rows",
-           "unembedding_weight",
-           "repeated_random_tokens", "replace_first", "seen_before", "text_losses"]
+           "unembedding_weight", "repeated_random_tokens", "replace_first", "seen_before", "text_losses", "value_slice"]
 
 
 def calibration(confidence: np.ndarray, correct: np.ndarray, *, bins: int) -> tuple[float, list[tuple[float, float, int]]]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from auditor.schema.cards import UNCLEAR, Card, CardsConfig, Clause, Evidence, Thumbnail, tag_kind
 from auditor.schema.report import AuditReport
-from auditor.synthesis.roles import (CRITICAL, DEAD, DIVERSITY, IN_CONTEXT, LOW_LEVEL, MAIN_PATH, NOT_LEARNED, PRUNABLE,
-                                     REALNESS, REDUNDANT, RULES, UNUSED, ablation_of, beats_random_init, interval,
-                                     points, probe_reading)
+from auditor.synthesis.roles import (CRITICAL, DEAD, DIVERSITY, IN_CONTEXT, INDUCTION, LOW_LEVEL, MAIN_PATH,
+                                     NOT_LEARNED, PREVIOUS_TOKEN, PRUNABLE, REALNESS, REDUNDANT, RULES, UNUSED,
+                                     ablation_of, beats_random_init, interval, points, probe_reading)
 from auditor.synthesis.view import AuditView, base_module, has_weights, members
 
 CARD_ANALYSES = ("inventory", "gradients", "ablation", "judge", "probes", "features", "weights")
@@ -15,7 +15,7 @@ CARD_ANALYSES = ("inventory", "gradients", "ablation", "judge", "probes", "featu
 
 MAX_BAR_CLASSES = 12
 IMPORTANCE = {"class-specific": 3.0, "draws class": 3.0, CRITICAL: 2.0, REALNESS: 2.0, DIVERSITY: 2.0,
-              IN_CONTEXT: 3.0,
+              IN_CONTEXT: 3.0, INDUCTION: 3.0, PREVIOUS_TOKEN: 2.0,
               DEAD: 1.0, UNUSED: 1.0, NOT_LEARNED: 1.0, LOW_LEVEL: 1.0, REDUNDANT: 0.5, PRUNABLE: 0.5}
 """What each tag adds to a card's importance (docs/atlas.md); `carries` adds 3 where the property first
 becomes decodable or peaks, else 0.5; `main path` 1 for the outermost modules of the group, else 0.25; the
@@ -25,7 +25,8 @@ _PHRASES = {MAIN_PATH: "is on the main path", CRITICAL: "is critical", REDUNDANT
             PRUNABLE: "can be pruned", UNUSED: "is unused by the decision", DEAD: "has dead units",
             NOT_LEARNED: "looks not learned", LOW_LEVEL: "computes low-level features",
             REALNESS: "is critical for realness", DIVERSITY: "is critical for diversity",
-            IN_CONTEXT: "serves in-context copying",
+            IN_CONTEXT: "serves in-context copying", INDUCTION: "holds an induction head",
+            PREVIOUS_TOKEN: "holds a previous-token head",
             UNCLEAR: "has no role that passed its test"}
 
 

@@ -144,7 +144,10 @@ def _findings(sig: Signatures, previous: list[str], duplicate: list[str], induct
                      "seen earlier in its context."),
             evidence={"heads": ", ".join(induction), "top_prefix_matching": round(sig.induction[induction[0]], 4),
                       "top_copying": round(sig.copying[induction[0]], 4), "threshold": p.induction,
-                      "reads": ", ".join(f"{h}<-{e}" for h, (e, _) in reads.items())}))
+                      "reads": ", ".join(f"{h}<-{e}" for h, (e, _) in reads.items()),
+                      # the attention modules holding the heads named, so that each gets an atlas card
+                      "modules": ", ".join(dict.fromkeys(h.split("#", 1)[0] for h in
+                                                         [*induction, *(e for e, _ in reads.values())]))}))
     if previous:
         findings.append(FINDINGS.finding(
             "previous_token_heads", module=previous[0],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
+from auditor.engine.passes import PatchedPass
 from auditor.kit.lm import (
     LMLayout,
     audited_positions,
@@ -31,12 +33,14 @@ from auditor.kit.lm import (
     replace_first,
     seen_before,
     text_losses,
+    value_slice,
 )
 from auditor.schema.findings import Finding
 from auditor.schema.report import Cost, Section, Table
 from auditor.subject import Task
 from auditor.analyses.lm_ablation.findings import FINDINGS
 from auditor.schema.findings import Findings
+from auditor.walk.patch import Patch
 
 Kind = Literal["layer", "attention", "head", "mlp"]
 
@@ -58,6 +62,13 @@ class LMAblationParams(BaseModel):
     in_context: float = Field(0.5, gt=0.0)
     """A target serves in-context repeats when its ablation raises the loss on repeated tokens by at least
     this much and on first occurrences by less than a fifth of it."""
+    cache_mib: int = Field(1024, ge=0)
+    """Mean ablation: memory for the recorded outputs that let a pass skip what precedes the ablated target
+    (the engine's cached prefixes); 0: every pass runs the whole model."""
+    stack: int = Field(16, ge=1)
+    """Mean ablation: up to this many passes share one forward on stacked copies of the batch (at most
+    `stack_mib` for the largest module output of one forward), where the model treats the copies alike."""
+    stack_mib: int = Field(256, ge=1)
     min_texts: int = Field(10, ge=2)
     """With fewer texts the intervals have no power: the section says inconclusive."""
 
@@ -70,23 +81,31 @@ class LMTarget:
     """Modules whose whole output is replaced."""
     head: tuple[str, int] | None = None
     """(output projection, head index): the head's slice of the projection's input is replaced."""
+    layer: int = 0
 
 
 def lm_targets(layout: LMLayout, params: LMAblationParams) -> list[LMTarget]:
     """Every target, in model order: the layer, its attention, its heads, its MLP."""
     targets: list[LMTarget] = []
-    for part in layout.layers:
+    for i, part in enumerate(layout.layers):
         branches = (part.attention, *([part.mlp] if part.mlp else []))
         if params.layers:
-            targets.append(LMTarget(part.name, "layer", forward=branches))
+            targets.append(LMTarget(part.name, "layer", forward=branches, layer=i))
         if params.attention:
-            targets.append(LMTarget(part.attention, "attention", forward=(part.attention,)))
+            targets.append(LMTarget(part.attention, "attention", forward=(part.attention,), layer=i))
         if params.heads and layout.heads > 1:
-            targets.extend(LMTarget(f"{part.attention}#head{h}", "head", head=(part.out_proj, h))
+            targets.extend(LMTarget(f"{part.attention}#head{h}", "head", head=(part.out_proj, h), layer=i)
                            for h in range(layout.heads))
         if params.mlps and part.mlp:
-            targets.append(LMTarget(part.mlp, "mlp", forward=(part.mlp,)))
+            targets.append(LMTarget(part.mlp, "mlp", forward=(part.mlp,), layer=i))
     return targets
+
+
+def _fill_slice(output: torch.Tensor, *, part: slice, fill: torch.Tensor) -> torch.Tensor:
+    """`output` with its last dimension's `part` set to `fill` at every position."""
+    out = output.clone()
+    out[..., part] = fill.to(out.dtype)
+    return out
 
 
 class _Means:
@@ -114,7 +133,9 @@ class LMAblation(Analysis):
     modalities = frozenset({"text"})
     tasks: ClassVar[frozenset[Task]] = frozenset({"causal_lm"})
     params_type: ClassVar[type[BaseModel]] = LMAblationParams
-    cost_note: ClassVar[str] = "one recording pass, then one pass per ablated layer, attention module, head and MLP"
+    cost_note: ClassVar[str] = ("one recording pass, then one pass per ablated layer, attention module, head and MLP; "
+                                "with mean ablation each runs only what follows the ablated target (cached "
+                                "prefixes)")
 
     def __init__(self, params: LMAblationParams | None = None) -> None:
         self.params: LMAblationParams = params or LMAblationParams()
@@ -145,16 +166,56 @@ class LMAblation(Analysis):
         clean = ctx.capture.scores.double()
         patched = {t.name: torch.full_like(clean, float("nan")) for t in targets}
         repeated = torch.zeros_like(clean, dtype=torch.bool)
-        with torch.no_grad():
-            batches = list(subject.batches(ctx.config.batch_size))
-            for batch in ctx.progress.track(batches, total=len(batches), description="ablating (language model)"):
-                repeated[batch.start:batch.stop] = seen_before(batch.inputs["input_ids"], width).cpu()
-                donors = self._donors(model, subject, batch.inputs, targets) if means is None else None
-                for target in targets:
-                    with hooks(model, **self._patches(target, layout, means, donors)):
-                        scores = subject.adapter.forward(model, batch.inputs)
-                    patched[target.name][batch.start:batch.stop] = scores.double().cpu()
-        return self._section(ctx, layout, targets, clean, patched, repeated)
+        for batch in subject.batches(ctx.config.batch_size):
+            repeated[batch.start:batch.stop] = seen_before(batch.inputs["input_ids"], width).cpu()
+        cached, cache = self._cached(ctx, layout, targets, means) if means is not None and p.cache_mib > 0 \
+            else ({}, None)
+        for name, scores in cached.items():
+            patched[name] = scores.double()
+        rest = [t for t in targets if t.name not in cached]
+        if rest:
+            with torch.no_grad():
+                batches = list(subject.batches(ctx.config.batch_size))
+                for batch in ctx.progress.track(batches, total=len(batches), description="ablating (language model)"):
+                    donors = self._donors(model, subject, batch.inputs, rest) if means is None else None
+                    for target in rest:
+                        with hooks(model, **self._patches(target, layout, means, donors)):
+                            scores = subject.adapter.forward(model, batch.inputs)
+                        patched[target.name][batch.start:batch.stop] = scores.double().cpu()
+        return self._section(ctx, layout, targets, clean, patched, repeated, cache)
+
+    def _cached(self, ctx: AuditContext, layout: LMLayout, targets: list[LMTarget],
+                means: _Means) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+        """Mean ablation as the engine's patched passes (`ctx.patched_scores`: each runs what follows the ablated
+        target, on cached prefixes, several stacked in one forward): a layer, attention module or MLP by its
+        outputs replaced with their means, a head by its values replaced with its output's mean (`value_slice`).
+        Per target so run, its per-token scores (a head whose values are not one module's slice is left out), and
+        what the run cost."""
+        p = self.params
+        passes: list[PatchedPass] = []
+        names: list[str] = []
+        for target in targets:
+            patches: dict[str, Patch] = {n: Patch(output=means.mean(n).float()) for n in target.forward}
+            if target.head is not None:
+                where = value_slice(ctx.subject.model, layout, target.layer, target.head[1])
+                if where is None:
+                    continue
+                module, part = where
+                d = layout.head_dim
+                fill = means.mean(target.head[0])[target.head[1] * d:(target.head[1] + 1) * d].float()
+                patches[module] = Patch(output=partial(_fill_slice, part=part, fill=fill))
+            passes.append(PatchedPass(patches=patches, label=f"ablating {target.name}"))
+            names.append(target.name)
+        if not passes:
+            return {}, None
+        batch = max(ctx.config.batch_size, 1)
+        largest = max((t.bytes_per_sample for t in ctx.traced.values() if t.calls), default=0.0)
+        stack = max(1, min(p.stack, int((p.stack_mib << 20) // max(largest * batch, 1.0))))
+        scores, routes, run = ctx.patched_scores(passes, cache_bytes=p.cache_mib << 20, stack=stack)
+        cost = {"targets": len(passes), "full_forward": sum(1 for r in routes if r is None or r.full_forward),
+                "forwards": run.forwards if run else len(passes), "stacked": run.stacked if run else 0,
+                "seconds": round(run.seconds, 3) if run else None}
+        return dict(zip(names, scores, strict=True)), cost
 
     def _means(self, ctx: AuditContext, layout: LMLayout) -> _Means:
         """One recording pass: the mean output of every ablated module (and input of every output projection)."""
@@ -214,7 +275,7 @@ class LMAblation(Analysis):
         return {"forward": forward, "pre": pre}
 
     def _section(self, ctx: AuditContext, layout: LMLayout, targets: list[LMTarget], clean: torch.Tensor,
-                 patched: dict[str, torch.Tensor], repeated: torch.Tensor) -> Section:
+                 patched: dict[str, torch.Tensor], repeated: torch.Tensor, cache: dict[str, Any] | None) -> Section:
         p = self.params
         base = text_losses(ctx.subject, clean)
         audited = ~torch.isnan(clean)
@@ -249,7 +310,7 @@ class LMAblation(Analysis):
                    "max_loss_increase": max((m["loss_increase"] for m in module_metrics.values()), default=0.0)}
         return Section(id=self.id, title=self.title, summary=summary, metrics=metrics, tables=[table],
                        findings=findings, module_metrics=module_metrics,
-                       details={"mode": p.mode, "clean_loss": float(np.nanmean(base.numpy()))})
+                       details={"mode": p.mode, "clean_loss": float(np.nanmean(base.numpy())), "cache": cache})
 
     def _findings(self, mm: dict[str, dict[str, float]], targets: list[LMTarget], texts: int,
                   powered: bool) -> list[Finding]:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from auditor.schema.cards import Clause
-from auditor.synthesis.roles.common import (CRITICAL, DEAD, DIVERSITY, IN_CONTEXT, LOW_LEVEL, MAIN_PATH, NOT_LEARNED,
-                                            PRUNABLE, REALNESS, REDUNDANT, UNUSED, interval, pct, points)
-from auditor.synthesis.roles.lm import lm_roles
+from auditor.synthesis.roles.common import (CRITICAL, DEAD, DIVERSITY, IN_CONTEXT, INDUCTION, LOW_LEVEL, MAIN_PATH,
+                                            NOT_LEARNED, PREVIOUS_TOKEN, PRUNABLE, REALNESS, REDUNDANT, UNUSED, interval,
+                                            pct, points)
+from auditor.synthesis.roles.lm import lm_heads, lm_roles
 from auditor.synthesis.roles.probes import beats_random_init, carries, passes_probe, probe_reading
 from auditor.synthesis.roles.removal import (Ablation, ablation_of, class_specific, critical, judge_roles, main_path,
                                              prunable, redundant, unused)
@@ -16,12 +17,12 @@ from auditor.synthesis.roles.units import dead_units, not_learned
 from auditor.synthesis.view import AuditView
 
 Rule = Callable[[AuditView, str], list[Clause]]
-RULES: tuple[Rule, ...] = (main_path, class_specific, judge_roles, carries, critical, lm_roles, redundant, prunable,
-                           unused, dead_units, not_learned)
+RULES: tuple[Rule, ...] = (main_path, class_specific, judge_roles, carries, critical, lm_roles, lm_heads, redundant,
+                           prunable, unused, dead_units, not_learned)
 """In the order a card states them."""
 
 
-__all__ = ["CRITICAL", "DEAD", "DIVERSITY", "IN_CONTEXT", "LOW_LEVEL", "MAIN_PATH", "NOT_LEARNED", "PRUNABLE",
-           "REALNESS", "REDUNDANT", "RULES", "UNUSED", "Ablation", "ablation_of", "beats_random_init", "interval", "passes_probe",
+__all__ = ["CRITICAL", "DEAD", "DIVERSITY", "IN_CONTEXT", "INDUCTION", "LOW_LEVEL", "MAIN_PATH", "NOT_LEARNED",
+           "PREVIOUS_TOKEN", "PRUNABLE", "REALNESS", "REDUNDANT", "RULES", "UNUSED", "Ablation", "ablation_of", "beats_random_init", "interval", "passes_probe",
            "pct", "points", "probe_reading"]
 

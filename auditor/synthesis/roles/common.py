@@ -19,6 +19,8 @@ LOW_LEVEL = "low-level features"
 REALNESS = "critical for realness"
 DIVERSITY = "critical for diversity"
 IN_CONTEXT = "in-context copying"
+INDUCTION = "induction head"
+PREVIOUS_TOKEN = "previous-token head"
 
 
 def pct(value: float) -> str:
