@@ -98,6 +98,8 @@ def run(
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch \\[default: OMP_NUM_THREADS when set, else the cores this process may use, or 1 where one batch measured as fast on 1].", rich_help_panel="Run")] = None,
     analyses: Annotated[Optional[str], typer.Option("--analyses", help="Only these analyses, comma-separated (see [bold]auditor analyses[/]) \\[default: all that apply].", rich_help_panel="Run")] = None,
     skip: Annotated[Optional[str], typer.Option("--skip", help="Analyses not to run, comma-separated.", rich_help_panel="Run")] = None,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="Where the passes run: local, or ray (actors of a Ray cluster; \\[executor] in the config sets actors and CPUs/GPUs each) \\[default: local].", rich_help_panel="Run")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="The Ray cluster: auto, ray://host:10001 or host:6379 \\[default: RAY_ADDRESS, else a cluster started here].", rich_help_panel="Run")] = None,
     plan: Annotated[bool, typer.Option("--plan", help="Print the plan (analyses, what each needs, passes, a time estimate from one timed batch) and exit; writes nothing.", rich_help_panel="Run")] = False,
     formats: Annotated[str, typer.Option("--formats", help="Comma-separated: json,html,pdf.", rich_help_panel="Run")] = "json,html,pdf",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel="Run")] = False,
@@ -155,7 +157,7 @@ def run(
             "data.label_column": label_column, "data.max_samples": max_samples, "data.max_length": max_tokens, "data.image_size": image_size,
             "data.image_mode": image_mode,
             "out": str(out_dir) if out_dir else None, "device": device, "batch_size": batch_size, "seed": seed,
-            "threads": threads,
+            "threads": threads, "executor.kind": executor, "executor.address": ray_address,
             "analyses.only": _ids(analyses), "analyses.skip": _ids(skip),
         }
         cfg = _with_judges(base.with_overrides(overrides), discriminator, discriminator_weights, classifier,

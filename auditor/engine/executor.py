@@ -1,20 +1,26 @@
-"""Executors run the plan's passes. `LocalExecutor` runs them here, one after another; an executor on a
-cluster could run independent `PatchedPass`es side by side and return the same results."""
+"""Executors run the plan's passes. `LocalExecutor` runs them here, one after another; `RayExecutor`
+(`auditor.engine.ray_executor`, imported only when asked for) runs them on the actors of a Ray cluster and
+returns the same results (docs/scale.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from auditor.engine.capture import Capture, run_capture
 from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
+from auditor.engine.prefix import PrefixRun, Traced, run_with_cached_prefixes
+from auditor.errors import ConfigError
 from auditor.progress import Progress
 from auditor.subject import Subject
 from auditor.walk.patch import Patch, patch_many
 from auditor.walk.tree import ModuleTree
+
+if TYPE_CHECKING:
+    from auditor.config import ExecutorSpec
 
 
 class Executor(Protocol):
@@ -26,6 +32,16 @@ class Executor(Protocol):
 
     def scores(self, passes: Sequence[PatchedPass]) -> list[torch.Tensor]:
         """Runs each patched pass over the audit data; returns its (samples, outputs) scores, in order."""
+        ...
+
+    def patched_run(self, passes: Sequence[PatchedPass], *, traced: Mapping[str, Traced],
+                    seconds: Mapping[str, float], cache_bytes: int, stack: int) -> PrefixRun:
+        """Runs the patched passes on cached prefixes (`run_with_cached_prefixes`): their scores, in order,
+        and how each ran."""
+        ...
+
+    def close(self) -> None:
+        """Releases what the executor holds (a cluster's actors); the audit is over."""
         ...
 
 
@@ -56,3 +72,25 @@ class LocalExecutor:
                     chunks.append(subject.adapter.forward(subject.model, batch.inputs).float().cpu())
             results.append(torch.cat(chunks))
         return results
+
+    def patched_run(self, passes: Sequence[PatchedPass], *, traced: Mapping[str, Traced],
+                    seconds: Mapping[str, float], cache_bytes: int, stack: int) -> PrefixRun:
+        return run_with_cached_prefixes(self.subject, self.tree, passes, traced=traced, batch_size=self.batch_size,
+                                        budget_bytes=cache_bytes, progress=self.progress, seconds=seconds,
+                                        stack=stack)
+
+    def close(self) -> None:
+        pass
+
+
+def make_executor(spec: ExecutorSpec, subject: Subject, tree: ModuleTree, *, batch_size: int,
+                  progress: Progress) -> Executor:
+    """The executor `[executor]` asks for; Ray is imported only for `kind = "ray"`."""
+    if spec.kind == "ray":
+        try:
+            from auditor.engine.ray_executor import RayExecutor
+        except ImportError as err:
+            raise ConfigError(f"the ray executor needs Ray ({err}): pip install \"torch-auditor[ray]\"") from None
+
+        return RayExecutor(subject, tree, batch_size=batch_size, progress=progress, spec=spec)
+    return LocalExecutor(subject, tree, batch_size=batch_size, progress=progress)
