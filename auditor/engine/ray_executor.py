@@ -206,7 +206,7 @@ class RayExecutor:
 
     def _start_actor(self) -> Any:
         self._started += 1
-        return self._actor_class.options(  # type: ignore[attr-defined]  # ray's ActorClass
+        return self._actor_class.options(
             name=f"{self._tag}-{self._started}", num_cpus=self.spec.cpus_per_actor,
             num_gpus=self.spec.gpus_per_actor, max_restarts=0,
         ).remote(self._subject_ref, self._threads)
