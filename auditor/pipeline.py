@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from auditor.analyses import ALL_ANALYSES, AuditContext, PlanContext, check_analysis_config, run_one
-from auditor.config import AuditConfig, read_config
+from auditor.config import AuditConfig, ExecutorSpec, read_config
 from auditor.engine.capture import Capture
-from auditor.engine.executor import make_executor
+from auditor.engine.executor import Executor, LocalExecutor
 from auditor.engine.plan import Plan, make_plan, stage_budgets
 from auditor.engine.threads import ThreadChoice, choose_threads, torch_threads
 from auditor.errors import ConfigError, DataError
@@ -124,7 +124,7 @@ def _audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress,
         with torch.no_grad():
             batch_seconds = _best_of(forward, 3)
     plan_ctx, plan = plan_subject(subject, config)
-    executor = make_executor(config.executor, subject, plan_ctx.tree, batch_size=config.batch_size,
+    executor = _executor(config.executor, subject, plan_ctx.tree, batch_size=config.batch_size,
                              progress=progress)  # a cluster that cannot be reached stops the audit here
     progress.start(total=plan.steps, description="auditing")
     try:
@@ -148,6 +148,18 @@ def _audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress,
     report = AuditReport(metadata=metadata, verdict=decide_verdict(findings), modules=ctx.rows, sections=sections,
                          findings=findings, metrics=metrics, not_run=plan.not_run, blocks=blocks)
     return with_cards(report, config.cards)  # the synthesis stage: reads only the report
+
+
+def _executor(spec: ExecutorSpec, subject: Subject, tree: ModuleTree, *, batch_size: int,
+              progress: Progress) -> Executor:
+    """The executor `[executor]` asks for; Ray is imported only for `kind = "ray"`."""
+    if spec.kind == "ray":
+        try:
+            from auditor.engine.ray_executor import RayExecutor
+        except ImportError as err:
+            raise ConfigError(f"the ray executor needs Ray ({err}): pip install \"torch-auditor[ray]\"") from None
+        return RayExecutor(subject, tree, batch_size=batch_size, progress=progress, spec=spec)
+    return LocalExecutor(subject, tree, batch_size=batch_size, progress=progress)
 
 
 def _portable_config(config: AuditConfig) -> dict[str, Any]:

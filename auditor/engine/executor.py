@@ -5,7 +5,7 @@ returns the same results (docs/scale.md)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import torch
 
@@ -13,14 +13,10 @@ from auditor.engine.capture import Capture, run_capture
 from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
 from auditor.engine.prefix import PrefixRun, Traced, run_with_cached_prefixes
-from auditor.errors import ConfigError
 from auditor.progress import Progress
 from auditor.subject import Subject
 from auditor.walk.patch import Patch, patch_many
 from auditor.walk.tree import ModuleTree
-
-if TYPE_CHECKING:
-    from auditor.config import ExecutorSpec
 
 
 class Executor(Protocol):
@@ -82,15 +78,3 @@ class LocalExecutor:
     def close(self) -> None:
         pass
 
-
-def make_executor(spec: ExecutorSpec, subject: Subject, tree: ModuleTree, *, batch_size: int,
-                  progress: Progress) -> Executor:
-    """The executor `[executor]` asks for; Ray is imported only for `kind = "ray"`."""
-    if spec.kind == "ray":
-        try:
-            from auditor.engine.ray_executor import RayExecutor
-        except ImportError as err:
-            raise ConfigError(f"the ray executor needs Ray ({err}): pip install \"torch-auditor[ray]\"") from None
-
-        return RayExecutor(subject, tree, batch_size=batch_size, progress=progress, spec=spec)
-    return LocalExecutor(subject, tree, batch_size=batch_size, progress=progress)

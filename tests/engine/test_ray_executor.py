@@ -46,7 +46,8 @@ def _demo(name: str, **overrides: Any) -> AuditConfig:
     from auditor.demo import demo_config
 
     config, _ = demo_config(name)
-    return config.with_overrides({"analyses.only": ANALYSES, **overrides})
+    tables = {"analyses.probes": {"permutations": 2, "mdl": False, "folds": 2}}  # the fits stay local: kept short
+    return config.with_overrides({"analyses.only": ANALYSES, **tables, **overrides})
 
 
 def _audit(config: AuditConfig, progress: Any = None, **executor: Any) -> AuditReport:
@@ -149,7 +150,14 @@ def test_an_actor_killed_mid_audit_has_its_passes_rerun_with_the_same_result(ray
 
 @pytest.mark.slow
 def test_minilm_audit_on_two_actors_equals_the_local_one(ray_cluster: None) -> None:
-    config = _demo("minilm_sentiment", **{"data.max_samples": 64})
+    # Kept to ~30 s a run on 2 cores: trust's text forwards stay local (and take minutes here), and the probe
+    # set of its own is the digits test's; 32 samples in 2 batches (a shard per actor); the blocks' ablations
+    # and one pruning step; the probes' randomized-network capture on the audit data.
+    config = _demo("minilm_sentiment", **{
+        "data.max_samples": 32, "batch_size": 16, "analyses.only": ["inventory", "performance", "ablation", "probes"],
+        "analyses.ablation": {"modules": "blocks", "heads": False, "unit_layers": "none", "prune_fractions": [0.5],
+                              "bootstrap": 100},
+        "analyses.probes": {"permutations": 2, "mdl": False, "folds": 2, "builtin": False}})
     local = _audit(config)
     remote = _audit(config, kind="ray", actors=2)
     assert_same_audit(local, remote, ablation_rtol=1e-4)
