@@ -104,10 +104,17 @@ def _same(a: Any, b: Any, *, where: str) -> None:
         assert a == b, (where, a, b)
 
 
-@pytest.mark.slow
-def test_digits_audit_on_two_actors_equals_the_local_one(ray_cluster: None) -> None:
+@pytest.fixture(scope="module")
+def digits() -> tuple[AuditConfig, AuditReport]:
+    """The digits demo's config (256 samples in 2 batches) and its local audit, shared by two tests."""
     config = _demo("digits_cnn", **{"data.max_samples": 256})
-    local = _audit(config)
+    return config, _audit(config)
+
+
+@pytest.mark.slow
+def test_digits_audit_on_two_actors_equals_the_local_one(ray_cluster: None,
+                                                         digits: tuple[AuditConfig, AuditReport]) -> None:
+    config, local = digits
     remote = _audit(config, kind="ray", actors=2)
     # stack=1 on the CNN's ablations would be bit for bit; stacked groups sum in another order (prefix.STACK_RTOL)
     assert_same_audit(local, remote, ablation_rtol=1e-4)
@@ -138,9 +145,9 @@ class KillingProgress(SilentProgress):
 
 
 @pytest.mark.slow
-def test_an_actor_killed_mid_audit_has_its_passes_rerun_with_the_same_result(ray_cluster: None) -> None:
-    config = _demo("digits_cnn", **{"data.max_samples": 256, "analyses.only": ["inventory", "ablation"]})
-    local = _audit(config)
+def test_an_actor_killed_mid_audit_has_its_passes_rerun_with_the_same_result(
+        ray_cluster: None, digits: tuple[AuditConfig, AuditReport]) -> None:
+    config, local = digits
     progress = KillingProgress(after=3)  # the capture's 2 shards and the first group of ablations are done
     remote = _audit(config, progress, kind="ray", actors=2)
     assert len(progress.killed) == 2
