@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test test-fast test-portable bench lint browser clean
+.PHONY: setup demo test test-fast test-portable bench lint browser clean findings
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ browser:
 
 demo: $(STAMP)
 	$(BIN)/auditor demo --out sample_reports
+
+# docs/findings.md's table and the default policy (auditor/policy/defaults.py), from the analyses' declarations.
+findings: $(STAMP)
+	$(BIN)/python -m auditor.policy.catalogue
 
 # The tests whose numbers come from small models run a second time with torch's portable kernels
 # (ATEN_CPU_CAPABILITY=default, what an ARM or pre-AVX2 machine computes): a test that holds only for this

@@ -146,7 +146,8 @@ def _audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress,
                          budgets=budgets, choice=choice)
     blocks = [BlockRow(name=b.name, kind=b.kind, group=b.group) for b in plan_ctx.blocks]
     report = AuditReport(metadata=metadata, verdict=decide_verdict(findings), modules=ctx.rows, sections=sections,
-                         findings=findings, metrics=metrics, not_run=plan.not_run, blocks=blocks)
+                         findings=findings, metrics=metrics, not_run=plan.not_run, not_run_titles=plan.not_run_titles,
+                         blocks=blocks)
     return with_cards(report, config.cards)  # the synthesis stage: reads only the report
 
 

@@ -123,3 +123,11 @@ def test_no_analysis_imports_another() -> None:
     crossing = sorted(f"{a} -> {b}" for a, bs in edges.items() for b in bs
                       if analysis_of(a) and analysis_of(b) and analysis_of(a) != analysis_of(b))
     assert crossing == []
+
+
+def test_analyses_build_findings_only_from_their_declarations() -> None:
+    """`Finding(...)` is built by `Findings.finding` (which refuses an undeclared id), never in an analysis."""
+    direct = sorted(f"{name}:{node.lineno}" for name, path in _modules().items() if name.startswith("auditor.analyses")
+                    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Finding")
+    assert direct == []

@@ -16,7 +16,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator, Symmetrica
 from pydantic import BaseModel, ConfigDict, Field
 
 from auditor.engine.analysis import Analysis, AuditContext
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import DefaultRule, Finding, Findings, FindingSpec, Severity
 from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.report import Figure, ModuleRow, Section, Table
 from auditor.subject import Modality, Task
@@ -33,11 +33,44 @@ class InventoryParams(BaseModel):
     """Ignore modules with fewer output units than this (a 2-logit head is not 'dead')."""
 
 
+DEFAULT_RULES = (
+    DefaultRule("dead units stay rare", module_metric="inventory.dead_fraction", modules="*", max=0.5, critical=False,
+                optional=True, comments={"optional": "inventory can be skipped (--skip inventory)"}),
+    DefaultRule("activation scales keep their order across modules", module_metric="inventory.output_std",
+                min_rank_correlation=0.8, critical=False, optional=True),
+)
+
+FINDINGS = Findings(
+    "inventory",
+    FindingSpec("non_finite", Severity.FAIL,
+                "a module outputs NaN or Inf. It is reported once, at the module where they first appear in execution "
+                "order, with how many later modules inherit them"),
+    FindingSpec("dead_units", Severity.WARN,
+                "more than `dead_unit_warn_fraction` of a module's units (channels of conv maps, features otherwise) "
+                "are dead: zero for every audit sample at the output of an activation module (ReLU family) whose "
+                "input was not already zero there, or of a layer with parameters whose weights for the unit are not "
+                "all zero. Each dead unit is reported once, where it dies. Zeros that a parameter-free module which "
+                "is not an activation makes or passes on (zero-padding such as the option-A shortcuts of CIFAR "
+                "ResNets, pooling, dropout, containers) are structural and never reported as dead"),
+    FindingSpec("pruned_units", Severity.INFO,
+                "a layer has units whose weights are all zero (pruned), so they output zero on every sample"),
+    FindingSpec("reused_module", Severity.INFO,
+                "a module runs more than once per forward: each call is reported as `<module>@<k>`, with its width"),
+    FindingSpec("shared_module", Severity.INFO,
+                "one module object is registered under several names"),
+    FindingSpec("unused_module", Severity.INFO,
+                "modules that never ran (containers such as `ModuleList` are exempt)"),
+)
+"""Every finding the inventory analysis gives (docs/findings.md is written from these)."""
+
+
 class ModuleInventory(Analysis):
     """Flags modules with NaN/Inf outputs, dead units, more than one call per forward, or no call."""
 
     id: ClassVar[str] = "inventory"
     title: ClassVar[str] = "Module inventory"
+    findings: ClassVar[Findings] = FINDINGS
+    default_rules: ClassVar[tuple[DefaultRule, ...]] = DEFAULT_RULES
     params_type: ClassVar[type[BaseModel]] = InventoryParams
     cost_note: ClassVar[str] = "reads the statistics of the shared capture; no pass of its own"
     modalities: ClassVar[frozenset[Modality]] = frozenset({"text", "image", "tabular", "noise"})
@@ -63,7 +96,7 @@ class ModuleInventory(Analysis):
             # Every row with a dead unit, as the module table shows them; the share over the warning threshold
             # is the findings' count (a card saying 0 beside a row with 10/64 dead contradicted the table).
             "modules_with_dead_units": float(sum(1 for r in rows if r.dead_units)),
-            "modules_over_dead_threshold": float(sum(1 for f in findings if f.id == "inventory.dead_units")),
+            "modules_over_dead_threshold": float(sum(1 for f in findings if f.id == FINDINGS.id("dead_units"))),
             "modules_with_pruned_units": float(sum(1 for r in rows if r.pruned_units)),
             "reused_modules": float(sum(1 for r in rows if r.per_call)),
         }
@@ -109,8 +142,8 @@ def _non_finite(rows: list[ModuleRow]) -> list[Finding]:
     if not bad:
         return []
     first = bad[0]
-    return [Finding(
-        id="inventory.non_finite", severity=Severity.FAIL, module=first.name or "(model)",
+    return [FINDINGS.finding(
+        "non_finite", module=first.name or "(model)",
         message=(f"{first.name or 'The model'} ({first.type}) produces non-finite values "
                  f"({first.nan_count:,} NaN, {first.inf_count:,} Inf) on the audit data; "
                  f"{len(bad) - 1} later module{'s' * (len(bad) != 2)} inherit them."),
@@ -128,8 +161,8 @@ def _dead_units(rows: list[ModuleRow], params: InventoryParams) -> list[Finding]
         fraction = row.dead_units / row.units
         if fraction <= params.dead_unit_warn_fraction:
             continue
-        findings.append(Finding(
-            id="inventory.dead_units", severity=Severity.WARN, module=row.name,
+        findings.append(FINDINGS.finding(
+            "dead_units", module=row.name,
             message=(f"{fraction:.0%} of the units of {call_label(row)} ({row.dead_units} of {row.units}) "
                      "never activate: they are zero on every audit sample."),
             evidence={"dead_units": row.dead_units, "units": row.units, "dead_fraction": round(fraction, 4),
@@ -143,8 +176,8 @@ def _pruned_units(rows: list[ModuleRow]) -> list[Finding]:
     findings = []
     for row in rows:
         if row.pruned_units and row.units:
-            findings.append(Finding(
-                id="inventory.pruned_units", severity=Severity.INFO, module=row.name,
+            findings.append(FINDINGS.finding(
+                "pruned_units", module=row.name,
                 message=(f"{row.pruned_units} of the {row.units} units of {row.name} have all-zero weights "
                          "(pruned) and output zero on every audit sample."),
                 evidence={"pruned_units": row.pruned_units, "units": row.units},
@@ -166,8 +199,8 @@ def _reuse(rows: list[ModuleRow]) -> list[Finding]:
             widths = [c.units for c in r.per_call]
             differ = len(set(widths)) > 1
             shown = ", ".join(f"call {c.call}: {c.units if c.units is not None else '?'} units" for c in r.per_call)
-            findings.append(Finding(
-                id="inventory.reused_module", severity=Severity.INFO, module=r.name,
+            findings.append(FINDINGS.finding(
+                "reused_module", module=r.name,
                 message=(f"{r.name} ({r.type}) runs {len(r.per_call)} times per forward pass"
                          + (f" at different widths ({shown})" if differ else f" ({shown})")
                          + f"; each call is reported on its own as {r.per_call[0].name} … {r.per_call[-1].name}, "
@@ -177,8 +210,8 @@ def _reuse(rows: list[ModuleRow]) -> list[Finding]:
                           "units": ", ".join(str(w) for w in widths)},
             ))
         if r.aliases:
-            findings.append(Finding(
-                id="inventory.shared_module", severity=Severity.INFO, module=r.name,
+            findings.append(FINDINGS.finding(
+                "shared_module", module=r.name,
                 message=f"{r.name} is also registered as {', '.join(r.aliases)} (one module, several names).",
                 evidence={"aliases": ", ".join(r.aliases)},
             ))
@@ -190,8 +223,8 @@ def _unused(rows: list[ModuleRow]) -> list[Finding]:
     if not unused:
         return []
     names = [r.name for r in unused]
-    return [Finding(
-        id="inventory.unused_module", severity=Severity.INFO, module=None,
+    return [FINDINGS.finding(
+        "unused_module", module=None,
         message=(f"{len(unused)} module{'s' * (len(unused) != 1)} never ran during the audit: "
                  f"{', '.join(names[:8])}{' …' if len(names) > 8 else ''}."),
         evidence={"count": len(unused), "params": sum(r.params for r in unused if r.parent not in names)},

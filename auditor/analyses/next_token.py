@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from auditor.engine.analysis import Analysis, AuditContext
 from auditor.kit.lm import audited_positions, calibration
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import Findings, FindingSpec, Severity
 from auditor.schema.report import Cost, Section, Table
 from auditor.subject import Task
 
@@ -34,11 +34,22 @@ class NextTokenParams(BaseModel):
     """The loss by position is shown in this many equal ranges of positions."""
 
 
+FINDINGS = Findings(
+    "next_token",
+    FindingSpec("texts_cut", Severity.INFO,
+                "texts longer than `--max-tokens` were cut (how many, the longest)"),
+    FindingSpec("miscalibrated", Severity.WARN,
+                "the top-1 probability's expected calibration error is above `ece_warn` (0.1)"),
+)
+"""Every finding the next_token analysis gives (docs/findings.md is written from these)."""
+
+
 class NextToken(Analysis):
     """Loss, perplexity, top-1 accuracy, loss by position and calibration of next-token prediction."""
 
     id: ClassVar[str] = "next_token"
     title: ClassVar[str] = "Next-token prediction"
+    findings: ClassVar[Findings] = FINDINGS
     modalities = frozenset({"text"})
     tasks: ClassVar[frozenset[Task]] = frozenset({"causal_lm"})
     params_type: ClassVar[type[BaseModel]] = NextTokenParams
@@ -88,7 +99,8 @@ class NextToken(Analysis):
                 by_position.append([f"{lo}-{hi - 1}", int(mask.sum()), round(float(loss_t[mask].mean()), 4),
                                     round(float(right[mask].mean()), 4)])
         tables = [
-            Table(id="loss_by_position", title="Loss by position", columns=["positions", "tokens", "loss", "top-1"],
+            Table(id="loss_by_position", title="Loss by position",
+                  columns=["positions", "tokens", "loss (nats)", "top-1"],
                   rows=by_position, caption="Position = index of the predicted token in its text (0 = the first)."),
             Table(id="calibration", title="Calibration of the top-1 probability",
                   columns=["mean confidence", "top-1 accuracy", "tokens"],
@@ -96,16 +108,16 @@ class NextToken(Analysis):
         ]
         findings = []
         if cut:
-            findings.append(Finding(
-                id="next_token.texts_cut", severity=Severity.INFO,
+            findings.append(FINDINGS.finding(
+                "texts_cut",
                 message=(f"{len(cut)} of {len(subject)} texts are longer than {ctx.config.data.max_length} tokens "
                          f"(the longest {max(cut.values())}) and were cut to {ctx.config.data.max_length} "
                          "(--max-tokens): their later tokens are not audited."),
                 evidence={"texts_cut": len(cut), "texts": len(subject), "max_tokens": ctx.config.data.max_length,
                           "longest": max(cut.values())}))
         if ece > p.ece_warn:
-            findings.append(Finding(
-                id="next_token.miscalibrated", severity=Severity.WARN,
+            findings.append(FINDINGS.finding(
+                "miscalibrated",
                 message=(f"The model's top-1 probability does not match how often it is right: expected "
                          f"calibration error {ece:.3f} over {loss_t.size:,} tokens (above {p.ece_warn:g})."),
                 evidence={"ece": round(ece, 4), "threshold": p.ece_warn, "tokens": int(loss_t.size)}))

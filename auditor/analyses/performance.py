@@ -16,7 +16,7 @@ from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import DefaultRule, Finding, Findings, FindingSpec, Severity
 from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.samples import encode_ints
 from auditor.schema.report import Figure, Section, Table
@@ -57,11 +57,43 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return float(ece), table
 
 
+DEFAULT_RULES = (
+    DefaultRule("accuracy well above chance", metric="performance.accuracy", min=0.5, optional=True,
+                comments={"optional": "performance runs only on labelled data"}),
+    DefaultRule("accuracy does not regress", metric="performance.accuracy", max_drop=0.01, optional=True,
+                comments={"max_drop": "one point, and only when the drop is significant at `alpha`"}),
+    DefaultRule("no class regresses", metric="performance.accuracy", max_class_drop=0.05, optional=True,
+                comments={"max_class_drop": "five points of any one class's accuracy (its recall), Holm-corrected"}),
+    DefaultRule("calibration does not degrade", metric="performance.ece", max_rise=0.05, critical=False, optional=True,
+                comments={"critical": "warns only"}),
+)
+
+FINDINGS = Findings(
+    "performance",
+    FindingSpec("near_chance", Severity.FAIL,
+                "accuracy is not clearly above the majority-class rate (binomial p > `near_chance_alpha`, or a margin "
+                "under `near_chance_margin`): an untrained or wrongly loaded model does not pass quietly"),
+    FindingSpec("miscalibrated", Severity.WARN,
+                "the expected calibration error is above `ece_warn`"),
+    FindingSpec("weak_class", Severity.WARN,
+                "a class is recalled less than half as often as the overall accuracy"),
+    FindingSpec("non_finite_scores", Severity.FAIL,
+                "some samples got NaN or Inf scores from finite inputs: they count as wrong answers, and ECE and NLL "
+                "are NaN (the reliability diagram shows the finite samples and says how many it left out)"),
+    FindingSpec("labels_unused", Severity.INFO,
+                "the data has labels but the model is audited as an embedding (a bare encoder without `--head`) and "
+                "the probes, which read them, do not run"),
+)
+"""Every finding the performance analysis gives (docs/findings.md is written from these)."""
+
+
 class Performance(Analysis):
     """Accuracy, per-class precision and recall, calibration; fails a model near chance level."""
 
     id: ClassVar[str] = "performance"
     title: ClassVar[str] = "Performance"
+    findings: ClassVar[Findings] = FINDINGS
+    default_rules: ClassVar[tuple[DefaultRule, ...]] = DEFAULT_RULES
     tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding"})
     """For an embedding given labels it measures nothing, but says so: what the labels were used for, how
     to classify."""
@@ -114,43 +146,8 @@ class Performance(Analysis):
         metrics = {"accuracy": accuracy, "majority_rate": majority_rate, "macro_f1": macro_f1,
                    "ece": ece, "nll": nll, "binomial_p_value": p_value, "samples": float(n),
                    "non_finite_predictions": float(n_bad)}
-        findings = []
-        if n_bad:
-            first = int(np.flatnonzero(~finite)[0])
-            findings.append(Finding(
-                id="performance.non_finite_scores", severity=Severity.FAIL,
-                message=(f"{n_bad} of {n} audit samples got NaN or Inf scores (the first: sample {first}); "
-                         "they count as wrong answers, and calibration (ECE, NLL) is undefined."),
-                evidence={"non_finite_samples": n_bad, "samples": n, "first_sample": first},
-            ))
-        margin = accuracy - majority_rate
-        if p_value > params.near_chance_alpha or margin < params.near_chance_margin:
-            findings.append(Finding(
-                id="performance.near_chance", severity=Severity.FAIL,
-                message=(f"Accuracy {accuracy:.1%} is not clearly above the majority-class rate "
-                         f"{majority_rate:.1%} (one-sided binomial p = {p_value:.2g}): the model may be "
-                         "untrained, wrongly loaded, or fed the wrong data."),
-                evidence={"accuracy": round(accuracy, 4), "majority_rate": round(majority_rate, 4),
-                          "p_value": p_value, "samples": n},
-            ))
-        if ece > params.ece_warn:
-            findings.append(Finding(
-                id="performance.miscalibrated", severity=Severity.WARN,
-                message=(f"Confidence does not match accuracy: expected calibration error {ece:.3f} "
-                         f"(above {params.ece_warn:g}); treat the model's probabilities with care."),
-                evidence={"ece": round(ece, 4), "threshold": params.ece_warn},
-            ))
-        # A model near chance gets that one failing finding, not a weak-class warning per class.
-        if not any(f.id == "performance.near_chance" for f in findings):
-            for c in np.flatnonzero(present):
-                if recall[c] < 0.5 * accuracy and support[c] >= 5:
-                    findings.append(Finding(
-                        id="performance.weak_class", severity=Severity.WARN,
-                        message=(f"Class {names[c]!r} is recalled {recall[c]:.0%} of the time, against "
-                                 f"{accuracy:.0%} overall accuracy."),
-                        evidence={"class": names[c], "recall": round(float(recall[c]), 4),
-                                  "support": int(support[c])},
-                    ))
+        findings = _findings(params, names, finite, accuracy=accuracy, majority_rate=majority_rate, p_value=p_value,
+                             ece=ece, recall=recall, support=support)
         table = Table(
             id="performance.per_class", title="Per-class metrics",
             columns=["class", "support", "precision", "recall", "f1"],
@@ -189,8 +186,53 @@ class Performance(Analysis):
                    "and the linear probes, which would read them, do not run. "
                    f"To measure performance, {how}.")
         return Section(id=self.id, title=self.title, summary=f"Not measured. {message}",
-                       findings=[Finding(id="performance.labels_unused", severity=Severity.INFO, message=message,
+                       findings=[FINDINGS.finding("labels_unused", message=message,
                                          evidence={"labels": len(labels), "classes": classes})])
+
+
+def _findings(params: PerformanceParams, names: list[str], finite: np.ndarray, *, accuracy: float,
+              majority_rate: float, p_value: float, ece: float, recall: np.ndarray, support: np.ndarray
+              ) -> list[Finding]:
+    """Non-finite scores, near chance, miscalibrated, and (unless near chance) the weak classes."""
+    n, n_bad, present = len(finite), int((~finite).sum()), support > 0
+    findings: list[Finding] = []
+    if n_bad:
+        first = int(np.flatnonzero(~finite)[0])
+        findings.append(FINDINGS.finding(
+            "non_finite_scores",
+            message=(f"{n_bad} of {n} audit samples got NaN or Inf scores (the first: sample {first}); "
+                     "they count as wrong answers, and calibration (ECE, NLL) is undefined."),
+            evidence={"non_finite_samples": n_bad, "samples": n, "first_sample": first},
+        ))
+    margin = accuracy - majority_rate
+    if p_value > params.near_chance_alpha or margin < params.near_chance_margin:
+        findings.append(FINDINGS.finding(
+            "near_chance",
+            message=(f"Accuracy {accuracy:.1%} is not clearly above the majority-class rate "
+                     f"{majority_rate:.1%} (one-sided binomial p = {p_value:.2g}): the model may be "
+                     "untrained, wrongly loaded, or fed the wrong data."),
+            evidence={"accuracy": round(accuracy, 4), "majority_rate": round(majority_rate, 4),
+                      "p_value": p_value, "samples": n},
+        ))
+    if ece > params.ece_warn:
+        findings.append(FINDINGS.finding(
+            "miscalibrated",
+            message=(f"Confidence does not match accuracy: expected calibration error {ece:.3f} "
+                     f"(above {params.ece_warn:g}); treat the model's probabilities with care."),
+            evidence={"ece": round(ece, 4), "threshold": params.ece_warn},
+        ))
+    # A model near chance gets that one failing finding, not a weak-class warning per class.
+    if not any(f.id == FINDINGS.id("near_chance") for f in findings):
+        for c in np.flatnonzero(present):
+            if recall[c] < 0.5 * accuracy and support[c] >= 5:
+                findings.append(FINDINGS.finding(
+                    "weak_class",
+                    message=(f"Class {names[c]!r} is recalled {recall[c]:.0%} of the time, against "
+                             f"{accuracy:.0%} overall accuracy."),
+                    evidence={"class": names[c], "recall": round(float(recall[c]), 4),
+                              "support": int(support[c])},
+                ))
+    return findings
 
 
 def _probes_read_labels(ctx: AuditContext) -> bool:

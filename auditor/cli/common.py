@@ -5,6 +5,7 @@ as one line. Exit codes: 0 done (check: passed), 1 the policy failed, 2 bad inpu
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 import warnings
@@ -32,6 +33,11 @@ def _click_exceptions() -> Any:
 _CLICK = _click_exceptions()
 
 
+def say_error(message: str) -> None:
+    """The one way the CLI reports bad input: a single `error:` line on stderr (the caller exits 2)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
 class OneLineErrors(TyperGroup):
     """Usage errors (an unknown option, `--max-samples 0`) get the same single `error:` line and exit 2 as
     any other bad input, instead of click's boxed usage panel."""
@@ -47,7 +53,7 @@ class OneLineErrors(TyperGroup):
         except _CLICK.ClickException as error:
             ctx = getattr(error, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if isinstance(error, _CLICK.UsageError) and ctx else ""
-            err.print(f"[bold red]error:[/] {escape(error.format_message())}{escape(hint)}", soft_wrap=True)
+            say_error(f"{error.format_message()}{hint}")
             sys.exit(int(ExitCode.BAD_INPUT))
         except typer.Abort:
             err.print("Aborted.")
@@ -84,7 +90,7 @@ def exit_codes() -> Iterator[None]:
                 for message in deprecations:
                     err.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
     except AuditorError as error:
-        err.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
+        say_error(str(error))
         raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
     except (KeyboardInterrupt, typer.Exit):  # typer.Exit is a RuntimeError: never wrap it
         raise
@@ -95,3 +101,22 @@ def exit_codes() -> Iterator[None]:
         if os.environ.get("AUDITOR_DEBUG"):
             err.print_exception()
         raise typer.Exit(int(ExitCode.INTERNAL_ERROR)) from None
+
+
+def reflow(doc: str) -> str:
+    """A command's docstring as its --help prints it: each paragraph one line, for the terminal to wrap at its
+    width (Typer's rich mode keeps the docstring's line breaks, which then break lines mid-sentence).
+    Paragraphs with an indented line (examples, lists) keep their lines."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if any(line.startswith((" ", "-", "\b")) for line in p.splitlines()) else
+                       " ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Reflows the help of every command of `app` and of its sub-apps taken from their docstrings."""
+    for command in app.registered_commands:
+        if command.help is None and command.callback is not None and command.callback.__doc__:
+            command.help = reflow(command.callback.__doc__)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)

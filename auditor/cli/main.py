@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -13,12 +14,12 @@ from rich.markup import escape
 
 import auditor.cli.cards as atlas
 import auditor.cli.gate as gate
-from auditor.cli.common import OneLineErrors, err, exit_codes, out
+from auditor.cli.common import OneLineErrors, err, exit_codes, out, reflow_help
 from auditor.cli.gate import BaselineOpt, JunitOpt, MarkdownOpt, PolicyOpt, judge, load_gate
 from auditor.errors import AuditorError
 
 if TYPE_CHECKING:
-    from auditor.config import AuditConfig
+    from auditor.cli.options import RunOptions
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -49,30 +50,8 @@ DataOpt = Annotated[Optional[Path], typer.Option(
     rich_help_panel="Data")]
 
 
-def _ids(text: str | None) -> list[str] | None:
-    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _with_judges(cfg: AuditConfig, discriminator: str | None, discriminator_weights: Path | None,
-                 classifier: str | None, classifier_weights: Path | None, noise_dim: int | None) -> AuditConfig:
-    """The config with the generator options of the command line applied (they make the model a generator)."""
-    from auditor.config import validate_config
-
-    given = (discriminator, discriminator_weights, classifier, classifier_weights, noise_dim)
-    if all(option is None for option in given):
-        return cfg
-    raw = cfg.model_dump()
-    spec = raw.get("generator") or {"discriminator": {}}
-    for role, path, weights in (("discriminator", discriminator, discriminator_weights),
-                                ("classifier", classifier, classifier_weights)):
-        if path is not None or weights is not None:
-            table = spec.get(role) or {}
-            table.update({k: v for k, v in (("path", path), ("weights", str(weights) if weights else None)) if v})
-            spec[role] = table
-    if noise_dim is not None:
-        spec["noise_dim"] = noise_dim
-    raw["generator"] = spec
-    return validate_config(raw, source="command line")
+def _ids(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 @app.command()
@@ -138,32 +117,48 @@ def run(
         --discriminator-weights d.safetensors --classifier mypkg.nets:build --classifier-weights c.safetensors
         --out audit/    (a generator: the noise is drawn with --seed, --max-samples vectors)
     """
+    from auditor.cli.options import RunOptions
+
+    options = RunOptions(
+        model=model, weights=weights, head=head, trust_pickle=trust_pickle, name=name, data=data,
+        text_column=text_column, label_column=label_column, unlabeled=unlabeled, max_samples=max_samples,
+        max_tokens=max_tokens, image_size=image_size, image_mode=image_mode, out=out_dir, device=device,
+        batch_size=batch_size, seed=seed, threads=threads, analyses=_ids(analyses), skip=_ids(skip),
+        executor=executor, ray_address=ray_address, discriminator=discriminator, discriminator_weights=discriminator_weights, classifier=classifier,
+        classifier_weights=classifier_weights, noise_dim=noise_dim)
+    _run(options, config=config, formats=formats, plan=plan, quiet=quiet,
+         gate=GateOptions(policy=policy, baseline=baseline, junit=junit, markdown=markdown))
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """`auditor run`'s options that also judge the audit, as `auditor check` does."""
+
+    policy: Path | None = None
+    baseline: Path | None = None
+    junit: Path | None = None
+    markdown: Path | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(option is not None for option in (self.policy, self.baseline, self.junit, self.markdown))
+
+
+def _run(options: RunOptions, *, config: Path | None, formats: str, plan: bool, quiet: bool,
+         gate: GateOptions) -> None:
+    """`auditor run`: the config file with the options applied, then the plan, or the audit (and its verdict)."""
     from auditor.config import AuditConfig
     from auditor.pipeline import load_config, plan_audit, run_audit
     from auditor.progress import RichProgress, SilentProgress
     from auditor.report.io import save_report
     from auditor.report.renderers import parse_formats
 
-    gate = any(option is not None for option in (policy, baseline, junit, markdown))
     verdict = None
     with exit_codes():
         base = load_config(config) if config else AuditConfig()
         fmt = parse_formats(formats)
-        rules, previous = load_gate(policy, baseline)  # a bad policy or baseline stops us before the audit
-        overrides = {
-            "model.path": model, "model.weights": str(weights) if weights else None,
-            "model.head": str(head) if head else None, "model.trust_pickle": trust_pickle or None,
-            "model.name": name, "data.path": str(data) if data else None, "data.text_column": text_column,
-            "data.label_column": label_column, "data.max_samples": max_samples, "data.max_length": max_tokens, "data.image_size": image_size,
-            "data.image_mode": image_mode,
-            "out": str(out_dir) if out_dir else None, "device": device, "batch_size": batch_size, "seed": seed,
-            "threads": threads, "executor.kind": executor, "executor.address": ray_address,
-            "analyses.only": _ids(analyses), "analyses.skip": _ids(skip),
-        }
-        cfg = _with_judges(base.with_overrides(overrides), discriminator, discriminator_weights, classifier,
-                           classifier_weights, noise_dim)
-        if unlabeled:
-            cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"label_column": None})})
+        rules, previous = load_gate(gate.policy, gate.baseline)  # a bad policy or baseline stops us before the audit
+        cfg = options.apply(base)
         if plan:
             for line in plan_audit(cfg).describe():
                 out.print(escape(line), highlight=False)
@@ -175,9 +170,9 @@ def run(
                       "data are not run", soft_wrap=True)
         progress = SilentProgress() if quiet else RichProgress()
         report = run_audit(cfg, progress=progress)
-        if gate:
+        if gate.given:
             try:
-                verdict = judge(report, rules, previous, junit=junit, markdown=markdown)
+                verdict = judge(report, rules, previous, junit=gate.junit, markdown=gate.markdown)
             except AuditorError:
                 save_report(report, cfg.out, formats=fmt)  # the audit stands; only the policy did not apply
                 raise
@@ -270,6 +265,7 @@ def _print_summary(report: object, paths: dict[str, str]) -> None:
 
 gate.register(app)  # check, diff, card, policy init (auditor/cli/gate.py)
 atlas.register(app)  # cards (auditor/cli/cards.py)
+reflow_help(app)  # after every command is registered
 
 
 def main() -> None:

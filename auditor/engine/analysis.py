@@ -23,7 +23,7 @@ from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
 from auditor.engine.prefix import PassRoute, PrefixRun, Traced, time_modules, trace_modules
 from auditor.errors import AuditorError
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import DefaultRule, Finding, Findings, FindingSpec, Severity
 from auditor.progress import Progress, SilentProgress
 from auditor.schema.report import Cost, ModuleRow, Section
 from auditor.subject import Modality, Subject, Task
@@ -135,11 +135,22 @@ class AuditContext(PlanContext):
         return module_rows(self.tree, self.capture.records, self.capture.forwards)
 
 
+GENERIC_FINDINGS = (
+    FindingSpec("nan_metric", Severity.FAIL,
+                "a metric of the section is NaN and the analysis did not already fail it: a NaN is never shown as OK "
+                "(its metric card is red too)"),
+    FindingSpec("analysis_failed", Severity.FAIL, "an analysis raised; its section shows the error"),
+)
+"""The findings any analysis may get from the engine (`<analysis>.nan_metric`, `<analysis>.analysis_failed`)."""
+
+
 class Analysis:
     """One question asked of the model. Stateless: its parameters are data, set once in `__init__`.
 
     `id` names its findings (`<id>.<condition>`), its config table (`[analyses.<id>]`), its template
-    (`sections/<id>.html.j2`) and its test file.
+    (`sections/<id>.html.j2`) and its test file. `findings` declares every finding it may give (its code
+    builds them with `findings.finding(...)`), `default_rules` the metric rules of the default policy;
+    docs/findings.md and `auditor policy init`'s file are written from both (`auditor.policy.catalogue`).
     """
 
     id: ClassVar[str]
@@ -151,6 +162,8 @@ class Analysis:
     """What the analysis costs, in words, for `auditor analyses` (no model at hand there)."""
     needs_data: ClassVar[bool] = True
     """False for an analysis that reads only the model (its weights): it runs in an audit without data."""
+    findings: ClassVar[Findings] = Findings("")
+    default_rules: ClassVar[tuple[DefaultRule, ...]] = ()
 
     def __init__(self, params: BaseModel | None = None) -> None:
         self.params: BaseModel = params if params is not None else self.params_type()

@@ -63,6 +63,8 @@ class Plan:
     """A plain forward of one batch, timed (only when the plan is printed)."""
     threads: str | None = field(default=None)
     """The thread choice the timing ran on, in words (only when the plan is printed)."""
+    not_run_titles: dict[str, str] = field(default_factory=dict)
+    """Analysis id -> its title, for those that do not run (the report names them as its sections are named)."""
 
     @property
     def threads_note(self) -> str:
@@ -212,7 +214,9 @@ def make_plan(ctx: PlanContext, registry: Sequence[type[Analysis]], *, seconds_p
             planned.append(PlannedAnalysis(analysis=analysis, needs=Needs(), cost=Cost(), error=exc))
     order = {a.id: i for i, a in enumerate(registry)}
     capture = CapturePass(needs=Needs.union(p.needs for p in planned))
+    titles = {a.id: a.title for a in registry}
     return Plan(analyses=tuple(planned), not_run=dict(sorted(not_run.items(), key=lambda kv: order[kv[0]])),
+                not_run_titles={k: titles[k] for k in not_run},
                 capture=capture, n_samples=len(ctx.subject), batch_size=ctx.config.batch_size,
                 n_batches=ctx.n_batches,
                 seconds_per_batch=seconds_per_batch if ctx.subject.has_data else None, threads=threads)

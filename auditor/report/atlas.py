@@ -32,17 +32,21 @@ def row_anchor(table_id: str, module: str) -> str:
     return f"row-{_SLUG.sub('-', table_id)}-{_SLUG.sub('-', module) or 'model'}"
 
 
+def row_modules(table: Table) -> list[str | None]:
+    """Per row of `table`, the module it names (None where it names none, or the table has no module column)."""
+    column = module_column(table)
+    names = [row[column] if column is not None and column < len(row) else None for row in table.rows]
+    return [name if isinstance(name, str) and name else None for name in names]
+
+
 def row_ids(table: Table) -> list[str | None]:
     """Per row of `table`, its anchor where it is the first row of its module (None elsewhere)."""
-    column, seen = module_column(table), set()
+    seen: set[str] = set()
     ids: list[str | None] = []
-    for row in table.rows:
-        name = row[column] if column is not None and column < len(row) else None
-        if isinstance(name, str) and name and name not in seen:
+    for name in row_modules(table):
+        ids.append(row_anchor(table.id, name) if name is not None and name not in seen else None)
+        if name is not None:
             seen.add(name)
-            ids.append(row_anchor(table.id, name))
-        else:
-            ids.append(None)
     return ids
 
 
@@ -111,8 +115,8 @@ def atlas_view(report: AuditReport) -> AtlasView:
         walk(root, 0)
     tags = sorted({tag_kind(t) for c in cards for t in c.tags})
     figures = {(s.id, f.id): f for s in report.sections for f in s.figures}
-    rows_by_section = {s.id: [(t, {str(r[c]) for r in t.rows if c < len(r) and isinstance(r[c], str)})
-                              for t in s.tables if (c := module_column(t)) is not None] for s in report.sections}
+    rows_by_section = {s.id: [(t, {n for n in row_modules(t) if n is not None})
+                              for t in s.tables if module_column(t) is not None] for s in report.sections}
     return AtlasView(cards=cards, full=full, roots=roots, rows=rows, tags=tags, figures=figures, config=config,
                      rows_by_section=rows_by_section)
 

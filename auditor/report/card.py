@@ -66,8 +66,8 @@ def render_card(report: AuditReport) -> str:
                   f"{'Passed' if verdict.passed else 'Failed'} against {escape(verdict.policy)}"
                   + (f" with baseline {escape(verdict.baseline)} ({escape(verdict.comparison)})"
                      if verdict.baseline else "") + f": {escape(verdict.headline)}"]
-    limits = [f"{escape(k)} did not run ({escape(v)})" for k, v in report.not_run.items()]
-    limits += [f"{escape(s.id)} failed ({escape(s.error.type)})" for s in report.sections if s.error is not None]
+    limits = [f"{escape(report.analysis_title(k))} did not run ({escape(v)})" for k, v in report.not_run.items()]
+    limits += [f"{escape(s.title)} failed ({escape(s.error.type)})" for s in report.sections if s.error is not None]
     measured = f"- Measured on {meta.n_samples:,} samples of {escape(meta.data_source)}; numbers on other data " \
         "may differ." if meta.modality != "none" else \
         "- No audit data: only the weights were read; nothing was measured on the model's inputs or outputs."

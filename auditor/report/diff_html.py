@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from auditor.schema.diff import ClassDelta, MetricDelta, ReleaseDiff
 from auditor.schema.diff import format_p
-from auditor.report.html import build_environment, templates_dir
+from markupsafe import Markup
+
+from auditor.report.html import build_environment, metric_label, templates_dir
 from auditor.report.pdf import DataOnlyFetcher, html_to_pdf
 
 
@@ -43,7 +45,17 @@ def _p(value: float | None) -> str:
     return "" if value is None else format_p(value)
 
 
-FILTERS: dict[str, Callable[..., str]] = {"signed": _signed, "p": _p}
+def metric_name(section: str, key: str = "") -> Markup:
+    """A metric as a reader reads it, `performance.accuracy` → "performance: accuracy (fraction)", with its key
+    in the tooltip (what a policy rule or `jq` names)."""
+    if not key:
+        section, _, key = section.partition(".")
+    full = f"{section}.{key}" if section else key
+    text = f"{metric_label(section)}: {metric_label(key)}" if section else metric_label(key)
+    return Markup('<span class="metric-label" title="{}">{}</span>').format(full, text)
+
+
+FILTERS: dict[str, Callable[..., str]] = {"signed": _signed, "p": _p, "metric_name": metric_name}
 
 
 def render_diff_html(diff: ReleaseDiff, *, for_pdf: bool = False) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -57,3 +59,82 @@ def finding_key(id: str, module: str | None, evidence: dict[str, Any]) -> str:
     about = [f"{name}={evidence[name]}" for name in ABOUT if isinstance(evidence.get(name), (str, int))
              and not isinstance(evidence.get(name), bool)]
     return key + (f" [{', '.join(about)}]" if about else "")
+
+
+class DefaultRule:
+    """One `[[rule]]` of the default policy (`auditor policy init`), as data: its name, then its keys in the
+    order they are written, each with an optional comment (`comments`, by key).
+
+    A finding rule leaves out `findings`: the declarations that name the rule (`FindingSpec.rule`) fill it in,
+    in their order. A metric rule names its `metric` or `module_metric` and is declared by its analysis
+    (`Analysis.default_rules`).
+    """
+
+    def __init__(self, name: str, *, comments: dict[str, str] | None = None, **keys: str | float | bool | list[str]) -> None:
+        self.name = name
+        self.keys = dict(keys)
+        self.comments = dict(comments or {})
+        unknown = set(self.comments) - set(self.keys) - {"findings"}
+        if unknown:
+            raise ValueError(f"rule {name!r}: comments on keys it does not set: {sorted(unknown)}")
+
+    def __repr__(self) -> str:
+        return f"DefaultRule({self.name!r})"
+
+
+@dataclass(frozen=True)
+class FindingSpec:
+    """One finding an analysis may give: its condition (the id after `<analysis>.`), its severity, the
+    condition as a sentence (`when`, for docs/findings.md) and the default policy rule that covers it.
+
+    `also` lists the other severities the analysis may give it (say when in `severity_note`, which the docs
+    show in place of the severity).
+    """
+
+    condition: str
+    severity: Severity
+    when: str
+    rule: DefaultRule | None = None
+    also: tuple[Severity, ...] = ()
+    severity_note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.also and not self.severity_note:
+            raise ValueError(f"{self.condition}: a finding with several severities says when in severity_note")
+
+
+class Findings:
+    """The findings an analysis declares, and the only way its code builds one: `finding("dead_units", ...)`
+    gives `<analysis>.dead_units` with its declared severity, and an undeclared condition raises."""
+
+    def __init__(self, analysis: str, *specs: FindingSpec) -> None:
+        self.analysis = analysis
+        self.specs = specs
+        self._by_condition = {spec.condition: spec for spec in specs}
+        if len(self._by_condition) != len(specs):
+            raise ValueError(f"{analysis}: a finding is declared twice")
+
+    def id(self, condition: str) -> str:
+        """`<analysis>.<condition>`, for a declared condition only."""
+        return f"{self.analysis}.{self.spec(condition).condition}"
+
+    def spec(self, condition: str) -> FindingSpec:
+        try:
+            return self._by_condition[condition]
+        except KeyError:
+            raise KeyError(f"{self.analysis}.{condition} is not declared; declared: {sorted(self._by_condition)}") \
+                from None
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(f"{self.analysis}.{condition}" for condition in self._by_condition)
+
+    def finding(self, condition: str, *, message: str, module: str | None = None,
+                evidence: Mapping[str, float | int | str | bool | None] | None = None,
+                severity: Severity | None = None) -> Finding:
+        """The finding `<analysis>.<condition>`: its declared severity unless `severity` picks one of `also`."""
+        spec = self.spec(condition)
+        if severity is not None and severity is not spec.severity and severity not in spec.also:
+            raise ValueError(f"{self.analysis}.{condition} is declared {spec.severity.value}, not {severity.value}")
+        return Finding(id=f"{self.analysis}.{condition}", severity=severity or spec.severity, module=module,
+                       message=message, evidence=dict(evidence or {}))

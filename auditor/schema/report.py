@@ -279,6 +279,8 @@ class AuditReport(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     not_run: dict[str, str] = Field(default_factory=dict)
     """Analyses that did not run, with the reason (skipped by the config, or not applicable)."""
+    not_run_titles: dict[str, str] = Field(default_factory=dict)
+    """The titles of those analyses, as their sections would be headed (1.3; empty in older audits)."""
     policy: PolicyVerdict | None = None
     """The release gate's verdict when the audit was judged as it ran (`auditor run --policy`)."""
     blocks: list[BlockRow] = Field(default_factory=list)
@@ -290,6 +292,13 @@ class AuditReport(BaseModel):
         """This audit judged by the release gate: `policy` stored, and its result the verdict (the headline of
         the HTML and PDF banner, of audit.json's `verdict`, of the diff and of the terminal)."""
         return self.model_copy(update={"policy": policy, "verdict": gate_verdict(self.verdict.counts, policy)})
+
+    def analysis_title(self, id: str) -> str:
+        """How the report names analysis `id`: its section's title, else its title from the plan, else the id."""
+        for section in self.sections:
+            if section.id == id:
+                return section.title
+        return self.not_run_titles.get(id, id)
 
     def section(self, id: str) -> Section:
         """The section of analysis `id` (KeyError when it did not run)."""

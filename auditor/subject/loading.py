@@ -138,7 +138,7 @@ def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
     if (path / "preprocessor_config.json").is_file():
         try:
             image_processor = (
-                transformers.AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call, unused-ignore]  # untyped unless requests is installed
+                transformers.AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call,unused-ignore]  # unannotated in HF
                     str(path), local_files_only=True))
         except Exception as err:
             raise ModelLoadError(f"could not load the image processor in {path}: {_one_line(err)}") from None

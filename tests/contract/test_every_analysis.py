@@ -11,6 +11,8 @@ from torch import nn
 
 import auditor
 from auditor.analyses import ALL_ANALYSES, Analysis, AuditContext, PlanContext, run_one
+from auditor.engine.analysis import GENERIC_FINDINGS
+from auditor.schema.findings import Findings, FindingSpec, Severity
 from auditor.walk.needs import Needs
 from auditor.report.io import save_report
 from auditor.schema.report import Cost, Section
@@ -97,6 +99,28 @@ def test_each_analysis_declares_itself_and_its_findings_use_its_id(analysis_type
     assert section.id == analysis.id and section.error is None
     assert all(f.id.startswith(f"{analysis.id}.") for f in section.findings)
     assert isinstance(section.cost, Cost)
+
+
+@pytest.mark.parametrize("analysis_type", ALL_ANALYSES, ids=lambda a: a.id)
+def test_every_finding_an_analysis_gives_is_declared_with_its_severity(analysis_type: type) -> None:
+    analysis = analysis_type()
+    assert analysis.findings.analysis == analysis.id and analysis.findings.specs
+    section = run_one(analysis, _subject(analysis_type)[1])
+    generic = {spec.condition: spec for spec in GENERIC_FINDINGS}
+    for finding in section.findings:
+        condition = finding.id.removeprefix(f"{analysis.id}.")
+        spec = generic.get(condition) or analysis.findings.spec(condition)  # KeyError: undeclared
+        assert finding.severity in (spec.severity, *spec.also), finding.id
+
+
+def test_an_undeclared_finding_or_severity_cannot_be_built() -> None:
+    findings = Findings("inventory", FindingSpec("dead_units", Severity.WARN, "units are dead"))
+    assert findings.finding("dead_units", message="m", module="fc").id == "inventory.dead_units"
+    assert findings.finding("dead_units", message="m").severity is Severity.WARN
+    with pytest.raises(KeyError, match="inventory.dead_unit is not declared"):
+        findings.finding("dead_unit", message="m")
+    with pytest.raises(ValueError, match="declared warn, not fail"):
+        findings.finding("dead_units", message="m", severity=Severity.FAIL)
 
 
 class Broken(Analysis):

@@ -149,9 +149,16 @@ def test_without_labels_performance_does_not_run_and_the_report_says_why() -> No
     assert report.not_run == {"performance": "the audit data has no labels",
                               "probes": "no labels to probe for, and no built-in probe set for tabular data "
                                         "([analyses.probes] data adds one)"}
+    from auditor.report.card import render_card
     from auditor.report.html import render_html
 
-    assert "the audit data has no labels" in render_html(report)
+    # the reader sees the analyses named as sections are, not by their ids
+    titles = {a.id: a.title for a in ALL_ANALYSES}
+    assert report.not_run_titles == {"performance": titles["performance"], "probes": titles["probes"]}
+    html = render_html(report)
+    assert "the audit data has no labels" in html
+    assert f">{titles['probes']}</span>" in html and ">probes</span>" not in html
+    assert f"{titles['performance']} did not run (the audit data has no labels)" in render_card(report)
 
 
 def test_every_shipped_analysis_declares_its_cost_and_needs() -> None:

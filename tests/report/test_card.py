@@ -13,7 +13,7 @@ def test_the_card_summarizes_the_audit(gate_report: AuditReport) -> None:
     assert "| Weights sha256 | 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 |" in card
     assert "| Accuracy | 91.2% |" in card
     assert "- **fail** inventory.nan\\_outputs (encoder.layers.2.ff2): encoder.layers.2.ff2 produced 12 NaN" in card
-    assert "- attribution failed (RuntimeError)." in card
+    assert "- Attribution failed (RuntimeError)." in card  # named as its section is
     assert "<script" not in card and "&lt;script&gt;" in card
     assert "### Release gate" not in card
 

@@ -26,7 +26,11 @@ def test_the_diff_page_is_escaped_and_fetches_nothing(gate_report: AuditReport) 
     for url in re.findall(r'\b(?:src|href)\s*=\s*"([^"]*)"', page):
         assert url.startswith(("data:", "#")), url
     assert "<h3>Resolved (1)</h3>" in page
-    assert re.search(r"<td class=\"metric-name\"><code>performance.accuracy</code></td>\s*<td class=\"num\" data-sort=\"0.912\">", page)
+    # metrics are named for a reader, with the key a policy names in the tooltip
+    assert re.search(r'<td class="metric-name" data-sort="performance.accuracy"><span class="metric-label" '
+                     r'title="performance.accuracy">performance: accuracy \(fraction\)</span></td>\s*'
+                     r'<td class="num" data-sort="0.912">', page)
+    assert "<code>performance.accuracy</code>" not in page
     assert page.count('class="figure side"') == 2  # the one figure both audits have, side by side
 
 

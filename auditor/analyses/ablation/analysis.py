@@ -53,6 +53,8 @@ from auditor.walk.recorder import split_call
 
 
 from auditor.analyses.ablation.params import AblationParams
+from auditor.analyses.ablation.findings import DEFAULT_RULES, FINDINGS
+from auditor.schema.findings import DefaultRule, Findings
 
 
 class ModuleAblation(Analysis):
@@ -60,6 +62,8 @@ class ModuleAblation(Analysis):
 
     id: ClassVar[str] = "ablation"
     title: ClassVar[str] = "Ablation"
+    findings: ClassVar[Findings] = FINDINGS
+    default_rules: ClassVar[tuple[DefaultRule, ...]] = DEFAULT_RULES
     params_type: ClassVar[type[BaseModel]] = AblationParams
     cost_note: ClassVar[str] = ("one patched pass per ablated module, head, unit and pruning step, plus one "
                                 "recording pass; most run only the part of the network after what they ablate")

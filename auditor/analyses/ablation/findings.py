@@ -3,18 +3,58 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from auditor.analyses.ablation.metrics import Curve, Reference, Row
 from auditor.kit.removal import Selection, describe_target, replaced_part
 from auditor.engine.prefix import PassRoute, PrefixRun
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import DefaultRule, Finding, Findings, FindingSpec, Severity
 
 if TYPE_CHECKING:
     from auditor.analyses.ablation.params import AblationParams
     from auditor.engine.analysis import AuditContext
+
+DEFAULT_RULES = (
+    DefaultRule("the same modules matter when removed", module_metric="ablation.ablation_drop",
+                min_rank_correlation=0.5, critical=False, optional=True,
+                comments={"min_rank_correlation": "Spearman of the accuracy drops over the modules both releases "
+                                                  "ablated",
+                          "optional": "ablation drops need a head (a bare encoder has its embedding change instead)"}),
+)
+_ONE_CLASS_ALONE = DefaultRule("no new module carries one class alone", severity="info", fail_on_new=True,
+                               critical=False,
+                               comments={"fail_on_new": "only modules (and heads, units) the baseline did not name"})
+
+FINDINGS = Findings(
+    "ablation",
+    FindingSpec("main_path", Severity.INFO,
+                "replacing any of several modules by its mean costs at least `critical_drop` and makes the model "
+                "predict one class for nearly every sample (a bare encoder: gives every sample nearly the same "
+                "embedding, its spread over samples below 1% of the intact one's): one finding for all of them "
+                "(module: the whole model), since each says only that every sample passes through it"),
+    FindingSpec("class_specific", Severity.INFO,
+                "ablating a module, head or unit takes at least `class_drop` off one class's recall and at least "
+                "`class_gap` more than off any other class: names the module and the class", rule=_ONE_CLASS_ALONE),
+    FindingSpec("critical_module", Severity.INFO,
+                "ablating a module or head costs at least `critical_drop` of accuracy and its interval excludes 0, "
+                "and it is not one of the main path's collapse (or it is the only module that collapses the model)",
+                rule=_ONE_CLASS_ALONE),
+    FindingSpec("redundant", Severity.INFO,
+                "an equivalence, not an absence of evidence: the drop's whole interval lies within "
+                "±`redundant_margin`, the share of changed predictions is below it even at its one-sided upper bound, "
+                "and the KL is below `redundant_kl`: a pruning candidate (reported at the outermost such module). On "
+                "few samples the interval is wide, so nothing is called redundant. A bare encoder: the embedding "
+                "change's whole interval lies below `redundant_margin` times the median cosine distance between two "
+                "samples' embeddings (the margin is in the embeddings' own scale, so a change that moves an embedding "
+                "a third of the way to another sample's is never \"redundant\")"),
+    FindingSpec("prunable_layer", Severity.INFO,
+                "a layer keeps accuracy within `prune_tolerance` with half its kernels removed, smallest L1 norm "
+                "first"),
+)
+"""Every finding the ablation analysis gives (docs/findings.md is written from these)."""
+
 
 MODULE_KINDS = ("block", "module")
 
@@ -75,18 +115,34 @@ def is_redundant(row: Row, ref: Reference, p: AblationParams) -> bool:
 
 def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: dict[str, Curve],
                 p: AblationParams) -> tuple[list[Finding], Counts]:
+    """Every ablation finding: the main path and the critical modules, the class-specific ones (not for an
+    encoder), the redundant ones, the prunable layers; `counts` says how many of each."""
     counts = Counts()
-    findings: list[Finding] = []
-    what = "the pooled embedding's cosine distance" if ref.embedding else "accuracy"
-    conf = f"{p.confidence:.0%}"
+    told = _told(rows)
+    findings = _critical(ref, rows, p, told, counts)
+    if not ref.embedding:
+        findings += _class_specific(ref, rows, p, told, counts)
+    findings += _redundant(ref, rows, p, told, counts)
+    findings += _prunable(ref, curves, p, counts)
+    return findings, counts
 
-    # A residual block ablated by its one branch is the very pass of that branch module: one finding, the
-    # block's (it names the branch), not a second one with the same numbers for the branch module.
+
+def _told(rows: Sequence[Row]) -> Callable[[Row], bool]:
+    """Whether a row gets its own finding. A residual block ablated by its one branch is the very pass of that
+    branch module: one finding, the block's (it names the branch), not a second one with the same numbers for
+    the branch module."""
     by_branch = {r.target.key for r in rows if r.target.kind == "block" and r.target.branches}
 
     def told(row: Row) -> bool:
         return bool(row.target.branches) or row.target.key not in by_branch
 
+    return told
+
+
+def _critical(ref: Reference, rows: Sequence[Row], p: AblationParams, told: Callable[[Row], bool],
+              counts: Counts) -> list[Finding]:
+    findings: list[Finding] = []
+    conf = f"{p.confidence:.0%}"
     critical = sorted((r for r in rows if r.target.kind in (*MODULE_KINDS, "head")
                        and r.drop >= p.critical_drop and r.low > 0), key=rank_key)
     counts.critical = len(critical)
@@ -103,29 +159,38 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
             f"loss +{row.loss_increase:.3g}, KL {row.kl:.3g}")
         collapse = "" if row.collapsed_to is None else "; every sample then gets nearly the same embedding" \
             if ref.embedding else f"; the model then predicts {row.collapsed_to!r} for nearly every sample"
-        findings.append(Finding(
-            id="ablation.critical_module", severity=Severity.INFO, module=row.target.name,
+        findings.append(FINDINGS.finding(
+            "critical_module", module=row.target.name,
             message=f"Replacing {replaced_part(row.target)} by its {row.target.replaced} {effect}{collapse}.",
             evidence=_evidence(row, ref)))
+    return findings
 
-    if not ref.embedding:
-        specific = []
-        for row in rows:
-            gap = class_gap(row)
-            if gap is None or row.collapsed_to is not None or not told(row):
-                continue
-            name, top, second = gap
-            if top >= p.class_drop and top - second >= p.class_gap:
-                specific.append((top - second, row, name, top, second))
-        specific.sort(key=lambda item: -item[0])
-        counts.class_specific = len(specific)
-        for _, row, name, top, second in specific:
-            findings.append(Finding(
-                id="ablation.class_specific", severity=Severity.INFO, module=row.target.name,
-                message=(f"Ablating {describe(row)} takes {_pct(top)} points off the recall of class {name!r} and at "
-                         f"most {_pct(max(second, 0.0))} off any other class: what {name!r} needs passes through it."),
-                evidence={**_evidence(row, ref), "class": name, "class_drop": top, "next_class_drop": second}))
 
+def _class_specific(ref: Reference, rows: Sequence[Row], p: AblationParams, told: Callable[[Row], bool],
+                    counts: Counts) -> list[Finding]:
+    specific = []
+    for row in rows:
+        gap = class_gap(row)
+        if gap is None or row.collapsed_to is not None or not told(row):
+            continue
+        name, top, second = gap
+        if top >= p.class_drop and top - second >= p.class_gap:
+            specific.append((top - second, row, name, top, second))
+    specific.sort(key=lambda item: -item[0])
+    counts.class_specific = len(specific)
+    return [FINDINGS.finding(
+        "class_specific", module=row.target.name,
+        message=(f"Ablating {describe(row)} takes {_pct(top)} points off the recall of class {name!r} and at "
+                 f"most {_pct(max(second, 0.0))} off any other class: what {name!r} needs passes through it."),
+        evidence={**_evidence(row, ref), "class": name, "class_drop": top, "next_class_drop": second})
+        for _, row, name, top, second in specific]
+
+
+def _redundant(ref: Reference, rows: Sequence[Row], p: AblationParams, told: Callable[[Row], bool],
+               counts: Counts) -> list[Finding]:
+    findings: list[Finding] = []
+    what = "the pooled embedding's cosine distance" if ref.embedding else "accuracy"
+    conf = f"{p.confidence:.0%}"
     redundant = [r for r in rows if r.target.kind in MODULE_KINDS and is_redundant(r, ref, p)]
     names = {r.target.name for r in redundant}
     outermost = [r for r in redundant if not any(r.target.name.startswith(f"{n}.") for n in names)
@@ -138,14 +203,19 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
         margin = margin_of(ref, p)
         scale = (f", {p.redundant_margin:.0%} of the median cosine distance between two samples' embeddings, "
                  f"{ref.sample_distance:.3g}") if ref.embedding else ""
-        findings.append(Finding(
-            id="ablation.redundant", severity=Severity.INFO, module=row.target.name,
+        findings.append(FINDINGS.finding(
+            "redundant", module=row.target.name,
             message=(f"Replacing {replaced_part(row.target)} by its {row.target.replaced} changes "
                      f"{what} by {_signed(row.low, ref)} to {_signed(row.high, ref)} ({conf} interval, within "
                      f"±{_signed(margin, ref, sign=False)}{scale}){bound}: a pruning candidate"
                      + (f" (with the {inside} modules inside it)" if inside else "") + "."),
             evidence={**_evidence(row, ref), "margin": margin}))
+    return findings
 
+
+def _prunable(ref: Reference, curves: dict[str, Curve], p: AblationParams, counts: Counts) -> list[Finding]:
+    findings: list[Finding] = []
+    what = "the pooled embedding's cosine distance" if ref.embedding else "accuracy"
     for layer, curve in curves.items():
         points = curve.get("l1", [])
         if not points:
@@ -157,13 +227,13 @@ def findings_of(ctx: AuditContext, ref: Reference, rows: Sequence[Row], curves: 
         counts.prunable += 1
         kept = f"a cosine distance of {value:.3g}" if ref.embedding else \
             f"accuracy {_pct(value)}% against {_pct(ref.accuracy)}% intact"
-        findings.append(Finding(
-            id="ablation.prunable_layer", severity=Severity.INFO, module=layer,
+        findings.append(FINDINGS.finding(
+            "prunable_layer", module=layer,
             message=(f"{layer} keeps {what} within {_signed(p.prune_tolerance, ref, sign=False)} with {fraction:.0%} of "
                      f"its kernels removed, smallest L1 norm first ({kept}): it uses about half of its capacity or less."),
             evidence={"fraction_removed": fraction, "value": value, "intact": 0.0 if ref.embedding else ref.accuracy,
                       "tolerance": p.prune_tolerance}))
-    return findings, counts
+    return findings
 
 
 def collapse_group(critical: Sequence[Row]) -> list[Row]:
@@ -208,8 +278,8 @@ def _main_path_finding(members: Sequence[Row], ref: Reference, p: AblationParams
         what = (f"The model collapses to one class when any of {len(names)} modules on its main path is replaced "
                 f"by its {' or '.join(replaced)}: {shown}{inside}. Each costs {span} of accuracy, and the model "
                 f"then predicts {predicts} for nearly every sample")
-    return Finding(
-        id="ablation.main_path", severity=Severity.INFO, module=None,
+    return FINDINGS.finding(
+        "main_path", module=None,
         message=(f"{what}: every sample passes through them, so this says they are on the path, not what each does "
                  "(the ablation table has every row)."),
         evidence={"modules": ", ".join(names), "count": len(names), "outermost": ", ".join(outer),

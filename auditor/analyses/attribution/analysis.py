@@ -38,6 +38,8 @@ from auditor.analyses.attribution.common import embeddings_block
 from auditor.analyses.attribution.image import ImageAttribution
 from auditor.analyses.attribution.params import AttributionParams
 from auditor.analyses.attribution.text import TextAttribution
+from auditor.analyses.attribution.findings import DEFAULT_RULES, FINDINGS
+from auditor.schema.findings import DefaultRule, Findings
 
 
 class Attribution(Analysis):
@@ -45,6 +47,8 @@ class Attribution(Analysis):
 
     id: ClassVar[str] = "attribution"
     title: ClassVar[str] = "Input attributions"
+    findings: ClassVar[Findings] = FINDINGS
+    default_rules: ClassVar[tuple[DefaultRule, ...]] = DEFAULT_RULES
     tasks: ClassVar[frozenset[Task]] = frozenset({"classification"})
     params_type: ClassVar[type[BaseModel]] = AttributionParams
     cost_note: ClassVar[str] = ("Integrated Gradients on up to 64 samples (32 forwards and backwards each), "

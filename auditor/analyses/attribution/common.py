@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from auditor.engine.analysis import AuditContext, PlanContext
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import Finding
 from auditor.subject import Subject
+from auditor.analyses.attribution.findings import FINDINGS
 
 METHOD_TITLES = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency",
                  "gradient_shap": "GradientShap", "occlusion": "Occlusion", "smoothgrad": "SmoothGrad",
@@ -50,8 +51,8 @@ def convergence(deltas: torch.Tensor, gains: torch.Tensor, tolerance: float) -> 
     metrics = {"ig_convergence_delta": median_delta, "ig_target_gain": median_gain, "ig_relative_delta": ratio}
     findings = []
     if ratio > tolerance:
-        findings.append(Finding(
-            id="attribution.ig_not_converged", severity=Severity.WARN,
+        findings.append(FINDINGS.finding(
+            "ig_not_converged",
             message=(f"Integrated Gradients did not converge: the median convergence delta {median_delta:.3g} is "
                      f"{ratio:.0%} of the median |F(x) − F(baseline)| {median_gain:.3g} (tolerance {tolerance:.0%}); "
                      "the maps do not add up to the change they explain. Raise n_steps."),

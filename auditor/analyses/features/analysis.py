@@ -35,6 +35,8 @@ from auditor.walk.recorder import split_call
 
 from auditor.analyses.features.params import FeaturesParams
 from auditor.analyses.features.run import Run, attention_modules
+from auditor.analyses.features.findings import FINDINGS
+from auditor.schema.findings import Findings
 
 
 class Features(Analysis):
@@ -42,6 +44,7 @@ class Features(Analysis):
 
     id: ClassVar[str] = "features"
     title: ClassVar[str] = "Feature visualization"
+    findings: ClassVar[Findings] = FINDINGS
     params_type: ClassVar[type[BaseModel]] = FeaturesParams
     cost_note: ClassVar[str] = ("top examples from the capture's top-k; image optimization (steps × units) or a "
                                 "token search per unit; a few small passes for maps and attention")

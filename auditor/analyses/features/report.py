@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import Finding
 from auditor.schema.report import Table
 
 
 from auditor.analyses.features.params import UnitView
+from auditor.analyses.features.findings import FINDINGS
 
 
 def unit_detail(v: UnitView) -> dict[str, Any]:
@@ -54,8 +55,8 @@ def weak_optimizations(views: list[UnitView]) -> list[Finding]:
     findings = []
     for module, items in by_module.items():
         worst = min(items, key=lambda v: (v.optimized_objective or 0.0) / v.real_objective)
-        findings.append(Finding(
-            id="features.optimization_below_real", severity=Severity.INFO, module=module,
+        findings.append(FINDINGS.finding(
+            "optimization_below_real", module=module,
             message=(f"For {len(items)} unit{'s' * (len(items) != 1)} of {module} the optimized input reached less "
                      f"than the best real sample (unit {worst.unit}: {worst.optimized_objective:.3g} against "
                      f"{worst.real_objective:.3g}); its picture shows a weaker stimulus than its top examples."),

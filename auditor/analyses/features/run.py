@@ -337,22 +337,46 @@ class Run:
                         "start_value": result.start_value, "evaluated": result.evaluated}
 
     def _text_unit(self, v: UnitView) -> dict[str, Any]:
-        snippets = [self._snippet(s, pos, value) for s, value, pos in v.by_activation]
+        snippets = self._activation_snippets(v)
         rel_samples = [s for s, _ in v.by_relevance]
         rel = []
         if rel_samples:
             maps = self._maps(v.module, rel_samples)
             for k, (s, r) in enumerate(v.by_relevance):
-                tokens = self._tokens(s)
-                pos = -1
-                if maps.shape[1] > 1:
-                    # The peak among the sample's own text: never [CLS], [SEP] or the padding after it.
-                    values = maps[k, :len(tokens), v.unit].double().clone()
-                    values[~self._text_positions(s)[:len(values)]] = -math.inf
-                    pos = int(values.argmax()) if bool(torch.isfinite(values).any()) else -1
-                rel.append(self._snippet(s, pos, r))
-        return {"unit": v.unit, "label": self._unit_label(v.module, v.unit), "max_real": v.max_real,
+                rel.append(self._snippet(s, self._own_peak(maps[k], s, v.unit), r))
+        unit = {"unit": v.unit, "label": self._unit_label(v.module, v.unit), "max_real": v.max_real,
                 "relevance": v.relevance, "search": v.search, "by_activation": snippets, "by_relevance": rel}
+        special = {s["special_peak"]["token"] for s in snippets if "special_peak" in s}
+        if snippets and len(special) == 1 and all("special_peak" in s for s in snippets):
+            unit["peaks_on"] = special.pop()  # a unit of a special token: said once, its own-text peaks shown
+        return unit
+
+    def _own_peak(self, map_: torch.Tensor, index: int, unit: int) -> int:
+        """The position of a unit's peak among a sample's own text (never [CLS], [SEP] or the padding after it);
+        -1 for a unit with one position (pooled, logits): the snippet is then the whole text."""
+        if map_.shape[0] <= 1:
+            return -1
+        values = map_[:len(self._tokens(index)), unit].double().clone()
+        values[~self._text_positions(index)[:len(values)]] = -math.inf
+        return int(values.argmax()) if bool(torch.isfinite(values).any()) else -1
+
+    def _activation_snippets(self, v: UnitView) -> list[dict[str, Any]]:
+        """The top samples by activation around their peak. A peak on a special token ([CLS], [SEP]) says what the
+        unit does at that token, not in the text: the snippet marks the text's own peak, with the special one beside."""
+        if not v.by_activation:
+            return []
+        maps = self._maps(v.module, [s for s, _, _ in v.by_activation])
+        out = []
+        for k, (s, value, pos) in enumerate(v.by_activation):
+            own = self._own_peak(maps[k], s, v.unit)
+            if maps.shape[1] <= 1 or own < 0 or own == pos:
+                out.append(self._snippet(s, own if maps.shape[1] <= 1 else pos, value))
+                continue
+            snippet = self._snippet(s, own, float(maps[k, own, v.unit]))
+            snippet["special_peak"] = {"token": self._tokens(s)[pos] if 0 <= pos < len(self._tokens(s)) else "",
+                                       "value": value}
+            out.append(snippet)
+        return out
 
     def _tokens(self, index: int) -> list[str]:
         ids = self._inputs([index])["input_ids"][0].tolist()
@@ -371,8 +395,10 @@ class Run:
     def _snippet(self, index: int, position: int, value: float) -> dict[str, Any]:
         """The tokens around a unit's peak: [before, the token, after], word pieces kept as the model saw them."""
         tokens = self._tokens(index)
-        if position < 0 or position >= len(tokens):  # a unit with one position (pooled, logits): the text
-            return {"sample": index, "value": value, "before": _join_tokens(tokens), "token": "", "after": ""}
+        if position < 0 or position >= len(tokens):  # a unit with one position (pooled, logits): the text itself
+            own = self._text_positions(index)
+            text = [t for t, keep in zip(tokens, own.tolist(), strict=False) if keep]
+            return {"sample": index, "value": value, "before": _join_tokens(text), "token": "", "after": ""}
         c = self.p.context_tokens
         before = tokens[max(0, position - c):position]
         after = tokens[position + 1:position + 1 + c]

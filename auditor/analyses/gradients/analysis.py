@@ -34,7 +34,7 @@ from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.analyses.gradients.conductance import SweepResult, SweepSpec, run_sweep
 from auditor.walk.needs import Needs
 from auditor.errors import ConfigError
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import Finding
 from auditor.schema.report import Cost, Section
 from auditor.subject import Task
 from auditor.walk.blocks import Block
@@ -43,6 +43,8 @@ from auditor.walk.recorder import split_call
 
 
 from auditor.analyses.gradients.params import GradientsParams
+from auditor.analyses.gradients.findings import DEFAULT_RULES, FINDINGS
+from auditor.schema.findings import DefaultRule, Findings
 from auditor.analyses.gradients.report import (
     SERIES,
     class_heatmap,
@@ -61,6 +63,8 @@ class Gradients(Analysis):
 
     id: ClassVar[str] = "gradients"
     title: ClassVar[str] = "Gradients and contributions"
+    findings: ClassVar[Findings] = FINDINGS
+    default_rules: ClassVar[tuple[DefaultRule, ...]] = DEFAULT_RULES
     tasks: ClassVar[frozenset[Task]] = frozenset({"classification"})
     params_type: ClassVar[type[BaseModel]] = GradientsParams
     cost_note: ClassVar[str] = ("one backward per batch in the shared capture; a conductance sweep of "
@@ -139,7 +143,7 @@ class Gradients(Analysis):
             heads_figure(head_modules, module_metrics, heads),
         ) if f is not None]
         metrics = {"modules_with_gradient": float(sum(1 for n in ran if n in ctx.tree)),
-                   "no_influence_modules": float(sum(1 for f in findings if f.id == "gradients.no_influence")),
+                   "no_influence_modules": float(sum(1 for f in findings if f.id == FINDINGS.id("no_influence"))),
                    "mean_target": float(ctx.capture.targets.mean()) if ctx.capture.targets is not None else math.nan}
         if sweep is not None and sweep.delta is not None:
             metrics["conductance_samples"] = float(len(sweep.samples))
@@ -215,8 +219,8 @@ def _no_influence(ctx: AuditContext, ran: list[str], grad_norm: dict[str, torch.
         if call is not None:
             if module in silent_set:
                 continue  # the module is reported, with all its calls
-            findings.append(Finding(
-                id="gradients.no_influence", severity=Severity.INFO, module=name,
+            findings.append(FINDINGS.finding(
+                "no_influence", module=name,
                 message=(f"Call {call} of {module} ({ctx.tree.nodes[module].type}) runs, but the decision does not "
                          f"depend on what it returns: its gradient is exactly zero on all {len(ctx.subject)} samples, "
                          "while the module's other calls matter. That call's compute is spent for nothing."),
@@ -226,8 +230,8 @@ def _no_influence(ctx: AuditContext, ran: list[str], grad_norm: dict[str, torch.
         if parent in silent_set:
             continue  # its container is reported
         below = [n for n in silent if n.startswith(f"{name}.")]
-        findings.append(Finding(
-            id="gradients.no_influence", severity=Severity.INFO, module=name,
+        findings.append(FINDINGS.finding(
+            "no_influence", module=name,
             message=(f"{name} ({ctx.tree.nodes[name].type}) runs, but the decision does not depend on its output: "
                      f"its gradient is exactly zero on all {len(ctx.subject)} samples"
                      + (f" (as for the {len(below)} module{'s' * (len(below) != 1)} inside it)" if below else "")
@@ -267,8 +271,8 @@ def _vanishing(ctx: AuditContext, module_metrics: dict[str, dict[str, float]], p
         kind = "vanishing" if ratio < p.vanishing_ratio else "exploding" if ratio > p.exploding_ratio else None
         if kind is None:
             continue
-        findings.append(Finding(
-            id=f"gradients.{kind}", severity=Severity.WARN, module=group,
+        findings.append(FINDINGS.finding(
+            kind, module=group,
             message=(f"The gradient {'shrinks' if kind == 'vanishing' else 'grows'} {max(ratio, 1 / ratio):.3g}-fold "
                      f"from the last to the first of the {len(members)} blocks of {group} ({members[-1]}: "
                      f"{last:.3g}, {members[0]}: {first:.3g}); the early blocks "

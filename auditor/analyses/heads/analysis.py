@@ -11,9 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from auditor.analyses.heads.signatures import Signatures, measure
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.kit.lm import lm_layout
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import Finding
 from auditor.schema.report import Cost, Section, Table
 from auditor.subject import Task
+from auditor.analyses.heads.findings import FINDINGS
+from auditor.schema.findings import Findings
 
 
 class HeadsParams(BaseModel):
@@ -45,6 +47,7 @@ class AttentionHeads(Analysis):
 
     id: ClassVar[str] = "heads"
     title: ClassVar[str] = "Attention heads"
+    findings: ClassVar[Findings] = FINDINGS
     modalities = frozenset({"text"})
     tasks: ClassVar[frozenset[Task]] = frozenset({"causal_lm"})
     params_type: ClassVar[type[BaseModel]] = HeadsParams
@@ -133,8 +136,8 @@ def _findings(sig: Signatures, previous: list[str], duplicate: list[str], induct
         read_words = "; ".join(f"{h} reads the previous-token head {e} (ablating it lowers its prefix-matching "
                                f"score from {sig.induction[h]:.2f} to {sig.induction[h] - d:.2f})"
                                for h, (e, d) in reads.items())
-        findings.append(Finding(
-            id="heads.induction_heads", severity=Severity.INFO, module=induction[0],
+        findings.append(FINDINGS.finding(
+            "induction_heads", module=induction[0],
             message=(f"Induction heads: {_fmt(induction, sig.induction)} attend to the token after an earlier copy "
                      f"of the current token and copy it (copying {', '.join(f'{sig.copying[h]:.2f}' for h in induction)})"
                      f"{'; ' + read_words if read_words else ''}. They let the model continue a sequence it has "
@@ -143,14 +146,14 @@ def _findings(sig: Signatures, previous: list[str], duplicate: list[str], induct
                       "top_copying": round(sig.copying[induction[0]], 4), "threshold": p.induction,
                       "reads": ", ".join(f"{h}<-{e}" for h, (e, _) in reads.items())}))
     if previous:
-        findings.append(Finding(
-            id="heads.previous_token_heads", severity=Severity.INFO, module=previous[0],
+        findings.append(FINDINGS.finding(
+            "previous_token_heads", module=previous[0],
             message=f"Previous-token heads: {_fmt(previous, sig.previous_token)} attend mostly to the previous token.",
             evidence={"heads": ", ".join(previous), "top_score": round(sig.previous_token[previous[0]], 4),
                       "threshold": p.previous_token}))
     if duplicate:
-        findings.append(Finding(
-            id="heads.duplicate_token_heads", severity=Severity.INFO, module=duplicate[0],
+        findings.append(FINDINGS.finding(
+            "duplicate_token_heads", module=duplicate[0],
             message=f"Duplicate-token heads: {_fmt(duplicate, sig.duplicate_token)} attend to an earlier copy of "
                     "the current token.",
             evidence={"heads": ", ".join(duplicate), "top_score": round(sig.duplicate_token[duplicate[0]], 4),

@@ -41,6 +41,8 @@ from auditor.walk.patch import Patch
 
 from auditor.analyses.judge.params import JudgeParams
 from auditor.analyses.judge.findings import findings_of, metrics_of, summary_of
+from auditor.analyses.judge.findings import DEFAULT_RULES, FINDINGS
+from auditor.schema.findings import DefaultRule, Findings
 
 
 class Judge(Analysis):
@@ -48,6 +50,8 @@ class Judge(Analysis):
 
     id: ClassVar[str] = "judge"
     title: ClassVar[str] = "Generator judge"
+    findings: ClassVar[Findings] = FINDINGS
+    default_rules: ClassVar[tuple[DefaultRule, ...]] = DEFAULT_RULES
     modalities: ClassVar[frozenset[Modality]] = frozenset({"noise"})
     tasks: ClassVar[frozenset[Task]] = frozenset({"generation"})
     params_type: ClassVar[type[BaseModel]] = JudgeParams

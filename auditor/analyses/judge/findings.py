@@ -8,10 +8,42 @@ import math
 
 from auditor.analyses.judge.metrics import Estimate, JudgeRow, Reference
 from auditor.analyses.judge.report import class_name, describe
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import DefaultRule, Finding, Findings, FindingSpec, Severity
 
 
 from auditor.analyses.judge.params import JudgeParams
+
+
+DEFAULT_RULES = (
+    DefaultRule("generated samples stay recognizable", metric="judge.intact_confidence", max_drop=0.05, critical=False,
+                optional=True,
+                comments={"max_drop": "the classifier judge's mean confidence, against the last release's generator",
+                          "optional": "generators only, and only with a classifier judge"}),
+)
+_DRAWS_ONE_CLASS = DefaultRule("no new generator module draws one class alone", severity="info", fail_on_new=True,
+                               critical=False)
+
+FINDINGS = Findings(
+    "judge",
+    FindingSpec("main_path", Severity.INFO,
+                "replacing any of several generator modules by its mean makes every sample the same image (diversity "
+                "−99.9% or less): one finding for all of them, since each says only that every sample passes through "
+                "it"),
+    FindingSpec("critical_module", Severity.INFO,
+                "ablating a generator module lowers the discriminator's mean realness by at least `critical_drop` of "
+                "the intact samples' (and the drop's interval excludes 0): the samples stop looking real; or it "
+                "lowers the samples' diversity by at least `critical_drop` (interval excluding 0): the generator "
+                "draws (nearly) one image, even where the discriminator is fooled by it"),
+    FindingSpec("class_specific", Severity.INFO,
+                "ablating a generator module or unit makes one class vanish: its share of the samples falls by at "
+                "least `class_drop` of its own (interval excluding 0), at least `class_gap` more than any other "
+                "class's; names the module and the class", rule=_DRAWS_ONE_CLASS),
+    FindingSpec("redundant", Severity.INFO,
+                "an equivalence: the intervals of the realness and confidence drops, of the relative diversity "
+                "change, and the class shift all lie within ±`redundant_margin`: no judge moves (reported at the "
+                "outermost such module)"),
+)
+"""Every finding the judge analysis gives (docs/findings.md is written from these)."""
 
 
 def _by(row: JudgeRow) -> str:
@@ -26,9 +58,22 @@ def _module_rows(rows: list[JudgeRow]) -> list[JudgeRow]:
 
 def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgeParams
               ) -> tuple[list[Finding], dict[str, int]]:
+    """Every judge finding: the main path and the critical modules, the class-specific ones, the redundant ones;
+    the counts of each."""
+    over = f"{p.confidence:.0%} interval over {len(ref.groups)} noise batches"
+    twins = _twins(rows)
+    findings, critical, path = _critical(ref, rows, p, twins, over)
+    specific = _class_specific(ref, rows, names, p, twins)
+    redundant = _redundant(rows, p, over)
+    counts = {"critical_modules": len(critical), "main_path_modules": len(path), "class_specific": len(specific),
+              "redundant_modules": len(redundant)}
+    return findings + specific + redundant, counts
+
+
+def _critical(ref: Reference, rows: list[JudgeRow], p: JudgeParams, twins: dict[int, JudgeRow], over: str
+              ) -> tuple[list[Finding], list[JudgeRow], list[JudgeRow]]:
+    """The main path finding and one per other critical module; the critical rows and those on the path."""
     findings: list[Finding] = []
-    conf = f"{p.confidence:.0%}"
-    over = f"{conf} interval over {len(ref.groups)} noise batches"
 
     def unreal(r: JudgeRow) -> bool:
         return r.relative_realness_drop >= p.critical_drop and r.realness_drop.low > 0
@@ -64,11 +109,17 @@ def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: Judge
                     f"{': every sample is the same image' if div.value <= -0.999 else ''}"
                     f", while the discriminator's mean realness moves only from {ref.realness:.3f} to "
                     f"{row.realness:.3f}: it does not see what was lost")
-        findings.append(Finding(
-            id="judge.critical_module", severity=Severity.INFO, module=row.target.name,
+        findings.append(FINDINGS.finding(
+            "critical_module", module=row.target.name,
             message=f"Replacing the output of {describe(row)} by {_by(row)} {what}{_same_as(row, rows, twins)}.",
             evidence=_evidence(row)))
 
+    return findings, critical, path
+
+
+def _class_specific(ref: Reference, rows: list[JudgeRow], names: list[str], p: JudgeParams, twins: dict[int, JudgeRow]
+                    ) -> list[Finding]:
+    findings: list[Finding] = []
     specific = []
     hist = ref.histogram
     for row in rows:
@@ -82,8 +133,8 @@ def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: Judge
     for _, row, c, top, second in specific:
         assert hist is not None and row.shares is not None
         name = class_name(c, names)
-        findings.append(Finding(
-            id="judge.class_specific", severity=Severity.INFO, module=row.target.name,
+        findings.append(FINDINGS.finding(
+            "class_specific", module=row.target.name,
             message=(f"Ablating {describe(row)} makes class {name!r} vanish from the samples: the classifier assigns "
                      f"it {float(row.shares[c]) * 100:.1f}% of them instead of {float(hist[c]) * 100:.1f}% "
                      f"({-top * 100:.0f}%), while no other class loses more than {max(second, 0.0) * 100:.0f}% of its "
@@ -92,6 +143,12 @@ def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: Judge
                       "class_share_ablated": float(row.shares[c]), "relative_drop": top,
                       "next_relative_drop": second}))
 
+    return findings
+
+
+def _redundant(rows: list[JudgeRow], p: JudgeParams, over: str) -> list[Finding]:
+    """One finding per outermost module whose ablation moves no judge."""
+    findings: list[Finding] = []
     m = p.redundant_margin
     redundant = [r for r in _module_rows(rows) if _is_redundant(r, m)]
     names_redundant = {r.target.name for r in redundant}
@@ -104,14 +161,12 @@ def findings_of(ref: Reference, rows: list[JudgeRow], names: list[str], p: Judge
             parts.append(f"at most {max(row.class_shift.high, 0.0) * 100:.1f}% of samples change class")
         if row.diversity_change is not None:
             parts.append(f"diversity by {_range(row.diversity_change, pct=True)}")
-        findings.append(Finding(
-            id="judge.redundant", severity=Severity.INFO, module=row.target.name,
+        findings.append(FINDINGS.finding(
+            "redundant", module=row.target.name,
             message=(f"Replacing the output of {describe(row)} by {_by(row)} moves no judge: "
                      f"{'; '.join(parts)} ({over}, all within ±{m:g}). The generator does not need it as trained."),
             evidence=_evidence(row)))
-    counts = {"critical_modules": len(critical), "main_path_modules": len(path), "class_specific": len(specific),
-              "redundant_modules": len(outermost)}
-    return findings, counts
+    return findings
 
 
 def _one_image(row: JudgeRow) -> bool:
@@ -130,8 +185,8 @@ def _main_path_finding(ref: Reference, path: list[JudgeRow], p: JudgeParams) -> 
     inside = f" (with {inner} of the modules inside {'it' if len(outer) == 1 else 'them'})" if inner else ""
     realness = [r.realness for r in path]
     replaced = sorted({_by(r) for r in path})
-    return Finding(
-        id="judge.main_path", severity=Severity.INFO, module=None,
+    return FINDINGS.finding(
+        "main_path", module=None,
         message=(f"The generator draws one image for every noise vector when any of {len(names)} modules on its main "
                  f"path is replaced by {' or '.join(replaced)}: {shown}{inside}. The discriminator then rates the "
                  f"samples {min(realness):.3f}–{max(realness):.3f} real (intact {ref.realness:.3f}): every sample "

@@ -71,10 +71,10 @@ def tables(ref: Reference, rows: Sequence[JudgeRow], names: Sequence[str], p: Ju
     if modules:
         columns = ["rank", "module", "ablated", "realness", "drop", "low", "high"]
         if classifier:
-            columns += ["conf. drop", "class shift", "vanishing"]
+            columns += ["conf. drop (pts)", "class shift (%)", "vanishing"]
             if conditional:
-                columns.append("asked drop")
-        columns += ["diversity", "moved"]
+                columns.append("asked drop (pts)")
+        columns += ["diversity (%)", "moved"]
         body: list[list[Any]] = []
         for i, r in enumerate(modules, start=1):
             cells: list[Any] = [i, r.target.name, _ablated_as(r), _r(r.realness), _value(r.realness_drop),
@@ -115,8 +115,8 @@ def tables(ref: Reference, rows: Sequence[JudgeRow], names: Sequence[str], p: Ju
                                if classifier else []),
                              _value(r.diversity_change, 100, 1)])
         out.append(Table(id="judge.units", title="Units whose ablation moves the samples most",
-                         columns=["layer", "unit", "realness drop", *(["class shift", "vanishing"] if classifier else []),
-                                  "diversity"], rows=body,
+                         columns=["layer", "unit", "realness drop", *(["class shift (%)", "vanishing"] if classifier else []),
+                                  "diversity (%)"], rows=body,
                          caption="Per unit layer, the 8 units (channels) whose ablation alone moves the class histogram "
                                  "most (without a classifier: the realness). module_metrics hold every unit, as "
                                  "`<layer>#<unit>`."))

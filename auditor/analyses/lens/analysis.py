@@ -30,9 +30,10 @@ from auditor.kit.lm import (
     projection_rows,
     unembedding_weight,
 )
-from auditor.schema.findings import Finding, Severity
 from auditor.schema.report import Cost, Section, Table
 from auditor.subject import Task
+from auditor.analyses.lens.findings import FINDINGS
+from auditor.schema.findings import Findings
 
 
 class LensParams(BaseModel):
@@ -52,6 +53,7 @@ class Lens(Analysis):
 
     id: ClassVar[str] = "lens"
     title: ClassVar[str] = "Logit lens and direct logit attribution"
+    findings: ClassVar[Findings] = FINDINGS
     modalities = frozenset({"text"})
     tasks: ClassVar[frozenset[Task]] = frozenset({"causal_lm"})
     params_type: ClassVar[type[BaseModel]] = LensParams
@@ -153,16 +155,16 @@ class Lens(Analysis):
         findings = []
         if formed is not None:
             k = layer_names.index(formed)
-            findings.append(Finding(
-                id="lens.prediction_formed", severity=Severity.INFO, module=None if formed == "embeddings" else formed,
+            findings.append(FINDINGS.finding(
+                "prediction_formed", module=None if formed == "embeddings" else formed,
                 message=(f"The logit lens reads the model's own top-1 token from {formed} on (agreement "
                          f"{lens_agree[k]:.0%}, loss {lens_loss[k]:.3f} against {lens_loss[-1]:.3f} at the output)."),
                 evidence={"layer": formed, "agreement": round(float(lens_agree[k]), 4),
                           "lens_loss": round(float(lens_loss[k]), 4), "threshold": p.formed}))
         if ranked and dla[ranked[0]] > 0:
             top = [n for n in ranked[:p.top] if dla[n] > 0]
-            findings.append(Finding(
-                id="lens.direct_contributors", severity=Severity.INFO, module=top[0],
+            findings.append(FINDINGS.finding(
+                "direct_contributors", module=top[0],
                 message=("Largest direct contributions to the correct next token's logit: "
                          + ", ".join(f"{n} ({dla[n]:+.2f})" for n in top)
                          + f", of a mean centred logit of {own_logit:.2f} over {tokens:,} tokens."),
@@ -173,7 +175,7 @@ class Lens(Analysis):
         dla_rows = [[n, round(dla[n], 4)] for n in names]
         tables = [
             Table(id="logit_lens", title="Logit lens: the residual stream after each layer, read out",
-                  columns=["after", "loss", "top-1 agreement with the model"], rows=lens_rows),
+                  columns=["after", "loss (nats)", "top-1 agreement with the model"], rows=lens_rows),
             Table(id="direct_logit_attribution", title="Direct logit attribution onto the correct next token",
                   columns=["part", "mean centred logit"], rows=dla_rows,
                   caption=f"Mean over {tokens:,} audited tokens; the parts sum to {own_logit - remainder:.3f} of the "

@@ -32,9 +32,11 @@ from auditor.kit.lm import (
     seen_before,
     text_losses,
 )
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import Finding
 from auditor.schema.report import Cost, Section, Table
 from auditor.subject import Task
+from auditor.analyses.lm_ablation.findings import FINDINGS
+from auditor.schema.findings import Findings
 
 Kind = Literal["layer", "attention", "head", "mlp"]
 
@@ -108,6 +110,7 @@ class LMAblation(Analysis):
 
     id: ClassVar[str] = "lm_ablation"
     title: ClassVar[str] = "Ablation (language model)"
+    findings: ClassVar[Findings] = FINDINGS
     modalities = frozenset({"text"})
     tasks: ClassVar[frozenset[Task]] = frozenset({"causal_lm"})
     params_type: ClassVar[type[BaseModel]] = LMAblationParams
@@ -252,7 +255,7 @@ class LMAblation(Analysis):
                   powered: bool) -> list[Finding]:
         p = self.params
         if not powered:
-            return [Finding(id="lm_ablation.inconclusive", severity=Severity.INFO,
+            return [FINDINGS.finding("inconclusive",
                             message=(f"Only {texts} audit texts: too few for intervals that can tell an ablation "
                                      f"that matters from one that does not (at least {p.min_texts}); the numbers "
                                      "are shown but nothing is concluded from them."),
@@ -261,8 +264,8 @@ class LMAblation(Analysis):
         critical = sorted((t.name for t in targets if mm[t.name]["loss_increase_low"] >= p.critical),
                           key=lambda n: -mm[n]["loss_increase"])
         if critical:
-            findings.append(Finding(
-                id="lm_ablation.critical", severity=Severity.INFO, module=critical[0],
+            findings.append(FINDINGS.finding(
+                "critical", module=critical[0],
                 message=("Ablating " + ", ".join(f"{n} (+{mm[n]['loss_increase']:.2f})" for n in critical[:8])
                          + (f" and {len(critical) - 8} more" if len(critical) > 8 else "")
                          + f" raises the next-token loss by at least {p.critical:g} nats per token (interval low end)."),
@@ -271,8 +274,8 @@ class LMAblation(Analysis):
                              and mm[t.name]["loss_increase_first"] < mm[t.name]["loss_increase_repeated"] / 5),
                             key=lambda n: -mm[n]["loss_increase_repeated"])
         if in_context:
-            findings.append(Finding(
-                id="lm_ablation.in_context", severity=Severity.INFO, module=in_context[0],
+            findings.append(FINDINGS.finding(
+                "in_context", module=in_context[0],
                 message=("Ablating " + ", ".join(f"{n} (+{mm[n]['loss_increase_repeated']:.2f} on repeated tokens, "
                                                  f"{mm[n]['loss_increase_first']:+.2f} on first occurrences)"
                                                  for n in in_context[:6])
@@ -282,8 +285,8 @@ class LMAblation(Analysis):
         unused = [t.name for t in targets if -p.unused <= mm[t.name]["loss_increase_low"]
                   and mm[t.name]["loss_increase_high"] <= p.unused]
         if unused:
-            findings.append(Finding(
-                id="lm_ablation.unused", severity=Severity.INFO, module=unused[0],
+            findings.append(FINDINGS.finding(
+                "unused", module=unused[0],
                 message=(f"{len(unused)} targets change the loss by less than {p.unused:g} nats when ablated "
                          f"(interval within +/-{p.unused:g}): " + ", ".join(unused[:8])
                          + (" ..." if len(unused) > 8 else "") + "."),

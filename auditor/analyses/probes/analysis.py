@@ -55,6 +55,8 @@ from auditor.schema.report import Cost, Section
 from auditor.subject import Subject
 from auditor.subject.task import log_probabilities
 from auditor.walk.patch import Patch
+from auditor.analyses.probes.findings import FINDINGS
+from auditor.schema.findings import Findings
 
 
 class ProbesParams(BaseModel):
@@ -94,6 +96,7 @@ class Probes(Analysis):
 
     id: ClassVar[str] = "probes"
     title: ClassVar[str] = "Linear probes"
+    findings: ClassVar[Findings] = FINDINGS
     params_type: ClassVar[type[BaseModel]] = ProbesParams
     cost_note: ClassVar[str] = ("pooled block outputs in the shared capture; one pass over each probe set, and one "
                                 "more over each (the audit data too) with the network re-initialized")
@@ -367,8 +370,8 @@ def property_findings(ctx: AuditContext, res: PropertyResult, peak: str, order: 
     if top.random_init is not None:
         evidence["random_init_accuracy"] = round(top.random_init, 4)
     if not signal:
-        findings.append(Finding(
-            id="probes.no_signal", severity=Severity.INFO if mild else Severity.WARN, module=None,
+        findings.append(FINDINGS.finding(
+            "no_signal", severity=Severity.INFO if mild else Severity.WARN, module=None,
             message=(f"No block carries {name!r} linearly: the best probe ({where}, {top.accuracy:.1%}) does not beat "
                      f"what shuffled labels reach at the best block ({res.threshold:.1%}, 95th percentile over "
                      f"{len(top.permuted)} permutations; majority class {res.majority:.1%})."),
@@ -376,15 +379,15 @@ def property_findings(ctx: AuditContext, res: PropertyResult, peak: str, order: 
         return findings
     over_random = f", {top.accuracy - top.random_init:+.1%} over the re-initialized network" \
         if top.random_init is not None else ""
-    findings.append(Finding(
-        id="probes.peak_layer", severity=Severity.INFO, module=peak,
+    findings.append(FINDINGS.finding(
+        "peak_layer", module=peak,
         message=(f"{name!r} is best decodable at {where}: {top.accuracy:.1%} [{top.low:.1%}, {top.high:.1%}] "
                  f"against {res.threshold:.1%} for shuffled labels and {res.majority:.1%} for the majority class"
                  f"{over_random}."),
         evidence=evidence))
     if top.random_init is not None and top.accuracy - top.random_init < params.not_learned_margin:
-        findings.append(Finding(
-            id="probes.not_learned", severity=Severity.INFO, module=peak,
+        findings.append(FINDINGS.finding(
+            "not_learned", module=peak,
             message=(f"At {where}, the re-initialized network carries {name!r} as well as the trained one "
                      f"({top.random_init:.1%} against {top.accuracy:.1%}): the property lives in the input or the "
                      "architecture, not in what training taught."),
@@ -392,8 +395,8 @@ def property_findings(ctx: AuditContext, res: PropertyResult, peak: str, order: 
     output = head if head is not None and head in res.modules else order[-1]
     out = res.modules.get(output)
     if out is not None and output != peak and top.accuracy - out.accuracy >= params.lost_margin and out.high < top.low:
-        findings.append(Finding(
-            id="probes.lost_in_head", severity=Severity.INFO if mild else Severity.WARN, module=output,
+        findings.append(FINDINGS.finding(
+            "lost_in_head", severity=Severity.INFO if mild else Severity.WARN, module=output,
             message=(f"{name!r} is decodable at {where} ({top.accuracy:.1%}) but much less at "
                      f"{_label(output, head)} ({out.accuracy:.1%}): the later blocks discard it."),
             evidence={**evidence, "output_module": output, "output_accuracy": round(out.accuracy, 4)}))

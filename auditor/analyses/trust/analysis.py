@@ -43,6 +43,8 @@ from auditor.analyses.trust.explainers import (IMAGE_EXPLAINERS, TEXT_EXPLAINERS
 
 from auditor.analyses.trust.params import TrustParams
 from auditor.analyses.trust.run import TrustRun
+from auditor.analyses.trust.findings import FINDINGS
+from auditor.schema.findings import Findings
 
 
 class Trust(Analysis):
@@ -50,6 +52,7 @@ class Trust(Analysis):
 
     id: ClassVar[str] = "trust"
     title: ClassVar[str] = "Can the explanations be trusted?"
+    findings: ClassVar[Findings] = FINDINGS
     tasks: ClassVar[frozenset[Task]] = frozenset({"classification"})
     params_type: ClassVar[type[BaseModel]] = TrustParams
     cost_note: ClassVar[str] = ("explanations of 16 samples at every randomization step; deletion/insertion curves "

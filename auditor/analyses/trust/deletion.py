@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from auditor.engine.analysis import AuditContext
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import Finding
 from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.report import Figure, Table
 import auditor.analyses.trust.faithfulness as faith
 from auditor.analyses.trust.counterfactual import blur
 from auditor.analyses.trust.explainers import TITLES
 from auditor.analyses.trust.imputation import noisy_linear_impute
+from auditor.analyses.trust.findings import FINDINGS
 
 if TYPE_CHECKING:
     from auditor.analyses.trust.params import TrustParams
@@ -225,8 +226,8 @@ class DeletionTest:
                          float(f"{c.p_deletion:.3g}"), round(c.insertion, 4), round(c.random_insertion, 4),
                          float(f"{c.p_insertion:.3g}"), verdict])
             if m in self.methods and power.conclusive and not better:
-                findings.append(Finding(
-                    id="trust.unfaithful", severity=Severity.WARN,
+                findings.append(FINDINGS.finding(
+                    "unfaithful",
                     message=(f"{TITLES.get(m, m)} is not faithful: deleting the positions it ranks first lowers the "
                              f"target's probability no faster than deleting random ones (deletion area "
                              f"{c.deletion:.3f} against {c.random_deletion:.3f} for random orders, one-sided Wilcoxon "
@@ -239,9 +240,8 @@ class DeletionTest:
                               "occlusion_deletion_auc": round(power.occlusion.deletion, 4),
                               "occlusion_p_value": power.occlusion.p_deletion}))
         if not power.conclusive:
-            findings.append(Finding(
-                id="trust.faithfulness_inconclusive", severity=Severity.INFO,
-                message=("The deletion test cannot judge the explainers on this model, so none is called unfaithful: "
+            findings.append(FINDINGS.finding(
+                "faithfulness_inconclusive", message=("The deletion test cannot judge the explainers on this model, so none is called unfaithful: "
                          + "; ".join(power.reasons) + "."),
                 evidence={"random_deletion_auc": round(power.occlusion.random_deletion, 4),
                           "random_deletion_normalized": round(power.random_normalized, 4),

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from scipy import stats as stats_test
 
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import Finding
 from auditor.schema.report import Table
 from auditor.analyses.trust.counterfactual import (WordSwapper, blur, bootstrap_mean, default_word_pairs, region_mask, wilson,
                                           word_pattern)
@@ -20,6 +20,7 @@ from auditor.analyses.trust.counterfactual import (WordSwapper, blur, bootstrap_
 
 
 from auditor.analyses.trust.base import TrustRunBase
+from auditor.analyses.trust.findings import FINDINGS
 
 
 class ProtectedChecks(TrustRunBase):
@@ -102,8 +103,8 @@ class ProtectedChecks(TrustRunBase):
             or worst is not None
         if flagged and (excess_p is None or excess_p < p.alpha):
             where = f"; in class {worst[0]} {worst[1]:.0%} of {worst[2]}" if worst is not None and worst[1] > 0 else ""
-            findings.append(Finding(
-                id="trust.protected_feature", severity=Severity.WARN,
+            findings.append(FINDINGS.finding(
+                "protected_feature",
                 message=(f"The model relies on a protected feature: the counterfactual edit flips "
                          f"{overall['flip_rate']:.1%} of {overall['n']} edited predictions{where}, and moves the "
                          f"target's probability by {overall['mean_abs_change']:.3f} on average (thresholds: "

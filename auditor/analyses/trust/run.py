@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from auditor.analyses.trust.deletion import DeletionTest
-from auditor.schema.findings import Finding, Severity
+from auditor.schema.findings import Finding
 from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.report import Figure, Section, Table
 from auditor.analyses.trust.explainers import (MULTIPLIES_BY_INPUT, SHORT, TITLES)
@@ -21,6 +21,7 @@ from auditor.analyses.trust.similarity import rank_correlation, ssim
 
 from auditor.analyses.trust.base import last_parts
 from auditor.analyses.trust.protected import ProtectedChecks
+from auditor.analyses.trust.findings import FINDINGS
 
 
 class TrustRun(ProtectedChecks):
@@ -139,8 +140,8 @@ class TrustRun(ProtectedChecks):
                                  f"{similarity} of {absolute:.2f} after full randomization and rank like the input "
                                  f"itself ({after:.2f}); its signed maps ({signed:.2f}) are the test.")
             if abs(signed) > p.sanity_threshold:
-                findings.append(Finding(
-                    id="trust.sanity_failed", severity=Severity.WARN,
+                findings.append(FINDINGS.finding(
+                    "sanity_failed",
                     message=(f"{TITLES.get(m, m)} fails the randomization sanity check: with every weight of the "
                              f"model re-initialized, its maps still correlate {signed:.2f} (signed rank correlation, "
                              f"threshold {p.sanity_threshold:.2f}) with the trained model's. They describe the input "

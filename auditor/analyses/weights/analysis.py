@@ -38,6 +38,8 @@ MIN_SPIKE_SIDE = 8
 
 
 from auditor.analyses.weights.spectra import LayerSpectrum, WeightsParams, layer_spectra
+from auditor.analyses.weights.findings import FINDINGS
+from auditor.schema.findings import Findings
 
 
 class Weights(Analysis):
@@ -45,6 +47,7 @@ class Weights(Analysis):
 
     id: ClassVar[str] = "weights"
     title: ClassVar[str] = "Weight spectra"
+    findings: ClassVar[Findings] = FINDINGS
     modalities: ClassVar[frozenset[Modality]] = frozenset({"text", "image", "tabular", "noise", "none"})
     tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding", "generation", "causal_lm"})
     params_type: ClassVar[type[BaseModel]] = WeightsParams
@@ -67,7 +70,7 @@ class Weights(Analysis):
             else None
         findings = [f for layer in layers for f in _layer_findings(layer, p, spare=int(layer.name == head))]
         findings = _one_untrained_finding(findings)
-        findings += [Finding(id="weights.non_finite", severity=Severity.FAIL, module=name,
+        findings += [FINDINGS.finding("non_finite", module=name,
                              message=f"{name or 'The model'} holds {reason.removeprefix(NON_FINITE + ': ')} weights: "
                                      "every output computed from them is NaN or Inf.",
                              evidence={"weights": reason.removeprefix(NON_FINITE + ": ")})
@@ -83,7 +86,7 @@ class Weights(Analysis):
             "layers_under_trained": float(len(above) + len(noise)), "layers_over_trained": float(len(below)),
             "layers_random_like": float(len(noise)),
             "layers_with_traps": float(sum(1 for la in layers if la.traps)),
-            "layers_rank_collapsed": float(sum(1 for f in findings if f.id == "weights.rank_collapse")),
+            "layers_rank_collapsed": float(sum(1 for f in findings if f.id == FINDINGS.id("rank_collapse"))),
         }
         if alphas:
             metrics["mean_alpha"] = float(np.mean(alphas))
@@ -98,7 +101,7 @@ class Weights(Analysis):
                    + (f" {len(fitted)} spectra fitted, mean α {metrics['mean_alpha']:.2f}." if alphas else "")
                    + (f" Not analysed: {', '.join(list(skipped)[:5])}{' …' if len(skipped) > 5 else ''} "
                       "(see details.skipped)." if skipped else ""))
-        order = ("weights.under_trained", "weights.over_trained", "weights.rank_collapse", "weights.correlation_trap")
+        order = tuple(FINDINGS.id(c) for c in ("under_trained", "over_trained", "rank_collapse", "correlation_trap"))
         by_name = {la.name: la for la in layers}
         named = list(dict.fromkeys(f.module for f in sorted(findings, key=lambda f: (order + (f.id,)).index(f.id))
                                    if f.module in by_name))
@@ -136,13 +139,13 @@ def _fit_words(layer: LayerSpectrum) -> str:
 def _one_untrained_finding(findings: list[Finding]) -> list[Finding]:
     """Layers whose weights look like noise are one finding when there are several (a model loaded without its
     weights has nothing but such layers): the same fact, once, naming them all."""
-    noise = [f for f in findings if f.id == "weights.under_trained" and f.evidence.get("random_like")]
+    noise = [f for f in findings if f.id == FINDINGS.id("under_trained") and f.evidence.get("random_like")]
     if len(noise) < 2:
         return findings
     names = [f.module or "(model)" for f in noise]
     shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-    grouped = Finding(
-        id="weights.under_trained", severity=Severity.WARN, module=None,
+    grouped = FINDINGS.finding(
+        "under_trained", severity=Severity.WARN, module=None,
         message=f"{len(names)} layers look untrained: no eigenvalue of their weights stands above the "
                 f"Marchenko–Pastur edge of a random matrix of their size and noise level ({shown}); their "
                 "spectra are those of noise, as freshly initialized weights are, and no power law is fitted.",
@@ -160,32 +163,32 @@ def _layer_findings(layer: LayerSpectrum, p: WeightsParams, *, spare: int = 0) -
         "alpha": round(alpha, 4) if alpha is not None else None, "ks": round(layer.fit.ks or 0.0, 4),
         "n_tail": layer.fit.n_tail, "eigenvalues": len(layer.evals)}
     if layer.random_like:
-        findings.append(Finding(
-            id="weights.under_trained", severity=Severity.WARN, module=layer.name,
+        findings.append(FINDINGS.finding(
+            "under_trained", severity=Severity.WARN, module=layer.name,
             message=f"{name} looks untrained: no eigenvalue of its weights stands above the Marchenko–Pastur edge of "
                     f"a random matrix of its size and noise level ({layer.edge:.3g}; largest {layer.lambda_max:.3g}), "
                     "so its spectrum is that of noise and no power law is fitted.",
             evidence={**evidence, "random_like": True, "spikes": 0, "edge": layer.edge,
                       "lambda_max": layer.lambda_max}))
     elif alpha is not None and alpha > p.under_trained_alpha:
-        findings.append(Finding(
-            id="weights.under_trained", severity=Severity.INFO, module=layer.name,
+        findings.append(FINDINGS.finding(
+            "under_trained", module=layer.name,
             message=f"{name} looks under-trained: the tail of its weight spectrum falls off with α = {alpha:.2f}, "
                     f"above {p.under_trained_alpha:g}, close to a random matrix's ({_fit_words(layer)}"
                     + (f"; {layer.spikes} eigenvalue{'s' * (layer.spikes != 1)} above the random-matrix edge"
                        if layer.spikes is not None else "") + ").",
             evidence={**evidence, "threshold": p.under_trained_alpha, "spikes": layer.spikes}))
     if alpha is not None and alpha < p.over_trained_alpha:
-        findings.append(Finding(
-            id="weights.over_trained", severity=Severity.INFO, module=layer.name,
+        findings.append(FINDINGS.finding(
+            "over_trained", module=layer.name,
             message=f"{name} has a very heavy-tailed weight spectrum, α = {alpha:.2f} below "
                     f"{p.over_trained_alpha:g}: in Martin & Mahoney's studies a sign of over-training or "
                     f"over-fitting ({_fit_words(layer)}).",
             evidence={**evidence, "threshold": p.over_trained_alpha}))
     if layer.traps:
         value, index, z = layer.largest
-        findings.append(Finding(
-            id="weights.correlation_trap", severity=Severity.INFO, module=layer.name,
+        findings.append(FINDINGS.finding(
+            "correlation_trap", module=layer.name,
             message=f"{name} has a correlation trap: with its weights shuffled, {layer.traps} eigenvalue"
                     f"{'s still stand' if layer.traps != 1 else ' still stands'} above the random-matrix edge "
                     f"(largest {layer.trap_lambda:.3g}, edge {layer.trap_edge:.3g}), so "
@@ -198,8 +201,8 @@ def _layer_findings(layer: LayerSpectrum, p: WeightsParams, *, spare: int = 0) -
     if layer.full_rank and lost - spare > p.rank_collapse_fraction * layer.full_rank:
         pruned = (f"; {layer.zero_rows} of its {layer.shape[0]} rows of weights are all zero"
                   if layer.zero_rows else "")
-        findings.append(Finding(
-            id="weights.rank_collapse", severity=Severity.WARN, module=layer.name,
+        findings.append(FINDINGS.finding(
+            "rank_collapse", module=layer.name,
             message=f"{name} has collapsed in rank: numerical rank {layer.rank} of {layer.full_rank}, so "
                     f"{lost / layer.full_rank:.0%} of the directions it could map carry nothing{pruned}.",
             evidence={"rank": layer.rank, "full_rank": layer.full_rank, "zero_rows": layer.zero_rows,
@@ -221,8 +224,8 @@ def _summary(layers: list[LayerSpectrum], alphas: list[float], *, below: int, ab
                    f"below, {above} above){rest}. α compares layers and models of one family; it is not an accuracy.")
     else:
         message = f"No weight spectrum of the {len(layers)} layers was fitted{rest}."
-    return Finding(
-        id="weights.alpha_summary", severity=Severity.INFO, module=None, message=message,
+    return FINDINGS.finding(
+        "alpha_summary", module=None, message=message,
         evidence={"mean_alpha": round(float(np.mean(alphas)), 4) if alphas else None,
                   "median_alpha": round(float(np.median(alphas)), 4) if alphas else None, "fitted": len(alphas),
                   "below": below, "above": above, "random_like": noise, "too_small": small})

@@ -310,3 +310,54 @@ def test_top_by_relevance_lands_on_text_tokens_heads_name_their_classes_and_mirr
     html = Path(save_report(report, tmp_path / "out", formats=("html",))["html"]).read_text(encoding="utf-8")
     assert "<strong>class positive</strong>" in html and "the same samples with the same relevance as class negative" \
         in html
+
+
+class SpecialTokenUnit(nn.Module):
+    """Text: unit 0 fires hardest on [CLS] (5.0), and within the text on each word by a value set by its id."""
+
+    def __init__(self, vocab: int, cls_id: int) -> None:
+        super().__init__()
+        self.embeddings = nn.Embedding(vocab, 2)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(2, 2)
+        with torch.no_grad():
+            values = torch.tensor([(i % 37) / 37 for i in range(vocab)], dtype=torch.float64)
+            self.embeddings.weight.zero_()
+            self.embeddings.weight[:, 0] = values.float()
+            self.embeddings.weight[cls_id, 0] = 5.0
+            self.embeddings.weight[:, 1] = 1.0
+            self.head.weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+            self.head.bias.zero_()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.act(self.embeddings(input_ids))
+        return self.head(hidden.mean(dim=1))
+
+
+def test_a_unit_of_a_special_token_is_said_once_and_its_snippets_mark_the_texts_own_peaks(tmp_path: Path) -> None:
+    tokenizer = _tokenizer(tmp_path, [])
+    model = SpecialTokenUnit(len(tokenizer), tokenizer.cls_token_id).eval()
+    model.class_names = ["negative", "positive"]
+    texts = ["a great film", "the plot was bad", "i loved it", "really boring", "nice food and good service",
+             "the worst room", "we enjoyed it", "awful"]
+    config = auditor.AuditConfig.model_validate({"batch_size": 4, "analyses": {"features": {
+        "modules": ["act", "head"], "units": {"act": [0], "head": [0]}, "search_steps": 1, "search_candidates": 4}}})
+    report = auditor.audit(model, {"text": texts, "label": ["positive", "negative"] * 4}, tokenizer=tokenizer,
+                           analyses=["features"], config=config)
+    section = report.section("features")
+    assert section.error is None
+    groups = {g["module"]: g["units"][0] for g in section.details["text_units"]}
+    unit = groups["act"]
+    assert unit["peaks_on"] == "[CLS]"  # every top sample peaks on [CLS]: said once
+    weight = model.embeddings.weight[:, 0].detach()
+    for snippet in unit["by_activation"]:
+        ids = tokenizer(texts[snippet["sample"]])["input_ids"][1:-1]  # the text's own tokens
+        best = max(ids, key=lambda i: float(weight[i]))
+        assert snippet["token"] == tokenizer.convert_ids_to_tokens(best)
+        assert snippet["value"] == pytest.approx(float(weight[best]))
+        assert snippet["special_peak"] == {"token": "[CLS]", "value": pytest.approx(5.0)}
+    head = groups["head"]  # one position (logits): the snippet is the whole text, nothing marked
+    assert head["by_activation"] and all(s["token"] == "" and "[CLS]" not in s["before"] for s in head["by_activation"])
+    html = Path(save_report(report, tmp_path / "out", formats=("html",))["html"]).read_text(encoding="utf-8")
+    assert "Its largest activations are all on [CLS], a special token" in html
