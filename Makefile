@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[test,demo]"
+	$(BIN)/python -m pip install -q -e ".[test,demo,ray]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.probes
 	$(BIN)/python -m benchmarks.ablation
 	$(BIN)/python -m benchmarks.judge
+	$(BIN)/python -m benchmarks.ray_executor
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -70,6 +70,27 @@ class GeneratorSpec(BaseModel):
     the generator's second input. Default: the generator's `n_classes` attribute, else 0 (unconditional)."""
 
 
+class ExecutorSpec(BaseModel):
+    """`[executor]`: where the audit's passes run: here (`local`), or on the actors of a Ray cluster (`ray`,
+    needs `pip install "torch-auditor[ray]"`; docs/scale.md)."""
+
+    model_config = _STRICT
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+    """The Ray cluster: `auto` (the one this machine runs), `ray://host:10001` (Ray Client), `host:6379`;
+    default: RAY_ADDRESS when set, else a cluster started here for the audit."""
+    actors: int = Field(2, ge=1)
+    """Actors, each holding one replica of the model."""
+    cpus_per_actor: float = Field(1.0, gt=0)
+    """CPUs Ray reserves for each actor; its torch uses as many threads (at least one)."""
+    gpus_per_actor: float = Field(0.0, ge=0)
+    """GPUs Ray reserves for each actor (the model then runs on its GPU)."""
+    task_retries: int = Field(3, ge=0)
+    """How often one task (a shard of the capture, a group of passes) is rerun on another actor after the actor
+    running it died, before the audit fails."""
+
+
 class AnalysesConfig(BaseModel):
     """`[analyses]`: which analyses run, and one `[analyses.<id>]` table of parameters per analysis.
 
@@ -140,6 +161,8 @@ class AuditConfig(BaseModel):
     generator: GeneratorSpec | None = None
     """Set when the model is a generator: its judges and its noise (see `GeneratorSpec`)."""
     analyses: AnalysesConfig = AnalysesConfig()
+    executor: ExecutorSpec = ExecutorSpec()
+    """`[executor]`: run the passes here or on a Ray cluster (docs/scale.md)."""
     cards: CardsConfig = CardsConfig()
     """`[cards]`: the module atlas's role thresholds (docs/atlas.md)."""
 

@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from auditor.analyses import ALL_ANALYSES, AuditContext, PlanContext, check_analysis_config, run_one
-from auditor.config import AuditConfig, read_config
+from auditor.config import AuditConfig, ExecutorSpec, read_config
 from auditor.engine.capture import Capture
-from auditor.engine.executor import LocalExecutor
+from auditor.engine.executor import Executor, LocalExecutor
 from auditor.engine.plan import Plan, make_plan, stage_budgets
 from auditor.engine.threads import ThreadChoice, choose_threads, torch_threads
 from auditor.errors import ConfigError, DataError
@@ -124,7 +124,8 @@ def _audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress,
         with torch.no_grad():
             batch_seconds = _best_of(forward, 3)
     plan_ctx, plan = plan_subject(subject, config)
-    executor = LocalExecutor(subject, plan_ctx.tree, batch_size=config.batch_size, progress=progress)
+    executor = _executor(config.executor, subject, plan_ctx.tree, batch_size=config.batch_size,
+                             progress=progress)  # a cluster that cannot be reached stops the audit here
     progress.start(total=plan.steps, description="auditing")
     try:
         started = time.perf_counter()
@@ -134,6 +135,7 @@ def _audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress,
         sections = [run_one(p.analysis, ctx, cost=p.cost) if p.error is None
                     else Section.failed(p.analysis.id, p.analysis.title, p.error) for p in plan.analyses]
     finally:
+        executor.close()
         progress.finish()
     for section in sections:
         stages[section.id] = section.seconds
@@ -147,6 +149,18 @@ def _audit_subject(subject: Subject, config: AuditConfig, *, progress: Progress,
                          findings=findings, metrics=metrics, not_run=plan.not_run, not_run_titles=plan.not_run_titles,
                          blocks=blocks)
     return with_cards(report, config.cards)  # the synthesis stage: reads only the report
+
+
+def _executor(spec: ExecutorSpec, subject: Subject, tree: ModuleTree, *, batch_size: int,
+              progress: Progress) -> Executor:
+    """The executor `[executor]` asks for; Ray is imported only for `kind = "ray"`."""
+    if spec.kind == "ray":
+        try:
+            from auditor.engine.ray_executor import RayExecutor
+        except ImportError as err:
+            raise ConfigError(f"the ray executor needs Ray ({err}): pip install \"torch-auditor[ray]\"") from None
+        return RayExecutor(subject, tree, batch_size=batch_size, progress=progress, spec=spec)
+    return LocalExecutor(subject, tree, batch_size=batch_size, progress=progress)
 
 
 def _portable_config(config: AuditConfig) -> dict[str, Any]:
@@ -199,7 +213,7 @@ def _metadata(subject: Subject, config: AuditConfig, stages: dict[str, float], *
 def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None, tokenizer: Any = None,
           config: AuditConfig | None = None, analyses: Sequence[str] | None = None, skip: Sequence[str] = (),
           progress: Progress | None = None, notes: Mapping[str, Any] | None = None, threads: int | None = None,
-          **options: Any) -> AuditReport:
+          executor: str | Mapping[str, Any] | None = None, **options: Any) -> AuditReport:
     """Audits a model on data and returns the report (write it with `auditor.save_report(report, dir)`).
 
     Args:
@@ -217,6 +231,8 @@ def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None,
         notes: facts to record in the report's metadata.
         threads: CPU threads for torch (default: OMP_NUM_THREADS when set, else the cores this process may
             use, or one where one batch measured as fast on one); the report's metadata says which and why.
+        executor: where the passes run: "local" (default) or "ray", or an `[executor]` table as a mapping
+            (`{"kind": "ray", "address": "auto", "actors": 4, "cpus_per_actor": 4}`; docs/scale.md).
 
     Returns:
         The AuditReport: `report.verdict`, `report.findings`, `report.section("inventory")`, ...
@@ -225,6 +241,10 @@ def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None,
     data_fields = set(type(config.data).model_fields)
     overrides = {(f"data.{k}" if k in data_fields else k): v for k, v in options.items()}
     overrides["threads"] = threads
+    if isinstance(executor, str):
+        overrides["executor.kind"] = executor
+    elif executor is not None:
+        overrides.update({f"executor.{k}": v for k, v in executor.items()})
     if analyses is not None:
         overrides["analyses.only"] = list(analyses)
     if skip:

@@ -77,6 +77,8 @@ def run(
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch \\[default: OMP_NUM_THREADS when set, else the cores this process may use, or 1 where one batch measured as fast on 1].", rich_help_panel="Run")] = None,
     analyses: Annotated[Optional[str], typer.Option("--analyses", help="Only these analyses, comma-separated (see [bold]auditor analyses[/]) \\[default: all that apply].", rich_help_panel="Run")] = None,
     skip: Annotated[Optional[str], typer.Option("--skip", help="Analyses not to run, comma-separated.", rich_help_panel="Run")] = None,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="Where the passes run: local, or ray (actors of a Ray cluster; \\[executor] in the config sets actors and CPUs/GPUs each) \\[default: local].", rich_help_panel="Run")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="The Ray cluster: auto, ray://host:10001 or host:6379 \\[default: RAY_ADDRESS, else a cluster started here].", rich_help_panel="Run")] = None,
     plan: Annotated[bool, typer.Option("--plan", help="Print the plan (analyses, what each needs, passes, a time estimate from one timed batch) and exit; writes nothing.", rich_help_panel="Run")] = False,
     formats: Annotated[str, typer.Option("--formats", help="Comma-separated: json,html,pdf.", rich_help_panel="Run")] = "json,html,pdf",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel="Run")] = False,
@@ -122,7 +124,7 @@ def run(
         text_column=text_column, label_column=label_column, unlabeled=unlabeled, max_samples=max_samples,
         max_tokens=max_tokens, image_size=image_size, image_mode=image_mode, out=out_dir, device=device,
         batch_size=batch_size, seed=seed, threads=threads, analyses=_ids(analyses), skip=_ids(skip),
-        discriminator=discriminator, discriminator_weights=discriminator_weights, classifier=classifier,
+        executor=executor, ray_address=ray_address, discriminator=discriminator, discriminator_weights=discriminator_weights, classifier=classifier,
         classifier_weights=classifier_weights, noise_dim=noise_dim)
     _run(options, config=config, formats=formats, plan=plan, quiet=quiet,
          gate=GateOptions(policy=policy, baseline=baseline, junit=junit, markdown=markdown))

@@ -38,6 +38,8 @@ class RunOptions:
     threads: int | None = None
     analyses: tuple[str, ...] | None = None
     skip: tuple[str, ...] | None = None
+    executor: str | None = None
+    ray_address: str | None = None
     discriminator: str | None = None
     discriminator_weights: Path | None = None
     classifier: str | None = None
@@ -57,6 +59,7 @@ class RunOptions:
         _update(raw, out=_text(self.out), device=self.device, batch_size=self.batch_size, seed=self.seed,
                 threads=self.threads)
         _update(raw["analyses"], only=_list(self.analyses), skip=_list(self.skip))
+        _update(raw["executor"], kind=self.executor, address=self.ray_address)
         if self._makes_a_generator():
             spec = raw.get("generator") or {"discriminator": {}}
             for role, path, weights in (("discriminator", self.discriminator, self.discriminator_weights),

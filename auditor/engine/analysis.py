@@ -21,7 +21,7 @@ from auditor.config import AuditConfig
 from auditor.engine.capture import Capture
 from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
-from auditor.engine.prefix import PassRoute, PrefixRun, Traced, run_with_cached_prefixes, time_modules, trace_modules
+from auditor.engine.prefix import PassRoute, PrefixRun, Traced, time_modules, trace_modules
 from auditor.errors import AuditorError
 from auditor.schema.findings import DefaultRule, Finding, Findings, FindingSpec, Severity
 from auditor.progress import Progress, SilentProgress
@@ -121,18 +121,13 @@ class AuditContext(PlanContext):
 
     def patched_scores(self, passes: list[PatchedPass], *, cache_bytes: int, stack: int = 1
                        ) -> tuple[list[torch.Tensor], list[PassRoute | None], PrefixRun | None]:
-        """Every patched pass's scores, in order: in this process on cached prefixes (what precedes the first
-        patched module is recorded once, within `cache_bytes`; up to `stack` passes sharing one forward on
-        stacked copies of the batch), else whole passes on the executor."""
-        from auditor.engine.executor import LocalExecutor
-
-        if isinstance(self.executor, LocalExecutor):
-            seconds = {name: record.seconds for name, record in self.capture.records.items()}
-            run = run_with_cached_prefixes(self.subject, self.tree, passes, traced=self.traced,
-                                           batch_size=self.config.batch_size, budget_bytes=cache_bytes,
-                                           progress=self.progress, seconds=seconds, stack=stack)
-            return run.scores, list(run.routes), run
-        return self.executor.scores(passes), [None] * len(passes), None
+        """Every patched pass's scores, in order, on cached prefixes (what precedes the first patched module is
+        recorded once, within `cache_bytes`; up to `stack` passes sharing one forward on stacked copies of the
+        batch), run by the executor: here, or spread over a cluster's actors."""
+        seconds = {name: record.seconds for name, record in self.capture.records.items()}
+        run = self.executor.patched_run(passes, traced=self.traced, seconds=seconds, cache_bytes=cache_bytes,
+                                        stack=stack)
+        return run.scores, list(run.routes), run
 
     @cached_property
     def rows(self) -> list[ModuleRow]:

@@ -4,7 +4,7 @@ that records every module's statistics and exactly what the analyses' needs name
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,11 +128,39 @@ def find_in_place(subject: Subject, tree: ModuleTree, names: frozenset[str]) -> 
     return frozenset(name for name, calls in seen.items() if any(t._version != version for t, version in calls))
 
 
+@dataclass
+class CapturePart:
+    """What the hooked pass recorded over some batches (all of them, or one shard of an executor on a cluster),
+    before it becomes a Capture: the Recorder's records and collectors, and the batches' scores in order."""
+
+    records: dict[str, ModuleRecord]
+    collectors: dict[str, ModuleCollector]
+    forwards: int
+    sizes: list[int]
+    scores: list[torch.Tensor]
+    """(batch, outputs) per batch."""
+    targets: list[torch.Tensor]
+    backwards: int
+    backward: bool
+    """The pass took gradients (a need asked for them and the task has a target)."""
+    in_place: frozenset[str]
+    backward_error: str | None = None
+
+
 def run_capture(subject: Subject, tree: ModuleTree, needs: Needs, *, batch_size: int,
                 progress: Progress, description: str = "capturing modules") -> Capture:
     """Runs the model once over every batch with a Recorder on every module; hooks go when it ends."""
-    model = subject.model
     started = time.perf_counter()
+    part = record_batches(subject, tree, needs, subject.batches(batch_size), total=subject.n_batches(batch_size),
+                          progress=progress, description=description)
+    return finish_capture(part, needs, task=subject.task, seconds=time.perf_counter() - started)
+
+
+def record_batches(subject: Subject, tree: ModuleTree, needs: Needs, batches: Iterable[Batch], *, total: int,
+                   progress: Progress, description: str = "capturing modules") -> CapturePart:
+    """The hooked pass over `batches` (in audit-data order; each batch keeps its place in the data, so top-k
+    sample indices are the data's), hooks removed when it ends."""
+    model = subject.model
     backward = needs.backward and subject.head.has_target
     in_place = find_in_place(subject, tree, needs.gradients | needs.unit_relevance) if backward else frozenset()
     scores: list[torch.Tensor] = []
@@ -145,8 +173,7 @@ def run_capture(subject: Subject, tree: ModuleTree, needs: Needs, *, batch_size:
         # Parameters of modules whose output is rewritten in place: the backward must reach past the
         # in-place op for their tensor hook to fire, and their own weights are upstream of it.
         upstream = [p for name in in_place for p in tree.get(name).parameters() if p.requires_grad]
-        batches = subject.batches(batch_size)
-        for batch in progress.track(batches, total=subject.n_batches(batch_size), description=description):
+        for batch in progress.track(batches, total=total, description=description):
             recorder.begin_forward(_batch_context(batch))
             sizes.append(len(batch))
             grad_now = backward and backward_error is None
@@ -170,19 +197,28 @@ def run_capture(subject: Subject, tree: ModuleTree, needs: Needs, *, batch_size:
                         backward_error = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
             recorder.end_forward()
             scores.append(out.detach().float().cpu())
-    capture = Capture(needs=needs, records=dict(recorder.records), scores=torch.cat(scores), forwards=recorder.forwards,
-                      backwards=backwards, seconds=time.perf_counter() - started, in_place=in_place,
+    return CapturePart(records=dict(recorder.records), collectors=dict(recorder.collectors),
+                       forwards=recorder.forwards, sizes=sizes, scores=scores, targets=targets, backwards=backwards,
+                       backward=backward, in_place=in_place, backward_error=backward_error)
+
+
+def finish_capture(part: CapturePart, needs: Needs, *, task: str, seconds: float) -> Capture:
+    """The Capture of a hooked pass: per-call and per-module dicts from the collectors' pieces."""
+    backward_error = part.backward_error
+    capture = Capture(needs=needs, records=dict(part.records),
+                      scores=torch.cat(part.scores) if part.scores else torch.empty(0, 0), forwards=part.forwards,
+                      backwards=part.backwards, seconds=seconds, in_place=part.in_place,
                       backward_error=backward_error)
-    if backward and backward_error is None:
-        capture.targets = torch.cat(targets)
+    if part.backward and backward_error is None:
+        capture.targets = torch.cat(part.targets)
     elif needs.backward and backward_error is None:
-        backward_error = f"the {subject.task} task has no decision to differentiate"
+        backward_error = f"the {task} task has no decision to differentiate"
         capture.backward_error = backward_error
-    _collect(capture, recorder, sizes, gradients=backward_error is None)
+    _collect(capture, part, part.sizes, gradients=backward_error is None)
     return capture
 
 
-def _collect(capture: Capture, recorder: Recorder, sizes: list[int], *, gradients: bool) -> None:
+def _collect(capture: Capture, recorder: CapturePart, sizes: list[int], *, gradients: bool) -> None:
     """The collectors' per-call pieces as the capture's dicts: a module called once under its name; one called k
     times per forward under `<name>@1` ... `<name>@k`, and under its name what its calls make together."""
     for name, record in recorder.records.items():

@@ -1,5 +1,6 @@
-"""Executors run the plan's passes. `LocalExecutor` runs them here, one after another; an executor on a
-cluster could run independent `PatchedPass`es side by side and return the same results."""
+"""Executors run the plan's passes. `LocalExecutor` runs them here, one after another; `RayExecutor`
+(`auditor.engine.ray_executor`, imported only when asked for) runs them on the actors of a Ray cluster and
+returns the same results (docs/scale.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from auditor.engine.capture import Capture, run_capture
 from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
+from auditor.engine.prefix import PrefixRun, Traced, run_with_cached_prefixes
 from auditor.progress import Progress
 from auditor.subject import Subject
 from auditor.walk.patch import Patch, patch_many
@@ -26,6 +28,16 @@ class Executor(Protocol):
 
     def scores(self, passes: Sequence[PatchedPass]) -> list[torch.Tensor]:
         """Runs each patched pass over the audit data; returns its (samples, outputs) scores, in order."""
+        ...
+
+    def patched_run(self, passes: Sequence[PatchedPass], *, traced: Mapping[str, Traced],
+                    seconds: Mapping[str, float], cache_bytes: int, stack: int) -> PrefixRun:
+        """Runs the patched passes on cached prefixes (`run_with_cached_prefixes`): their scores, in order,
+        and how each ran."""
+        ...
+
+    def close(self) -> None:
+        """Releases what the executor holds (a cluster's actors); the audit is over."""
         ...
 
 
@@ -56,3 +68,13 @@ class LocalExecutor:
                     chunks.append(subject.adapter.forward(subject.model, batch.inputs).float().cpu())
             results.append(torch.cat(chunks))
         return results
+
+    def patched_run(self, passes: Sequence[PatchedPass], *, traced: Mapping[str, Traced],
+                    seconds: Mapping[str, float], cache_bytes: int, stack: int) -> PrefixRun:
+        return run_with_cached_prefixes(self.subject, self.tree, passes, traced=traced, batch_size=self.batch_size,
+                                        budget_bytes=cache_bytes, progress=self.progress, seconds=seconds,
+                                        stack=stack)
+
+    def close(self) -> None:
+        pass
+

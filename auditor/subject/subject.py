@@ -94,6 +94,16 @@ class Subject:
             self._first[batch_size] = self._encode_batch(0, min(batch_size, len(self.data)))
         return self._first[batch_size]
 
+    def batch_at(self, start: int, batch_size: int) -> Batch:
+        """The batch of `batches(batch_size)` that begins at sample `start`, encoded as that one is (a worker
+        of a cluster runs some of the batches)."""
+        cached = self._encoded.get(batch_size)
+        if cached is not None:
+            return cached[start // batch_size]
+        if start == 0:
+            return self.first_batch(batch_size)
+        return self._encode_batch(start, min(start + batch_size, len(self.data)))
+
     def batches(self, batch_size: int) -> Iterator[Batch]:
         """The audit data in batches, encoded once per audit and reused by every pass.
 
