@@ -280,7 +280,10 @@ class Recorder:
         call.seconds += seconds
         if name in self._activations:
             call.input_sources.add(source)
-        tensors = [t for t in iter_tensors(output) if t.is_floating_point()]
+        if isinstance(output, torch.Tensor):  # the common case, without the generator
+            tensors = [output] if output.is_floating_point() else []
+        else:
+            tensors = [t for t in iter_tensors(output) if t.is_floating_point()]
         record.n_outputs = max(record.n_outputs, len(tensors))
         if tensors:
             primary = tensors[0]
