@@ -47,7 +47,9 @@ def _demo(name: str, **overrides: Any) -> AuditConfig:
 
     config, _ = demo_config(name)
     tables = {"analyses.probes": {"permutations": 2, "mdl": False, "folds": 2}}  # the fits stay local: kept short
-    return config.with_overrides({"analyses.only": ANALYSES, **tables, **overrides})
+    # One torch thread, as each actor has (cpus_per_actor = 1): float32 reductions split over another number of
+    # threads round differently, locally as on Ray, and the audit would then choose its threads by timing.
+    return config.with_overrides({"analyses.only": ANALYSES, "threads": 1, **tables, **overrides})
 
 
 def _audit(config: AuditConfig, progress: Any = None, **executor: Any) -> AuditReport:
