@@ -17,7 +17,7 @@ import torch
 
 from auditor.engine.capture import CapturePart
 from auditor.walk.collectors import CallCollector, ModuleCollector, TopK, UnitMeans
-from auditor.walk.recorder import CallRecord, ModuleRecord
+from auditor.walk.recorder import CallRecord, ModuleRecord, merged_shape
 from auditor.walk.stats import RunningStats
 
 MERGE_RTOL = 1e-9
@@ -70,22 +70,11 @@ def _merge_records(parts: Sequence[CapturePart]) -> dict[str, ModuleRecord]:
 def _merge_call(out: CallRecord, call: CallRecord) -> None:
     if call.count == 0:
         return
-    out.shape = _merged(out.shape, call.shape)
+    out.shape = merged_shape(out.shape, call.shape)
     out.count += call.count
     out.seconds += call.seconds
     out.input_sources |= call.input_sources
     out.stats = RunningStats.combine([out.stats, call.stats])
-
-
-def _merged(a: list[int | None] | None, b: list[int | None] | None) -> list[int | None] | None:
-    """The shape two runs of batches saw: a dimension that differs is None (as `CallRecord.merge_shape`)."""
-    if a is None:
-        return None if b is None else list(b)
-    if b is None:
-        return a
-    if len(a) != len(b):
-        return []
-    return [x if x == y else None for x, y in zip(a, b, strict=True)]
 
 
 # --- collectors ------------------------------------------------------------------------------------------

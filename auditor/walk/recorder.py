@@ -73,10 +73,11 @@ class CallRecord:
     """Activation modules only: (module, call) whose output was this call's input (None: no module's output)."""
 
     def merge_shape(self, shape: tuple[int, ...]) -> None:
-        self.shape = _merged_shape(self.shape, list(shape))
+        self.shape = merged_shape(self.shape, list(shape))
 
 
-def _merged_shape(a: list[int | None] | None, b: list[int | None] | None) -> list[int | None] | None:
+def merged_shape(a: list[int | None] | None, b: list[int | None] | None) -> list[int | None] | None:
+    """The shape two runs of batches saw: a dimension that differs is None; another rank: []."""
     if a is None:
         return None if b is None else list(b)
     if b is None:
@@ -124,7 +125,7 @@ class ModuleRecord:
         """Output shape of the primary tensor; a dimension that varied between calls is None."""
         shape: list[int | None] | None = None
         for i, c in enumerate(self.per_call):
-            shape = c.shape if i == 0 else _merged_shape(shape, c.shape)
+            shape = c.shape if i == 0 else merged_shape(shape, c.shape)
         return shape
 
     @property
