@@ -33,15 +33,21 @@ findings: $(STAMP)
 # CPU's vector kernels fails here, not on a user's machine.
 PORTABLE_TESTS ?= tests/policy tests/analyses
 
+# The suite runs on parallel workers (pytest-xdist), one per core this process may use (at most 4), each torch on
+# one thread: the cores are used and never oversubscribed. A test file stays on one worker (its module fixtures
+# are built once), and the slow end-to-end files start first. TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))" 2>/dev/null || echo 2)
+PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
-	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -q -m "not slow and not browser" -p no:cacheprovider $(PORTABLE_TESTS)
+	$(PYTEST)
+	ATEN_CPU_CAPABILITY=default $(PYTEST) -q -m "not slow and not browser" -p no:cacheprovider $(PORTABLE_TESTS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not browser"
+	$(PYTEST) -m "not slow and not browser"
 
 test-portable: $(STAMP)
-	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -m "not slow and not browser" -p no:cacheprovider
+	ATEN_CPU_CAPABILITY=default $(PYTEST) -m "not slow and not browser" -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[dev]"

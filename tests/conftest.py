@@ -17,6 +17,11 @@ from typing import Any
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist's workers start with COLUMNS=80 and LINES=24 set; the CLI's consoles would read that width
+    # once, at import, and every `run_cli(..., columns=N)` would get 80. A worker sees what a plain run sees.
+    for _variable in ("COLUMNS", "LINES"):
+        os.environ.pop(_variable, None)
 
 import numpy as np  # noqa: E402  (after the offline switches, before anything imports transformers)
 import pytest  # noqa: E402
@@ -50,8 +55,14 @@ TEXT_ROWS: list[tuple[str, str]] = [
 
 @pytest.fixture(scope="session", autouse=True)
 def _auditor_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Demo weights and any other cache go to a throw-away folder, never the user's cache."""
-    cache = tmp_path_factory.mktemp("auditor-cache")
+    """Demo weights and any other cache go to a throw-away folder, never the user's cache. Under pytest-xdist the
+    workers share one (the run's common temporary root): each demo model trains once for the whole run, and
+    `auditor.demo.cache.cache_lock` keeps two workers from training it at once."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        cache = tmp_path_factory.getbasetemp().parent / "auditor-cache"
+        cache.mkdir(exist_ok=True)
+    else:
+        cache = tmp_path_factory.mktemp("auditor-cache")
     previous = os.environ.get("AUDITOR_CACHE_DIR")
     os.environ["AUDITOR_CACHE_DIR"] = str(cache)
     yield cache
@@ -304,3 +315,10 @@ def open_page(browser: Any, path: Path) -> tuple[Any, PageLog]:
     page.on("request", lambda request: log.requests.append(request.url))
     page.goto(path.as_uri(), wait_until="load")
     return page, log
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files holding slow end-to-end tests run first (each keeps its own order): under pytest-xdist
+    (`make test`) the longest files then start at once on the workers instead of finishing last on one."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)

@@ -213,8 +213,9 @@ def list_analyses() -> None:
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo reports.")] = Path("sample_reports"),
-    only: Annotated[Optional[str], typer.Option(
-        help="Only this demo: digits_cnn, digits_cnn_v2, minilm_sentiment, minilm_encoder, digits_gan or tiny_lm.")] = None,
+    only: Annotated[Optional[list[str]], typer.Option(
+        help="Only this demo (repeat for several, run in the order given): digits_cnn, digits_cnn_v2, "
+             "minilm_sentiment, minilm_encoder, digits_gan or tiny_lm.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Audit the embedded default models (a digits CNN, MiniLM sentiment, a digits GAN, a tiny GPT-2) into
@@ -230,10 +231,11 @@ def demo(
     from auditor.demo import DEMOS, run_demo
     from auditor.progress import RichProgress, SilentProgress
 
-    names = DEMOS if only is None else (only,)
+    names = DEMOS if not only else tuple(dict.fromkeys(only))
     with exit_codes():
-        if only is not None and only not in DEMOS:
-            raise AuditorError(f"--only takes one of {', '.join(DEMOS)}, not {only!r}")
+        unknown = [name for name in names if name not in DEMOS]
+        if unknown:
+            raise AuditorError(f"--only takes one of {', '.join(DEMOS)}, not {unknown[0]!r}")
         reports = run_demo(out_dir, names=names, progress=SilentProgress() if quiet else RichProgress())
     for demo_name, report in reports.items():
         trained = report.metadata.notes.get("heldout_accuracy_at_training")

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from auditor.demo.cache import cache_lock
+
 CLASS_NAMES = [str(d) for d in range(10)]
 VERSION = "digits-cnn-v1"
 
@@ -108,14 +110,15 @@ def prepare(cache_dir: Path, *, seed: int = 0, degrade: tuple[int, float] | None
     variant = "" if degrade is None else f"-digit{degrade[0]}-keep{degrade[1]:g}"
     folder = cache_dir / f"{VERSION}-seed{seed}{variant}"
     weights, heldout, info_file = folder / "model.safetensors", folder / "heldout.npz", folder / "info.json"
-    if not (weights.is_file() and heldout.is_file() and info_file.is_file()):
-        model, accuracy, x_te, y_te = train(seed, degrade=degrade)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-        np.savez(heldout, x=x_te, y=y_te)
-        info_file.write_text(json.dumps({"heldout_accuracy": accuracy, "heldout_samples": int(len(y_te)),
-                                         "train_samples": len(training_set(seed, degrade=degrade)[1]),
-                                         "seed": seed}))
-    info = json.loads(info_file.read_text())
+    with cache_lock(folder):
+        if not (weights.is_file() and heldout.is_file() and info_file.is_file()):
+            model, accuracy, x_te, y_te = train(seed, degrade=degrade)
+            folder.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+            np.savez(heldout, x=x_te, y=y_te)
+            info_file.write_text(json.dumps({"heldout_accuracy": accuracy, "heldout_samples": int(len(y_te)),
+                                             "train_samples": len(training_set(seed, degrade=degrade)[1]),
+                                             "seed": seed}))
+        info = json.loads(info_file.read_text())
     return {"weights": str(weights), "data": str(heldout), "heldout_accuracy": info["heldout_accuracy"],
             "train_samples": info["train_samples"], "heldout_samples": info["heldout_samples"]}

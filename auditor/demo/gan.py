@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from auditor.demo.cache import cache_lock
+
 NOISE_DIM = 32
 N_CLASSES = 10
 VERSION = "digits-gan-v1"
@@ -179,14 +181,15 @@ def prepare(cache_dir: Path, *, seed: int = 0) -> dict[str, str | float]:
     folder = cache_dir / f"{VERSION}-seed{seed}"
     g_file, d_file, info_file = folder / "generator.safetensors", folder / "discriminator.safetensors", \
         folder / "info.json"
-    if not (g_file.is_file() and d_file.is_file() and info_file.is_file()):
-        gen, disc, seconds = train(seed)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in gen.state_dict().items()}, str(g_file))
-        save_file({k: v.contiguous() for k, v in disc.state_dict().items()}, str(d_file))
-        info_file.write_text(json.dumps({"train_seconds": round(seconds, 1), "seed": seed,
-                                         "train_samples": int(len(_train_labels(seed)))}))
-    info = json.loads(info_file.read_text())
+    with cache_lock(folder):
+        if not (g_file.is_file() and d_file.is_file() and info_file.is_file()):
+            gen, disc, seconds = train(seed)
+            folder.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in gen.state_dict().items()}, str(g_file))
+            save_file({k: v.contiguous() for k, v in disc.state_dict().items()}, str(d_file))
+            info_file.write_text(json.dumps({"train_seconds": round(seconds, 1), "seed": seed,
+                                             "train_samples": int(len(_train_labels(seed)))}))
+        info = json.loads(info_file.read_text())
     return {"generator": str(g_file), "discriminator": str(d_file), "train_seconds": info["train_seconds"],
             "train_samples": info["train_samples"]}
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from auditor.config import ModelSpec
+from auditor.demo.cache import cache_lock
 from auditor.errors import ModelLoadError
 from auditor.subject.heads import pool_hidden
 from auditor.subject.loading import load_model
@@ -63,22 +64,23 @@ def prepare(cache_dir: Path, *, seed: int = 0) -> dict[str, str | float]:
 
     folder = cache_dir / f"{VERSION}-seed{seed}"
     head, info_file = folder / "head.safetensors", folder / "info.json"
-    if not (head.is_file() and info_file.is_file()):
-        x_tr, y_tr = read_rows(TRAIN_CSV)
-        x_te, y_te = read_rows(HELDOUT_CSV)
-        e_tr, e_te = embed(x_tr), embed(x_te)
-        clf = LogisticRegression(C=1.0, max_iter=5000, random_state=seed).fit(e_tr, y_tr)
-        accuracy = float(clf.score(e_te, y_te))
-        # Two logits from one binary decision z = w.x + b: softmax([-z/2, z/2]) = sigmoid(z).
-        half_w, half_b = clf.coef_[0] / 2, clf.intercept_[0] / 2
-        weight = np.stack([-half_w, half_w]).astype(np.float32)
-        bias = np.array([-half_b, half_b], dtype=np.float32)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)}, str(head),
-                  metadata={"labels": ",".join(LABELS), "pooling": "mean"})
-        info_file.write_text(json.dumps({"heldout_accuracy": accuracy, "train_samples": len(y_tr),
-                                         "heldout_samples": len(y_te), "seed": seed}))
-    info = json.loads(info_file.read_text())
+    with cache_lock(folder):
+        if not (head.is_file() and info_file.is_file()):
+            x_tr, y_tr = read_rows(TRAIN_CSV)
+            x_te, y_te = read_rows(HELDOUT_CSV)
+            e_tr, e_te = embed(x_tr), embed(x_te)
+            clf = LogisticRegression(C=1.0, max_iter=5000, random_state=seed).fit(e_tr, y_tr)
+            accuracy = float(clf.score(e_te, y_te))
+            # Two logits from one binary decision z = w.x + b: softmax([-z/2, z/2]) = sigmoid(z).
+            half_w, half_b = clf.coef_[0] / 2, clf.intercept_[0] / 2
+            weight = np.stack([-half_w, half_w]).astype(np.float32)
+            bias = np.array([-half_b, half_b], dtype=np.float32)
+            folder.mkdir(parents=True, exist_ok=True)
+            save_file({"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)}, str(head),
+                      metadata={"labels": ",".join(LABELS), "pooling": "mean"})
+            info_file.write_text(json.dumps({"heldout_accuracy": accuracy, "train_samples": len(y_tr),
+                                             "heldout_samples": len(y_te), "seed": seed}))
+        info = json.loads(info_file.read_text())
     return {"encoder": str(encoder_dir()), "head": str(head), "data": str(HELDOUT_CSV),
             "heldout_accuracy": info["heldout_accuracy"], "train_samples": info["train_samples"],
             "heldout_samples": info["heldout_samples"]}
