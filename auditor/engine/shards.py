@@ -84,7 +84,8 @@ def _merge_collectors(parts: Sequence[CapturePart]) -> dict[str, ModuleCollector
     for name, first in parts[0].collectors.items():
         pieces = [p.collectors[name] for p in parts]
         out = ModuleCollector(unit_means=first.unit_means, pooled=first.pooled, pooled_input=first.pooled_input,
-                              top_k=first.top_k, gradients=first.gradients, unit_relevance=first.unit_relevance)
+                              top_k=first.top_k, gradients=first.gradients, unit_relevance=first.unit_relevance,
+                              relevance_of_input=first.relevance_of_input)
         calls = max(len(c.calls) for c in pieces)
         for k in range(calls):
             shard_calls = [c.calls[k] if k < len(c.calls) else _gap(c) for c in pieces]

@@ -47,6 +47,15 @@ class TaskHead(Protocol):
     name: Task
     has_target: bool
     """False when there is no decision to differentiate (a bare encoder)."""
+    per_class: bool
+    """Whether each sample's target is one class's score, so numbers can be split by class."""
+    target_reads_inputs: bool
+    """Whether the target is scored against the input itself (a language model's next tokens are its input
+    tokens): a baseline input then changes what is scored, and no integrated gradients run from one."""
+
+    def target_phrase(self, labelled: bool) -> str:
+        """The target, as a report says it: "the log-probability of the labelled class"."""
+        ...
 
     def target(self, scores: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """(batch,) differentiable per-sample scalar that gradients and attributions explain."""
@@ -60,6 +69,11 @@ class Classification:
 
     name: Task = "classification"
     has_target = True
+    per_class = True
+    target_reads_inputs = False
+
+    def target_phrase(self, labelled: bool) -> str:
+        return f"the log-probability of the {'labelled' if labelled else 'predicted'} class"
 
     def target(self, scores: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         log_p = log_probabilities(scores)
@@ -85,6 +99,11 @@ class Embedding:
 
     name: Task = "embedding"
     has_target = False
+    per_class = False
+    target_reads_inputs = False
+
+    def target_phrase(self, labelled: bool) -> str:
+        return "none (no decision)"
 
     def target(self, scores: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         raise ValueError("an embedding model has no decision to differentiate; add a head (--head) first")
@@ -117,6 +136,11 @@ class CausalLM:
 
     name: Task = "causal_lm"
     has_target = True
+    per_class = False
+    target_reads_inputs = True
+
+    def target_phrase(self, labelled: bool) -> str:
+        return "the mean log-probability of each text's audited next tokens (minus its loss)"
 
     def target(self, scores: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return -audited_mean(scores)

@@ -189,6 +189,8 @@ class ModuleCollector:
     top_k: int = 0
     gradients: bool = False
     unit_relevance: bool = False
+    relevance_of_input: bool = False
+    """The relevance is of the module's first input, not its output (`Needs.input_relevance`)."""
     calls: list[CallCollector] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     """The size of every batch closed so far."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Names = frozenset[str]
 
@@ -30,6 +30,9 @@ class Needs(BaseModel):
         and gradient × activation summed over the output (gradient analysis). Needs a backward pass.
       - `unit_relevance`: per sample and unit, gradient × activation summed over positions (relevance of
         units). Needs a backward pass.
+      - `input_relevance`: the same of the module's first positional input instead of its output (what an
+        attention output projection reads: the heads, side by side); kept where `unit_relevance` is kept, so a
+        module is in one of the two, not both. Needs a backward pass.
     Output statistics of every module (the inventory's) and the model's scores are always recorded: the
     report's module table and every metric rest on them. A need that names a module called more than once per
     forward applies per call: the capture keeps each call under `<name>@<k>` (1-based) and, where the calls
@@ -45,11 +48,19 @@ class Needs(BaseModel):
     top_k_modules: Names = frozenset()
     gradients: Names = frozenset()
     unit_relevance: Names = frozenset()
+    input_relevance: Names = frozenset()
+
+    @model_validator(mode="after")
+    def _one_relevance_per_module(self) -> Needs:
+        both = self.unit_relevance & self.input_relevance
+        if both:
+            raise ValueError(f"a module's relevance is of its output or of its input, not both: {sorted(both)[:3]}")
+        return self
 
     @property
     def backward(self) -> bool:
         """Whether recording these needs takes a backward pass per batch."""
-        return bool(self.gradients or self.unit_relevance)
+        return bool(self.gradients or self.unit_relevance or self.input_relevance)
 
     @property
     def is_empty(self) -> bool:
@@ -65,6 +76,7 @@ class Needs(BaseModel):
             top_k_modules=self.top_k_modules | other.top_k_modules,
             gradients=self.gradients | other.gradients,
             unit_relevance=self.unit_relevance | other.unit_relevance,
+            input_relevance=self.input_relevance | other.input_relevance,
         )
 
     @classmethod
@@ -77,7 +89,7 @@ class Needs(BaseModel):
     def modules(self) -> Names:
         """Every module some need names."""
         return (self.unit_means | self.pooled | self.pooled_inputs | self.top_k_modules | self.gradients
-                | self.unit_relevance)
+                | self.unit_relevance | self.input_relevance)
 
     def describe(self) -> list[str]:
         """One short line per need, for `auditor run --plan` and the report."""
@@ -86,7 +98,8 @@ class Needs(BaseModel):
                              ("pooled inputs", self.pooled_inputs),
                              (f"top-{self.top_k} samples per unit", self.top_k_modules),
                              ("gradients (norm, gradient × activation)", self.gradients),
-                             ("per-unit gradient × activation", self.unit_relevance)):
+                             ("per-unit gradient × activation", self.unit_relevance),
+                             ("per-unit gradient × input", self.input_relevance)):
             if names:
                 lines.append(f"{label} of {_count(names)}")
         return lines

@@ -173,7 +173,8 @@ class Recorder:
                 pooled_input=name in needs.pooled_inputs,
                 top_k=needs.top_k if name in needs.top_k_modules else 0,
                 gradients=name in needs.gradients,
-                unit_relevance=name in needs.unit_relevance,
+                unit_relevance=name in needs.unit_relevance or name in needs.input_relevance,
+                relevance_of_input=name in needs.input_relevance,
             )
             for name in tree.names if name in needs.modules()
         }
@@ -182,6 +183,7 @@ class Recorder:
         # Per forward: outputs carrying a gradient hook, by (id, version): a container returning its child's
         # output shares the child's hook; an in-place op (same object, new version) gets a hook of its own.
         self._grad_outputs: dict[tuple[int, int], tuple[torch.Tensor, list[tuple[str, nn.Module, int]]]] = {}
+        self._grad_inputs: list[torch.Tensor] = []
         self.forwards = 0
         self._tree = tree
         self._handles: list[RemovableHandle] = []
@@ -217,6 +219,7 @@ class Recorder:
         self._seen.clear()
         self._starts.clear()
         self._grad_outputs.clear()
+        self._grad_inputs.clear()
         self._made_by.clear()
         self._call_count.clear()
 
@@ -227,6 +230,7 @@ class Recorder:
         self.forwards += 1
         self._seen.clear()
         self._grad_outputs.clear()
+        self._grad_inputs.clear()
         self._made_by.clear()
         self._call_count.clear()
         self._starts.clear()
@@ -234,8 +238,9 @@ class Recorder:
 
     @property
     def gradient_outputs(self) -> list[torch.Tensor]:
-        """The outputs of this forward that carry gradient hooks: what the backward must reach."""
-        return [t for t, _ in self._grad_outputs.values()]
+        """The outputs (and inputs, `Needs.input_relevance`) of this forward that carry gradient hooks: what the
+        backward must reach."""
+        return [*(t for t, _ in self._grad_outputs.values()), *self._grad_inputs]
 
     def end_forward(self) -> None:
         """Closes the batch (after its backward, when there is one): collectors keep one row per sample."""
@@ -243,6 +248,7 @@ class Recorder:
             for collector in self.collectors.values():
                 collector.end_forward(self._batch)
         self._grad_outputs.clear()
+        self._grad_inputs.clear()
 
     def _on_start(self, name: str, module: nn.Module, args: Any) -> None:
         now = time.perf_counter()
@@ -255,9 +261,12 @@ class Recorder:
             source = hit[1] if hit is not None and hit[0]() is not None else None
         self._starts.setdefault(name, []).append((now, self._overhead, call, source))
         collector = self.collectors.get(name)
-        if collector is not None and collector.pooled_input and args and isinstance(args[0], torch.Tensor):
+        if collector is not None and args and isinstance(args[0], torch.Tensor):
             assert self._batch is not None
-            collector.on_input(args[0], module, self._batch, call)
+            if collector.pooled_input:
+                collector.on_input(args[0], module, self._batch, call)
+            if collector.relevance_of_input and args[0].requires_grad and args[0].is_floating_point():
+                self._hook_input_gradient(name, module, args[0], call)
         self._overhead += time.perf_counter() - now
 
     def _on_output(self, name: str, module: nn.Module, args: Any, output: Any) -> None:
@@ -319,6 +328,31 @@ class Recorder:
         output.register_hook(  # type: ignore[no-untyped-call]  # unannotated in torch
             partial(self._on_gradient, users, act, act._version))
 
+    def _hook_input_gradient(self, name: str, module: nn.Module, tensor: torch.Tensor, call: int) -> None:
+        """Relevance of the module's first input (`Needs.input_relevance`): a gradient hook on the input itself,
+        which the backward then reaches as it reaches the hooked outputs."""
+        self.collectors[name].hooked(call)
+        act = tensor.detach()
+        self._grad_inputs.append(tensor)
+        tensor.register_hook(  # type: ignore[no-untyped-call]  # unannotated in torch
+            partial(self._on_input_gradient, name, module, call, act, act._version))
+
+    def _on_input_gradient(self, name: str, module: nn.Module, call: int, act: torch.Tensor, version: int,
+                           grad: torch.Tensor) -> None:
+        if act._version != version:
+            raise RuntimeError(f"the input of {name!r} was modified in place after it was recorded; its gradient × "
+                               "input cannot be computed from the overwritten values")
+        batch = self._batch
+        assert batch is not None
+        collector = self.collectors[name]
+        if grad.dim() == 0 or grad.shape[0] != batch.size:
+            collector.not_per_sample(call)
+            return
+        dtype = torch.promote_types(grad.dtype, torch.float32)
+        view = by_unit(grad.detach().to(dtype) * act.to(dtype), module, batch)
+        if view is not None:
+            collector.add_relevance(call, view[0].sum(dim=1))
+
     def _on_gradient(self, users: list[tuple[str, nn.Module, int]], act: torch.Tensor, version: int,
                      grad: torch.Tensor) -> None:
         if act._version != version:
@@ -341,7 +375,7 @@ class Recorder:
                     flat_g, flat_a = g.reshape(batch.size, -1), a.reshape(batch.size, -1)
                     norm, gxa = torch.linalg.vector_norm(flat_g, dim=1), torch.linalg.vecdot(flat_g, flat_a)
                 collector.add_gradient(call, norm, gxa)
-            if collector.unit_relevance:
+            if collector.unit_relevance and not collector.relevance_of_input:
                 view = by_unit(g * a, module, batch)
                 if view is not None:
                     collector.add_relevance(call, view[0].sum(dim=1))

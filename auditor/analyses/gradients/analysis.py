@@ -17,6 +17,11 @@ an element-wise activation unchanged, so the sum's is read at its output) and pe
 of the graph would only show F(x) - F(baseline) again (completeness). All branches are measured in one
 Integrated Gradients sweep (`auditor.analyses.gradients.conductance`), not one Captum call per branch.
 
+A causal language model is audited the same way, its target the mean log-probability of each text's audited
+next tokens: per module, and per attention head, as gradient × input of the attention output projection (a
+head's output is its slice of what that projection reads; `auditor.kit.lm`). Its next tokens are its input
+tokens, so no baseline input exists to integrate from: no conductance sweep for it.
+
 Cost: the capture's backward (one per batch), plus the conductance sweep over a subset of the samples.
 """
 
@@ -32,6 +37,7 @@ from pydantic import BaseModel
 
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.analyses.gradients.conductance import SweepResult, SweepSpec, run_sweep
+from auditor.kit.lm import LMLayout, lm_layout
 from auditor.walk.needs import Needs
 from auditor.errors import ConfigError
 from auditor.schema.findings import Finding
@@ -65,7 +71,7 @@ class Gradients(Analysis):
     title: ClassVar[str] = "Gradients and contributions"
     findings: ClassVar[Findings] = FINDINGS
     default_rules: ClassVar[tuple[DefaultRule, ...]] = DEFAULT_RULES
-    tasks: ClassVar[frozenset[Task]] = frozenset({"classification"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "causal_lm"})
     params_type: ClassVar[type[BaseModel]] = GradientsParams
     cost_note: ClassVar[str] = ("one backward per batch in the shared capture; a conductance sweep of "
                                 "steps + 3 forwards and steps + 1 backwards over up to 64 samples")
@@ -75,7 +81,9 @@ class Gradients(Analysis):
 
     def needs(self, ctx: PlanContext) -> Needs:
         _, heads = ctx.attention_heads
-        return Needs(gradients=frozenset(ctx.tree.names), unit_relevance=heads)
+        layout = _projected_heads(ctx)
+        return Needs(gradients=frozenset(ctx.tree.names), unit_relevance=heads,
+                     input_relevance=frozenset(layer.out_proj for layer in layout.layers) if layout else frozenset())
 
     def _sweep_spec(self, ctx: PlanContext) -> SweepSpec | None:
         p = self.params
@@ -85,7 +93,7 @@ class Gradients(Analysis):
         if unknown:
             raise ConfigError(f"[analyses.gradients] conductance_units names modules the model does not have: "
                               f"{unknown[:5]}")
-        if not p.conductance or not (points or units):
+        if not p.conductance or not (points or units) or ctx.subject.head.target_reads_inputs:
             return None
         embeddings = next((b.name for b in ctx.blocks if b.kind == "embeddings"), None)
         if ctx.subject.modality == "text" and embeddings is None:
@@ -109,7 +117,8 @@ class Gradients(Analysis):
     def run(self, ctx: AuditContext) -> Section:
         p = self.params
         grad_norm, grad_x_act = ctx.capture.gradients()
-        classes = ctx.subject.labels if ctx.subject.labels is not None else ctx.clean.predictions
+        classes = (ctx.subject.labels if ctx.subject.labels is not None else ctx.clean.predictions) \
+            if ctx.subject.head.per_class else None
         names = ctx.subject.class_names
         records = ctx.capture.records
         # A module called more than once per forward: the module over all its calls (gradients summed), then
@@ -120,13 +129,18 @@ class Gradients(Analysis):
             module_metrics[name] = _per_module(grad_norm[name], grad_x_act[name], classes, names)
         heads, head_modules = ctx.attention_heads
         for name in sorted(head_modules & set(ctx.capture.unit_relevance)):
-            per_head = ctx.capture.unit_relevance[name].reshape(len(classes), heads, -1).sum(dim=2)
+            per_head = ctx.capture.unit_relevance[name].reshape(len(ctx.subject), heads, -1).sum(dim=2)
             for h in range(heads):
                 module_metrics.setdefault(name, {})[f"head_abs_grad_x_act/{h}"] = float(per_head[:, h].abs().mean())
+        layout = _projected_heads(ctx)
+        if layout is not None:
+            head_modules = head_modules | _add_projected_heads(ctx, layout, module_metrics)
+            heads = layout.heads
         findings = [*_no_influence(ctx, ran, grad_norm), *_vanishing(ctx, module_metrics, p)]
         sweep = None
         spec = self._sweep_spec(ctx)
         if spec is not None:
+            assert classes is not None  # a sweep runs only for a task with a per-class target
             sweep = run_sweep(ctx.subject, ctx.tree, spec, labels=classes, batch_size=ctx.config.batch_size,
                               progress=ctx.progress)
             _add_conductance(module_metrics, ctx.joins, sweep)
@@ -149,8 +163,8 @@ class Gradients(Analysis):
             metrics["conductance_samples"] = float(len(sweep.samples))
             metrics["mean_target_gain"] = float(sweep.delta.mean())
         reused = [n for n in ctx.capture.calls if n in grad_norm]
-        summary = (f"Gradient of the target (log-probability of the {'labelled' if ctx.subject.labels is not None else 'predicted'} "
-                   f"class) at the output of {int(metrics['modules_with_gradient'])} modules, from one backward per batch"
+        summary = (f"Gradient of the target ({ctx.subject.head.target_phrase(ctx.subject.labels is not None)}) "
+                   f"at the output of {int(metrics['modules_with_gradient'])} modules, from one backward per batch"
                    + (f"; {len(reused)} module{'s' * (len(reused) != 1)} called more than once per forward "
                       f"({', '.join(reused[:3])}{', …' if len(reused) > 3 else ''}) also per call (`<module>@<call>`), "
                       "the module's own numbers summing its calls" if reused else "")
@@ -171,9 +185,41 @@ class Gradients(Analysis):
 
 # --- numbers ---------------------------------------------------------------------------------------------
 
-def _per_module(norm: torch.Tensor, gxa: torch.Tensor, classes: torch.Tensor, names: list[str]) -> dict[str, float]:
+def _projected_heads(ctx: PlanContext) -> LMLayout | None:
+    """The layout whose heads are read at their attention output projection's input: a language model's (GPT-2,
+    Llama, ...), when no module's output splits into heads (`ctx.attention_heads`, BERT's self-attention)."""
+    if ctx.attention_heads[1]:
+        return None
+    try:
+        return lm_layout(ctx.subject.model)
+    except ValueError:
+        return None
+
+
+def _add_projected_heads(ctx: AuditContext, layout: LMLayout, module_metrics: dict[str, dict[str, float]]) -> frozenset[str]:
+    """Per head, gradient × input of its slice of the output projection (its first-order contribution to the
+    target), on the attention module (`head_abs_grad_x_act/<h>`) and under the head's own name
+    (`<attention>#head<h>`: `grad_x_act`, `abs_grad_x_act`); returns the attention modules."""
+    done = set()
+    for i, layer in enumerate(layout.layers):
+        relevance = ctx.capture.unit_relevance.get(layer.out_proj)
+        if relevance is None or relevance.shape[1] != layout.heads * layout.head_dim:
+            continue
+        per_head = relevance.double().reshape(relevance.shape[0], layout.heads, layout.head_dim).sum(dim=2)
+        for h in range(layout.heads):
+            values = per_head[:, h]
+            module_metrics.setdefault(layer.attention, {})[f"head_abs_grad_x_act/{h}"] = float(values.abs().mean())
+            module_metrics[layout.head_name(i, h)] = {"grad_x_act": float(values.mean()),
+                                                      "abs_grad_x_act": float(values.abs().mean())}
+        done.add(layer.attention)
+    return frozenset(done)
+
+
+def _per_module(norm: torch.Tensor, gxa: torch.Tensor, classes: torch.Tensor | None, names: list[str]) -> dict[str, float]:
     values = {"grad_norm": float(norm.double().mean()), "grad_x_act": float(gxa.double().mean()),
               "abs_grad_x_act": float(gxa.double().abs().mean())}
+    if classes is None:
+        return values
     for c in sorted(set(classes.tolist())):
         if c < 0:
             continue  # a non-finite prediction has no class
