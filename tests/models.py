@@ -511,3 +511,23 @@ class SharedAcrossWidths(nn.Module):
 
 def build_shared_across_widths() -> SharedAcrossWidths:
     return _seeded(SharedAcrossWidths)
+
+
+class Bag(nn.Module):
+    """Text: the logits are the sum of the tokens' 2-d embeddings; the embedding table is set by hand."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.embeddings = nn.Embedding(vocab, 2)
+        self.head = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.embeddings.weight.zero_()
+            self.head.weight.copy_(torch.eye(2))
+            self.head.bias.zero_()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.embeddings(input_ids)
+        if attention_mask is not None:
+            e = e * attention_mask[..., None]
+        return self.head(e.sum(dim=1))

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import torch
 
 from auditor.subject.adapters import ModelAdapter
 from auditor.subject.data import AuditData
+from auditor.subject.inputs import Inputs, inputs_for
 from auditor.subject.judges import Judges
 from auditor.subject.loading import LoadedModel
 from auditor.subject.task import Task, TaskHead, task_head
@@ -59,6 +61,12 @@ class Subject:
     @property
     def model(self) -> torch.nn.Module:
         return self.loaded.module
+
+    @cached_property
+    def inputs(self) -> Inputs:
+        """What the analyses ask of the modality (the attributed input, its baseline, positions, deletion and
+        display), chosen once from what the subject reads."""
+        return inputs_for(self)
 
     @property
     def head(self) -> TaskHead:

@@ -59,7 +59,7 @@ class Attribution(Analysis):
 
     def not_applicable(self, ctx: PlanContext) -> str | None:
         reason = super().not_applicable(ctx)
-        if reason is None and ctx.subject.modality == "text" and embeddings_block(ctx) is None:
+        if reason is None and ctx.subject.inputs.is_text and embeddings_block(ctx) is None:
             return "the text model has no embeddings module to attribute over"
         return reason
 
@@ -70,14 +70,14 @@ class Attribution(Analysis):
         extra = {"saliency": 1, "gradient_shap": p.gradient_shap_samples, "smoothgrad": p.smoothgrad_samples,
                  "occlusion": 16}
         per_shown = 1 + sum(extra.get(m, 0) for m in p.methods)
-        text_rank = 2 * n if ctx.subject.modality == "text" else 0
+        text_rank = 2 * n if ctx.subject.inputs.is_text else 0
         samples = ig + shown * per_shown + text_rank
         return Cost(forwards=samples / n, backwards=samples / n,
                     note=f"IG on {min(p.samples, n)} samples × {p.n_steps} steps"
                          + (", a two-point ranking of every sample's words" if text_rank else ""))
 
     def run(self, ctx: AuditContext) -> Section:
-        if ctx.subject.modality == "text":
+        if ctx.subject.inputs.is_text:
             return TextAttribution(self.params, ctx).run(self)
         return ImageAttribution(self.params, ctx).run(self)
 

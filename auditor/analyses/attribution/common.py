@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 
 from auditor.engine.analysis import AuditContext, PlanContext
@@ -68,15 +67,6 @@ def to_map(attribution: torch.Tensor) -> torch.Tensor:
     """One sample's attribution as a 2-D map (channels summed) or a 1-D profile for arrays."""
     a = attribution.detach().float()
     return a.sum(dim=0) if a.dim() == 3 else a.reshape(-1)
-
-
-def display(x: torch.Tensor) -> np.ndarray:
-    """An input tensor as an image: grey (H, W) or RGB (H, W, 3) in [0, 1]."""
-    a = x.detach().float()
-    if a.dim() == 3 and a.shape[0] in (1, 3):
-        a = a[0] if a.shape[0] == 1 else a.permute(1, 2, 0)
-    lo, hi = float(a.min()), float(a.max())
-    return ((a - lo) / (hi - lo) if hi > lo else torch.zeros_like(a)).numpy()
 
 
 GRID_COLUMNS = 8

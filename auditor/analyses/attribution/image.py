@@ -25,7 +25,7 @@ from auditor.walk.recorder import iter_tensors
 
 
 from auditor.engine.analysis import Analysis
-from auditor.analyses.attribution.common import GRID_COLUMNS, METHOD_TITLES, clip, column_title, convergence, display, forward_fn, shown_samples, to_map
+from auditor.analyses.attribution.common import GRID_COLUMNS, METHOD_TITLES, clip, column_title, convergence, forward_fn, shown_samples, to_map
 from auditor.analyses.attribution.params import AttributionParams, Method
 
 
@@ -34,7 +34,8 @@ class ImageAttribution:
         self.p, self.ctx, self.subject = params, ctx, ctx.subject
         first = next(ctx.subject.batches(ctx.config.batch_size))
         self.keys = list(first.inputs)
-        self.key = next(k for k, v in first.inputs.items() if v.is_floating_point())
+        self.inputs = ctx.subject.inputs
+        self.key = self.inputs.key
         self.forward = forward_fn(self.subject, self.keys)
         self.targets = ctx.targets
 
@@ -42,10 +43,7 @@ class ImageAttribution:
         return self.subject.encode_samples(indices)[self.key]
 
     def _baseline(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p.baseline == "mean":
-            mean = self.subject.input_means(self.ctx.config.batch_size)[self.key]
-            return mean.to(x.device).expand_as(x).contiguous()
-        return torch.zeros_like(x)
+        return self.inputs.baseline(x, self.p.baseline, batch_size=self.ctx.config.batch_size)
 
     def run(self, analysis: Analysis) -> Section:
         p, ctx = self.p, self.ctx
@@ -186,7 +184,7 @@ class ImageAttribution:
             axes, bars = grid[:, :cols], grid[:, cols]  # the last column holds each row's colour bar
             bars[0].axis("off")
             for c, i in enumerate(samples):
-                picture = display(images[c])
+                picture = self.inputs.display(images[c])
                 grey = picture.ndim == 2
                 axes[0, c].imshow(picture, cmap="gray" if grey else None)
                 target, predicted = int(self.targets[i]), int(predictions[i])

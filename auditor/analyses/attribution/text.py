@@ -17,6 +17,7 @@ from captum.attr import (LayerIntegratedGradients)
 from auditor.engine.analysis import AuditContext
 from auditor.kit.captum import internal_batch_size
 from auditor.schema.report import Section, Table
+from auditor.subject.inputs import TextInputs
 from auditor.subject.task import log_probabilities
 
 
@@ -37,21 +38,25 @@ class TextAttribution:
         self.layer_name = name
         self.layer = ctx.tree.get(name)
         self.targets = ctx.targets
+        inputs = ctx.subject.inputs
+        assert isinstance(inputs, TextInputs)
+        self.inputs = inputs
 
     def _attribute(self, indices: Sequence[int], *, n_steps: int, method: str,
                    internal: int | None) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
         inputs = self.subject.encode_samples(indices)
-        ids = inputs["input_ids"]
-        others = tuple(inputs[k] for k in self.keys if k != "input_ids")
-        keys = ["input_ids", *[k for k in self.keys if k != "input_ids"]]
+        key = self.inputs.key
+        ids = inputs[key]
+        others = tuple(inputs[k] for k in self.keys if k != key)
+        keys = [key, *[k for k in self.keys if k != key]]
         forward = forward_fn(self.subject, keys)
         lig = LayerIntegratedGradients(forward, self.layer)
-        base = self.subject.adapter.baseline_ids(ids)
+        base = self.inputs.baseline(ids)
         result = lig.attribute(ids, baselines=base, target=self.targets[list(indices)],
                                additional_forward_args=others or None, n_steps=n_steps, method=method,
                                internal_batch_size=internal, return_convergence_delta=method == "gausslegendre")
         attr, delta = result if isinstance(result, tuple) else (result, None)
-        per_token = attr.detach().float().sum(dim=-1) * inputs.get("attention_mask", torch.ones_like(ids)).float()
+        per_token = self.inputs.per_position(attr, inputs)
         return per_token, (delta.detach().float() if delta is not None else None), inputs
 
     def run(self, analysis: Analysis) -> Section:
@@ -91,7 +96,7 @@ class TextAttribution:
 
     def _gain(self, chunk: Sequence[int], inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         target = self.targets[list(chunk)][:, None]
-        base_inputs = dict(inputs, input_ids=self.subject.adapter.baseline_ids(inputs["input_ids"]))
+        base_inputs = self.inputs.baseline_inputs(inputs)
         with torch.no_grad():
             real = log_probabilities(self.subject.adapter.forward(self.subject.model, inputs)).gather(1, target)
             base = log_probabilities(self.subject.adapter.forward(self.subject.model, base_inputs)).gather(1, target)
@@ -101,29 +106,7 @@ class TextAttribution:
         """The sample's words, the token positions of each, and the positions of the special tokens."""
         texts = self.subject.data.texts
         assert texts is not None
-        text = texts[index]
-        encoding = self.subject.loaded.tokenizer(text, truncation=True, max_length=self.subject.adapter.spec.max_length,
-                                                 return_offsets_mapping=True)
-        word_ids = encoding.word_ids() if hasattr(encoding, "word_ids") else [None] * len(encoding["input_ids"])
-        spans: dict[int, list[int]] = defaultdict(list)
-        for position, word in enumerate(word_ids):
-            if word is not None:
-                spans[word].append(position)
-        offsets = encoding["offset_mapping"]
-        words: list[str] = []
-        positions: list[list[int]] = []
-        last_end = -1
-        for word in sorted(spans):
-            tokens = spans[word]
-            start, end = offsets[tokens[0]][0], offsets[tokens[-1]][1]
-            if start == last_end and words:  # written together ("aren't", "good."): one word for a reader
-                words[-1] += text[start:end]
-                positions[-1] += tokens
-            else:
-                words.append(text[start:end])
-                positions.append(list(tokens))
-            last_end = end
-        return words, positions, [p for p, w in enumerate(word_ids) if w is None]
+        return self.inputs.words(texts[index])
 
     def _sample(self, index: int, per_token: torch.Tensor) -> dict[str, Any]:
         words, positions, _ = self._words(index)

@@ -81,7 +81,7 @@ class Features(Analysis):
     def cost(self, ctx: PlanContext) -> Cost:
         p, n = self.params, max(len(ctx.subject), 1)
         modules = len(self.modules(ctx))
-        if ctx.subject.modality == "text":
+        if ctx.subject.inputs.is_text:
             searches = modules * p.search_units if p.token_search else 0
             forwards = searches * p.search_steps * (p.search_candidates + 1)
             backwards = searches * p.search_steps

@@ -19,6 +19,7 @@ from auditor.analyses.features.optim import InputRange, OptimSettings, maximize
 from auditor.analyses.features.tokens import SearchSettings, TokenSearch
 from auditor.analyses.features.units import Objective, centre_position, output_of, run_to, unit_values, unit_view
 from auditor.schema.report import Figure, Section
+from auditor.subject.inputs import ImageInputs, TextInputs
 from auditor.walk.recorder import split_call
 
 
@@ -33,9 +34,15 @@ class Run:
         self.p, self.ctx, self.subject = params, ctx, ctx.subject
         first = next(ctx.subject.batches(ctx.config.batch_size))
         self.keys = list(first.inputs)
-        self.key = next((k for k, v in first.inputs.items() if v.is_floating_point()), self.keys[0])
-        self.text = ctx.subject.modality == "text"
+        self.inputs = ctx.subject.inputs
+        self.key = self.inputs.key
         self._receptive: dict[str, tuple[float, float]] = {}
+
+    @property
+    def _text(self) -> TextInputs:
+        """The subject's inputs, where they are text (the token views)."""
+        assert isinstance(self.inputs, TextInputs)
+        return self.inputs
 
     def _inputs(self, indices: list[int]) -> dict[str, torch.Tensor]:
         return self.subject.encode_samples(indices)
@@ -77,7 +84,7 @@ class Run:
                             by_activation=shown[:self.p.examples])
             view.real_objective = view.max_real
             pooled = capture.pooled.get(name)
-            if not self.text and self.p.objective == "channel" and pooled is not None and pooled.shape[1] == units:
+            if not self.inputs.is_text and self.p.objective == "channel" and pooled is not None and pooled.shape[1] == units:
                 view.real_objective = float(pooled[:, u].max())
             if relevance is not None and relevance.shape[1] == units:
                 r = relevance[:, u]
@@ -97,12 +104,12 @@ class Run:
         chosen = {k: v for k, v in chosen.items() if v}
         figures: list[Figure] = []
         details: dict[str, Any] = {"modules": [], "text_units": [], "attention": None}
-        if self.text:
+        if self.inputs.is_text:
             for name, views in chosen.items():
                 if p.token_search and p.search_units:
                     self._search(name, views[:p.search_units])
                 details["text_units"].append({"module": name, "units": _shared_lists([self._text_unit(v) for v in views])})
-        elif self.subject.modality == "image":
+        elif isinstance(self.inputs, ImageInputs):
             rng = self._input_range()
             for name, views in chosen.items():
                 images = self._optimize(name, views, rng)
@@ -139,7 +146,7 @@ class Run:
         if searched:
             metrics["units_beating_real"] = float(sum(1 for v in searched if v.optimized_objective is not None
                                                       and v.optimized_objective >= v.real_objective))
-        if self.text:
+        if self.inputs.is_text:
             how = (f"for {len(searched)} of them a token search ({p.search_length} tokens) that maximizes the unit"
                    if searched else "no token search")
         else:
@@ -151,7 +158,7 @@ class Run:
                    + (" and by relevance" if ctx.capture.unit_relevance else "")
                    + f", and {how}, beside the best real sample.")
         return Section(id=analysis.id, title=analysis.title, summary=summary, metrics=metrics,
-                       tables=[units_table(all_views, text=self.text)], figures=figures, findings=findings,
+                       tables=[units_table(all_views, text=self.inputs.is_text)], figures=figures, findings=findings,
                        module_metrics=module_metrics, details=details)
 
     # --- images ----------------------------------------------------------------------------------------
@@ -313,9 +320,9 @@ class Run:
 
     def _search(self, name: str, views: list[UnitView]) -> None:
         embeddings = _word_embeddings(self.ctx)
-        if embeddings is None or self.subject.loaded.tokenizer is None:
+        if embeddings is None or self._text.tokenizer is None:
             return
-        search = TokenSearch(embeddings, self.subject.loaded.tokenizer, self.keys, device=self.subject.device)
+        search = TokenSearch(embeddings, self._text.tokenizer, self.keys, device=self.subject.device)
         module, call = self._module(name)
         p = self.p
         settings = SearchSettings(length=p.search_length, steps=p.search_steps, candidates=p.search_candidates,
@@ -379,18 +386,11 @@ class Run:
         return out
 
     def _tokens(self, index: int) -> list[str]:
-        ids = self._inputs([index])["input_ids"][0].tolist()
-        tokens = self.subject.loaded.tokenizer.convert_ids_to_tokens(ids)
-        return [str(t) for t in tokens]
+        return self._text.tokens(self._inputs([index])[self._text.key][0].tolist())
 
     def _text_positions(self, index: int) -> torch.Tensor:
         """(positions,) bool: the sample's own tokens, not special ones ([CLS], [SEP], [PAD]) nor masked padding."""
-        inputs = self._inputs([index])
-        ids = inputs["input_ids"][0]
-        special = set(getattr(self.subject.loaded.tokenizer, "all_special_ids", []) or [])
-        keep = torch.tensor([int(i) not in special for i in ids.tolist()], dtype=torch.bool)
-        mask = inputs.get("attention_mask")
-        return keep & mask[0].bool().cpu() if mask is not None else keep
+        return self._text.not_special(self._inputs([index]))
 
     def _snippet(self, index: int, position: int, value: float) -> dict[str, Any]:
         """The tokens around a unit's peak: [before, the token, after], word pieces kept as the model saw them."""
@@ -452,7 +452,7 @@ class Run:
         if patterns:
             sample_inputs = self._inputs(indices[:self.p.attention_patterns])
             labels = None
-            if self.text:
+            if self.inputs.is_text:
                 labels = [self._tokens(i) for i in indices[:self.p.attention_patterns]]
             mask = sample_inputs.get("attention_mask")
             for k in range(min(self.p.attention_patterns, n)):

@@ -96,7 +96,7 @@ class Gradients(Analysis):
         if not p.conductance or not (points or units) or ctx.subject.head.target_reads_inputs:
             return None
         embeddings = next((b.name for b in ctx.blocks if b.kind == "embeddings"), None)
-        if ctx.subject.modality == "text" and embeddings is None:
+        if ctx.subject.inputs.is_text and embeddings is None:
             return None
         n = len(ctx.subject)
         picked = np.sort(np.random.default_rng(ctx.config.seed).permutation(n)[:min(p.conductance_samples, n)])

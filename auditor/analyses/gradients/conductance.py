@@ -36,6 +36,7 @@ from torch import nn
 from auditor.engine.capture import params_require_grad
 from auditor.progress import Progress
 from auditor.subject import Subject
+from auditor.subject.inputs import TextInputs
 from auditor.walk.collectors import BatchContext, by_unit
 from auditor.walk.joins import SumSite
 from auditor.walk.patch import patch
@@ -223,10 +224,11 @@ class _Path:
     """
 
     def __init__(self, inputs: dict[str, torch.Tensor], base: dict[str, torch.Tensor],
-                 text: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+                 embedded: tuple[torch.Tensor, torch.Tensor] | None) -> None:
         self.inputs = inputs
         self.base = base
-        self.text = text
+        self.embedded = embedded
+        """Text: the embeddings block's output at the input and at the baseline (the path runs between them)."""
         self.alpha = 1.0
         self.anchor = False
         self.anchors: list[torch.Tensor] = []
@@ -235,7 +237,7 @@ class _Path:
 
     def at(self, alpha: float, *, anchor: bool = False) -> dict[str, torch.Tensor]:
         self.alpha, self.anchor, self.anchors = alpha, anchor, []
-        if self.text is not None:
+        if self.embedded is not None:
             return self.inputs  # the embeddings patch reads alpha
         out = {}
         for key, value in self.inputs.items():
@@ -248,8 +250,8 @@ class _Path:
         return out
 
     def embeddings(self, output: torch.Tensor) -> torch.Tensor:
-        assert self.text is not None
-        real, base = self.text
+        assert self.embedded is not None
+        real, base = self.embedded
         value = base + self.alpha * (real - base)
         if self.anchor:
             value.requires_grad_(True)
@@ -266,7 +268,8 @@ def _path(subject: Subject, tree: ModuleTree, spec: SweepSpec, inputs: dict[str,
         base = {k: means[k].expand_as(inputs[k]) if k in means else torch.zeros_like(inputs[k]) for k in floats}
         yield _Path(inputs, base, None)
         return
-    if spec.embeddings is None or "input_ids" not in inputs:
+    text = subject.inputs
+    if spec.embeddings is None or not isinstance(text, TextInputs):
         raise ValueError("a text model needs an embeddings block for the attribution path")
     embeddings = tree.get(spec.embeddings)
     outputs: list[torch.Tensor] = []
@@ -274,7 +277,7 @@ def _path(subject: Subject, tree: ModuleTree, spec: SweepSpec, inputs: dict[str,
     try:
         with torch.no_grad():
             real_scores = subject.adapter.forward(subject.model, inputs)
-            base_inputs = dict(inputs, input_ids=subject.adapter.baseline_ids(inputs["input_ids"]))
+            base_inputs = text.baseline_inputs(inputs)
             base_scores = subject.adapter.forward(subject.model, base_inputs)
     finally:
         handle.remove()

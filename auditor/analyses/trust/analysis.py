@@ -66,7 +66,7 @@ class Trust(Analysis):
 
     def not_applicable(self, ctx: PlanContext) -> str | None:
         reason = super().not_applicable(ctx)
-        if reason is None and ctx.subject.modality == "text" \
+        if reason is None and ctx.subject.inputs.is_text \
                 and not any(b.kind == "embeddings" for b in ctx.blocks):
             return "the text model has no embeddings module to attribute over"
         return reason
@@ -82,7 +82,7 @@ class Trust(Analysis):
     def cost(self, ctx: PlanContext) -> Cost:
         p, n = self.params, max(len(ctx.subject), 1)
         s = min(p.samples, n)
-        methods = self.params.methods or (("a", "b") if ctx.subject.modality == "text" else ("a", "b", "c"))
+        methods = self.params.methods or (("a", "b") if ctx.subject.inputs.is_text else ("a", "b", "c"))
         steps = len(ctx.blocks) + 1
         per_explain = p.n_steps + len(methods)  # IG plus one pass for each gradient method
         sanity = steps * s * per_explain
@@ -98,10 +98,10 @@ class Trust(Analysis):
 
     def _positions(self, ctx: PlanContext) -> int:
         """How many positions deletion ranks per sample: patches, features or (at most) tokens."""
-        first = ctx.subject.adapter.encode(0, 1)
-        if "input_ids" in first and not any(v.is_floating_point() for v in first.values()):
-            return int(first["input_ids"].shape[1])
-        x = next(v for v in first.values() if v.is_floating_point())
+        inputs = ctx.subject.inputs
+        x = inputs.first[inputs.key]
+        if inputs.is_text:
+            return int(x.shape[1])
         if x.dim() == 4:
             side = self.params.patch or faith.patch_side(x.shape[2], x.shape[3])
             return int(faith.patch_ids(x.shape[2], x.shape[3], side).max()) + 1

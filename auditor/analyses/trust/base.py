@@ -29,28 +29,21 @@ class TrustRunBase:
                  ctx: AuditContext) -> None:
         self.analysis, self.ctx, self.p = analysis, ctx, params
         self.subject = ctx.subject
-        first = self.subject.adapter.encode(0, 1)
-        self.text = "input_ids" in first and not any(v.is_floating_point() for v in first.values())
-        key = "input_ids" if self.text else next(k for k, v in first.items() if v.is_floating_point())
-        self.x_dims = first[key].dim()
+        self.inputs = self.subject.inputs
+        first = self.inputs.first
+        key = self.inputs.key
         self.first = first[key]
         self.targets = ctx.targets
         embeddings = next((b.name for b in ctx.blocks if b.kind == "embeddings"), None)
         self.setup = ExplainSetup(subject=self.subject, keys=list(first), key=key, baseline=self._baseline,
                                   embeddings=embeddings, n_steps=self.p.n_steps,
                                   internal_batch_size=internal_batch_size(self.subject, self.p.memory_budget_mb))
-        self.methods = explainers(self.text)
-        self.markers = self.subject.adapter.marker_ids() if self.text else []
+        self.methods = explainers(self.inputs.is_text)
 
     # --- inputs ----------------------------------------------------------------------------------------
 
     def _baseline(self, x: torch.Tensor) -> torch.Tensor:
-        if self.text:
-            return self.subject.adapter.baseline_ids(x)
-        if self.p.baseline == "mean":
-            mean = self.subject.input_means(self.ctx.config.batch_size)[self.setup.key]
-            return mean.to(x.device).expand_as(x).contiguous()
-        return torch.zeros_like(x)
+        return self.inputs.baseline(x, self.p.baseline, batch_size=self.ctx.config.batch_size)
 
     def _pick_samples(self) -> list[int]:
         """A seeded draw balanced over classes, correctly classified samples first."""
@@ -73,20 +66,10 @@ class TrustRunBase:
 
     def _content(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Per sample, the flat map positions a reader sees: every pixel/feature, or the real tokens."""
-        key = self.setup.key
-        rows = inputs[key].shape[0]
-        if not self.text:
-            size = int(np.prod(inputs[key].shape[2:])) if self.x_dims >= 4 else int(np.prod(inputs[key].shape[1:]))
-            return [torch.arange(size) for _ in range(rows)]
-        ids = inputs["input_ids"]
-        mask = inputs.get("attention_mask", torch.ones_like(ids)).bool()
-        markers = torch.tensor(self.markers, dtype=ids.dtype)
-        content = mask & ~torch.isin(ids, markers)
-        return [torch.nonzero(row).flatten() for row in content]
+        return self.inputs.positions(inputs)
 
     def _explain(self, name: str, model: nn.Module, inputs: dict[str, torch.Tensor],
                  target: torch.Tensor) -> torch.Tensor:
         maps = self.methods[name](self.setup, model, inputs, target)
-        return maps.detach().float().reshape(maps.shape[0], -1) if self.x_dims < 4 or self.text \
-            else maps.detach().float()
+        return maps.detach().float() if self.inputs.spatial else maps.detach().float().reshape(maps.shape[0], -1)
 

@@ -39,19 +39,22 @@ REFERENCE_TITLES = {OCCLUSION: "Reference: occlusion (faithful by construction)"
 class DeletionTest:
     """Deletion/insertion curves of the explained samples for every method, the two references and random orders."""
 
-    def __init__(self, ctx: AuditContext, params: TrustParams, *, key: str, first: torch.Tensor, text: bool,
-                 baseline: Callable[[torch.Tensor], torch.Tensor], methods: Sequence[str]) -> None:
-        """`first`: the attributed input of one sample (its shape decides patches or features)."""
-        self.ctx, self.p, self.key, self.first, self.text, self.baseline = ctx, params, key, first, text, baseline
+    def __init__(self, ctx: AuditContext, params: TrustParams, *, baseline: Callable[[torch.Tensor], torch.Tensor],
+                 methods: Sequence[str]) -> None:
+        self.ctx, self.p, self.baseline = ctx, params, baseline
         self.methods = list(methods)
         self.subject = ctx.subject
+        self.inputs = ctx.subject.inputs
+        self.key = self.inputs.key
+        self.first = self.inputs.first[self.key]
+        """The attributed input of one sample (its shape decides patches or features)."""
         self.noise_generator = torch.Generator().manual_seed(ctx.config.seed + 2)
 
     # --- what a sample's positions are and how they are removed ----------------------------------------
 
     def fill(self, x: torch.Tensor) -> str:
         """What a removed position becomes, in words (and which fill `editable` uses)."""
-        if self.text:
+        if self.inputs.is_text:
             return "pad"
         if x.dim() == 4 and self.p.deletion_fill != "baseline":
             return self.p.deletion_fill
@@ -59,42 +62,22 @@ class DeletionTest:
 
     def patch(self, x: torch.Tensor) -> int | None:
         """Images: the side of the square patches removed together (None: arrays and text)."""
-        if self.text or x.dim() != 4:
+        if x.dim() != 4:
             return None
         return self.p.patch or faith.patch_side(x.shape[2], x.shape[3])
 
     def editable(self, inputs: dict[str, torch.Tensor], i: int, where: torch.Tensor) -> faith.Editable:
-        one = {k: v[i:i + 1] for k, v in inputs.items()}
+        one = self.inputs.sample(inputs, i)
         key = self.key
-        if self.text:
-            pad = getattr(self.subject.loaded.tokenizer, "pad_token_id", 0) or 0
-            # trim the padding of the batch encoding: the sample as it was alone
-            length = int(one.get("attention_mask", torch.ones_like(one[key])).sum())
-            one = {k: v[:, :length] for k, v in one.items()}
-
-            def build_text(masks: torch.Tensor) -> dict[str, torch.Tensor]:
-                rows = masks.shape[0]
-                out = {k: v.expand(rows, -1).clone() for k, v in one.items()}
-                edited = out[key][:, where]
-                out[key][:, where] = torch.where(masks, torch.full_like(edited, pad), edited)
-                return out
-            return faith.Editable(positions=len(where), build=build_text, pool=lambda flat: flat[where])
         x = one[key]
         fill, side = self.fill(x), self.patch(x)
+        if side is None:  # tokens, arrays, and images of more than two spatial dimensions: every value is a position
+            return faith.Editable(positions=len(where), build=self.inputs.deletion(one, where, self.baseline),
+                                  pool=lambda flat: flat[where])
 
         def others(rows: int) -> dict[str, torch.Tensor]:
             return {k: v.expand(rows, *v.shape[1:]).clone() for k, v in one.items() if k != key}
 
-        if side is None:  # arrays, and images of more than two spatial dimensions: every value is a position
-            spatial = x.shape[2:] if x.dim() >= 4 else x.shape[1:]
-            constant = self.baseline(x)
-
-            def build_values(masks: torch.Tensor) -> dict[str, torch.Tensor]:
-                rows = masks.shape[0]
-                m = masks.reshape(rows, 1, *spatial) if x.dim() >= 4 else masks.reshape(rows, *spatial)
-                out = {**others(rows), key: torch.where(m, constant.expand_as(x), x.expand(rows, *x.shape[1:]))}
-                return {k: out[k] for k in one}
-            return faith.Editable(positions=len(where), build=build_values, pool=lambda flat: flat[where])
         height, width = x.shape[2], x.shape[3]
         ids = faith.patch_ids(height, width, side)
         patches = int(ids.max()) + 1
@@ -277,7 +260,7 @@ class DeletionTest:
         fill = {"impute": "filled by ROAD's noisy linear imputation", "blur": "replaced by a blurred copy",
                 "baseline": "replaced by the baseline", "pad": "replaced by the pad token"}[self.fill(x)]
         side = self.patch(x)
-        if self.text:
+        if self.inputs.is_text:
             return f"tokens ({fill})"
         if side is None:
             return f"features ({fill})" if x.dim() < 4 else f"values ({fill})"
@@ -285,7 +268,7 @@ class DeletionTest:
 
     def figure(self, fractions: np.ndarray, curves: dict[str, np.ndarray]) -> Figure:
         x = self.first
-        unit = "tokens" if self.text else ("patches" if self.patch(x) is not None else "features")
+        unit = "tokens" if self.inputs.is_text else ("patches" if self.patch(x) is not None else "features")
         with new_figure(7.5, 2.8) as (fig, _):
             fig.clf()
             axes = fig.subplots(1, 2, sharey=True)

@@ -28,7 +28,7 @@ class ExplainSetup:
     keys: Sequence[str]
     """Input names in the order the model takes them."""
     key: str
-    """The input attributed: the float image/array input, or `input_ids` for text."""
+    """The input attributed (`subject.inputs.key`): the float image/array input, or `input_ids` for text."""
     baseline: Callable[[torch.Tensor], torch.Tensor]
     """The attribution baseline of an input tensor (black or data-mean images, pad tokens for text)."""
     embeddings: str | None
@@ -38,7 +38,8 @@ class ExplainSetup:
 
     @property
     def text(self) -> bool:
-        return self.key == "input_ids"
+        """Whether attributions are taken over the embeddings (text) rather than the input itself."""
+        return self.subject.inputs.is_text
 
     def forward(self, model: nn.Module) -> Callable[..., torch.Tensor]:
         """Positional tensors (in `keys` order, the attributed one first) -> log-probabilities."""
@@ -55,11 +56,7 @@ Explainer = Callable[[ExplainSetup, nn.Module, dict[str, torch.Tensor], torch.Te
 
 def to_positions(setup: ExplainSetup, attribution: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """An attribution shaped like the input (or the embeddings) -> one signed value per position."""
-    a = attribution.detach().float()
-    if setup.text:
-        mask = inputs.get("attention_mask", torch.ones_like(inputs["input_ids"])).float()
-        return a.sum(dim=-1) * mask
-    return a.sum(dim=1) if a.dim() >= 4 else a
+    return setup.subject.inputs.per_position(attribution, inputs)
 
 
 def _module(model: nn.Module, name: str | None) -> nn.Module:

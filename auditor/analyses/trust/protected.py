@@ -20,15 +20,16 @@ from auditor.analyses.trust.counterfactual import (WordSwapper, blur, bootstrap_
 
 
 from auditor.analyses.trust.base import TrustRunBase
+from auditor.subject.inputs import TextInputs
 from auditor.analyses.trust.findings import FINDINGS
 
 
 class ProtectedChecks(TrustRunBase):
     def _protected(self, samples: list[int], inputs: dict[str, torch.Tensor], content: list[torch.Tensor],
                    originals: dict[str, torch.Tensor]) -> dict[str, Any]:
-        if self.text:
+        if self.inputs.is_text:
             return self._protected_words()
-        if self.p.region is None or self.x_dims < 4:
+        if self.p.region is None or not self.inputs.spatial:
             return {"metrics": {}, "findings": [], "details": {},
                     "summary": "no protected region configured ([analyses.trust] region) for images."}
         return self._protected_region(samples, inputs, originals)
@@ -201,7 +202,8 @@ class ProtectedChecks(TrustRunBase):
         if not having:
             return None
         method = "integrated_gradients" if "integrated_gradients" in self.methods else next(iter(self.methods))
-        tokenizer = self.subject.loaded.tokenizer
+        text_inputs = self.inputs
+        assert isinstance(text_inputs, TextInputs)
         shares: dict[int, list[float]] = defaultdict(list)
         bs = self.ctx.config.batch_size
         for start in range(0, len(having), bs):
@@ -210,10 +212,8 @@ class ProtectedChecks(TrustRunBase):
             maps = self._explain(method, self.subject.model, inputs, self.targets[chunk]).abs()
             content = self._content(inputs)
             for row, i in enumerate(chunk):
-                enc = tokenizer(texts[i], truncation=True, max_length=self.subject.adapter.spec.max_length,
-                                return_offsets_mapping=True)
                 hits = set()
-                for position, (a, b) in enumerate(enc["offset_mapping"]):
+                for position, (a, b) in enumerate(text_inputs.offsets(texts[i])):
                     if b > a:
                         for match in pattern.finditer(texts[i]):
                             if a < match.end() and b > match.start():

@@ -16,6 +16,7 @@ from auditor.schema.report import Figure, Section, Table
 from auditor.analyses.trust.explainers import (MULTIPLIES_BY_INPUT, SHORT, TITLES)
 from auditor.analyses.trust.randomize import Group, cascade, cascade_groups
 from auditor.analyses.trust.similarity import rank_correlation, ssim
+from auditor.subject.inputs import TextInputs
 
 
 
@@ -49,9 +50,8 @@ class TrustRun(ProtectedChecks):
             figures.append(sanity["maps"])
         if sanity.get("example") is not None:
             tables.append(sanity["example"])
-        faithful = DeletionTest(self.ctx, p, key=self.setup.key, first=self.first, text=self.text,
-                                baseline=self._baseline, methods=list(self.methods)).run(inputs, target, content,
-                                                                                        originals)
+        faithful = DeletionTest(self.ctx, p, baseline=self._baseline,
+                                methods=list(self.methods)).run(inputs, target, content, originals)
         metrics.update(faithful["metrics"])
         findings += faithful["findings"]
         tables.append(faithful["table"])
@@ -87,7 +87,7 @@ class TrustRun(ProtectedChecks):
     def _input_correlation(self, maps: torch.Tensor, inputs: dict[str, torch.Tensor],
                            content: list[torch.Tensor]) -> float | None:
         """Images and arrays: how much |map| ranks like |input − baseline| (an edge detector's answer)."""
-        if self.text:
+        if self.inputs.is_text:
             return None
         x = inputs[self.setup.key]
         edge = (x - self._baseline(x)).abs()
@@ -125,7 +125,7 @@ class TrustRun(ProtectedChecks):
         metrics: dict[str, float] = {}
         findings: list[Finding] = []
         notes = []
-        similarity = "SSIM of |maps|" if self.x_dims >= 4 and not self.text else "rank correlation of |maps|"
+        similarity = self.inputs.map_similarity
         for m in self.methods:
             signed, absolute = curves[m][-1]
             metrics[f"sanity_correlation/{m}"] = signed
@@ -162,9 +162,9 @@ class TrustRun(ProtectedChecks):
         figure = self._sanity_figure(labels, curves, similarity)
         out: dict[str, Any] = {"metrics": metrics, "findings": findings, "table": table, "figure": figure,
                                "steps": [g.name for g in groups], "note": " ".join(notes)}
-        if self.x_dims >= 4 and not self.text:
+        if self.inputs.spatial:
             out["maps"] = self._maps_figure(inputs, originals, kept, groups)
-        elif self.text:
+        elif self.inputs.is_text:
             out["example"] = self._text_example(inputs, content, originals, last)
         return out
 
@@ -231,13 +231,14 @@ class TrustRun(ProtectedChecks):
 
     def _text_example(self, inputs: dict[str, torch.Tensor], content: list[torch.Tensor],
                       originals: dict[str, torch.Tensor], last: dict[str, torch.Tensor]) -> Table:
-        tokenizer = self.subject.loaded.tokenizer
-        ids = inputs["input_ids"]
+        text_inputs = self.inputs
+        assert isinstance(text_inputs, TextInputs)
+        ids = inputs[text_inputs.key]
         rows = []
         for i in range(min(3, ids.shape[0])):
             where = content[i]
-            tokens = tokenizer.convert_ids_to_tokens(ids[i][where].tolist())
-            text = tokenizer.convert_tokens_to_string(tokens)
+            tokens = text_inputs.tokens(ids[i][where].tolist())
+            text = text_inputs.text_of(tokens)
             for m in self.methods:
                 def top(maps: torch.Tensor, i: int = i, where: torch.Tensor = where,
                         tokens: list[str] = tokens) -> str:

@@ -17,6 +17,7 @@ from auditor.analyses.trust.counterfactual import WordSwapper, default_word_pair
 from auditor.analyses.trust.explainers import ExplainSetup
 from auditor.analyses.trust.similarity import rank_correlation, ssim
 from tests.contexts import make_context
+from tests.models import Bag
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -110,26 +111,6 @@ def test_the_model_is_untouched_when_an_explainer_fails_in_the_middle_of_the_cas
                       make_context(model, x[:32], y[:32]))
     assert section.error is not None and "explainer broke" in section.error.message
     assert _same(model, before) and all(p.grad is None for p in model.parameters())
-
-
-class Bag(nn.Module):
-    """Text: the logits are the sum of the tokens' 2-d embeddings; the embedding table is set by hand."""
-
-    def __init__(self, vocab: int) -> None:
-        super().__init__()
-        self.embeddings = nn.Embedding(vocab, 2)
-        self.head = nn.Linear(2, 2)
-        with torch.no_grad():
-            self.embeddings.weight.zero_()
-            self.head.weight.copy_(torch.eye(2))
-            self.head.bias.zero_()
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        e = self.embeddings(input_ids)
-        if attention_mask is not None:
-            e = e * attention_mask[..., None]
-        return self.head(e.sum(dim=1))
 
 
 def _bag(tokenizer: object, *, planted: bool, fragile: bool = False) -> Bag:
