@@ -23,9 +23,13 @@ if os.environ.get("CI"):
 else:
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 
-ANALYSES = ["inventory", "performance", "ablation", "probes", "trust"]
+ANALYSES = ["inventory", "performance", "ablation", "probes", "attribution", "trust"]
 """The capture (inventory's module statistics), patched passes (ablation), probe-set and randomized captures
-(probes), and the trust analysis's own forwards (which stay local)."""
+(probes), the executor's `map` items: attribution's Integrated Gradients chunks and trust's randomization-cascade
+steps (the deletion test and the rest of trust run on the driver)."""
+MAPPED = ("attribution", "trust")
+"""Sections whose remote work is per-sample or per-step on a replica with the local run's threads: equal bit for
+bit, with no merge in between."""
 
 
 @pytest.fixture(scope="session")
@@ -68,22 +72,28 @@ def _close(a: float, b: float) -> bool:
 
 def assert_same_audit(local: AuditReport, remote: AuditReport, *, ablation_rtol: float = MERGE_RTOL) -> None:
     """Same findings (ids, severities, messages), same metrics and module_metrics (to the merge's tolerance;
-    the ablation's to `ablation_rtol` where stacked groups differ), same module statistics."""
+    the ablation's to `ablation_rtol` where stacked groups differ; the `MAPPED` sections' exactly, and their
+    details too), same module statistics."""
     assert [(f.id, f.severity, f.message) for f in local.findings] == \
         [(f.id, f.severity, f.message) for f in remote.findings]
     assert [s.id for s in local.sections] == [s.id for s in remote.sections]
     for ours, theirs in zip(local.sections, remote.sections, strict=True):
         assert ours.error is None and theirs.error is None, (ours.error, theirs.error)
-        rtol = ablation_rtol if ours.id == "ablation" else MERGE_RTOL
+        rtol = ablation_rtol if ours.id == "ablation" else 0.0 if ours.id in MAPPED else MERGE_RTOL
+        atol = 1e-12 if rtol else 0.0
         assert ours.metrics.keys() == theirs.metrics.keys()
         for key, value in ours.metrics.items():
-            assert value == pytest.approx(theirs.metrics[key], rel=rtol, abs=1e-12, nan_ok=True), (ours.id, key)
+            assert value == pytest.approx(theirs.metrics[key], rel=rtol, abs=atol, nan_ok=True), \
+                (ours.id, key)
         assert ours.module_metrics.keys() == theirs.module_metrics.keys(), ours.id
         for module, values in ours.module_metrics.items():
             assert values.keys() == theirs.module_metrics[module].keys(), (ours.id, module)
             for key, value in values.items():
                 other = theirs.module_metrics[module][key]
-                assert value == pytest.approx(other, rel=rtol, abs=1e-12, nan_ok=True), (ours.id, module, key)
+                assert value == pytest.approx(other, rel=rtol, abs=atol, nan_ok=True), \
+                    (ours.id, module, key)
+        if ours.id in MAPPED:
+            assert ours.details == theirs.details, ours.id  # the maps' summaries, samples, word rankings
     assert len(local.modules) == len(remote.modules)
     for ours, theirs in zip(local.modules, remote.modules, strict=True):
         _same(ours.model_dump(), theirs.model_dump(), where=ours.name)
@@ -120,8 +130,9 @@ def test_digits_audit_on_two_actors_equals_the_local_one(ray_cluster: None,
     remote = _audit(config, kind="ray", actors=2)
     # stack=1 on the CNN's ablations would be bit for bit; stacked groups sum in another order (prefix.STACK_RTOL)
     assert_same_audit(local, remote, ablation_rtol=1e-4)
-    ablation = remote.section("ablation")
+    ablation, trust = remote.section("ablation"), remote.section("trust")
     assert ablation is not None and ablation.metrics
+    assert trust is not None and len(trust.details["steps"]) >= 3 and trust.module_metrics
 
 
 class KillingProgress(SilentProgress):
