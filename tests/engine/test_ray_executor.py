@@ -170,17 +170,71 @@ def test_an_actor_killed_mid_audit_has_its_passes_rerun_with_the_same_result(
 
 @pytest.mark.slow
 def test_minilm_audit_on_two_actors_equals_the_local_one(ray_cluster: None) -> None:
-    # Kept to ~30 s a run on 2 cores: trust's text forwards stay local (and take minutes here), and the probe
-    # set of its own is the digits test's; 32 samples in 2 batches (a shard per actor); the blocks' ablations
-    # and one pruning step; the probes' randomized-network capture on the audit data.
+    # Kept to ~30 s a run on 2 cores: trust's text explanations take minutes here (the digits test runs its
+    # cascade on the actors), and the probe set of its own is the digits test's; 32 samples in 2 batches (a shard
+    # per actor); the blocks' ablations and one pruning step; the probes' randomized-network capture on the audit
+    # data; attribution's text chunks (Layer IG over the embeddings, the word ranking) on a few samples.
     config = _demo("minilm_sentiment", **{
-        "data.max_samples": 32, "batch_size": 16, "analyses.only": ["inventory", "performance", "ablation", "probes"],
+        "data.max_samples": 32, "batch_size": 16,
+        "analyses.only": ["inventory", "performance", "ablation", "probes", "attribution"],
         "analyses.ablation": {"modules": "blocks", "heads": False, "unit_layers": "none", "prune_fractions": [0.5],
                               "bootstrap": 100},
+        "analyses.attribution": {"samples": 4, "n_steps": 4, "examples_per_class": 1, "misclassified": 1},
         "analyses.probes": {"permutations": 2, "mdl": False, "folds": 2, "builtin": False}})
     local = _audit(config)
     remote = _audit(config, kind="ray", actors=2)
     assert_same_audit(local, remote, ablation_rtol=1e-4)
+
+
+def _item_on_replica(subject: Any, item: tuple[str, int]) -> tuple[int, int, int]:
+    """A `map` item: the actor's pid, the item's number and the replica's sample count. Item 1's first run kills
+    its actor (the marker file says it ran once)."""
+    from pathlib import Path
+
+    marker, number = Path(item[0]), item[1]
+    if number == 1 and not marker.exists():
+        marker.touch()
+        os._exit(1)
+    return os.getpid(), number, len(subject)
+
+
+class CountingProgress(SilentProgress):
+    def __init__(self) -> None:
+        self.steps: dict[str | None, int] = {}
+
+    def advance(self, steps: int = 1, *, description: str | None = None) -> None:
+        self.steps[description] = self.steps.get(description, 0) + steps
+
+
+@pytest.mark.slow
+def test_map_runs_items_on_the_actors_in_order_and_reruns_one_whose_actor_died(ray_cluster: None,
+                                                                               tmp_path: Any) -> None:
+    import numpy as np
+    import torch
+
+    from auditor.config import ExecutorSpec
+    from auditor.engine.ray_executor import RayExecutor
+    from tests.contexts import make_context
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    rng = np.random.default_rng(0)
+    ctx = make_context(model, rng.normal(size=(8, 1, 4, 4)).astype(np.float32), rng.integers(0, 3, 8), batch_size=4)
+    progress = CountingProgress()
+    module = sys.modules[__name__]  # pytest imports this file by a name the workers cannot import: ship it by value
+    ray.cloudpickle.register_pickle_by_value(module)
+    executor = RayExecutor(ctx.subject, ctx.tree, batch_size=4, progress=progress,
+                           spec=ExecutorSpec(kind="ray", actors=2, cpus_per_actor=1))
+    try:
+        items = [(str(tmp_path / "ran"), i) for i in range(6)]
+        results = executor.map(_item_on_replica, items, description="items", steps=[2] * 6)
+        restarts = executor.restarts
+    finally:
+        executor.close()
+        ray.cloudpickle.unregister_pickle_by_value(module)
+    assert [r[1] for r in results] == list(range(6)) and {r[2] for r in results} == {8}
+    assert os.getpid() not in {r[0] for r in results}  # on the actors, not here
+    assert restarts == 1 and (tmp_path / "ran").exists()  # item 1's actor died; the item ran again elsewhere
+    assert progress.steps == {"items": 12}
 
 
 def test_an_unreachable_cluster_is_one_error_line_and_exit_2(tiny_cnn_npz: Any, tmp_path: Any) -> None:
