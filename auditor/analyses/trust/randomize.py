@@ -4,9 +4,10 @@ The groups are the model's blocks that own parameters (its head, layers, stages,
 parameter-owning module outside every block, each once, ordered from the output down (by the order the
 forward first reached them). Step k re-initializes groups 0..k of a deep copy: the user's model is never
 touched. Group j is always re-initialized from seed + j, so step k computed alone (`randomized_copy`, what
-one task of an executor does) has the weights the cumulative walk (`cascade`) has at step k. A module is re-initialized by its own `reset_parameters` where it has one (Linear, Conv,
-Embedding, LayerNorm, BatchNorm: the initialization it was built with); any other parameter is redrawn
-from a normal with its own mean and standard deviation. The draws come from a private generator state
+one task of an executor does) has the weights the cumulative walk (`cascade`) has at step k. A module is
+re-initialized by its own `reset_parameters` where it has one (Linear, Conv, Embedding, LayerNorm, BatchNorm:
+the initialization it was built with); any other parameter is redrawn from a normal with its own mean and
+standard deviation. The draws come from a private generator state
 (`torch.random.fork_rng`), so the audit's global random state is left as it was.
 """
 
@@ -75,12 +76,16 @@ def cascade(model: nn.Module, groups: Sequence[Group], *, seed: int) -> Iterator
     clone = copy.deepcopy(model).eval()
     for p in clone.parameters():
         p.requires_grad_(True)
-    modules = dict(clone.named_modules())
     for k, group in enumerate(groups):
-        with torch.random.fork_rng():
-            torch.manual_seed(seed + k)
-            reinitialize(modules[group.name])
+        reinitialize_step(clone, group, k, seed=seed)
         yield group, clone
+
+
+def reinitialize_step(clone: nn.Module, group: Group, k: int, *, seed: int) -> None:
+    """Step k of the cascade on `clone` (a copy, at step k - 1): re-initializes `group` from seed + k."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + k)
+        reinitialize(clone.get_submodule(group.name))
 
 
 def randomized_copy(model: nn.Module, groups: Sequence[Group], step: int, *, seed: int) -> nn.Module:

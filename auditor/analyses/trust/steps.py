@@ -2,11 +2,12 @@
 model replica runs it (here, or an actor of a cluster), with the maps of the cumulative walk.
 
 Item k (k >= 0) re-initializes groups 0..k of its own copy of the replica's model, from the walk's seeds in
-the walk's order (`randomized_copy`: the same weights), and explains the trust samples on it; item -1 explains
-them on the trained model itself. A step whose re-initialized group the decision never reads (MiniLM's pooler
-under a mean-pooling head) leaves the function as the step before left it: its maps would be the previous
-step's, so the item checks that with two forwards (before and after its own group) and returns None instead
-of explaining again; the driver then takes the previous step's maps, as the walk did.
+the walk's order (`randomized_copy` to step k - 1, then `reinitialize_step` for its own group: the walk's
+weights), and explains the trust samples on it; item -1 explains them on the trained model itself. A step
+whose re-initialized group the decision never reads (MiniLM's pooler under a mean-pooling head) leaves the
+function as the step before left it: its maps would be the previous step's, so the item checks that with two
+forwards (before and after its own group) and returns None instead of explaining again; the driver then takes
+the previous step's maps, as the walk did.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from auditor.analyses.trust.explainers import Explainer, ExplainSpec, explain
-from auditor.analyses.trust.randomize import Group, cascade
+from auditor.analyses.trust.randomize import Group, randomized_copy, reinitialize_step
 from auditor.subject import Subject
 
 TRAINED = -1
@@ -47,17 +48,16 @@ def explain_step(subject: Subject, step: CascadeStep) -> StepMaps:
     setup = step.spec.bind(subject)
     if step.k == TRAINED:
         return {m: explain(f, setup, subject.model, step.inputs, step.target) for m, f in step.methods.items()}
-    previous: torch.Tensor | None = None
-    clone = subject.model
-    for j, (_, clone) in enumerate(cascade(subject.model, step.groups[:step.k + 1], seed=step.seed)):
-        if step.k >= 1 and j >= step.k - 1:  # the function before and after this step's own group
-            with torch.no_grad():
-                scores = subject.adapter.forward(clone, step.inputs)
-            if previous is not None and torch.equal(scores, previous):
+    if step.k == 0:
+        clone = randomized_copy(subject.model, step.groups, 0, seed=step.seed)
+    else:  # the function before and after this step's own group
+        clone = randomized_copy(subject.model, step.groups, step.k - 1, seed=step.seed)
+        with torch.no_grad():
+            previous = subject.adapter.forward(clone, step.inputs)
+            reinitialize_step(clone, step.groups[step.k], step.k, seed=step.seed)
+            if torch.equal(subject.adapter.forward(clone, step.inputs), previous):
                 return None
-            previous = scores
     return {m: explain(f, setup, clone, step.inputs, step.target) for m, f in step.methods.items()}
-
 
 def resolve(results: Sequence[StepMaps]) -> list[dict[str, torch.Tensor]]:
     """The maps of every item in order, a None (an unchanged function) replaced by the step before's maps."""
