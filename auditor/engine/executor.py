@@ -1,11 +1,16 @@
 """Executors run the plan's passes. `LocalExecutor` runs them here, one after another; `RayExecutor`
 (`auditor.engine.ray_executor`, imported only when asked for) runs them on the actors of a Ray cluster and
-returns the same results (docs/scale.md)."""
+returns the same results (docs/scale.md).
+
+Besides the passes the engine knows (captures, patched passes), an analysis hands the executor work of its
+own with `map`: a module-level function of (subject, item) and a list of items (data: which samples, which
+randomization step), run on a model replica per item. The function must leave the replica as it found it: a
+task that changes weights works on its own copy."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 import torch
 
@@ -17,6 +22,9 @@ from auditor.progress import Progress
 from auditor.subject import Subject
 from auditor.walk.patch import Patch, patch_many
 from auditor.walk.tree import ModuleTree
+
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
 
 class Executor(Protocol):
@@ -34,6 +42,17 @@ class Executor(Protocol):
                     seconds: Mapping[str, float], cache_bytes: int, stack: int) -> PrefixRun:
         """Runs the patched passes on cached prefixes (`run_with_cached_prefixes`): their scores, in order,
         and how each ran."""
+        ...
+
+    def map(self, fn: Callable[[Subject, ItemT], ResultT], items: Sequence[ItemT], *, description: str,
+            steps: Sequence[int] | None = None) -> list[ResultT]:
+        """`fn(subject, item)` for each item, on a replica of the audited subject; the results in item order.
+
+        `fn` is a module-level function (a cluster ships a reference to it, not a closure) and each item is
+        data that pickles; the items are independent, so an executor may run them anywhere, in any order, and
+        run one again after a fault: `fn` must be a function of its item and the subject alone, and must not
+        change the replica (a task that changes weights works on a copy). `steps`: what each item counts on
+        the progress bar (forward batches; 1 each by default)."""
         ...
 
     def close(self) -> None:
@@ -75,6 +94,23 @@ class LocalExecutor:
                                         budget_bytes=cache_bytes, progress=self.progress, seconds=seconds,
                                         stack=stack)
 
+    def map(self, fn: Callable[[Subject, ItemT], ResultT], items: Sequence[ItemT], *, description: str,
+            steps: Sequence[int] | None = None) -> list[ResultT]:
+        results = []
+        for item, count in zip(items, step_counts(items, steps), strict=True):
+            results.append(fn(self.subject, item))
+            self.progress.advance(count, description=description)
+        return results
+
     def close(self) -> None:
         pass
+
+
+def step_counts(items: Sequence[object], steps: Sequence[int] | None) -> list[int]:
+    """What each item of a `map` counts on the progress bar: `steps`, else 1 each."""
+    if steps is None:
+        return [1] * len(items)
+    if len(steps) != len(items):
+        raise ValueError(f"map: {len(steps)} step counts for {len(items)} items")
+    return list(steps)
 

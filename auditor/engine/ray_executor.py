@@ -13,6 +13,9 @@ local path never imports Ray.
   follows each patched module, stacked where the local run stacks). A group, not a single pass, is the unit
   because the recording pass is paid once per task; a few groups per actor keep the actors busy to the end and
   bound what a lost actor costs.
+- An analysis's own work (`map`: randomization-cascade steps, attribution chunks) goes one item per task: the
+  function travels as a reference (a module-level function), the item as data, and the actor calls it on its
+  replica.
 - One task per actor at a time. An actor that dies (killed, its node lost) fails its task; the task is queued
   again, a new actor takes the dead one's place, and the results are those of a run without the fault.
 """
@@ -34,7 +37,7 @@ import torch
 
 from auditor.config import ExecutorSpec
 from auditor.engine.capture import Capture, CapturePart, finish_capture, record_batches
-from auditor.engine.executor import LocalExecutor
+from auditor.engine.executor import LocalExecutor, step_counts
 from auditor.engine.passes import PatchedPass
 from auditor.engine.prefix import PassRoute, PrefixRun, Traced, run_with_cached_prefixes
 from auditor.engine.shards import merge_parts
@@ -48,6 +51,7 @@ from auditor.walk.tree import ModuleTree
 
 log = logging.getLogger("auditor")
 T = TypeVar("T")
+R = TypeVar("R")
 
 GROUPS_PER_ACTOR = 4
 """Patched passes go in about this many groups per actor (each group one task with one recording pass)."""
@@ -148,6 +152,10 @@ class Replica:
 
     def scores(self, passes: list[PatchedPass], batch_size: int) -> list[torch.Tensor]:
         return LocalExecutor(self.subject, self.tree, batch_size=batch_size, progress=SilentProgress()).scores(passes)
+
+    def map(self, fn: Callable[[Subject, Any], Any], item: Any) -> Any:
+        """One item of an executor `map`, on this replica (which `fn` leaves as it found it)."""
+        return fn(self.subject, item)
 
 
 def shard_starts(n_samples: int, batch_size: int, shards: int) -> list[list[int]]:
@@ -319,6 +327,13 @@ class RayExecutor:
                                                          self.batch_size, cache_bytes, stack) for g in groups]
         runs: list[PrefixRun] = self._run(calls, [len(g) * n_batches for g in groups], "patched passes")
         return merge_runs(runs, budget_bytes=cache_bytes, seconds=time.perf_counter() - started)
+
+    def map(self, fn: Callable[[Subject, T], R], items: Sequence[T], *, description: str,
+            steps: Sequence[int] | None = None) -> list[R]:
+        """One task per item, on whichever actor is free; a task whose actor died runs again on a new one."""
+        counts = step_counts(items, steps)
+        calls = [lambda actor, item=item: actor.map.remote(fn, item) for item in items]
+        return self._run(calls, counts, description)
 
 
 def merge_runs(runs: Sequence[PrefixRun], *, budget_bytes: int, seconds: float) -> PrefixRun:

@@ -1,8 +1,10 @@
-"""What the analyses that call Captum share: how many (sample × step) rows one attribution batch may hold."""
+"""What the analyses that call Captum share: how many (sample × step) rows one attribution batch may hold, and
+the attribution baseline as data."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -32,3 +34,22 @@ def per_sample_bytes(subject: Subject) -> int:
 def internal_batch_size(subject: Subject, budget_mb: int) -> int:
     """Rows (sample × step) per IG batch that fit `budget_mb`: forward outputs kept, plus their gradients."""
     return max(1, int(budget_mb * 2**20 // (2 * per_sample_bytes(subject))))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The attribution baseline as data, so that it travels with an executor's items: pad tokens (text: the
+    subject's `inputs.baseline`), the audit data's mean input (carried, not recomputed on a replica), or zeros (a
+    black image)."""
+
+    kind: Literal["pad", "mean", "zeros"]
+    mean: torch.Tensor | None = None
+    """`kind = "mean"`: the mean input, one sample's shape."""
+
+    def of(self, subject: Subject, x: torch.Tensor) -> torch.Tensor:
+        """The baseline of input `x` (a batch) for `subject`'s model."""
+        if self.kind == "pad":
+            return subject.inputs.baseline(x)
+        if self.kind == "mean" and self.mean is not None:
+            return self.mean.to(x.device).expand_as(x).contiguous()
+        return torch.zeros_like(x)

@@ -23,9 +23,13 @@ if os.environ.get("CI"):
 else:
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 
-ANALYSES = ["inventory", "performance", "ablation", "probes", "trust"]
+ANALYSES = ["inventory", "performance", "ablation", "probes", "attribution", "trust"]
 """The capture (inventory's module statistics), patched passes (ablation), probe-set and randomized captures
-(probes), and the trust analysis's own forwards (which stay local)."""
+(probes), the executor's `map` items: attribution's Integrated Gradients chunks and trust's randomization-cascade
+steps (the deletion test and the rest of trust run on the driver)."""
+MAPPED = ("attribution", "trust")
+"""Sections whose remote work is per-sample or per-step on a replica with the local run's threads: equal bit for
+bit, with no merge in between."""
 
 
 @pytest.fixture(scope="session")
@@ -68,22 +72,28 @@ def _close(a: float, b: float) -> bool:
 
 def assert_same_audit(local: AuditReport, remote: AuditReport, *, ablation_rtol: float = MERGE_RTOL) -> None:
     """Same findings (ids, severities, messages), same metrics and module_metrics (to the merge's tolerance;
-    the ablation's to `ablation_rtol` where stacked groups differ), same module statistics."""
+    the ablation's to `ablation_rtol` where stacked groups differ; the `MAPPED` sections' exactly, and their
+    details too), same module statistics."""
     assert [(f.id, f.severity, f.message) for f in local.findings] == \
         [(f.id, f.severity, f.message) for f in remote.findings]
     assert [s.id for s in local.sections] == [s.id for s in remote.sections]
     for ours, theirs in zip(local.sections, remote.sections, strict=True):
         assert ours.error is None and theirs.error is None, (ours.error, theirs.error)
-        rtol = ablation_rtol if ours.id == "ablation" else MERGE_RTOL
+        rtol = ablation_rtol if ours.id == "ablation" else 0.0 if ours.id in MAPPED else MERGE_RTOL
+        atol = 1e-12 if rtol else 0.0
         assert ours.metrics.keys() == theirs.metrics.keys()
         for key, value in ours.metrics.items():
-            assert value == pytest.approx(theirs.metrics[key], rel=rtol, abs=1e-12, nan_ok=True), (ours.id, key)
+            assert value == pytest.approx(theirs.metrics[key], rel=rtol, abs=atol, nan_ok=True), \
+                (ours.id, key)
         assert ours.module_metrics.keys() == theirs.module_metrics.keys(), ours.id
         for module, values in ours.module_metrics.items():
             assert values.keys() == theirs.module_metrics[module].keys(), (ours.id, module)
             for key, value in values.items():
                 other = theirs.module_metrics[module][key]
-                assert value == pytest.approx(other, rel=rtol, abs=1e-12, nan_ok=True), (ours.id, module, key)
+                assert value == pytest.approx(other, rel=rtol, abs=atol, nan_ok=True), \
+                    (ours.id, module, key)
+        if ours.id in MAPPED:
+            assert ours.details == theirs.details, ours.id  # the maps' summaries, samples, word rankings
     assert len(local.modules) == len(remote.modules)
     for ours, theirs in zip(local.modules, remote.modules, strict=True):
         _same(ours.model_dump(), theirs.model_dump(), where=ours.name)
@@ -120,8 +130,9 @@ def test_digits_audit_on_two_actors_equals_the_local_one(ray_cluster: None,
     remote = _audit(config, kind="ray", actors=2)
     # stack=1 on the CNN's ablations would be bit for bit; stacked groups sum in another order (prefix.STACK_RTOL)
     assert_same_audit(local, remote, ablation_rtol=1e-4)
-    ablation = remote.section("ablation")
+    ablation, trust = remote.section("ablation"), remote.section("trust")
     assert ablation is not None and ablation.metrics
+    assert trust is not None and len(trust.details["steps"]) >= 3 and trust.module_metrics
 
 
 class KillingProgress(SilentProgress):
@@ -159,17 +170,71 @@ def test_an_actor_killed_mid_audit_has_its_passes_rerun_with_the_same_result(
 
 @pytest.mark.slow
 def test_minilm_audit_on_two_actors_equals_the_local_one(ray_cluster: None) -> None:
-    # Kept to ~30 s a run on 2 cores: trust's text forwards stay local (and take minutes here), and the probe
-    # set of its own is the digits test's; 32 samples in 2 batches (a shard per actor); the blocks' ablations
-    # and one pruning step; the probes' randomized-network capture on the audit data.
+    # Kept to ~30 s a run on 2 cores: trust's text explanations take minutes here (the digits test runs its
+    # cascade on the actors), and the probe set of its own is the digits test's; 32 samples in 2 batches (a shard
+    # per actor); the blocks' ablations and one pruning step; the probes' randomized-network capture on the audit
+    # data; attribution's text chunks (Layer IG over the embeddings, the word ranking) on a few samples.
     config = _demo("minilm_sentiment", **{
-        "data.max_samples": 32, "batch_size": 16, "analyses.only": ["inventory", "performance", "ablation", "probes"],
+        "data.max_samples": 32, "batch_size": 16,
+        "analyses.only": ["inventory", "performance", "ablation", "probes", "attribution"],
         "analyses.ablation": {"modules": "blocks", "heads": False, "unit_layers": "none", "prune_fractions": [0.5],
                               "bootstrap": 100},
+        "analyses.attribution": {"samples": 4, "n_steps": 4, "examples_per_class": 1, "misclassified": 1},
         "analyses.probes": {"permutations": 2, "mdl": False, "folds": 2, "builtin": False}})
     local = _audit(config)
     remote = _audit(config, kind="ray", actors=2)
     assert_same_audit(local, remote, ablation_rtol=1e-4)
+
+
+def _item_on_replica(subject: Any, item: tuple[str, int]) -> tuple[int, int, int]:
+    """A `map` item: the actor's pid, the item's number and the replica's sample count. Item 1's first run kills
+    its actor (the marker file says it ran once)."""
+    from pathlib import Path
+
+    marker, number = Path(item[0]), item[1]
+    if number == 1 and not marker.exists():
+        marker.touch()
+        os._exit(1)
+    return os.getpid(), number, len(subject)
+
+
+class CountingProgress(SilentProgress):
+    def __init__(self) -> None:
+        self.steps: dict[str | None, int] = {}
+
+    def advance(self, steps: int = 1, *, description: str | None = None) -> None:
+        self.steps[description] = self.steps.get(description, 0) + steps
+
+
+@pytest.mark.slow
+def test_map_runs_items_on_the_actors_in_order_and_reruns_one_whose_actor_died(ray_cluster: None,
+                                                                               tmp_path: Any) -> None:
+    import numpy as np
+    import torch
+
+    from auditor.config import ExecutorSpec
+    from auditor.engine.ray_executor import RayExecutor
+    from tests.contexts import make_context
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    rng = np.random.default_rng(0)
+    ctx = make_context(model, rng.normal(size=(8, 1, 4, 4)).astype(np.float32), rng.integers(0, 3, 8), batch_size=4)
+    progress = CountingProgress()
+    module = sys.modules[__name__]  # pytest imports this file by a name the workers cannot import: ship it by value
+    ray.cloudpickle.register_pickle_by_value(module)
+    executor = RayExecutor(ctx.subject, ctx.tree, batch_size=4, progress=progress,
+                           spec=ExecutorSpec(kind="ray", actors=2, cpus_per_actor=1))
+    try:
+        items = [(str(tmp_path / "ran"), i) for i in range(6)]
+        results = executor.map(_item_on_replica, items, description="items", steps=[2] * 6)
+        restarts = executor.restarts
+    finally:
+        executor.close()
+        ray.cloudpickle.unregister_pickle_by_value(module)
+    assert [r[1] for r in results] == list(range(6)) and {r[2] for r in results} == {8}
+    assert os.getpid() not in {r[0] for r in results}  # on the actors, not here
+    assert restarts == 1 and (tmp_path / "ran").exists()  # item 1's actor died; the item ran again elsewhere
+    assert progress.steps == {"items": 12}
 
 
 def test_an_unreachable_cluster_is_one_error_line_and_exit_2(tiny_cnn_npz: Any, tmp_path: Any) -> None:

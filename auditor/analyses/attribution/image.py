@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from captum.attr import (GradientShap, IntegratedGradients, LayerAttribution, LayerGradCam,
+from captum.attr import (GradientShap, LayerAttribution, LayerGradCam,
                          NoiseTunnel, Occlusion, Saliency)
 from torch import nn
 
 from auditor.engine.analysis import AuditContext
 from auditor.errors import ConfigError
-from auditor.kit.captum import internal_batch_size
+from auditor.kit.captum import Baseline, internal_batch_size
 from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.report import Figure, Section
 from auditor.walk.recorder import iter_tensors
@@ -25,6 +25,7 @@ from auditor.walk.recorder import iter_tensors
 
 
 from auditor.engine.analysis import Analysis
+from auditor.analyses.attribution.chunks import ImageChunk, image_chunk, sample_chunks
 from auditor.analyses.attribution.common import GRID_COLUMNS, METHOD_TITLES, clip, column_title, convergence, forward_fn, shown_samples, to_map
 from auditor.analyses.attribution.params import AttributionParams, Method
 
@@ -38,12 +39,14 @@ class ImageAttribution:
         self.key = self.inputs.key
         self.forward = forward_fn(self.subject, self.keys)
         self.targets = ctx.targets
+        self.baseline = Baseline("mean", self.subject.input_means(ctx.config.batch_size)[self.key]) \
+            if params.baseline == "mean" else Baseline("zeros")
 
     def _inputs(self, indices: Sequence[int]) -> torch.Tensor:
         return self.subject.encode_samples(indices)[self.key]
 
     def _baseline(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inputs.baseline(x, self.p.baseline, batch_size=self.ctx.config.batch_size)
+        return self.baseline.of(self.subject, x)
 
     def run(self, analysis: Analysis) -> Section:
         p, ctx = self.p, self.ctx
@@ -54,22 +57,16 @@ class ImageAttribution:
         ig_samples = sorted(dict.fromkeys([*shown, *drawn]))[:max(p.samples, len(shown))]
         internal = internal_batch_size(self.subject, p.memory_budget_mb)
         maps: dict[str, dict[int, torch.Tensor]] = defaultdict(dict)
+        chunks = [ImageChunk(tuple(c), self.targets[c], tuple(self.keys), self.key, self.baseline, p.n_steps,
+                             internal)
+                  for c in sample_chunks(ig_samples, ctx.config.batch_size)]
         deltas, gains = [], []
-        ig = IntegratedGradients(self.forward)
-        bs = ctx.config.batch_size
-        for start in ctx.progress.track(range(0, len(ig_samples), bs), total=math.ceil(len(ig_samples) / bs),
-                                        description="integrated gradients"):
-            chunk = ig_samples[start:start + bs]
-            x = self._inputs(chunk)
-            base = self._baseline(x)
-            target = self.targets[chunk]
-            attr, delta = ig.attribute(x, baselines=base, target=target, n_steps=p.n_steps,
-                                       internal_batch_size=internal, return_convergence_delta=True)
-            with torch.no_grad():
-                gain = self.forward(x).gather(1, target[:, None]) - self.forward(base).gather(1, target[:, None])
-            deltas.append(delta.detach().float())
-            gains.append(gain.flatten().float())
-            for i, a in zip(chunk, attr.detach(), strict=True):
+        for chunk, (attr, delta, gain) in zip(chunks, ctx.executor.map(image_chunk, chunks,
+                                                                       description="integrated gradients"),
+                                              strict=True):
+            deltas.append(delta)
+            gains.append(gain)
+            for i, a in zip(chunk.samples, attr, strict=True):
                 maps["integrated_gradients"][i] = to_map(a)
         metrics, findings = convergence(torch.cat(deltas), torch.cat(gains), p.convergence_tolerance)
         metrics["ig_samples"] = float(len(ig_samples))

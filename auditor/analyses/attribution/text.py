@@ -4,26 +4,23 @@ shaded by their share, and the words that carry each class."""
 
 from __future__ import annotations
 
-import math
 import string
 from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from captum.attr import (LayerIntegratedGradients)
 
 from auditor.engine.analysis import AuditContext
 from auditor.kit.captum import internal_batch_size
 from auditor.schema.report import Section, Table
 from auditor.subject.inputs import TextInputs
-from auditor.subject.task import log_probabilities
 
 
 
 from auditor.engine.analysis import Analysis
-from auditor.analyses.attribution.common import convergence, embeddings_block, forward_fn, shown_samples
+from auditor.analyses.attribution.chunks import TextChunk, sample_chunks, text_chunk
+from auditor.analyses.attribution.common import convergence, embeddings_block, shown_samples
 from auditor.analyses.attribution.params import AttributionParams
 
 
@@ -32,58 +29,42 @@ class TextAttribution:
         self.p, self.ctx, self.subject = params, ctx, ctx.subject
         first = next(ctx.subject.batches(ctx.config.batch_size))
         self.keys = list(first.inputs)
-        self.forward = forward_fn(self.subject, self.keys)
         name = embeddings_block(ctx)
         assert name is not None  # not_applicable
         self.layer_name = name
-        self.layer = ctx.tree.get(name)
         self.targets = ctx.targets
         inputs = ctx.subject.inputs
         assert isinstance(inputs, TextInputs)
         self.inputs = inputs
 
-    def _attribute(self, indices: Sequence[int], *, n_steps: int, method: str,
-                   internal: int | None) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-        inputs = self.subject.encode_samples(indices)
-        key = self.inputs.key
-        ids = inputs[key]
-        others = tuple(inputs[k] for k in self.keys if k != key)
-        keys = [key, *[k for k in self.keys if k != key]]
-        forward = forward_fn(self.subject, keys)
-        lig = LayerIntegratedGradients(forward, self.layer)
-        base = self.inputs.baseline(ids)
-        result = lig.attribute(ids, baselines=base, target=self.targets[list(indices)],
-                               additional_forward_args=others or None, n_steps=n_steps, method=method,
-                               internal_batch_size=internal, return_convergence_delta=method == "gausslegendre")
-        attr, delta = result if isinstance(result, tuple) else (result, None)
-        per_token = self.inputs.per_position(attr, inputs)
-        return per_token, (delta.detach().float() if delta is not None else None), inputs
+    def _chunks(self, samples: list[int], *, n_steps: int, method: str, internal: int | None,
+                gain: bool) -> list[TextChunk]:
+        return [TextChunk(tuple(c), self.targets[c], tuple(self.keys), self.layer_name, n_steps, method, internal, gain)
+                for c in sample_chunks(samples, self.ctx.config.batch_size)]
 
     def run(self, analysis: Analysis) -> Section:
         p, ctx = self.p, self.ctx
         n = len(self.subject)
-        bs = ctx.config.batch_size
         shown = shown_samples(ctx, per_class=p.examples_per_class, misclassified=p.misclassified)
         rng = np.random.default_rng(ctx.config.seed)
         ig_samples = sorted(dict.fromkeys([*shown, *(int(i) for i in rng.permutation(n)[:p.samples])]))
         ig_samples = ig_samples[:max(p.samples, len(shown))]
         internal = internal_batch_size(self.subject, p.memory_budget_mb)
         deltas, gains, scores = [], [], {}
-        for start in ctx.progress.track(range(0, len(ig_samples), bs), total=math.ceil(len(ig_samples) / bs),
-                                        description="integrated gradients"):
-            chunk = ig_samples[start:start + bs]
-            per_token, delta, inputs = self._attribute(chunk, n_steps=p.n_steps, method="gausslegendre",
-                                                       internal=internal)
-            assert delta is not None
+        chunks = self._chunks(ig_samples, n_steps=p.n_steps, method="gausslegendre", internal=internal, gain=True)
+        for chunk, (per_token, delta, gain) in zip(chunks, ctx.executor.map(text_chunk, chunks,
+                                                                            description="integrated gradients"),
+                                                   strict=True):
+            assert delta is not None and gain is not None
             deltas.append(delta)
-            gains.append(self._gain(chunk, inputs))
-            for i, row in zip(chunk, per_token, strict=True):
+            gains.append(gain)
+            for i, row in zip(chunk.samples, per_token, strict=True):
                 scores[i] = row
         metrics, findings = convergence(torch.cat(deltas), torch.cat(gains), p.convergence_tolerance)
         metrics["ig_samples"] = float(len(ig_samples))
         metrics["ig_internal_batch_size"] = float(internal)
         texts = [self._sample(i, scores[i]) for i in shown if i in scores]
-        ranking = self._word_ranking(bs)
+        ranking = self._word_ranking()
         tables = [self._words_table(ranking)]
         details = {"texts": texts, "words": ranking, "ig_samples": len(ig_samples),
                    "baseline": "pad tokens, [CLS]/[SEP] kept", "layer": self.layer_name}
@@ -93,14 +74,6 @@ class TextAttribution:
                    "Target: the " + ("labelled" if ctx.subject.labels is not None else "predicted") + " class.")
         return Section(id=analysis.id, title=analysis.title, summary=summary, metrics=metrics, findings=findings,
                        tables=tables, details=details)
-
-    def _gain(self, chunk: Sequence[int], inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        target = self.targets[list(chunk)][:, None]
-        base_inputs = self.inputs.baseline_inputs(inputs)
-        with torch.no_grad():
-            real = log_probabilities(self.subject.adapter.forward(self.subject.model, inputs)).gather(1, target)
-            base = log_probabilities(self.subject.adapter.forward(self.subject.model, base_inputs)).gather(1, target)
-        return (real - base).flatten().float()
 
     def _words(self, index: int) -> tuple[list[str], list[list[int]], list[int]]:
         """The sample's words, the token positions of each, and the positions of the special tokens."""
@@ -119,14 +92,14 @@ class TextAttribution:
                 "correct": predicted == target, "total": round(sum(values), 6),
                 "words": [[w, round(v, 6), round(v / bound, 4)] for w, v in zip(words, values, strict=False)]}
 
-    def _word_ranking(self, bs: int) -> dict[str, list[dict[str, Any]]]:
+    def _word_ranking(self) -> dict[str, list[dict[str, Any]]]:
         """Per class: the words with the most attribution toward it over all samples of that class."""
-        n = len(self.subject)
         totals: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for start in self.ctx.progress.track(range(0, n, bs), total=math.ceil(n / bs), description="word ranking"):
-            chunk = list(range(start, min(start + bs, n)))
-            per_token, _, _ = self._attribute(chunk, n_steps=2, method="riemann_trapezoid", internal=None)
-            for i, row in zip(chunk, per_token, strict=True):
+        chunks = self._chunks(list(range(len(self.subject))), n_steps=2, method="riemann_trapezoid", internal=None,
+                              gain=False)
+        for chunk, (per_token, _, _) in zip(chunks, self.ctx.executor.map(text_chunk, chunks,
+                                                                          description="word ranking"), strict=True):
+            for i, row in zip(chunk.samples, per_token, strict=True):
                 words, positions, _ = self._words(i)
                 for word, pos in zip(words, positions, strict=True):
                     key = word.lower().strip(string.punctuation + "“”‘’")

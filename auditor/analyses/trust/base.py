@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from auditor.kit.captum import internal_batch_size
+from auditor.kit.captum import Baseline, internal_batch_size
 from auditor.engine.analysis import Analysis, AuditContext
-from auditor.analyses.trust.explainers import (Explainer, ExplainSetup)
+from auditor.analyses.trust.explainers import Explainer, ExplainSpec, explain
 
 from auditor.analyses.trust.params import TrustParams
 
@@ -35,15 +35,24 @@ class TrustRunBase:
         self.first = first[key]
         self.targets = ctx.targets
         embeddings = next((b.name for b in ctx.blocks if b.kind == "embeddings"), None)
-        self.setup = ExplainSetup(subject=self.subject, keys=list(first), key=key, baseline=self._baseline,
-                                  embeddings=embeddings, n_steps=self.p.n_steps,
-                                  internal_batch_size=internal_batch_size(self.subject, self.p.memory_budget_mb))
+        self.spec = ExplainSpec(keys=tuple(first), key=key, baseline=self._baseline_spec(key), embeddings=embeddings,
+                                n_steps=self.p.n_steps,
+                                internal_batch_size=internal_batch_size(self.subject, self.p.memory_budget_mb))
+        """The explainers' setup as data (a cascade step carries it to a model replica)."""
+        self.setup = self.spec.bind(self.subject)
         self.methods = explainers(self.inputs.is_text)
 
     # --- inputs ----------------------------------------------------------------------------------------
 
+    def _baseline_spec(self, key: str) -> Baseline:
+        if self.inputs.is_text:
+            return Baseline("pad")
+        if self.p.baseline == "mean":
+            return Baseline("mean", self.subject.input_means(self.ctx.config.batch_size)[key])
+        return Baseline("zeros")
+
     def _baseline(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inputs.baseline(x, self.p.baseline, batch_size=self.ctx.config.batch_size)
+        return self.setup.baseline(x)
 
     def _pick_samples(self) -> list[int]:
         """A seeded draw balanced over classes, correctly classified samples first."""
@@ -70,6 +79,5 @@ class TrustRunBase:
 
     def _explain(self, name: str, model: nn.Module, inputs: dict[str, torch.Tensor],
                  target: torch.Tensor) -> torch.Tensor:
-        maps = self.methods[name](self.setup, model, inputs, target)
-        return maps.detach().float() if self.inputs.spatial else maps.detach().float().reshape(maps.shape[0], -1)
+        return explain(self.methods[name], self.setup, model, inputs, target)
 

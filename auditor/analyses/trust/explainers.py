@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ from captum.attr import (InputXGradient, IntegratedGradients, LayerGradientXActi
                          LayerIntegratedGradients, Saliency)
 from torch import nn
 
+from auditor.kit.captum import Baseline
 from auditor.subject import Subject
 
 
@@ -52,6 +54,31 @@ class ExplainSetup:
 
 
 Explainer = Callable[[ExplainSetup, nn.Module, dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ExplainSpec:
+    """An `ExplainSetup` less its subject, as data: what an executor's item carries to a model replica, which
+    binds it to its own subject (`bind`)."""
+
+    keys: tuple[str, ...]
+    key: str
+    baseline: Baseline
+    embeddings: str | None
+    n_steps: int
+    internal_batch_size: int
+
+    def bind(self, subject: Subject) -> ExplainSetup:
+        return ExplainSetup(subject=subject, keys=list(self.keys), key=self.key,
+                            baseline=partial(self.baseline.of, subject), embeddings=self.embeddings,
+                            n_steps=self.n_steps, internal_batch_size=self.internal_batch_size)
+
+
+def explain(explainer: Explainer, setup: ExplainSetup, model: nn.Module, inputs: dict[str, torch.Tensor],
+            target: torch.Tensor) -> torch.Tensor:
+    """One explainer's maps, one per sample: (samples, H, W) for images, (samples, positions) otherwise."""
+    maps = explainer(setup, model, inputs, target)
+    return maps.detach().float() if setup.subject.inputs.spatial else maps.detach().float().reshape(maps.shape[0], -1)
 
 
 def to_positions(setup: ExplainSetup, attribution: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

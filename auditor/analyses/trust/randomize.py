@@ -2,10 +2,12 @@
 
 The groups are the model's blocks that own parameters (its head, layers, stages, embeddings), plus any
 parameter-owning module outside every block, each once, ordered from the output down (by the order the
-forward first reached them). Step k re-initializes groups 1..k of a deep copy: the user's model is never
-touched. A module is re-initialized by its own `reset_parameters` where it has one (Linear, Conv,
-Embedding, LayerNorm, BatchNorm: the initialization it was built with); any other parameter is redrawn
-from a normal with its own mean and standard deviation. The draws come from a private generator state
+forward first reached them). Step k re-initializes groups 0..k of a deep copy: the user's model is never
+touched. Group j is always re-initialized from seed + j, so step k computed alone (`randomized_copy`, what
+one task of an executor does) has the weights the cumulative walk (`cascade`) has at step k. A module is
+re-initialized by its own `reset_parameters` where it has one (Linear, Conv, Embedding, LayerNorm, BatchNorm:
+the initialization it was built with); any other parameter is redrawn from a normal with its own mean and
+standard deviation. The draws come from a private generator state
 (`torch.random.fork_rng`), so the audit's global random state is left as it was.
 """
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -69,18 +70,28 @@ def reinitialize(module: nn.Module) -> None:
                 p.normal_(float(p.mean()), std if std > 0 else 1.0)
 
 
-@contextmanager
-def cascade(model: nn.Module, groups: Sequence[Group], *, seed: int) -> Iterator[Iterator[tuple[Group, nn.Module]]]:
-    """Yields an iterator of (group, copy with groups up to it re-initialized); the copy is cumulative."""
+def cascade(model: nn.Module, groups: Sequence[Group], *, seed: int) -> Iterator[tuple[Group, nn.Module]]:
+    """(group k, a copy with groups 0..k re-initialized), step by step: one copy of `model`, re-initialized
+    cumulatively, group k from seed + k in a private generator state."""
     clone = copy.deepcopy(model).eval()
     for p in clone.parameters():
         p.requires_grad_(True)
-    modules = dict(clone.named_modules())
+    for k, group in enumerate(groups):
+        reinitialize_step(clone, group, k, seed=seed)
+        yield group, clone
 
-    def steps() -> Iterator[tuple[Group, nn.Module]]:
-        for k, group in enumerate(groups):
-            with torch.random.fork_rng():
-                torch.manual_seed(seed + k)
-                reinitialize(modules[group.name])
-            yield group, clone
-    yield steps()  # the copy goes with this frame: nothing of it outlives the `with`
+
+def reinitialize_step(clone: nn.Module, group: Group, k: int, *, seed: int) -> None:
+    """Step k of the cascade on `clone` (a copy, at step k - 1): re-initializes `group` from seed + k."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + k)
+        reinitialize(clone.get_submodule(group.name))
+
+
+def randomized_copy(model: nn.Module, groups: Sequence[Group], step: int, *, seed: int) -> nn.Module:
+    """Step `step` of the cascade alone: a copy of `model` with groups 0..step re-initialized, the same seeds in
+    the same order as `cascade`, so the same weights."""
+    if not 0 <= step < len(groups):
+        raise IndexError(f"cascade step {step} of {len(groups)}")
+    *_, (_, clone) = cascade(model, groups[:step + 1], seed=seed)
+    return clone

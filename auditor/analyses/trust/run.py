@@ -14,7 +14,8 @@ from auditor.schema.findings import Finding
 from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.report import Figure, Section, Table
 from auditor.analyses.trust.explainers import (MULTIPLIES_BY_INPUT, SHORT, TITLES)
-from auditor.analyses.trust.randomize import Group, cascade, cascade_groups
+from auditor.analyses.trust.randomize import Group, cascade_groups
+from auditor.analyses.trust.steps import TRAINED, CascadeStep, explain_step, resolve
 from auditor.analyses.trust.similarity import rank_correlation, ssim
 from auditor.subject.inputs import TextInputs
 
@@ -34,14 +35,16 @@ class TrustRun(ProtectedChecks):
         inputs = self.subject.encode_samples(samples)
         target = self.targets[samples]
         content = self._content(inputs)
-        model = self.subject.model
-        originals = {m: self._explain(m, model, inputs, target) for m in self.methods}
+        order = {name: record.order for name, record in self.ctx.capture.records.items()}
+        groups = cascade_groups(self.subject.model, self.ctx.blocks, order)
+        maps = self._cascade_maps(inputs, target, groups)
+        originals = maps[0]
         metrics: dict[str, float] = {}
         findings: list[Finding] = []
         tables: list[Table] = []
         figures: list[Figure] = []
         module_metrics: dict[str, dict[str, float]] = {}
-        sanity = self._sanity(inputs, target, content, originals, module_metrics)
+        sanity = self._sanity(inputs, content, groups, maps, module_metrics)
         metrics.update(sanity["metrics"])
         findings += sanity["findings"]
         tables.append(sanity["table"])
@@ -95,33 +98,27 @@ class TrustRun(ProtectedChecks):
         return float(np.mean([rank_correlation(maps[i].flatten()[w].abs(), edge[i].flatten()[w])
                               for i, w in enumerate(content)]))
 
-    def _sanity(self, inputs: dict[str, torch.Tensor], target: torch.Tensor, content: list[torch.Tensor],
-                originals: dict[str, torch.Tensor], module_metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
-        ctx, p = self.ctx, self.p
-        order = {name: record.order for name, record in ctx.capture.records.items()}
-        groups = cascade_groups(self.subject.model, ctx.blocks, order)
+    def _cascade_maps(self, inputs: dict[str, torch.Tensor], target: torch.Tensor,
+                      groups: list[Group]) -> list[dict[str, torch.Tensor]]:
+        """The maps by method of the trained model, then of each cascade step: one independent item per step
+        for the executor (here, or spread over a cluster's model replicas; `steps.py`)."""
+        items = [CascadeStep(k, tuple(groups), self.ctx.config.seed, self.spec, dict(self.methods), inputs, target)
+                 for k in range(TRAINED, len(groups))]
+        return resolve(self.ctx.executor.map(explain_step, items, description="randomization cascade"))
+
+    def _sanity(self, inputs: dict[str, torch.Tensor], content: list[torch.Tensor], groups: list[Group],
+                maps: list[dict[str, torch.Tensor]], module_metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
+        """Similarity of each step's maps (`maps[k + 1]`) to the trained model's (`maps[0]`), per method."""
+        p, originals = self.p, maps[0]
         curves: dict[str, list[tuple[float, float]]] = {m: [(1.0, 1.0)] for m in self.methods}
-        kept: dict[int, dict[str, torch.Tensor]] = {}
-        last: dict[str, torch.Tensor] = {}
         keep_at = {0, len(groups) // 2, len(groups) - 1}
-        previous: torch.Tensor | None = None
-        with cascade(self.subject.model, groups, seed=ctx.config.seed) as steps:
-            for k, (group, clone) in enumerate(ctx.progress.track(steps, total=len(groups),
-                                                                  description="randomization cascade")):
-                with torch.no_grad():
-                    scores = self.subject.adapter.forward(clone, inputs)
-                # A module the decision never reads (MiniLM's pooler under a mean-pooling head) leaves the
-                # function unchanged: the maps are the previous step's, not worth recomputing.
-                unchanged = previous is not None and torch.equal(scores, previous) and bool(last)
-                previous = scores
-                for m in self.methods:
-                    maps = last[m] if unchanged else self._explain(m, clone, inputs, target)
-                    signed, absolute = self._similarities(originals[m], maps, content)
-                    curves[m].append((signed, absolute))
-                    module_metrics.setdefault(group.name, {})[f"sanity_correlation/{m}"] = signed
-                    if k in keep_at:
-                        kept.setdefault(k, {})[m] = maps
-                    last[m] = maps
+        kept = {k: maps[k + 1] for k in range(len(groups)) if k in keep_at}
+        last = maps[-1] if groups else {}
+        for k, group in enumerate(groups):
+            for m in self.methods:
+                signed, absolute = self._similarities(originals[m], maps[k + 1][m], content)
+                curves[m].append((signed, absolute))
+                module_metrics.setdefault(group.name, {})[f"sanity_correlation/{m}"] = signed
         metrics: dict[str, float] = {}
         findings: list[Finding] = []
         notes = []
