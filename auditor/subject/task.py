@@ -140,7 +140,7 @@ class CausalLM:
     target_reads_inputs = True
 
     def target_phrase(self, labelled: bool) -> str:
-        return "the mean log-probability of each text's audited next tokens (minus its loss)"
+        return "the mean log-probability of each text's audited next tokens"
 
     def target(self, scores: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return -audited_mean(scores)

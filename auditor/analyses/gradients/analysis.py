@@ -53,6 +53,7 @@ from auditor.analyses.gradients.findings import DEFAULT_RULES, FINDINGS
 from auditor.schema.findings import DefaultRule, Findings
 from auditor.analyses.gradients.report import (
     SERIES,
+    STREAM_PARTS,
     class_heatmap,
     conductance_figure,
     cut_bars,
@@ -144,7 +145,8 @@ class Gradients(Analysis):
             sweep = run_sweep(ctx.subject, ctx.tree, spec, labels=classes, batch_size=ctx.config.batch_size,
                               progress=ctx.progress)
             _add_conductance(module_metrics, ctx.joins, sweep)
-        cuts = _cuts(ctx, module_metrics, heads, head_modules)
+        cuts = _stream_parts(layout, module_metrics, p.top) if layout is not None else \
+            _cuts(ctx, module_metrics, heads, head_modules)
         tables = [ranked_table(cuts, module_metrics, p.top)]
         sums = joins_table(ctx.joins, sweep) if sweep is not None else None
         if sums is not None:
@@ -168,6 +170,10 @@ class Gradients(Analysis):
                    + (f"; {len(reused)} module{'s' * (len(reused) != 1)} called more than once per forward "
                       f"({', '.join(reused[:3])}{', …' if len(reused) > 3 else ''}) also per call (`<module>@<call>`), "
                       "the module's own numbers summing its calls" if reused else "")
+                   + ("; the heads and MLPs compared as parts of the residual stream"
+                      + (" (its final norm is scale-invariant, so gradient × activation of all the stream's parts sums "
+                         "to zero there: a part's number says how it pulls against the others)"
+                         if layout.final_norm else "") if layout is not None else "")
                    + (f"; conductance of {len(ctx.joins)} residual join{'s' * (len(ctx.joins) != 1)} over "
                       f"{len(sweep.samples)} samples ({spec.n_steps if spec else 0} steps, "
                       f"{'trapezoid rule' if spec is None or spec.rule == 'trapezoid' else 'Captum’s rule'})"
@@ -329,6 +335,17 @@ def _vanishing(ctx: AuditContext, module_metrics: dict[str, dict[str, float]], p
                       "threshold": p.vanishing_ratio if kind == "vanishing" else p.exploding_ratio},
         ))
     return findings
+
+
+def _stream_parts(layout: LMLayout, module_metrics: dict[str, dict[str, float]], top: int) -> dict[str, list[str]]:
+    """A language model's one cut: every head and MLP writes into the residual stream, which the final norm
+    reads. A layer's output is the whole stream so far, not a part of it (under a final LayerNorm, which is
+    scale-invariant, the last layer's gradient × activation is zero by construction), so layers are not ranked;
+    the `top` heads and MLPs by |gradient × activation| are."""
+    parts = [*layout.head_names(), *(layer.mlp for layer in layout.layers if layer.mlp)]
+    present = [m for m in parts if m in module_metrics and "abs_grad_x_act" in module_metrics[m]]
+    ranked = sorted(present, key=lambda m: -module_metrics[m]["abs_grad_x_act"])[:top]
+    return {STREAM_PARTS: ranked} if len(ranked) >= 2 else {}
 
 
 def _cuts(ctx: AuditContext, module_metrics: dict[str, dict[str, float]], heads: int,

@@ -22,6 +22,8 @@ from auditor.walk.recorder import split_call
 
 
 SERIES = "stages, in series (not ranked: each is an estimate of the whole)"
+STREAM_PARTS = "heads and MLPs writing to the residual stream"
+"""A language model's one cut, ranked by size (`analysis._stream_parts`)."""
 """The cut of a plain network's stages: each is an estimate of the whole output, so they are not ranked."""
 
 
@@ -32,7 +34,7 @@ def ranked_table(cuts: dict[str, list[str]], module_metrics: dict[str, dict[str,
         for rank, m in enumerate(ranked[:top] if cut != SERIES else ranked, start=1):
             values = module_metrics[m]
             rows.append([cut, None if cut == SERIES else rank, m, values["abs_grad_x_act"], values["grad_x_act"],
-                         values["grad_norm"]])
+                         values.get("grad_norm")])  # a head (a slice of a module's input) has no norm of its own
     return Table(id="gradients.ranked", title="Contributions ranked within each cut",
                  columns=["cut", "rank", "module", "|grad × act|", "grad × act", "grad norm"], rows=rows,
                  caption="Mean over samples of gradient × activation summed over the module's output (signed and "
@@ -97,7 +99,9 @@ def cut_bars(cuts: dict[str, list[str]], module_metrics: dict[str, dict[str, flo
         axes[-1].set_xlabel("mean contribution to the target (log-probability)", fontsize=8)
         return to_figure(fig, id="gradients.cuts", title="Contributions within each cut",
                          alt="Horizontal bars of each block's mean gradient × activation, signed and absolute",
-                         caption="Grey: mean |gradient × activation|; blue/red: its signed mean. In execution order.")
+                         caption="Grey: mean |gradient × activation|; blue/red: its signed mean. "
+                                 + ("Largest first." if all(c == STREAM_PARTS for c, _ in shown)
+                                    else "In execution order."))
 
 
 def class_heatmap(blocks: list[str], module_metrics: dict[str, dict[str, float]], names: list[str]) -> Figure | None:

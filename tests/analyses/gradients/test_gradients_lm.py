@@ -52,3 +52,18 @@ def test_the_heads_contributions_sum_to_their_attention_modules(section) -> None
         assert [attention[f"head_abs_grad_x_act/{h}"] for h in range(HEADS)] == \
             [metrics[f"transformer.h.{layer}.attn#head{h}"]["abs_grad_x_act"] for h in range(HEADS)]
     assert any(f.id == "gradients.heads" for f in section.figures)
+
+
+def test_heads_and_mlps_are_ranked_as_parts_of_the_stream_and_layers_are_not(section) -> None:  # type: ignore[no-untyped-def]
+    """A layer's output is the whole residual stream, not a part of it: under the final LayerNorm (scale-invariant)
+    the last layer's gradient × activation is zero by construction, so ranking layers would say nothing."""
+    metrics = section.module_metrics
+    largest_part = max(metrics[m]["abs_grad_x_act"] for m in (INDUCTION, PREVIOUS))
+    assert metrics["transformer.h.1"]["abs_grad_x_act"] < 0.01 * largest_part  # zero but for the norm's epsilon
+    (ranked,) = [t for t in section.tables if t.id == "gradients.ranked"]
+    cuts = {row[0] for row in ranked.rows}
+    assert cuts == {"heads and MLPs writing to the residual stream"}
+    ranked_modules = [row[2] for row in ranked.rows]
+    assert INDUCTION in ranked_modules and PREVIOUS in ranked_modules
+    assert not any(m in ("transformer.h.0", "transformer.h.1") for m in ranked_modules)
+    assert "scale-invariant" in section.summary
