@@ -68,7 +68,7 @@ def demo_config(name: str, *, progress: Progress | None = None, seed: int = 0) -
     elif name == "tiny_lm":
         from auditor.demo import tiny_lm
 
-        progress.note("tiny LM: preparing (trains once, about a minute on two cores, then cached)")
+        progress.note("tiny LM: preparing (trains once, about two minutes on one core, then cached)")
         info = tiny_lm.prepare(cache_dir(), seed=seed)
         config = AuditConfig(
             model=ModelSpec(path=str(info["model"]), name="tiny-lm"),

@@ -1,9 +1,13 @@
-"""The embedded tiny language model: a 2-layer GPT-2 trained here on text made for it (1,500 steps on one
-thread), then cached like the digits CNN.
+"""The embedded tiny language model: a 2-layer GPT-2 trained here on text made for it (4,500 steps on one
+thread, about two minutes), then cached like the digits CNN.
 
-The text: made-up words (two syllables each, a vocabulary of 100), in sequences where a random run of words
-repeats (period 3 to 16 words). The repeats are predictable only from the context, which is what induction
-heads do (Olsson et al., 2022): attend to the token after an earlier copy of the current token, and copy it.
+The text: made-up words (two syllables each, a vocabulary of 100). Nine sequences in ten walk through a random
+run of 5-16 words, going on to the next word of the run but jumping to a random word of it 30% of the time, so
+that only the current word's earlier successor predicts the next one: what an induction head does (Olsson et
+al., 2022): attend to the token after an earlier copy of the current token, and copy it. The jumps matter: on
+purely periodic runs the model copies with fixed offsets, or with a head that attends two after the earlier copy
+of the previous word. One sequence in ten is skip-bigram text (a word fixed by the word two before it), which
+makes a layer-0 previous-token head form early; the layer-1 induction head then reads it.
 The audit data: 64 texts of 10 random words said twice, so the first half is unpredictable and the second
 half is not.
 """
@@ -21,12 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 
-VERSION = "tiny-lm-v1"
+from auditor.demo.cache import cache_lock
+
+VERSION = "tiny-lm-v2"
 WORDS = 100
 SPECIAL = ("<bos>", "<pad>", "<unk>")
 CONTEXT = 40
 """Tokens per training sequence (with <bos>)."""
-STEPS = 1500
+STEPS = 4500
+JUMP = 0.3
+"""How often a training walk jumps to a random word of its run instead of going on to the next one."""
+SKIP = 0.1
+"""The share of skip-bigram sequences in a training batch."""
+_SKIP_PERMUTATION = np.random.default_rng(5).permutation(WORDS)
 BATCH = 32
 AUDIT_TEXTS = 64
 AUDIT_HALF = 10
@@ -55,12 +66,29 @@ def tokenizer() -> Any:
 
 
 def training_batch(rng: np.random.Generator, n: int) -> torch.Tensor:
-    """(n, CONTEXT) token ids: <bos>, then a run of 3-16 distinct random words repeated to the end."""
+    """(n, CONTEXT) token ids, <bos> first. A share SKIP of the sequences are skip-bigram text: random words where,
+    with probability 0.7, a word is fixed by the word two before it (a fixed permutation), which rewards a
+    previous-token head in layer 0. The rest are walks through a run of 5-16 distinct random words that go on to
+    the next word of the run (cyclically) except with probability JUMP, where they jump to a random word of the
+    run: only the current word's earlier successor predicts the next word (no fixed offset, nor the word two after
+    an earlier copy of the previous word, does as well), which rewards an induction head reading that
+    previous-token head."""
     ids = np.zeros((n, CONTEXT), dtype=np.int64)
+    special = len(SPECIAL)
     for i in range(n):
-        period = int(rng.integers(3, 17))
-        run = rng.choice(WORDS, size=period, replace=False) + len(SPECIAL)
-        ids[i, 1:] = np.tile(run, CONTEXT // period + 1)[:CONTEXT - 1]
+        if rng.random() < SKIP:
+            row = rng.integers(0, WORDS, size=CONTEXT - 1) + special
+            for q in range(2, CONTEXT - 1):
+                if rng.random() < 0.7:
+                    row[q] = _SKIP_PERMUTATION[row[q - 2] - special] + special
+            ids[i, 1:] = row
+            continue
+        period = int(rng.integers(5, 17))
+        run = rng.choice(WORDS, size=period, replace=False) + special
+        k = int(rng.integers(0, period))
+        for q in range(1, CONTEXT):
+            ids[i, q] = run[k]
+            k = int(rng.integers(0, period)) if rng.random() < JUMP else (k + 1) % period
     return torch.from_numpy(ids)
 
 
@@ -115,22 +143,23 @@ def train(seed: int = 0, *, steps: int = STEPS) -> tuple[Any, dict[str, float]]:
             warmup.step()
         model.eval()  # type: ignore[no-untyped-call]  # transformers' PreTrainedModel.eval is unannotated
     return model, {"train_seconds": round(time.perf_counter() - started, 1), "train_steps": steps,
-                   "final_train_loss": round(float(loss), 4)}
+                   "final_train_loss": round(float(loss.detach()), 4)}
 
 
 def prepare(cache_dir: Path, *, seed: int = 0) -> dict[str, Any]:
     """Trains once and caches the model directory (weights, config, tokenizer) and the audit texts (CSV)."""
     folder = cache_dir / f"{VERSION}-seed{seed}"
     model_dir, data, info_file = folder / "model", folder / "texts.csv", folder / "info.json"
-    if not (info_file.is_file() and data.is_file() and (model_dir / "config.json").is_file()):
-        model, info = train(seed)
-        folder.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(model_dir)
-        tokenizer().save_pretrained(model_dir)
-        with data.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["text"])
-            writer.writerows([t] for t in audit_texts(seed))
-        info_file.write_text(json.dumps({**info, "seed": seed}))
-    info = json.loads(info_file.read_text())
+    with cache_lock(folder):
+        if not (info_file.is_file() and data.is_file() and (model_dir / "config.json").is_file()):
+            model, info = train(seed)
+            folder.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(model_dir)
+            tokenizer().save_pretrained(model_dir)
+            with data.open("w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(["text"])
+                writer.writerows([t] for t in audit_texts(seed))
+            info_file.write_text(json.dumps({**info, "seed": seed}))
+        info = json.loads(info_file.read_text())
     return {"model": str(model_dir), "data": str(data), **info}

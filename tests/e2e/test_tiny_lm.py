@@ -1,6 +1,7 @@
 """`auditor demo --only tiny_lm`: the tiny GPT-2 trains (or loads from cache), its audit runs in under a minute,
-and what it says holds on the model: the repeated halves are predicted, the first halves are not, and the heads
-whose ablation costs the repeats are named."""
+and what it says holds on the model: the repeated halves are predicted, the first halves are not, the layer-1
+induction head and the layer-0 previous-token head it reads are found, the atlas says so, and ablating the
+induction head costs the repeats only."""
 
 from __future__ import annotations
 
@@ -39,3 +40,26 @@ def test_the_tiny_lm_demo_audits_its_in_context_copying(tmp_path: Path) -> None:
     metrics = sections["lm_ablation"]["module_metrics"][in_context["module"]]
     assert metrics["loss_increase_repeated"] > 5 * max(metrics["loss_increase_first"], 0.0)
     assert sections["lens"]["module_metrics"]["transformer.h.1"]["lens_top1_agreement"] == 1.0
+    _assert_the_induction_circuit(audit)
+
+
+def _assert_the_induction_circuit(audit: dict) -> None:  # type: ignore[type-arg]
+    """`heads` finds an induction head in layer 1 reading a previous-token head in layer 0; the layer-1 attention's
+    card is tagged with it; ablating the induction head raises the loss on repeated tokens, not on first ones."""
+    from auditor.schema.report import AuditReport
+
+    heads = next(s for s in audit["sections"] if s["id"] == "heads")
+    induction, reads = heads["details"]["induction"], heads["details"]["reads"]
+    assert induction and all(h.startswith("transformer.h.1.attn#") for h in induction)
+    head = induction[0]
+    previous = reads[head]
+    assert previous.startswith("transformer.h.0.attn#") and previous in heads["details"]["previous_token"]
+    report = AuditReport.model_validate(audit)
+    card = report.card("transformer.h.1.attn")
+    assert "induction head" in card.tags
+    clause = next(c for c in card.clauses if c.tag == "induction head")
+    assert f"Its head {head} is an induction head" in clause.text and f"previous-token head {previous}" in clause.text
+    assert "previous-token head" in report.card("transformer.h.0.attn").tags
+    ablation = next(s for s in audit["sections"] if s["id"] == "lm_ablation")["module_metrics"][head]
+    assert ablation["loss_increase_repeated"] > 0.5 and ablation["loss_increase_repeated"] > 10 * abs(
+        ablation["loss_increase_first"])
