@@ -20,7 +20,8 @@ def run_demos(tmp_path_factory: pytest.TempPathFactory, *names: str) -> Path:
     only = [arg for name in names for arg in ("--only", name)]
     result = CliRunner().invoke(app, ["demo", "--out", str(out), "--quiet", *only])
     assert result.exit_code == 0, result.output
-    assert "held-out accuracy at training" in result.output
+    if set(names) & {"digits_cnn", "digits_cnn_v2", "minilm_sentiment"}:  # the demos trained here on labels
+        assert "held-out accuracy at training" in result.output
     return out
 
 
