@@ -339,34 +339,25 @@ class Recorder:
 
     def _on_input_gradient(self, name: str, module: nn.Module, call: int, act: torch.Tensor, version: int,
                            grad: torch.Tensor) -> None:
-        if act._version != version:
-            raise RuntimeError(f"the input of {name!r} was modified in place after it was recorded; its gradient × "
-                               "input cannot be computed from the overwritten values")
         batch = self._batch
         assert batch is not None
         collector = self.collectors[name]
-        if grad.dim() == 0 or grad.shape[0] != batch.size:
+        pair = _per_sample(grad, act, version, batch, what=f"the input of {name!r}", product="input")
+        if pair is None:
             collector.not_per_sample(call)
             return
-        dtype = torch.promote_types(grad.dtype, torch.float32)
-        view = by_unit(grad.detach().to(dtype) * act.to(dtype), module, batch)
-        if view is not None:
-            collector.add_relevance(call, view[0].sum(dim=1))
+        _add_relevance(collector, call, pair, module, batch)
 
     def _on_gradient(self, users: list[tuple[str, nn.Module, int]], act: torch.Tensor, version: int,
                      grad: torch.Tensor) -> None:
-        if act._version != version:
-            raise RuntimeError(
-                f"the output of {users[0][0]!r} was modified in place after it was recorded; its gradient × "
-                "activation cannot be computed from the overwritten values")
         batch = self._batch
         assert batch is not None
-        if grad.dim() == 0 or grad.shape[0] != batch.size:
+        pair = _per_sample(grad, act, version, batch, what=f"the output of {users[0][0]!r}", product="activation")
+        if pair is None:
             for name, _, call in users:
                 self.collectors[name].not_per_sample(call)
             return
-        dtype = torch.promote_types(grad.dtype, torch.float32)
-        g, a = grad.detach().to(dtype), act.to(dtype)
+        g, a = pair
         norm = gxa = None
         for name, module, call in users:
             collector = self.collectors[name]
@@ -376,9 +367,7 @@ class Recorder:
                     norm, gxa = torch.linalg.vector_norm(flat_g, dim=1), torch.linalg.vecdot(flat_g, flat_a)
                 collector.add_gradient(call, norm, gxa)
             if collector.unit_relevance and not collector.relevance_of_input:
-                view = by_unit(g * a, module, batch)
-                if view is not None:
-                    collector.add_relevance(call, view[0].sum(dim=1))
+                _add_relevance(collector, call, pair, module, batch)
 
     def _summary(self, t: torch.Tensor, tensor_key: tuple[Any, ...], module: nn.Module, *,
                  need_alive: bool) -> CallSummary:
@@ -394,3 +383,25 @@ class Recorder:
         summary = summarize(t, module, self._scratch, need_alive=need_alive)
         self._seen[key] = (weakref.ref(t), summary)
         return summary
+
+
+def _per_sample(grad: torch.Tensor, act: torch.Tensor, version: int, batch: BatchContext, *, what: str,
+                product: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A hooked tensor's gradient and recorded value, both in float32 or wider; None when the gradient has no row
+    per sample. Raises when the value was overwritten in place after it was recorded."""
+    if act._version != version:
+        raise RuntimeError(f"{what} was modified in place after it was recorded; its gradient × {product} cannot be "
+                           "computed from the overwritten values")
+    if grad.dim() == 0 or grad.shape[0] != batch.size:
+        return None
+    dtype = torch.promote_types(grad.dtype, torch.float32)
+    return grad.detach().to(dtype), act.to(dtype)
+
+
+def _add_relevance(collector: ModuleCollector, call: int, pair: tuple[torch.Tensor, torch.Tensor], module: nn.Module,
+                   batch: BatchContext) -> None:
+    """Per sample and unit, gradient × value summed over positions, added to the collector's call."""
+    g, a = pair
+    view = by_unit(g * a, module, batch)
+    if view is not None:
+        collector.add_relevance(call, view[0].sum(dim=1))

@@ -22,9 +22,9 @@ from auditor.walk.recorder import split_call
 
 
 SERIES = "stages, in series (not ranked: each is an estimate of the whole)"
+"""The cut of a plain network's stages: each is an estimate of the whole output, so they are not ranked."""
 STREAM_PARTS = "heads and MLPs writing to the residual stream"
 """A language model's one cut, ranked by size (`analysis._stream_parts`)."""
-"""The cut of a plain network's stages: each is an estimate of the whole output, so they are not ranked."""
 
 
 def ranked_table(cuts: dict[str, list[str]], module_metrics: dict[str, dict[str, float]], top: int) -> Table:
