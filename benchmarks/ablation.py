@@ -31,7 +31,8 @@ from auditor.demo import demo_config
 from auditor.engine.executor import LocalExecutor
 from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
-from auditor.engine.prefix import run_with_cached_prefixes, trace_modules
+from auditor.engine.prefix import run_with_cached_prefixes
+from auditor.engine.trace import trace_modules
 from auditor.progress import SilentProgress
 from auditor.subject import Subject, load_subject
 from auditor.subject.task import log_probabilities

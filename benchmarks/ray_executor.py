@@ -27,7 +27,7 @@ import torch
 from auditor.config import ExecutorSpec
 from auditor.engine.capture import run_capture
 from auditor.engine.executor import LocalExecutor
-from auditor.engine.prefix import stacking_check
+from auditor.engine.stacking import stacking_check
 from auditor.progress import SilentProgress
 from auditor.walk.needs import Needs
 from benchmarks.ablation import _passes, _subject

@@ -21,7 +21,9 @@ from auditor.config import AuditConfig
 from auditor.engine.capture import Capture
 from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
-from auditor.engine.prefix import PassRoute, PrefixRun, Traced, time_modules, trace_modules
+from auditor.engine.prefix import PrefixRun
+from auditor.engine.prefix_plan import PassRoute
+from auditor.engine.trace import Traced, time_modules, trace_modules
 from auditor.errors import AuditorError
 from auditor.schema.findings import DefaultRule, Finding, Findings, FindingSpec, Severity
 from auditor.progress import Progress, SilentProgress

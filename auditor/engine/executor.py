@@ -17,7 +17,8 @@ import torch
 from auditor.engine.capture import Capture, run_capture
 from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
-from auditor.engine.prefix import PrefixRun, Traced, run_with_cached_prefixes
+from auditor.engine.prefix import PrefixRun, run_with_cached_prefixes
+from auditor.engine.trace import Traced
 from auditor.progress import Progress
 from auditor.subject import Subject
 from auditor.walk.patch import Patch, patch_many

@@ -39,7 +39,9 @@ from auditor.config import ExecutorSpec
 from auditor.engine.capture import Capture, CapturePart, finish_capture, record_batches
 from auditor.engine.executor import LocalExecutor, step_counts
 from auditor.engine.passes import PatchedPass
-from auditor.engine.prefix import PassRoute, PrefixRun, Traced, run_with_cached_prefixes
+from auditor.engine.prefix import PrefixRun, run_with_cached_prefixes
+from auditor.engine.prefix_plan import PassRoute
+from auditor.engine.trace import Traced
 from auditor.engine.shards import merge_parts
 from auditor.errors import AuditorError
 from auditor.progress import Progress, SilentProgress

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from auditor.engine.analysis import PlanContext
-from auditor.engine.prefix import Traced
+from auditor.engine.trace import Traced
 from auditor.walk.patch import Patch, Replacement
 from auditor.walk.recorder import call_key, split_call
 

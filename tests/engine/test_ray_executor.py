@@ -128,7 +128,7 @@ def test_digits_audit_on_two_actors_equals_the_local_one(ray_cluster: None,
                                                          digits: tuple[AuditConfig, AuditReport]) -> None:
     config, local = digits
     remote = _audit(config, kind="ray", actors=2)
-    # stack=1 on the CNN's ablations would be bit for bit; stacked groups sum in another order (prefix.STACK_RTOL)
+    # stack=1 on the CNN's ablations would be bit for bit; stacked groups sum in another order (stacking.STACK_RTOL)
     assert_same_audit(local, remote, ablation_rtol=1e-4)
     ablation, trust = remote.section("ablation"), remote.section("trust")
     assert ablation is not None and ablation.metrics

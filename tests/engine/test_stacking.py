@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from auditor.engine.passes import PatchedPass
-from auditor.engine.prefix import STACK_ATOL, STACK_RTOL, run_with_cached_prefixes, stacking_check
+from auditor.engine.prefix import run_with_cached_prefixes
+from auditor.engine.stacking import STACK_ATOL, STACK_RTOL, stacking_check
 from auditor.progress import SilentProgress
 from auditor.walk.patch import Patch
 from tests.contexts import make_context

@@ -46,7 +46,8 @@ from auditor.analyses.ablation.metrics import prunable_fraction, prune_key, prun
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
-from auditor.engine.prefix import PassRoute, Traced, estimate_shares
+from auditor.engine.prefix_plan import PassRoute, estimate_shares
+from auditor.engine.trace import Traced
 from auditor.errors import ConfigError
 from auditor.schema.report import Cost, Section
 from auditor.walk.recorder import split_call

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from auditor.analyses.ablation.metrics import Curve, Reference, Row
 from auditor.kit.removal import Selection, describe_target, replaced_part
-from auditor.engine.prefix import PassRoute, PrefixRun
+from auditor.engine.prefix import PrefixRun
+from auditor.engine.prefix_plan import PassRoute
 from auditor.schema.findings import DefaultRule, Finding, Findings, FindingSpec, Severity
 
 if TYPE_CHECKING:

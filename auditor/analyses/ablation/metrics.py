@@ -11,7 +11,7 @@ import torch
 from scipy.stats import beta
 
 from auditor.kit.removal import PruneStep, Target
-from auditor.engine.prefix import PassRoute
+from auditor.engine.prefix_plan import PassRoute
 from auditor.subject.task import log_probabilities
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from auditor.analyses.judge.metrics import JudgeRow, Reference, judge_row, noise
 from auditor.analyses.judge.report import figures, tables
 from auditor.walk.needs import Needs
 from auditor.engine.passes import PatchedPass
-from auditor.engine.prefix import Traced
+from auditor.engine.trace import Traced
 from auditor.errors import ConfigError
 from auditor.schema.report import Cost, Section
 from auditor.subject import Modality, Task
