@@ -33,7 +33,7 @@ from auditor.pipeline import _in_memory_data, _wrap_module
 from auditor.progress import SilentProgress
 from auditor.subject import Subject, build_subject, load_subject
 from auditor.walk import ModuleTree
-from auditor.walk.recorder import iter_tensors
+from auditor.walk.records import iter_tensors
 from auditor.walk.stats import Scratch, summarize
 from benchmarks.resnet18 import build as build_resnet18
 

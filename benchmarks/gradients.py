@@ -32,7 +32,7 @@ from auditor.subject import Subject, load_subject
 from auditor.walk.blocks import find_blocks
 from auditor.walk.joins import find_joins
 from auditor.walk.patch import patch
-from auditor.walk.recorder import iter_tensors
+from auditor.walk.records import iter_tensors
 from auditor.walk.tree import ModuleTree
 from benchmarks.capture_overhead import subjects
 

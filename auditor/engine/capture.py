@@ -17,7 +17,8 @@ from auditor.errors import DataError
 from auditor.progress import Progress
 from auditor.subject import Batch, Subject
 from auditor.walk.collectors import BatchContext, CallCollector, ModuleCollector, TopK
-from auditor.walk.recorder import ModuleRecord, Recorder, call_key, iter_tensors
+from auditor.walk.recorder import Recorder
+from auditor.walk.records import ModuleRecord, call_key, iter_tensors
 from auditor.walk.tree import ModuleTree
 
 

@@ -17,7 +17,7 @@ import torch
 
 from auditor.engine.capture import CapturePart
 from auditor.walk.collectors import CallCollector, ModuleCollector, TopK, UnitMeans
-from auditor.walk.recorder import CallRecord, ModuleRecord, merged_shape
+from auditor.walk.records import CallRecord, ModuleRecord, merged_shape
 from auditor.walk.stats import RunningStats
 
 MERGE_RTOL = 1e-9

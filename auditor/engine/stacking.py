@@ -17,7 +17,7 @@ from auditor.engine.trace import Traced
 from auditor.progress import Progress
 from auditor.subject import Subject
 from auditor.walk.patch import patch_stacked, replace_output
-from auditor.walk.recorder import iter_tensors
+from auditor.walk.records import iter_tensors
 
 
 def stackable_pass(planned: PatchedPass, route: PassRoute, traced: Mapping[str, Traced]) -> bool:

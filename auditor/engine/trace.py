@@ -14,7 +14,7 @@ from torch import nn
 
 from auditor.engine.swap import rebuildable
 from auditor.subject import Subject
-from auditor.walk.recorder import iter_tensors
+from auditor.walk.records import iter_tensors
 from auditor.walk.stats import unit_dim
 from auditor.walk.tree import ModuleTree
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from auditor.subject import Subject
-from auditor.walk.recorder import iter_tensors
+from auditor.walk.records import iter_tensors
 
 
 def per_sample_bytes(subject: Subject) -> int:

@@ -20,7 +20,7 @@ from torch import nn
 
 from auditor.subject import Subject
 from auditor.subject.adapters import AUDIT_MASK
-from auditor.walk.recorder import iter_tensors
+from auditor.walk.records import iter_tensors
 
 _ATTENTION = ("attn", "self_attn", "attention", "self_attention")
 _OUT_PROJ = ("c_proj", "o_proj", "out_proj", "dense")

@@ -18,7 +18,7 @@ from torch import nn
 from auditor.engine.analysis import PlanContext
 from auditor.engine.trace import Traced
 from auditor.walk.patch import Patch, Replacement
-from auditor.walk.recorder import call_key, split_call
+from auditor.walk.records import call_key, split_call
 
 TargetKind = Literal["block", "module", "head", "unit"]
 Granularity = Literal["default", "all", "leaves", "blocks"]

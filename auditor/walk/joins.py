@@ -31,7 +31,7 @@ from torch import nn
 
 from auditor.subject import Subject
 from auditor.walk.blocks import Block
-from auditor.walk.recorder import iter_tensors
+from auditor.walk.records import iter_tensors
 from auditor.walk.tree import ModuleTree
 
 MAX_SCOPE_MODULES = 400

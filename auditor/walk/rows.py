@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from auditor.schema.report import ModuleRow
-from auditor.walk.recorder import ModuleRecord, call_key
+from auditor.walk.records import ModuleRecord, call_key
 from auditor.walk.tree import ModuleNode, ModuleTree
 from auditor.walk.units import classify_zero_units
 

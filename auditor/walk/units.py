@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from auditor.walk.recorder import ModuleRecord
+from auditor.walk.records import ModuleRecord
 from auditor.walk.tree import ModuleNode
 
 # Layers whose weight holds the output units in dimension 1 instead of 0.

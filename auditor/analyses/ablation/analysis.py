@@ -50,7 +50,7 @@ from auditor.engine.prefix_plan import PassRoute, estimate_shares
 from auditor.engine.trace import Traced
 from auditor.errors import ConfigError
 from auditor.schema.report import Cost, Section
-from auditor.walk.recorder import split_call
+from auditor.walk.records import split_call
 
 
 from auditor.analyses.ablation.params import AblationParams

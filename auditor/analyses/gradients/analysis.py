@@ -45,7 +45,7 @@ from auditor.schema.report import Cost, Section
 from auditor.subject import Task
 from auditor.walk.blocks import Block
 from auditor.walk.joins import Join
-from auditor.walk.recorder import split_call
+from auditor.walk.records import split_call
 
 
 from auditor.analyses.gradients.params import GradientsParams

@@ -40,7 +40,7 @@ from auditor.subject.inputs import TextInputs
 from auditor.walk.collectors import BatchContext, by_unit
 from auditor.walk.joins import SumSite
 from auditor.walk.patch import patch
-from auditor.walk.recorder import iter_tensors
+from auditor.walk.records import iter_tensors
 from auditor.walk.tree import ModuleTree
 
 Baseline = Literal["zeros", "mean"]

@@ -16,7 +16,7 @@ from auditor.analyses.gradients.conductance import SweepResult
 from auditor.kit.figures import axis_labels, short_name, new_figure, to_figure
 from auditor.schema.report import Figure, Table
 from auditor.walk.joins import Join, describe_site
-from auditor.walk.recorder import split_call
+from auditor.walk.records import split_call
 
 
 
