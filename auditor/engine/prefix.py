@@ -83,62 +83,16 @@ def run_with_cached_prefixes(subject: Subject, tree: ModuleTree, passes: Sequenc
             ones within float rounding (a bigger batch sums in another order), not bit for bit.
     """
     started = time.perf_counter()
-    model = subject.model
     plans = [plan_pass(p.patches, traced) for p in passes]
     n = len(subject)
     weights = {name: max(float((seconds or {}).get(name, 0.0)), 1e-9) for name in tree.names}
 
-    # What to record: the modules each pass could replace (its outermost eligible ones), ranked by the time
-    # they save per byte; then the first patched modules whose patch reads their output.
-    benefit: dict[str, float] = {}
-    for plan in plans:
-        for name in outermost(plan.eligible):
-            benefit[name] = benefit.get(name, 0.0) + weights[name]
-        if plan.first is not None and plan.direct == "recorded":
-            benefit[plan.first] = benefit.get(plan.first, 0.0) + weights[plan.first]
-    estimate = {name: traced[name].bytes_per_sample * n for name in benefit}
-    ranked = sorted(benefit, key=lambda name: -benefit[name] / max(estimate[name], 1.0))
-    chosen, planned_bytes = [], 0.0
-    for name in ranked:
-        if planned_bytes + estimate[name] <= budget_bytes:
-            chosen.append(name)
-            planned_bytes += estimate[name]
-    priority = {name: i for i, name in enumerate(chosen)}
+    chosen = _choose_recorded(plans, traced, weights, samples=n, budget_bytes=budget_bytes)
     shapes_of = {p.first for p in plans if p.first is not None and p.direct == "constant"}
-
-    store: dict[str, list[Any]] = {name: [] for name in chosen}
-    sizes: dict[str, int] = {name: 0 for name in chosen}
-    shapes: dict[str, list[tuple[tuple[int, ...], torch.dtype, torch.device]]] = {name: [] for name in shapes_of}
-    evicted: list[str] = []
-    clean: list[torch.Tensor] = []
-
-    def keep(name: str, module: nn.Module, args: Any, output: Any) -> None:
-        if name in store:
-            value = copy_value(output, clone=lambda t: t.detach().clone())
-            store[name].append(value)
-            sizes[name] += nbytes(value)
-        if name in shapes:
-            primary = next(iter_tensors(output))
-            shapes[name].append((tuple(primary.shape), primary.dtype, primary.device))
-
-    if store or shapes:
-        handles = []
-        try:
-            for name in dict.fromkeys([*store, *shapes]):
-                handles.append(tree.get(name).register_forward_hook(
-                    lambda m, a, o, name=name: keep(name, m, a, o)))
-            with torch.no_grad():
-                for batch in progress.track(subject.batches(batch_size), total=subject.n_batches(batch_size),
-                                            description="recording prefixes"):
-                    clean.append(subject.adapter.forward(model, batch.inputs).float().cpu())
-                    while store and sum(sizes.values()) > budget_bytes:  # the estimate was short: drop the least useful
-                        worst = max(store, key=lambda k: priority[k])
-                        del store[worst]
-                        del sizes[worst]
-                        evicted.append(worst)
-        finally:
-            for handle in handles:
-                handle.remove()
+    recording = _record(subject, tree, chosen, shapes_of, batch_size=batch_size, budget_bytes=budget_bytes,
+                        progress=progress)
+    store, sizes, shapes, evicted, clean = (recording.store, recording.sizes, recording.shapes, recording.evicted,
+                                            recording.clean)
 
     recorded = time.perf_counter()
     routes = [route_of(plan, store, traced, weights) for plan in plans]
@@ -163,6 +117,81 @@ def run_with_cached_prefixes(subject: Subject, tree: ModuleTree, passes: Sequenc
                      seconds=time.perf_counter() - started, record_seconds=recorded - started,
                      pass_seconds=pass_seconds, stacked=sum(len(g) for g in groups if len(g) > 1),
                      forwards=len(groups))
+
+
+def _choose_recorded(plans: Sequence[Plan], traced: Mapping[str, Traced], weights: Mapping[str, float], *,
+                     samples: int, budget_bytes: int) -> list[str]:
+    """What to record, most useful first: the modules each pass could replace (its outermost eligible ones),
+    ranked by the time they save per byte, then the first patched modules whose patch reads their output; as
+    many as the estimated bytes fit in the budget."""
+    benefit: dict[str, float] = {}
+    for plan in plans:
+        for name in outermost(plan.eligible):
+            benefit[name] = benefit.get(name, 0.0) + weights[name]
+        if plan.first is not None and plan.direct == "recorded":
+            benefit[plan.first] = benefit.get(plan.first, 0.0) + weights[plan.first]
+    estimate = {name: traced[name].bytes_per_sample * samples for name in benefit}
+    ranked = sorted(benefit, key=lambda name: -benefit[name] / max(estimate[name], 1.0))
+    chosen, planned_bytes = [], 0.0
+    for name in ranked:
+        if planned_bytes + estimate[name] <= budget_bytes:
+            chosen.append(name)
+            planned_bytes += estimate[name]
+    return chosen
+
+
+Shape = tuple[tuple[int, ...], torch.dtype, torch.device]
+
+
+@dataclass
+class _Recording:
+    store: dict[str, list[Any]]
+    """Per recorded module, its output for each batch."""
+    sizes: dict[str, int]
+    shapes: dict[str, list[Shape]]
+    """Per module whose patch is a constant, its output's shape for each batch."""
+    evicted: list[str]
+    clean: list[torch.Tensor]
+    """The unpatched model's scores, per batch."""
+
+
+def _record(subject: Subject, tree: ModuleTree, chosen: Sequence[str], shapes_of: set[str], *, batch_size: int,
+            budget_bytes: int, progress: Progress) -> _Recording:
+    """One clean hooked pass over the data keeping the outputs of `chosen` (dropping the least useful when the
+    estimate was short of the budget) and the output shapes of `shapes_of`; hooks removed also on error."""
+    priority = {name: i for i, name in enumerate(chosen)}
+    rec = _Recording(store={name: [] for name in chosen}, sizes={name: 0 for name in chosen},
+                     shapes={name: [] for name in shapes_of}, evicted=[], clean=[])
+    store, sizes, shapes = rec.store, rec.sizes, rec.shapes
+
+    def keep(name: str, module: nn.Module, args: Any, output: Any) -> None:
+        if name in store:
+            value = copy_value(output, clone=lambda t: t.detach().clone())
+            store[name].append(value)
+            sizes[name] += nbytes(value)
+        if name in shapes:
+            primary = next(iter_tensors(output))
+            shapes[name].append((tuple(primary.shape), primary.dtype, primary.device))
+
+    if not (store or shapes):
+        return rec
+    handles = []
+    try:
+        for name in dict.fromkeys([*store, *shapes]):
+            handles.append(tree.get(name).register_forward_hook(lambda m, a, o, name=name: keep(name, m, a, o)))
+        with torch.no_grad():
+            for batch in progress.track(subject.batches(batch_size), total=subject.n_batches(batch_size),
+                                        description="recording prefixes"):
+                rec.clean.append(subject.adapter.forward(subject.model, batch.inputs).float().cpu())
+                while store and sum(sizes.values()) > budget_bytes:  # the estimate was short: drop the least useful
+                    worst = max(store, key=lambda k: priority[k])
+                    del store[worst]
+                    del sizes[worst]
+                    rec.evicted.append(worst)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return rec
 
 
 def _run_pass(subject: Subject, planned: PatchedPass, plan: Plan, route: PassRoute, store: Mapping[str, list[Any]],
