@@ -104,8 +104,6 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 # --- Hugging Face directories ------------------------------------------------------------------------
 
 def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
-    import transformers
-
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ModelLoadError(f"{path} is a directory without config.json: not a Hugging Face model directory")
@@ -117,36 +115,14 @@ def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
     if not weight_files:
         raise ModelLoadError(f"{path} holds no weights (*.safetensors or pytorch_model*.bin)")
     architectures = " ".join(config.get("architectures") or [])
-    auto: type[transformers.AutoModelForSequenceClassification | transformers.AutoModelForImageClassification
-                | transformers.AutoModel | transformers.AutoModelForCausalLM]
-    kind: ModelKind
     causal = bool(re.search(r"(ForCausalLM|LMHeadModel)\b", architectures))
-    if causal:
-        auto, kind = transformers.AutoModelForCausalLM, "hf_text"
-    elif "ForSequenceClassification" in architectures:
-        auto, kind = transformers.AutoModelForSequenceClassification, "hf_text"
-    elif "ForImageClassification" in architectures:
-        auto, kind = transformers.AutoModelForImageClassification, "hf_image"
-    else:
-        auto, kind = transformers.AutoModel, "hf_encoder"
+    auto, kind = _auto_class(architectures, causal=causal)
     try:
         with _no_hf_progress_bars():
             module = auto.from_pretrained(str(path), local_files_only=True)
     except Exception as err:  # transformers raises OSError, ValueError, SafetensorError, ...
         raise ModelLoadError(f"could not load the model in {path}: {_one_line(err)}") from None
-    tokenizer = image_processor = None
-    if (path / "preprocessor_config.json").is_file():
-        try:
-            image_processor = (
-                transformers.AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call,unused-ignore]  # unannotated in HF
-                    str(path), local_files_only=True))
-        except Exception as err:
-            raise ModelLoadError(f"could not load the image processor in {path}: {_one_line(err)}") from None
-    if any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        except Exception as err:
-            raise ModelLoadError(f"could not load the tokenizer in {path}: {_one_line(err)}") from None
+    tokenizer, image_processor = _preprocessors(path)
     if kind == "hf_encoder":
         kind = "hf_image" if image_processor is not None and tokenizer is None else "hf_text"
         is_bare = True
@@ -180,6 +156,40 @@ def _load_hf_dir(path: Path, spec: ModelSpec) -> LoadedModel:
         tokenizer=tokenizer, image_processor=image_processor, class_names=class_names, has_head=has_head,
         causal_lm=causal,
     )
+
+def _preprocessors(path: Path) -> tuple[Any, Any]:
+    """The tokenizer and the image processor a Hugging Face directory holds (None where it holds none)."""
+    import transformers
+
+    tokenizer = image_processor = None
+    if (path / "preprocessor_config.json").is_file():
+        try:
+            image_processor = (
+                transformers.AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call,unused-ignore]  # unannotated in HF
+                    str(path), local_files_only=True))
+        except Exception as err:
+            raise ModelLoadError(f"could not load the image processor in {path}: {_one_line(err)}") from None
+    if any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except Exception as err:
+            raise ModelLoadError(f"could not load the tokenizer in {path}: {_one_line(err)}") from None
+    return tokenizer, image_processor
+
+def _auto_class(architectures: str, *, causal: bool) -> tuple[Any, ModelKind]:
+    """The transformers Auto class that loads a directory of these architectures, and the kind of model it is
+    ("hf_encoder": a bare encoder, told apart as text or image by its preprocessors later)."""
+    import transformers
+
+    if causal:
+        return transformers.AutoModelForCausalLM, "hf_text"
+    if "ForSequenceClassification" in architectures:
+        return transformers.AutoModelForSequenceClassification, "hf_text"
+    if "ForImageClassification" in architectures:
+        return transformers.AutoModelForImageClassification, "hf_image"
+    return transformers.AutoModel, "hf_encoder"
+
+
 
 
 @contextmanager

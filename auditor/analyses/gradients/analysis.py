@@ -164,29 +164,37 @@ class Gradients(Analysis):
         if sweep is not None and sweep.delta is not None:
             metrics["conductance_samples"] = float(len(sweep.samples))
             metrics["mean_target_gain"] = float(sweep.delta.mean())
-        reused = [n for n in ctx.capture.calls if n in grad_norm]
-        summary = (f"Gradient of the target ({ctx.subject.head.target_phrase(ctx.subject.labels is not None)}) "
-                   f"at the output of {int(metrics['modules_with_gradient'])} modules, from one backward per batch"
-                   + (f"; {len(reused)} module{'s' * (len(reused) != 1)} called more than once per forward "
-                      f"({', '.join(reused[:3])}{', …' if len(reused) > 3 else ''}) also per call (`<module>@<call>`), "
-                      "the module's own numbers summing its calls" if reused else "")
-                   + ("; the heads and MLPs compared as parts of the residual stream"
-                      + (" (its final norm is scale-invariant, so gradient × activation of all the stream's parts sums "
-                         "to zero there: a part's number says how it pulls against the others)"
-                         if layout.final_norm else "") if layout is not None else "")
-                   + (f"; conductance of {len(ctx.joins)} residual join{'s' * (len(ctx.joins) != 1)} over "
-                      f"{len(sweep.samples)} samples ({spec.n_steps if spec else 0} steps, "
-                      f"{'trapezoid rule' if spec is None or spec.rule == 'trapezoid' else 'Captum’s rule'})"
-                      if sweep is not None else "") + ". Contributions are compared only within a cut.")
-        shared = sorted(ctx.capture.not_per_sample)
-        if shared:
-            summary += (f" {len(shared)} module{'s' * (len(shared) != 1)} return{'s' * (len(shared) == 1)} one output "
-                        f"shared by the whole batch ({', '.join(shared[:3])}{', …' if len(shared) > 3 else ''}), "
-                        "which has no per-sample gradient; not shown.")
+        summary, shared = _summary(ctx, grad_norm, metrics, layout, sweep, spec)
         details: dict[str, Any] = {"cuts": {k: v for k, v in cuts.items()},
                                    "joins": [join_detail(j) for j in ctx.joins], "not_per_sample": shared}
         return Section(id=self.id, title=self.title, summary=summary, metrics=metrics, tables=tables,
                        figures=figures, findings=findings, module_metrics=module_metrics, details=details)
+
+
+def _summary(ctx: AuditContext, grad_norm: dict[str, torch.Tensor], metrics: dict[str, float],
+             layout: LMLayout | None, sweep: SweepResult | None, spec: SweepSpec | None) -> tuple[str, list[str]]:
+    """The section's summary: the target and where its gradient was taken, the modules used more than once, the
+    residual stream's parts (an LM), the conductance sweep; and the modules whose output the batch shares."""
+    reused = [n for n in ctx.capture.calls if n in grad_norm]
+    summary = (f"Gradient of the target ({ctx.subject.head.target_phrase(ctx.subject.labels is not None)}) "
+               f"at the output of {int(metrics['modules_with_gradient'])} modules, from one backward per batch"
+               + (f"; {len(reused)} module{'s' * (len(reused) != 1)} called more than once per forward "
+                  f"({', '.join(reused[:3])}{', …' if len(reused) > 3 else ''}) also per call (`<module>@<call>`), "
+                  "the module's own numbers summing its calls" if reused else "")
+               + ("; the heads and MLPs compared as parts of the residual stream"
+                  + (" (its final norm is scale-invariant, so gradient × activation of all the stream's parts sums "
+                     "to zero there: a part's number says how it pulls against the others)"
+                     if layout.final_norm else "") if layout is not None else "")
+               + (f"; conductance of {len(ctx.joins)} residual join{'s' * (len(ctx.joins) != 1)} over "
+                  f"{len(sweep.samples)} samples ({spec.n_steps if spec else 0} steps, "
+                  f"{'trapezoid rule' if spec is None or spec.rule == 'trapezoid' else 'Captum’s rule'})"
+                  if sweep is not None else "") + ". Contributions are compared only within a cut.")
+    shared = sorted(ctx.capture.not_per_sample)
+    if shared:
+        summary += (f" {len(shared)} module{'s' * (len(shared) != 1)} return{'s' * (len(shared) == 1)} one output "
+                    f"shared by the whole batch ({', '.join(shared[:3])}{', …' if len(shared) > 3 else ''}), "
+                    "which has no per-sample gradient; not shown.")
+    return summary, shared
 
 
 # --- numbers ---------------------------------------------------------------------------------------------
