@@ -118,20 +118,20 @@ def _headline(module: str, tags: list[str]) -> str:
 
 
 def _contribution(view: AuditView, module: str) -> list[Clause]:
-    value = view.value("gradients", module, "abs_grad_x_act")
-    if value is None or view.max_contribution <= 0 or module in view.in_series:
+    share = _contribution_share(view, module)
+    if share <= 0 or share < view.config.high_contribution:
         return []
-    share = value / view.max_contribution
-    if share < view.config.high_contribution:
-        return []
-    return [Clause(text=(f"Its |gradient × activation| is {share:.0%} of the largest among the blocks: the decision "
-                         "is sensitive to its output."),
-                   evidence=[Evidence(section="gradients", key="abs_grad_x_act", value=value)])]
+    what = "the next-token prediction" if view.report.metadata.task == "causal_lm" else "the decision"
+    return [Clause(text=(f"Its |gradient × activation| is {share:.0%} of the largest among {view.compared_among}: "
+                         f"{what} is sensitive to its output."),
+                   evidence=[Evidence(section="gradients", key="abs_grad_x_act",
+                                      value=view.value("gradients", module, "abs_grad_x_act"))])]
 
 
 def _contribution_share(view: AuditView, module: str) -> float:
     value = view.value("gradients", module, "abs_grad_x_act")
-    if value is None or view.max_contribution <= 0 or module in view.in_series:
+    if value is None or view.max_contribution <= 0 or module in view.in_series or \
+            (view.contributors is not None and module not in view.contributors):
         return 0.0
     return value / view.max_contribution
 

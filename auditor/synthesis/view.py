@@ -58,6 +58,11 @@ class AuditView:
     blocks: list[BlockRow] = field(default_factory=list)
     properties: list[Property] = field(default_factory=list)
     max_contribution: float = 0.0
+    contributors: set[str] | None = None
+    """The modules whose |gradient × activation| is compared with `max_contribution` (None: the blocks and any
+    other module). A causal LM's: its attention and MLP modules, the parts writing to the residual stream (a
+    layer's output is the whole stream, and under a final norm the last layer's is zero by construction)."""
+    compared_among: str = "the blocks"
     in_series: set[str] = field(default_factory=set)
     """Modules of a cut the gradients analysis does not rank (stages in series: each is an estimate of the
     whole), whose |gradient × activation| says nothing of their share."""
@@ -82,9 +87,17 @@ class AuditView:
         view.properties = _properties(view.sections.get("probes"))
         grads = view.metric("gradients", "abs_grad_x_act")
         view.in_series = _in_series(view.details("gradients").get("cuts"))
-        block_values = [grads[b.name] for b in view.blocks if b.name in grads and math.isfinite(grads[b.name])
-                        and b.name not in view.in_series]
-        view.max_contribution = max(block_values, default=0.0)
+        if report.metadata.task == "causal_lm":  # its one cut: the heads and MLPs writing to the residual stream
+            cuts = view.details("gradients").get("cuts")
+            parts = [str(m) for names in cuts.values() if isinstance(names, list) for m in names] \
+                if isinstance(cuts, dict) else []
+            view.contributors = {base_module(m) for m in parts}
+            view.compared_among = "the attention and MLP outputs writing to the residual stream"
+            compared = sorted(view.contributors)
+        else:
+            compared = [b.name for b in view.blocks if b.name not in view.in_series]
+        values = [grads[name] for name in compared if name in grads and math.isfinite(grads[name])]
+        view.max_contribution = max(values, default=0.0)
         return view
 
     def metric(self, section: str, key: str) -> dict[str, float]:

@@ -58,7 +58,8 @@ def _assert_the_induction_circuit(audit: dict) -> None:  # type: ignore[type-arg
     card = report.card("transformer.h.1.attn")
     assert "induction head" in card.tags
     clause = next(c for c in card.clauses if c.tag == "induction head")
-    assert f"Its head {head} is an induction head" in clause.text and f"previous-token head {previous}" in clause.text
+    assert head in clause.text and "induction head" in clause.text and f"previous-token head {previous}" in clause.text
+    assert len([c for c in card.clauses if c.tag == "induction head"]) == 1  # all its induction heads in one clause
     assert "previous-token head" in report.card("transformer.h.0.attn").tags
     ablation = next(s for s in audit["sections"] if s["id"] == "lm_ablation")["module_metrics"][head]
     assert ablation["loss_increase_repeated"] > 0.5 and ablation["loss_increase_repeated"] > 10 * abs(

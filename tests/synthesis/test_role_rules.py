@@ -232,3 +232,46 @@ def test_a_language_models_ablation_gives_critical_and_in_context_roles() -> Non
     assert "on tokens seen earlier in the text by 3.00 nats and on first occurrences by -0.02" in two.statement
     assert three.tags == ["unclear"]
     assert not any("#" in c.module for c in report.cards)
+
+
+def test_a_modules_induction_heads_are_one_clause_with_the_head_they_read() -> None:
+    """Three induction heads of one attention module reading one previous-token head are one fact: one clause
+    names all three, gives their scores as ranges, and names the head they read once; a module with one induction
+    head keeps the one-head sentence."""
+    def head(score: float, copying: float, drop: float) -> dict[str, float]:
+        return {"induction_score": score, "copying_score": copying, "reads_previous_token_head_drop": drop}
+
+    heads = {"two#head1": head(0.71, 0.97, 0.64), "two#head2": head(0.74, 0.99, 0.68),
+             "two#head3": head(0.74, 0.98, 0.65), "three#head0": head(0.5, 0.8, 0.9), "one#head2": {"previous_token_score": 0.96}}
+    reads = {"two#head1": "one#head2", "two#head2": "one#head2", "two#head3": "one#head2", "three#head0": "one#head2"}
+    report = _report({"heads": heads}, task="causal_lm",
+                     details={"heads": {"induction": ["two#head1", "two#head2", "two#head3", "three#head0"],
+                                        "previous_token": ["one#head2"], "reads": reads}})
+    two = [c for c in report.card("two").clauses if c.tag == "induction head"]
+    assert len(two) == 1
+    text = two[0].text
+    assert text.startswith("Its heads two#head1, two#head2 and two#head3 are induction heads")
+    assert "each puts 0.71–0.74 of its attention" in text and "97–99% of the time" in text
+    assert text.count("one#head2") == 1 and "lowers their prefix-matching scores by 0.64–0.68" in text
+    assert {e.module for e in two[0].evidence} == {"two#head1", "two#head2", "two#head3"}
+    three = next(c for c in report.card("three").clauses if c.tag == "induction head")
+    assert three.text.startswith("Its head three#head0 is an induction head: on repeated random tokens it puts 0.50")
+    assert "it reads the previous-token head one#head2 (ablating that head lowers its prefix-matching score by 0.90)" \
+        in three.text
+    previous = next(c for c in report.card("one").clauses if c.tag == "previous-token head")
+    assert previous.text.endswith("read by the induction heads two#head1, two#head2, two#head3, three#head0.")
+
+
+def test_a_language_models_contributions_are_compared_among_the_parts_of_the_residual_stream() -> None:
+    """A causal LM's layer output is the whole residual stream (and the last is zero under a final norm): its cards
+    compare |gradient × activation| among the attention and MLP outputs the gradients analysis ranks, never a
+    layer's, and say what the number means for next-token prediction."""
+    cuts = {"heads and MLPs writing to the residual stream": ["two#head0", "two#head1", "three"]}
+    report = _report({"gradients": {"one": {"abs_grad_x_act": 5.0}, "two": {"abs_grad_x_act": 1.0},
+                                    "three": {"abs_grad_x_act": 0.6}}}, task="causal_lm",
+                     details={"gradients": {"cuts": cuts}})
+    assert not any("gradient × activation" in c.text for c in report.card("one").clauses)
+    two = next(c for c in report.card("two").clauses if "gradient × activation" in c.text)
+    assert two.text == ("Its |gradient × activation| is 100% of the largest among the attention and MLP outputs "
+                        "writing to the residual stream: the next-token prediction is sensitive to its output.")
+    assert any("is 60% of the largest" in c.text for c in report.card("three").clauses)
