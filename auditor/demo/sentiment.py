@@ -18,6 +18,7 @@ import torch
 from auditor.config import ModelSpec
 from auditor.demo.cache import cache_lock
 from auditor.errors import ModelLoadError
+from auditor.subject.data import by_length
 from auditor.subject.heads import pool_hidden
 from auditor.subject.loading import load_model
 
@@ -25,7 +26,7 @@ DATA_DIR = Path(__file__).parent / "data"
 TRAIN_CSV = DATA_DIR / "sentiment_train.csv"
 HELDOUT_CSV = DATA_DIR / "sentiment_heldout.csv"
 LABELS = ["negative", "positive"]
-VERSION = "minilm-sentiment-v2"
+VERSION = "minilm-sentiment-v3"
 
 
 def encoder_dir() -> Path:
@@ -45,16 +46,20 @@ def read_rows(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def embed(texts: list[str], *, batch_size: int = 64) -> np.ndarray:
-    """Mean-pooled MiniLM embeddings, exactly as EncoderClassifier pools them."""
+    """Mean-pooled MiniLM embeddings, exactly as EncoderClassifier pools them, in the order of `texts`; computed
+    shortest first, as an audit batches texts (`by_length`: batches pad to nearly one length)."""
     loaded = load_model(ModelSpec(path=str(encoder_dir())))  # the audit's own loader: offline, no bars
+    order = by_length(texts)
     chunks = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
-            batch = loaded.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                                     max_length=128, return_tensors="pt")
+            batch = loaded.tokenizer([texts[i] for i in order[start:start + batch_size]], padding=True,
+                                     truncation=True, max_length=128, return_tensors="pt")
             hidden = loaded.module(**batch).last_hidden_state
             chunks.append(pool_hidden(hidden, batch["attention_mask"], "mean").numpy())
-    return np.concatenate(chunks)
+    embedded = np.empty((len(texts), chunks[0].shape[1]), dtype=chunks[0].dtype) if chunks else np.empty((0, 0))
+    embedded[order] = np.concatenate(chunks) if chunks else embedded
+    return embedded
 
 
 def prepare(cache_dir: Path, *, seed: int = 0) -> dict[str, str | float]:

@@ -38,7 +38,8 @@ def test_prompt_and_completion_count_only_the_completion(gpt2_dir, tmp_path) -> 
     subject = load_subject(AuditConfig(model=ModelSpec(path=str(gpt2_dir)), data=DataSpec(path=str(data))))
     batch = next(subject.batches(8))
     scores = subject.adapter.forward(subject.model, batch.inputs)
-    audited = ~torch.isnan(scores)
+    assert subject.data.texts == ["w4 w5 w6 w7", "w1 w2 w3 w1 w2"]  # shortest first
+    audited = ~torch.isnan(scores)[[1, 0]]  # in the file's order
     assert audited.sum(dim=1).tolist() == [2, 3]
     # the first audited loss of text 0 is the prediction of "w1" after "<bos> w1 w2 w3" (column 3)
     assert audited[0].nonzero().flatten().tolist() == [3, 4]

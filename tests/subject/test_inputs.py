@@ -36,11 +36,17 @@ def text(tmp_path: Path) -> tuple[Subject, Any]:
     return _subject(model, data, tokenizer), tokenizer
 
 
+def _at(subject: Subject, *texts: str) -> list[int]:
+    """The sample indices of `texts` (an audit orders texts shortest first)."""
+    assert subject.data.texts is not None
+    return [subject.data.texts.index(t) for t in texts]
+
+
 def test_text_inputs_attribute_token_ids_from_a_pad_baseline_that_keeps_the_markers(text: tuple[Subject, Any]) -> None:
     subject, tok = text
     inputs = subject.inputs
     assert isinstance(inputs, TextInputs) and inputs.is_text and inputs.key == "input_ids"
-    batch = subject.encode_samples([0, 1])
+    batch = subject.encode_samples(_at(subject, "good film", "bad"))
     cls, sep, pad = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
     good, film, bad = tok.convert_tokens_to_ids(["good", "film", "bad"])
     assert batch["input_ids"].tolist() == [[cls, good, film, sep], [cls, bad, sep, pad]]
@@ -54,7 +60,7 @@ def test_text_positions_are_the_attended_tokens_without_markers_and_deletion_pad
         text: tuple[Subject, Any]) -> None:
     subject, tok = text
     inputs = subject.inputs
-    batch = subject.encode_samples([0, 1])
+    batch = subject.encode_samples(_at(subject, "good film", "bad"))
     assert [p.tolist() for p in inputs.positions(batch)] == [[1, 2], [1]]
     one = inputs.sample(batch, 1)  # "bad" as it was encoded alone: the batch's padding trimmed
     assert one["input_ids"].tolist() == [[tok.cls_token_id, tok.convert_tokens_to_ids("bad"), tok.sep_token_id]]
@@ -77,7 +83,7 @@ def test_text_display_merges_pieces_written_together_into_one_word(text: tuple[S
     words, positions, special = inputs.words("the film was good.")
     assert words == ["the", "film", "was", "good."]  # "good" and "." are two tokens, one word for a reader
     assert positions == [[1], [2], [3], [4, 5]] and special == [0, 6]
-    ids = subject.encode_samples([0])
+    ids = subject.encode_samples(_at(subject, "good film"))
     assert inputs.tokens(ids["input_ids"][0].tolist()) == ["[CLS]", "good", "film", "[SEP]"]
     assert inputs.not_special(ids).tolist() == [False, True, True, False]
     assert inputs.offsets("good film") == [(0, 0), (0, 4), (5, 9), (0, 0)]

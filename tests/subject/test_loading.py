@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ def test_hf_text_classifier_on_text_data(data_fixture: str, tiny_bert_dir: Path,
     assert (subject.modality, subject.task) == ("text", "classification")
     assert subject.class_names == CLASS_NAMES
     assert subject.labels is not None
-    assert subject.labels.tolist() == [CLASS_NAMES.index(label) for _, label in TEXT_ROWS]
+    truth = dict(TEXT_ROWS)  # texts are audited shortest first (cap_samples)
+    assert subject.data.texts is not None and sorted(subject.data.texts) == sorted(truth)
+    assert subject.labels.tolist() == [CLASS_NAMES.index(truth[t]) for t in subject.data.texts]
     assert subject.n_outputs == 2 and len(subject) == len(TEXT_ROWS)
 
 
@@ -81,7 +84,9 @@ def test_bare_encoder_with_head_is_a_classifier(tiny_encoder_dir: Path, encoder_
     assert subject.task == "classification"
     assert subject.class_names == CLASS_NAMES
     assert subject.labels is not None
-    assert subject.labels.tolist() == [CLASS_NAMES.index(label) for _, label in TEXT_ROWS]
+    truth = dict(TEXT_ROWS)  # texts are audited shortest first (cap_samples)
+    assert subject.data.texts is not None and sorted(subject.data.texts) == sorted(truth)
+    assert subject.labels.tolist() == [CLASS_NAMES.index(truth[t]) for t in subject.data.texts]
     assert len(list(subject.model.named_modules())) == len(list(bare.model.named_modules())) + 2
     head = subject.model.get_submodule("head")
     assert torch.equal(head.weight, load_file(str(encoder_head_file))["weight"])
@@ -313,7 +318,9 @@ def test_a_dict_output_with_logits_is_read_through_logits(tiny_cnn_npz: Path) ->
 
 # --- sampling --------------------------------------------------------------------------------------------
 
-def test_max_samples_draws_a_seeded_subset_in_file_order(tiny_bert_dir: Path, text_csv: Path) -> None:
+def test_max_samples_draws_a_seeded_subset_audited_shortest_first(tiny_bert_dir: Path, text_csv: Path) -> None:
+    """The subset is the seed's; its texts are audited shortest first (a batch pads to its longest), ties in file
+    order."""
     def texts(seed: int) -> list[str]:
         subject = load(tiny_bert_dir, text_csv, max_samples=5, seed=seed)
         assert subject.labels is not None and len(subject.labels) == 5
@@ -326,8 +333,24 @@ def test_max_samples_draws_a_seeded_subset_in_file_order(tiny_bert_dir: Path, te
     assert len(first) == 5 and first == again
     assert other != first
     for subset in (first, other):
-        positions = [order.index(t) for t in subset]
-        assert positions == sorted(positions)
+        keys = [(len(re.findall(r"\w+|[^\w\s]", t)), len(t), order.index(t)) for t in subset]
+        assert keys == sorted(keys)
+
+
+def test_texts_batch_by_length_so_padding_shrinks(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """Texts of very different lengths in alternation: audited shortest first, every batch of 4 holds texts of
+    one length, so it pads nothing; the data's own order would have padded every short text to the long ones."""
+    rows = [(" ".join(["good"] * (2 if i % 2 else 30)) + f" {i}.", "positive" if i % 3 else "negative")
+            for i in range(16)]
+    path = tmp_path / "mixed.csv"
+    path.write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows), encoding="utf-8")
+    subject = load(tiny_bert_dir, path, max_samples=16, seed=0)
+    batches = list(subject.batches(4))
+    padded = sum(int((b.inputs["attention_mask"] == 0).sum()) for b in batches)
+    assert padded == 0
+    truth = dict(rows)
+    assert subject.data.texts is not None and subject.labels is not None
+    assert [CLASS_NAMES[i] for i in subject.labels.tolist()] == [truth[t] for t in subject.data.texts]
 
 
 def test_labels_follow_their_samples_when_subsampled(tiny_bert_dir: Path, text_csv: Path) -> None:

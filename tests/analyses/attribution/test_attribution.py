@@ -15,6 +15,7 @@ from auditor.analyses.attribution import Attribution, AttributionParams
 from auditor.kit.captum import internal_batch_size, per_sample_bytes
 from auditor.pipeline import _in_memory_data, _wrap_module
 from auditor.subject import build_subject
+from auditor.subject.data import by_length
 from tests.contexts import make_context
 
 
@@ -122,7 +123,7 @@ def test_text_attribution_goes_to_the_one_token_read_and_word_pieces_merge(tmp_p
     section = report.section("attribution")
     assert section.error is None, section.error
     shown = {t["index"]: t for t in section.details["texts"]}
-    first = shown[0]["words"]
+    first = shown[[texts[i] for i in by_length(texts)].index("unbelievable film")]["words"]  # texts: shortest first
     assert [w for w, _, _ in first] == ["unbelievable", "film"]  # un ##believ ##able: one word
     assert first[0][1] != 0.0 and first[1][1] == 0.0  # only the second token ("un", the word's first piece) is read
     for t in shown.values():

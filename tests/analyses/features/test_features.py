@@ -15,6 +15,7 @@ from auditor.analyses.features import Features, FeaturesParams
 from auditor.analyses.features.run import Run as _Run
 from auditor.analyses.features.gallery import GALLERY_BUDGET_BYTES
 from auditor.report.io import save_report
+from auditor.subject.data import by_length
 from tests.contexts import make_context
 
 
@@ -189,7 +190,8 @@ def test_the_token_search_finds_the_planted_token_and_snippets_are_escaped(tmp_p
     assert "zebra" in unit["search"]["tokens"]
     assert unit["search"]["value"] == pytest.approx(unit["max_real"])  # the one real sample holding it
     top = unit["by_activation"][0]
-    assert top["sample"] == 2 and top["token"] == "zebra" and top["before"].endswith("< / script >")  # raw in the data
+    audited = [texts[i] for i in by_length(texts)]  # the audit's order: shortest first
+    assert audited[top["sample"]] == texts[2] and top["token"] == "zebra" and top["before"].endswith("< / script >")  # raw in the data
     assert section.module_metrics["act"]["max_optimized_activation"] == unit["search"]["value"]
     paths = save_report(report, tmp_path / "out", formats=("html",))
     html = Path(paths["html"]).read_text(encoding="utf-8")
@@ -351,8 +353,9 @@ def test_a_unit_of_a_special_token_is_said_once_and_its_snippets_mark_the_texts_
     unit = groups["act"]
     assert unit["peaks_on"] == "[CLS]"  # every top sample peaks on [CLS]: said once
     weight = model.embeddings.weight[:, 0].detach()
+    audited = [texts[i] for i in by_length(texts)]  # the audit's order: shortest first
     for snippet in unit["by_activation"]:
-        ids = tokenizer(texts[snippet["sample"]])["input_ids"][1:-1]  # the text's own tokens
+        ids = tokenizer(audited[snippet["sample"]])["input_ids"][1:-1]  # the text's own tokens
         best = max(ids, key=lambda i: float(weight[i]))
         assert snippet["token"] == tokenizer.convert_ids_to_tokens(best)
         assert snippet["value"] == pytest.approx(float(weight[best]))
