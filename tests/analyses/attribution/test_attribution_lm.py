@@ -1,0 +1,61 @@
+"""Token attributions of next-token predictions on the hand-built induction GPT-2 (tests/lm_models.py), whose
+circuit is known: on `<bos> A B C ... A B C ...`, the prediction after the second copy of a word is made by the
+induction head at that position (its query: the current token) attending to the position after the word's first
+copy (its key: the first copy, written there by the previous-token head) and copying that position's token."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.lm_models import audit_induction_model
+
+LENGTH = 10
+"""Words per half: a text is `<bos>` (position 0), the words at 1..LENGTH, then the same words again."""
+
+
+@pytest.fixture(scope="module")
+def section(tmp_path_factory):  # type: ignore[no-untyped-def]
+    report = audit_induction_model(tmp_path_factory.mktemp("attr_lm"), analyses={"only": ["attribution"]},
+                                   length=LENGTH)
+    found = next(s for s in report.sections if s.id == "attribution")
+    assert found.error is None, found.error
+    return found
+
+
+def test_each_text_explains_its_most_confident_correct_and_its_most_wrong_prediction(section) -> None:  # type: ignore[no-untyped-def]
+    shown = section.details["texts"]
+    confident = [t for t in shown if t["kind"] == "confident"]
+    wrong = [t for t in shown if t["kind"] == "wrong"]
+    assert confident and wrong
+    # only the second half can be predicted (by copying); the first half's words are random
+    assert all(t["correct"] and t["position"] > LENGTH and t["log_p"] > -0.1 for t in confident)
+    assert all(not t["correct"] and 1 <= t["position"] <= LENGTH for t in wrong)
+    # the prefix is what is shown, and it ends at the predicted position
+    assert all(len(t["words"]) == t["position"] + 1 for t in shown)
+
+
+def test_the_largest_attributions_lie_on_the_tokens_the_induction_circuit_reads(section) -> None:  # type: ignore[no-untyped-def]
+    for t in (t for t in section.details["texts"] if t["kind"] == "confident"):
+        j = t["position"]
+        values = [v for _, v, _ in t["words"]]
+        circuit = {j - LENGTH, j - LENGTH + 1, j}  # the earlier copy of the current word, the token after it, the query
+        by_size = sorted(range(len(values)), key=lambda k: -abs(values[k]))
+        assert set(by_size[:3]) == circuit, (j, values)
+        largest = max(abs(v) for v in values)
+        assert all(abs(values[k]) < 0.05 * largest for k in range(len(values)) if k not in circuit), (j, values)
+        # the copied token (the next token's earlier occurrence) and the current token push the prediction up
+        assert values[j - LENGTH + 1] > 0 and values[j] > 0
+        assert t["words"][j - LENGTH + 1][0] == t["target"]
+
+
+def test_attributions_add_up_to_the_change_from_the_baseline(section) -> None:  # type: ignore[no-untyped-def]
+    assert section.metrics["ig_relative_delta"] < 0.01
+    assert section.metrics["ig_target_gain"] > 0
+    assert not any(f.id == "attribution.ig_not_converged" for f in section.findings)
+
+
+def test_copying_from_far_back_is_a_finding(section) -> None:  # type: ignore[no-untyped-def]
+    far = next(f for f in section.findings if f.id == "attribution.far_token")
+    assert far.evidence["example_distance"] == LENGTH - 1  # the next token's earlier copy
+    table = next(t for t in section.tables if t.id == "attribution.predictions")
+    assert len(table.rows) == section.metrics["ig_samples"]
