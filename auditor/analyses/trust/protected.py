@@ -213,7 +213,7 @@ class ProtectedChecks(TrustRunBase):
             chunk = having[start:start + bs]
             inputs = self.subject.encode_samples(chunk)
             maps = self._explain(method, self.subject.model, inputs, self.targets[chunk]).abs()
-            content = self._content(inputs)
+            content = self._content(inputs, self.targets[chunk])
             for row, i in enumerate(chunk):
                 hits = set()
                 for position, (a, b) in enumerate(text_inputs.offsets(texts[i])):
