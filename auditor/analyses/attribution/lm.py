@@ -1,11 +1,13 @@
 """Token attributions for a causal language model's next-token predictions: Layer Integrated Gradients over the
 input embeddings (`auditor.kit.captum_lm`), target = the log-probability of the real next token at the chosen
 position; per text its most confident correct prediction and its most wrong one; each shown as its prefix's
-tokens shaded by attribution; `attribution.far_token` when one token far back carries most of a prediction."""
+tokens shaded by attribution; `attribution.far_token` when one token far back carries a dominant share of a
+prediction."""
 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -89,8 +91,9 @@ class LMAttribution:
         actual, predicted = self._token(q.actual), self._token(q.predicted)
         return {"index": q.text, "position": q.position, "kind": q.kind, "log_p": round(q.log_p, 6),
                 "target": actual, "predicted": predicted, "correct": q.actual == q.predicted,
-                "label": f"#{q.text} · position {q.position} · {'most confident' if q.kind == 'confident' else 'most wrong'}"
-                         f" · next token {actual!r} (p = {torch.tensor(q.log_p).exp():.2f})"
+                "label": f"#{q.text} · position {q.position} · "
+                         f"{'most confident' if q.kind == 'confident' else 'most wrong'}"
+                         f" · next token {actual!r} (p = {math.exp(q.log_p):.2f})"
                          + ("" if q.actual == q.predicted else f" · predicted {predicted!r}"),
                 "total": round(sum(values), 6), "dominant_position": top, "dominant_token": self._token(ids[top]),
                 "dominant_share": abs(values[top]) / total, "dominant_distance": q.position - top,
@@ -114,8 +117,7 @@ class LMAttribution:
                       "example_share": round(example["dominant_share"], 4)})]
 
     def _table(self, shown: list[dict[str, Any]]) -> Table:
-        rows = [[s["index"], s["position"], s["kind"], s["target"], s["predicted"], round(float(torch.tensor(
-            s["log_p"]).exp()), 4), s["dominant_token"], s["dominant_distance"], round(s["dominant_share"], 4),
+        rows = [[s["index"], s["position"], s["kind"], s["target"], s["predicted"], round(math.exp(s["log_p"]), 4), s["dominant_token"], s["dominant_distance"], round(s["dominant_share"], 4),
             s["total"]] for s in shown]
         return Table(id="attribution.predictions", title="Explained next-token predictions",
                      columns=["text", "position", "chosen as", "next token", "top-1", "p(next token)",

@@ -22,7 +22,8 @@ def section(tmp_path_factory):  # type: ignore[no-untyped-def]
     return found
 
 
-def test_each_text_explains_its_most_confident_correct_and_its_most_wrong_prediction(section) -> None:  # type: ignore[no-untyped-def]
+def test_each_text_explains_its_most_confident_correct_and_its_most_wrong_prediction(  # type: ignore[no-untyped-def]
+        section) -> None:
     shown = section.details["texts"]
     confident = [t for t in shown if t["kind"] == "confident"]
     wrong = [t for t in shown if t["kind"] == "wrong"]
@@ -34,7 +35,8 @@ def test_each_text_explains_its_most_confident_correct_and_its_most_wrong_predic
     assert all(len(t["words"]) == t["position"] + 1 for t in shown)
 
 
-def test_the_largest_attributions_lie_on_the_tokens_the_induction_circuit_reads(section) -> None:  # type: ignore[no-untyped-def]
+def test_the_largest_attributions_lie_on_the_tokens_the_induction_circuit_reads(  # type: ignore[no-untyped-def]
+        section) -> None:
     for t in (t for t in section.details["texts"] if t["kind"] == "confident"):
         j = t["position"]
         values = [v for _, v, _ in t["words"]]
