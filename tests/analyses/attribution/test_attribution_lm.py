@@ -61,3 +61,37 @@ def test_copying_from_far_back_is_a_finding(section) -> None:  # type: ignore[no
     assert far.evidence["example_distance"] == LENGTH - 1  # the next token's earlier copy
     table = next(t for t in section.tables if t.id == "attribution.predictions")
     assert len(table.rows) == section.metrics["ig_samples"]
+
+
+def test_a_prediction_is_attributed_to_its_prefix_only_and_the_attributions_add_up() -> None:
+    from auditor.kit.captum_lm import PredictionChunk, input_embeddings, prediction_chunk
+    from tests.contexts import make_context
+    from tests.lm_models import induction_gpt2, repeated_texts, word_tokenizer
+
+    ctx = make_context(induction_gpt2(), {"text": repeated_texts(2, length=6, seed=1)}, None,
+                       tokenizer=word_tokenizer())
+    keys = tuple(ctx.subject.inputs.first)
+    layer = input_embeddings(ctx.subject)
+    assert layer == "transformer.wte"
+    positions = (9, 4)  # a copied prediction of text 0, a first-half one of text 1
+    per_token, delta, gain = prediction_chunk(ctx.subject, PredictionChunk((0, 1), positions, keys, layer, 32, 64))
+    for row, j in zip(per_token, positions, strict=True):
+        assert bool((row[j + 1:] == 0).all())  # a causal model reads only the prefix
+        assert bool((row[:j + 1] != 0).any())
+    assert bool((delta.abs() <= 0.01 * gain.abs().clamp_min(1e-3)).all()), (delta, gain)
+
+
+def test_a_llama_style_model_gets_token_attributions_and_trust_checks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from auditor.config import AnalysesConfig, AuditConfig, DataSpec, ModelSpec
+    from auditor.pipeline import run_audit
+    from tests.lm_models import repeated_texts, write_texts
+    from tests.subject.test_causal_lm import _llama_dir
+
+    data = write_texts(tmp_path / "texts.csv", repeated_texts(8, length=6, seed=0))
+    report = run_audit(AuditConfig(model=ModelSpec(path=str(_llama_dir(tmp_path / "llama"))),
+                                   data=DataSpec(path=str(data)), batch_size=4,
+                                   analyses=AnalysesConfig.model_validate({"only": ["attribution", "trust"]})))
+    ran = {s.id: s for s in report.sections}
+    assert ran["attribution"].error is None and ran["trust"].error is None
+    assert ran["attribution"].details["layer"] == "model.embed_tokens"
+    assert ran["attribution"].metrics["ig_samples"] >= 8
