@@ -90,7 +90,8 @@ class Trust(Analysis):
         # the curves of every method, of the two references (occlusion, random maps) and of the random orders;
         # occlusion itself: one forward per position
         deletion = s * (2 * (p.deletion_steps + 1) * (p.random_orders + len(methods) + 2) + positions)
-        edits = 2 * n if ctx.subject.head.per_class else 0  # a causal LM: no protected edits, one forward to choose
+        # a causal LM: no protected edits; one forward over the texts whose predictions are chosen
+        edits = 2 * n if ctx.subject.head.per_class else (s + 1) // 2
         return Cost(forwards=(sanity + deletion + edits) / n, backwards=sanity / n,
                     note=f"{s} samples explained at ~{steps} randomization steps; deletion/insertion curves with "
                          f"{p.random_orders} random orders and two references (occlusion of the {positions} "

@@ -247,7 +247,8 @@ class TrustRun(ProtectedChecks):
                 rows.append([text, TITLES.get(m, m), top(originals[m]), top(last[m]) if m in last else ""])
         return Table(id="trust.sanity_text", title="Top tokens before and after full randomization",
                      columns=["sample", "method", "trained model", "fully random model"], rows=rows,
-                     caption="The three tokens with the largest signed attribution toward the target class. A "
+                     caption="The three tokens with the largest signed attribution toward the target (the class, or "
+                             "a language model's real next token). A "
                              "trustworthy method's choice changes once the model is destroyed.")
 
     # --- protected features ----------------------------------------------------------------------------
