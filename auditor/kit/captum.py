@@ -3,6 +3,7 @@ the attribution baseline as data."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from auditor.subject import Subject
+from auditor.subject.task import log_probabilities
 from auditor.walk.records import iter_tensors
 
 
@@ -53,3 +55,30 @@ class Baseline:
         if self.kind == "mean" and self.mean is not None:
             return self.mean.to(x.device).expand_as(x).contiguous()
         return torch.zeros_like(x)
+
+
+def target_log_probabilities(subject: Subject, scores: torch.Tensor) -> torch.Tensor:
+    """(batch, targets) log-probabilities that an explanation's `target` indexes: every class's for a classifier;
+    for a task whose target reads the inputs (a causal LM: scores are next-token losses), the log-probability of
+    the real next token after each position, so that a target is a position (NaN where nothing is audited)."""
+    if subject.head.target_reads_inputs:
+        return -scores
+    return log_probabilities(scores)
+
+
+def target_probabilities(subject: Subject, scores: torch.Tensor) -> torch.Tensor:
+    """(batch, targets) probabilities that a deletion curve follows: the softmax of a classifier's scores (as
+    they always were), or a causal LM's probability of the real next token after each position."""
+    if subject.head.target_reads_inputs:
+        return torch.exp(-scores.float())
+    return torch.softmax(scores.float(), dim=1)
+
+
+def target_log_probability_fn(subject: Subject, model: nn.Module, keys: Sequence[str]) -> Callable[..., torch.Tensor]:
+    """Positional tensors (the inputs named `keys`, in that order) -> `target_log_probabilities` of `model` (or
+    any copy of it): Captum's `forward_func`. Under Layer Integrated Gradients the token ids stay the real ones
+    and only the embeddings are interpolated, so a language model's next tokens stay the real next tokens."""
+    def forward(*tensors: torch.Tensor) -> torch.Tensor:
+        inputs = dict(zip(keys, tensors, strict=True))
+        return target_log_probabilities(subject, subject.adapter.forward(model, inputs))
+    return forward

@@ -36,6 +36,8 @@ from auditor.subject import Task
 
 from auditor.analyses.attribution.common import embeddings_block
 from auditor.analyses.attribution.image import ImageAttribution
+from auditor.analyses.attribution.lm import LMAttribution
+from auditor.kit.captum_lm import input_embeddings
 from auditor.analyses.attribution.params import AttributionParams
 from auditor.analyses.attribution.text import TextAttribution
 from auditor.analyses.attribution.findings import DEFAULT_RULES, FINDINGS
@@ -49,10 +51,11 @@ class Attribution(Analysis):
     title: ClassVar[str] = "Input attributions"
     findings: ClassVar[Findings] = FINDINGS
     default_rules: ClassVar[tuple[DefaultRule, ...]] = DEFAULT_RULES
-    tasks: ClassVar[frozenset[Task]] = frozenset({"classification"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "causal_lm"})
     params_type: ClassVar[type[BaseModel]] = AttributionParams
     cost_note: ClassVar[str] = ("Integrated Gradients on up to 64 samples (32 forwards and backwards each), "
-                                "small passes for the shown examples; text: two more passes for the word ranking")
+                                "small passes for the shown examples; text: two more passes for the word ranking; "
+                                "causal LMs: one forward over 16 texts and IG on two predictions of each")
 
     def __init__(self, params: AttributionParams | None = None) -> None:
         self.params: AttributionParams = params or AttributionParams()
@@ -61,10 +64,18 @@ class Attribution(Analysis):
         reason = super().not_applicable(ctx)
         if reason is None and ctx.subject.inputs.is_text and embeddings_block(ctx) is None:
             return "the text model has no embeddings module to attribute over"
+        if reason is None and ctx.subject.head.target_reads_inputs and input_embeddings(ctx.subject) is None:
+            return "the language model has no input embeddings module (get_input_embeddings) to attribute over"
         return reason
 
     def cost(self, ctx: PlanContext) -> Cost:
         p, n = self.params, len(ctx.subject)
+        if ctx.subject.head.target_reads_inputs:  # explained predictions: two per text, n_steps each
+            texts = min(p.lm_texts, n)
+            return Cost(forwards=(texts + 2 * texts * p.n_steps + 4 * texts) / max(n, 1),
+                        backwards=2 * texts * p.n_steps / max(n, 1),
+                        note=f"one forward over {texts} texts to choose their predictions; IG on up to "
+                             f"{2 * texts} predictions × {p.n_steps} steps, two forwards each for its convergence")
         ig = min(p.samples, n) * p.n_steps
         shown = min(n, p.examples_per_class * max(len(ctx.subject.class_names), 1) + p.misclassified)
         extra = {"saliency": 1, "gradient_shap": p.gradient_shap_samples, "smoothgrad": p.smoothgrad_samples,
@@ -77,6 +88,8 @@ class Attribution(Analysis):
                          + (", a two-point ranking of every sample's words" if text_rank else ""))
 
     def run(self, ctx: AuditContext) -> Section:
+        if ctx.subject.head.target_reads_inputs:
+            return LMAttribution(self.params, ctx).run(self)
         if ctx.subject.inputs.is_text:
             return TextAttribution(self.params, ctx).run(self)
         return ImageAttribution(self.params, ctx).run(self)

@@ -11,6 +11,7 @@ import torch
 
 from auditor.engine.analysis import AuditContext, PlanContext
 from auditor.schema.findings import Finding
+from auditor.kit.captum import target_log_probability_fn
 from auditor.subject import Subject
 from auditor.analyses.attribution.findings import FINDINGS
 
@@ -26,8 +27,8 @@ def embeddings_block(ctx: PlanContext) -> str | None:
 
 
 def forward_fn(subject: Subject, keys: Sequence[str]) -> Callable[..., torch.Tensor]:
-    """Positional tensors -> log-probabilities of every class (Captum's `forward_func`)."""
-    return subject.adapter.log_probability_fn(subject.model, keys)
+    """Positional tensors -> log-probabilities of every target (Captum's `forward_func`; `target_log_probabilities`)."""
+    return target_log_probability_fn(subject, subject.model, keys)
 
 
 def shown_samples(ctx: AuditContext, *, per_class: int, misclassified: int) -> list[int]:

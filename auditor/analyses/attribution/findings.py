@@ -16,5 +16,8 @@ FINDINGS = Findings(
     FindingSpec("ig_not_converged", Severity.WARN,
                 "Integrated Gradients' median convergence delta is more than `convergence_tolerance` of the median "
                 "|F(x) − F(baseline)|: the maps do not add up to the change they explain"),
+    FindingSpec("far_token", Severity.INFO,
+                "causal language models: in some explained predictions one prefix token at least `far_tokens` "
+                "positions back carries at least `dominant_share` of the |attribution|: the model reads far context"),
 )
 """Every finding the attribution analysis gives (docs/findings.md is written from these)."""

@@ -39,5 +39,13 @@ class AttributionParams(BaseModel):
     """Side of Occlusion's square window (its stride is half of it)."""
     smoothgrad_samples: int = Field(16, ge=1)
     gradient_shap_samples: int = Field(16, ge=1)
+    lm_texts: int = Field(16, ge=1)
+    """Causal language models: texts whose most confident correct and most wrong predictions are explained."""
+    lm_shown: int = Field(8, ge=0)
+    """Causal language models: predictions shown token by token in the report (all are in the table)."""
+    dominant_share: float = Field(0.4, gt=0.0, le=1.0)
+    far_tokens: int = Field(3, ge=1)
+    """`attribution.far_token`: one prefix token at least `far_tokens` positions before the predicted one carries at
+    least `dominant_share` of a prediction's total |attribution|."""
 
 

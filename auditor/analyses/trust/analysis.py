@@ -53,7 +53,7 @@ class Trust(Analysis):
     id: ClassVar[str] = "trust"
     title: ClassVar[str] = "Can the explanations be trusted?"
     findings: ClassVar[Findings] = FINDINGS
-    tasks: ClassVar[frozenset[Task]] = frozenset({"classification"})
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "causal_lm"})
     params_type: ClassVar[type[BaseModel]] = TrustParams
     cost_note: ClassVar[str] = ("explanations of 16 samples at every randomization step; deletion/insertion curves "
                                 "(methods, two references, random orders) and occlusion of every position (the "
@@ -90,7 +90,8 @@ class Trust(Analysis):
         # the curves of every method, of the two references (occlusion, random maps) and of the random orders;
         # occlusion itself: one forward per position
         deletion = s * (2 * (p.deletion_steps + 1) * (p.random_orders + len(methods) + 2) + positions)
-        edits = 2 * n
+        # a causal LM: no protected edits; one forward over the texts whose predictions are chosen
+        edits = 2 * n if ctx.subject.head.per_class else (s + 1) // 2
         return Cost(forwards=(sanity + deletion + edits) / n, backwards=sanity / n,
                     note=f"{s} samples explained at ~{steps} randomization steps; deletion/insertion curves with "
                          f"{p.random_orders} random orders and two references (occlusion of the {positions} "

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from auditor.engine.analysis import AuditContext
+from auditor.kit.captum import target_probabilities
 from auditor.schema.findings import Finding
 from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.report import Figure, Table
@@ -124,7 +125,7 @@ class DeletionTest:
 
             def probability(batch: dict[str, torch.Tensor], t: int = t) -> torch.Tensor:
                 with torch.no_grad():
-                    return torch.softmax(self.subject.adapter.forward(model, batch).float(), dim=1)[:, t]
+                    return target_probabilities(self.subject, self.subject.adapter.forward(model, batch))[:, t]
             orders = [editable.order(originals[m][i].flatten()) for m in self.methods]
             orders.append(faith.occlusion_scores(editable, probability, chunk=chunk)
                           .argsort(descending=True, stable=True))

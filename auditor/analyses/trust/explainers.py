@@ -18,7 +18,7 @@ from captum.attr import (InputXGradient, IntegratedGradients, LayerGradientXActi
                          LayerIntegratedGradients, Saliency)
 from torch import nn
 
-from auditor.kit.captum import Baseline
+from auditor.kit.captum import Baseline, target_log_probability_fn
 from auditor.subject import Subject
 
 
@@ -44,8 +44,9 @@ class ExplainSetup:
         return self.subject.inputs.is_text
 
     def forward(self, model: nn.Module) -> Callable[..., torch.Tensor]:
-        """Positional tensors (in `keys` order, the attributed one first) -> log-probabilities."""
-        return self.subject.adapter.log_probability_fn(model, [self.key, *[k for k in self.keys if k != self.key]])
+        """Positional tensors (in `keys` order, the attributed one first) -> the targets' log-probabilities
+        (`target_log_probabilities`: classes, or a language model's next tokens by position)."""
+        return target_log_probability_fn(self.subject, model, [self.key, *[k for k in self.keys if k != self.key]])
 
     def split(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
         """The attributed input and the others, as Captum's `inputs` and `additional_forward_args`."""

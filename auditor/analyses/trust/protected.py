@@ -27,6 +27,9 @@ from auditor.analyses.trust.findings import FINDINGS
 class ProtectedChecks(TrustRunBase):
     def _protected(self, samples: list[int], inputs: dict[str, torch.Tensor], content: list[torch.Tensor],
                    originals: dict[str, torch.Tensor]) -> dict[str, Any]:
+        if not self.subject.head.per_class:
+            return {"metrics": {}, "findings": [], "details": {},
+                    "summary": "protected features are not checked: the task has no class decision to flip."}
         if self.inputs.is_text:
             return self._protected_words()
         if self.p.region is None or not self.inputs.spatial:
@@ -210,7 +213,7 @@ class ProtectedChecks(TrustRunBase):
             chunk = having[start:start + bs]
             inputs = self.subject.encode_samples(chunk)
             maps = self._explain(method, self.subject.model, inputs, self.targets[chunk]).abs()
-            content = self._content(inputs)
+            content = self._content(inputs, self.targets[chunk])
             for row, i in enumerate(chunk):
                 hits = set()
                 for position, (a, b) in enumerate(text_inputs.offsets(texts[i])):

@@ -31,10 +31,9 @@ class TrustRun(ProtectedChecks):
 
     def run(self) -> Section:
         p = self.p
-        samples = self._pick_samples()
+        samples, target = self._pick()
         inputs = self.subject.encode_samples(samples)
-        target = self.targets[samples]
-        content = self._content(inputs)
+        content = self._content(inputs, target)
         order = {name: record.order for name, record in self.ctx.capture.records.items()}
         groups = cascade_groups(self.subject.model, self.ctx.blocks, order)
         maps = self._cascade_maps(inputs, target, groups)
@@ -67,7 +66,10 @@ class TrustRun(ProtectedChecks):
         details: dict[str, Any] = {"samples": samples, "methods": list(self.methods),
                                    "steps": sanity["steps"], "protected": protected["details"],
                                    "faithfulness": faithful["details"]}
-        summary = (f"{len(samples)} samples (balanced over classes) explained by "
+        chosen = "samples (balanced over classes)" if self.subject.head.per_class else \
+            ("next-token predictions (per text its most confident correct one and its most wrong one; target: the "
+             "log-probability of the real next token)")
+        summary = (f"{len(samples)} {chosen} explained by "
                    + ", ".join(TITLES.get(m, m) for m in self.methods)
                    + f" on the trained model and after each of {len(sanity['steps'])} cascading re-initializations "
                    "(a copy; the model audited is untouched); " + faithful["summary"] + "; "
@@ -245,7 +247,8 @@ class TrustRun(ProtectedChecks):
                 rows.append([text, TITLES.get(m, m), top(originals[m]), top(last[m]) if m in last else ""])
         return Table(id="trust.sanity_text", title="Top tokens before and after full randomization",
                      columns=["sample", "method", "trained model", "fully random model"], rows=rows,
-                     caption="The three tokens with the largest signed attribution toward the target class. A "
+                     caption="The three tokens with the largest signed attribution toward the target (the class, or "
+                             "a language model's real next token). A "
                              "trustworthy method's choice changes once the model is destroyed.")
 
     # --- protected features ----------------------------------------------------------------------------

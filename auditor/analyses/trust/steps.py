@@ -55,7 +55,8 @@ def explain_step(subject: Subject, step: CascadeStep) -> StepMaps:
         with torch.no_grad():
             previous = subject.adapter.forward(clone, step.inputs)
             reinitialize_step(clone, step.groups[step.k], step.k, seed=step.seed)
-            if torch.equal(subject.adapter.forward(clone, step.inputs), previous):
+            after = subject.adapter.forward(clone, step.inputs)
+            if torch.equal(after.nan_to_num(), previous.nan_to_num()):  # a language model's scores hold NaNs
                 return None
     return {m: explain(f, setup, clone, step.inputs, step.target) for m, f in step.methods.items()}
 
