@@ -25,7 +25,7 @@ from torch.utils.hooks import RemovableHandle
 
 from auditor.walk.needs import Needs
 from auditor.walk.collectors import BatchContext, ModuleCollector, by_unit
-from auditor.walk.records import CallRecord, ModuleRecord, iter_tensors, split_call
+from auditor.walk.records import CallRecord, ModuleRecord, iter_tensors
 from auditor.walk.stats import CallSummary, Scratch, summarize
 from auditor.walk.tree import ModuleTree
 
@@ -294,5 +294,4 @@ def _add_relevance(collector: ModuleCollector, call: int, pair: tuple[torch.Tens
         collector.add_relevance(call, view[0].sum(dim=1))
 
 
-# iter_tensors and split_call: re-exported for the analyses that still import them from here (to move to records).
-__all__ = ["Recorder", "iter_tensors", "split_call"]
+__all__ = ["Recorder"]

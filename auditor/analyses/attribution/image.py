@@ -20,7 +20,7 @@ from auditor.errors import ConfigError
 from auditor.kit.captum import Baseline, internal_batch_size
 from auditor.kit.figures import new_figure, to_figure
 from auditor.schema.report import Figure, Section
-from auditor.walk.recorder import iter_tensors
+from auditor.walk.records import iter_tensors
 
 
 

@@ -30,7 +30,7 @@ from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.walk.needs import Needs
 from auditor.errors import ConfigError
 from auditor.schema.report import Cost, Section
-from auditor.walk.recorder import split_call
+from auditor.walk.records import split_call
 
 
 from auditor.analyses.features.params import FeaturesParams

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from auditor.walk.recorder import iter_tensors
+from auditor.walk.records import iter_tensors
 
 
 def _hf_models(model: nn.Module) -> list[nn.Module]:

@@ -20,7 +20,7 @@ from auditor.analyses.features.tokens import SearchSettings, TokenSearch
 from auditor.analyses.features.units import Objective, centre_position, output_of, run_to, unit_values, unit_view
 from auditor.schema.report import Figure, Section
 from auditor.subject.inputs import ImageInputs, TextInputs
-from auditor.walk.recorder import split_call
+from auditor.walk.records import split_call
 
 
 from auditor.analyses.features.params import FeaturesParams, UnitView

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from auditor.walk.recorder import iter_tensors
+from auditor.walk.records import iter_tensors
 from auditor.walk.stats import unit_dim
 
 Objective = Literal["channel", "neuron", "peak"]
