@@ -41,6 +41,7 @@ _SKIP_PERMUTATION = np.random.default_rng(5).permutation(WORDS)
 BATCH = 32
 AUDIT_TEXTS = 64
 AUDIT_HALF = 10
+PROBE_TEXTS = 64
 
 
 def vocabulary() -> list[str]:
@@ -103,6 +104,22 @@ def audit_texts(seed: int) -> list[str]:
     return texts
 
 
+def probe_rows(seed: int) -> list[tuple[str, str]]:
+    """The demo's probe set: PROBE_TEXTS texts, every other one AUDIT_HALF distinct random words said twice, the
+    others 2 * AUDIT_HALF distinct words said once, labelled `repeated` yes / no. Both have the same length and
+    no word twice in a half, so only a model that looks back (the induction head) can tell them apart."""
+    words = vocabulary()
+    rng = np.random.default_rng(seed + 2000)
+    rows = []
+    for i in range(PROBE_TEXTS):
+        if i % 2 == 0:
+            half = " ".join(words[w] for w in rng.choice(WORDS, size=AUDIT_HALF, replace=False))
+            rows.append((f"{half} {half}", "yes"))
+        else:
+            rows.append((" ".join(words[w] for w in rng.choice(WORDS, size=2 * AUDIT_HALF, replace=False)), "no"))
+    return rows
+
+
 def build_config() -> Any:
     from transformers import GPT2Config
 
@@ -150,6 +167,7 @@ def prepare(cache_dir: Path, *, seed: int = 0) -> dict[str, Any]:
     """Trains once and caches the model directory (weights, config, tokenizer) and the audit texts (CSV)."""
     folder = cache_dir / f"{VERSION}-seed{seed}"
     model_dir, data, info_file = folder / "model", folder / "texts.csv", folder / "info.json"
+    probes = folder / "repeats.csv"
     with cache_lock(folder):
         if not (info_file.is_file() and data.is_file() and (model_dir / "config.json").is_file()):
             model, info = train(seed)
@@ -161,5 +179,10 @@ def prepare(cache_dir: Path, *, seed: int = 0) -> dict[str, Any]:
                 writer.writerow(["text"])
                 writer.writerows([t] for t in audit_texts(seed))
             info_file.write_text(json.dumps({**info, "seed": seed}))
+        if not probes.is_file():  # written apart: a cache from before it keeps its model
+            with probes.open("w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(["text", "repeated"])
+                writer.writerows(probe_rows(seed))
         info = json.loads(info_file.read_text())
-    return {"model": str(model_dir), "data": str(data), **info}
+    return {"model": str(model_dir), "data": str(data), "probes": str(probes), **info}

@@ -1,7 +1,8 @@
 """`auditor demo --only tiny_lm`: the tiny GPT-2 trains (or loads from cache), its audit runs in under a minute,
 and what it says holds on the model: the repeated halves are predicted, the first halves are not, the layer-1
 induction head and the layer-0 previous-token head it reads are found, the atlas says so, and ablating the
-induction head costs the repeats only."""
+induction head costs the repeats only; whether a text repeats itself is read from the layer of the induction head
+on."""
 
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ def test_the_tiny_lm_demo_audits_its_in_context_copying(tmp_path: Path) -> None:
     assert metrics["loss_increase_repeated"] > 5 * max(metrics["loss_increase_first"], 0.0)
     assert sections["lens"]["module_metrics"]["transformer.h.1"]["lens_top1_agreement"] == 1.0
     _assert_the_induction_circuit(audit)
+    # whether a text repeats itself is read from the residual stream after the induction layer, not before it,
+    # and not from the same network re-initialized
+    probes = sections["probes"]["module_metrics"]
+    assert probes["transformer.h.1"]["probe_accuracy"] >= 0.85
+    assert probes["transformer.h.1"]["probe_random_init_accuracy"] <= 0.7
+    for before in ("transformer.wte", "transformer.h.0"):
+        assert probes[before]["probe_accuracy"] <= probes[before]["probe_permutation_accuracy"] + 0.05, before
 
 
 def _assert_the_induction_circuit(audit: dict) -> None:  # type: ignore[type-arg]

@@ -77,7 +77,7 @@ def summary_text(ctx: AuditContext, results: list[PropertyResult], order: list[s
     if scheme:
         text += f", the same network re-initialized ({scheme})"
     text += ", and the online code length (MDL)."
-    if head in order:
+    if any(r.head_lens is not None for res in results for r in res.modules.values()):
         text += " The head lens applies the model's own head to every block of its input's width."
     notes = [f"{r.prop.name}: {r.note}" for r in results if r.note]
     return text + (" " + " ".join(notes) if notes else "")

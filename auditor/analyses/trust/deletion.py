@@ -168,93 +168,27 @@ class DeletionTest:
     def _report(self, compared: dict[str, faith.Comparison], power: faith.Power, rand_del: np.ndarray,
                 rand_ins: np.ndarray, positions: list[int]) -> dict[str, Any]:
         p = self.p
-        metrics: dict[str, float] = {"random_deletion_auc": float(rand_del.mean()),
-                                     "random_insertion_auc": float(rand_ins.mean()),
-                                     "random_deletion_normalized": power.random_normalized,
-                                     "deletion_start_probability": power.start,
-                                     "deletion_end_probability": power.end,
-                                     "faithfulness_conclusive": float(power.conclusive)}
-        for ref, name in ((OCCLUSION, "occlusion"), (NOISE, "noise")):
-            c = compared[ref]
-            metrics[f"reference_deletion_auc/{name}"] = c.deletion
-            metrics[f"reference_deletion_gain/{name}"] = c.deletion_gain
-            metrics[f"reference_deletion_p/{name}"] = c.p_deletion
-        metrics["reference_separation_p"] = power.separation_p
+        metrics = _metrics(compared, power, rand_del, rand_ins, self.methods)
         findings: list[Finding] = []
         rows: list[list[Any]] = []
-        calibrated = power.calibrated
         for m in [*self.methods, OCCLUSION, NOISE]:
             c = compared[m]
             better = faith.beats_random(c, p.alpha)
-            if m in self.methods:
-                metrics[f"deletion_auc/{m}"] = c.deletion
-                metrics[f"insertion_auc/{m}"] = c.insertion
-                metrics[f"deletion_gain/{m}"] = c.deletion_gain
-                metrics[f"deletion_p/{m}"] = c.p_deletion
-                metrics[f"insertion_p/{m}"] = c.p_insertion
-                if better and calibrated:
-                    verdict = "better than random"
-                elif power.conclusive:
-                    verdict = "not better than random"
-                else:
-                    verdict = "inconclusive (the test has no power here)"
-            elif m == OCCLUSION:
-                verdict = "beats random: the test can see a faithful map" if better else \
-                    "does not beat random: the test cannot see a faithful map"
-            elif power.noise.p_deletion >= p.alpha:
-                verdict = "does not beat random, as it should"
-            else:
-                verdict = "beats random at α, as chance does once in 1/α audits" if calibrated else \
-                    "beats random clearly: the test is not calibrated"
             rows.append([REFERENCE_TITLES.get(m) or TITLES.get(m, m), round(c.deletion, 4), round(c.random_deletion, 4),
                          float(f"{c.p_deletion:.3g}"), round(c.insertion, 4), round(c.random_insertion, 4),
-                         float(f"{c.p_insertion:.3g}"), verdict])
+                         float(f"{c.p_insertion:.3g}"), _verdict(m, better, power, p.alpha, m in self.methods)])
             if m in self.methods and power.conclusive and not better:
-                findings.append(FINDINGS.finding(
-                    "unfaithful",
-                    message=(f"{TITLES.get(m, m)} is not faithful: deleting the positions it ranks first lowers the "
-                             f"target's probability no faster than deleting random ones (deletion area "
-                             f"{c.deletion:.3f} against {c.random_deletion:.3f} for random orders, one-sided Wilcoxon "
-                             f"p = {c.p_deletion:.3g} over {c.samples} samples, α = {p.alpha}), while occlusion of "
-                             f"the same positions, faithful by construction, does (area {power.occlusion.deletion:.3f}, "
-                             f"p = {power.occlusion.p_deletion:.3g})."),
-                    evidence={"method": m, "deletion_auc": round(c.deletion, 4),
-                              "random_deletion_auc": round(c.random_deletion, 4), "insertion_auc": round(c.insertion, 4),
-                              "random_insertion_auc": round(c.random_insertion, 4), "p_value": c.p_deletion,
-                              "occlusion_deletion_auc": round(power.occlusion.deletion, 4),
-                              "occlusion_p_value": power.occlusion.p_deletion}))
+                findings.append(_unfaithful(m, c, power, p.alpha))
         if not power.conclusive:
-            findings.append(FINDINGS.finding(
-                "faithfulness_inconclusive", message=("The deletion test cannot judge the explainers on this model, so none is called unfaithful: "
-                         + "; ".join(power.reasons) + "."),
-                evidence={"random_deletion_auc": round(power.occlusion.random_deletion, 4),
-                          "random_deletion_normalized": round(power.random_normalized, 4),
-                          "start_probability": round(power.start, 4), "end_probability": round(power.end, 4),
-                          "occlusion_deletion_auc": round(power.occlusion.deletion, 4),
-                          "occlusion_p_value": power.occlusion.p_deletion,
-                          "noise_deletion_auc": round(power.noise.deletion, 4),
-                          "noise_p_value": power.noise.p_deletion, "separation_p_value": power.separation_p,
-                          "collapse_area": p.collapse_area}))
+            findings.append(_inconclusive(power, p.collapse_area))
         what = self._positions_in_words(positions)
-        table = Table(id="trust.faithfulness", title="Deletion and insertion against random orders",
-                      columns=["method", "deletion AUC", "random", "p (deletion)", "insertion AUC", "random",
-                               "p (insertion)", "verdict"], rows=rows,
-                      caption=f"Areas under the target-probability curves as {what} are removed (deletion: lower "
-                              "is better) or put back (insertion: higher is better), most attributed first, against "
-                              f"the mean of {p.random_orders} random orders per sample; one-sided Wilcoxon "
-                              "signed-rank tests over samples. The verdict follows deletion: insertion starts from the "
-                              "baseline, an input far from the data. The two references measure the test's power on this model: "
-                              "occlusion ranks each position by the drop of the target's probability when it alone "
-                              "is removed, the way deletion removes it; random maps rank at random. A method is "
-                              "called unfaithful only when the first beats random orders and the random maps (p < "
-                              "α), the second does not beat random orders clearly (p < α/10), and random deletion "
-                              "does not collapse the prediction at once.")
         verdict = ("the test has power on this model: occlusion deletes faster than random orders "
                    f"(p = {power.occlusion.p_deletion:.2g}) and random maps do not (p = {power.noise.p_deletion:.2g})"
                    if power.conclusive else "the test is inconclusive on this model: " + "; ".join(power.reasons))
         summary = f"deletion and insertion of {what} in {p.deletion_steps} steps against {p.random_orders} random " \
                   f"orders; {verdict}"
-        return {"metrics": metrics, "findings": findings, "table": table, "summary": summary}
+        return {"metrics": metrics, "findings": findings, "table": _table(rows, what, p.random_orders),
+                "summary": summary}
 
     def _positions_in_words(self, positions: list[int]) -> str:
         x = self.first
@@ -293,3 +227,90 @@ class DeletionTest:
                              caption="Mean over samples. A faithful method's deletion curve falls faster, and its "
                                      "insertion curve rises faster, than the random order's (dashed); occlusion "
                                      "(dotted) shows how fast a faithful order can delete on this model.")
+
+
+def _metrics(compared: dict[str, faith.Comparison], power: faith.Power, rand_del: np.ndarray, rand_ins: np.ndarray,
+             methods: list[str]) -> dict[str, float]:
+    """The section's numbers: random orders' areas, the test's power, each reference's and each method's areas and
+    p-values."""
+    metrics: dict[str, float] = {"random_deletion_auc": float(rand_del.mean()),
+                                 "random_insertion_auc": float(rand_ins.mean()),
+                                 "random_deletion_normalized": power.random_normalized,
+                                 "deletion_start_probability": power.start,
+                                 "deletion_end_probability": power.end,
+                                 "faithfulness_conclusive": float(power.conclusive)}
+    for ref, name in ((OCCLUSION, "occlusion"), (NOISE, "noise")):
+        c = compared[ref]
+        metrics[f"reference_deletion_auc/{name}"] = c.deletion
+        metrics[f"reference_deletion_gain/{name}"] = c.deletion_gain
+        metrics[f"reference_deletion_p/{name}"] = c.p_deletion
+    metrics["reference_separation_p"] = power.separation_p
+    for m in methods:
+        c = compared[m]
+        metrics[f"deletion_auc/{m}"] = c.deletion
+        metrics[f"insertion_auc/{m}"] = c.insertion
+        metrics[f"deletion_gain/{m}"] = c.deletion_gain
+        metrics[f"deletion_p/{m}"] = c.p_deletion
+        metrics[f"insertion_p/{m}"] = c.p_insertion
+    return metrics
+
+
+def _verdict(m: str, better: bool, power: faith.Power, alpha: float, explainer: bool) -> str:
+    """The table's verdict on one explainer or reference."""
+    if explainer:
+        if better and power.calibrated:
+            return "better than random"
+        return "not better than random" if power.conclusive else "inconclusive (the test has no power here)"
+    if m == OCCLUSION:
+        return "beats random: the test can see a faithful map" if better else \
+            "does not beat random: the test cannot see a faithful map"
+    if power.noise.p_deletion >= alpha:
+        return "does not beat random, as it should"
+    return "beats random at α, as chance does once in 1/α audits" if power.calibrated else \
+        "beats random clearly: the test is not calibrated"
+
+
+def _unfaithful(m: str, c: faith.Comparison, power: faith.Power, alpha: float) -> Finding:
+    return FINDINGS.finding(
+        "unfaithful",
+        message=(f"{TITLES.get(m, m)} is not faithful: deleting the positions it ranks first lowers the "
+                 f"target's probability no faster than deleting random ones (deletion area "
+                 f"{c.deletion:.3f} against {c.random_deletion:.3f} for random orders, one-sided Wilcoxon "
+                 f"p = {c.p_deletion:.3g} over {c.samples} samples, α = {alpha}), while occlusion of "
+                 f"the same positions, faithful by construction, does (area {power.occlusion.deletion:.3f}, "
+                 f"p = {power.occlusion.p_deletion:.3g})."),
+        evidence={"method": m, "deletion_auc": round(c.deletion, 4),
+                  "random_deletion_auc": round(c.random_deletion, 4), "insertion_auc": round(c.insertion, 4),
+                  "random_insertion_auc": round(c.random_insertion, 4), "p_value": c.p_deletion,
+                  "occlusion_deletion_auc": round(power.occlusion.deletion, 4),
+                  "occlusion_p_value": power.occlusion.p_deletion})
+
+
+def _inconclusive(power: faith.Power, collapse_area: float) -> Finding:
+    return FINDINGS.finding(
+        "faithfulness_inconclusive", message=("The deletion test cannot judge the explainers on this model, so none is called unfaithful: "
+                 + "; ".join(power.reasons) + "."),
+        evidence={"random_deletion_auc": round(power.occlusion.random_deletion, 4),
+                  "random_deletion_normalized": round(power.random_normalized, 4),
+                  "start_probability": round(power.start, 4), "end_probability": round(power.end, 4),
+                  "occlusion_deletion_auc": round(power.occlusion.deletion, 4),
+                  "occlusion_p_value": power.occlusion.p_deletion,
+                  "noise_deletion_auc": round(power.noise.deletion, 4),
+                  "noise_p_value": power.noise.p_deletion, "separation_p_value": power.separation_p,
+                  "collapse_area": collapse_area})
+
+
+def _table(rows: list[list[Any]], what: str, random_orders: int) -> Table:
+    return Table(id="trust.faithfulness", title="Deletion and insertion against random orders",
+                 columns=["method", "deletion AUC", "random", "p (deletion)", "insertion AUC", "random",
+                          "p (insertion)", "verdict"], rows=rows,
+                 caption=f"Areas under the target-probability curves as {what} are removed (deletion: lower "
+                         "is better) or put back (insertion: higher is better), most attributed first, against "
+                         f"the mean of {random_orders} random orders per sample; one-sided Wilcoxon "
+                         "signed-rank tests over samples. The verdict follows deletion: insertion starts from the "
+                         "baseline, an input far from the data. The two references measure the test's power on this model: "
+                         "occlusion ranks each position by the drop of the target's probability when it alone "
+                         "is removed, the way deletion removes it; random maps rank at random. A method is "
+                         "called unfaithful only when the first beats random orders and the random maps (p < "
+                         "α), the second does not beat random orders clearly (p < α/10), and random deletion "
+                         "does not collapse the prediction at once.")

@@ -86,22 +86,12 @@ class ProtectedChecks(TrustRunBase):
                    "probability_change_abs": overall["mean_abs_change"], "edited_samples": float(overall["n"])}
         beyond, excess_p = "", None
         if control is not None:
-            c_change, c_flips = control
-            n, k, nc, kc = len(flips), int(flips.sum()), len(c_flips), int(c_flips.sum())
-            low, high = wilson(kc, nc)
-            rows.append(["control (neutral swaps)", nc, "", round(kc / nc, 4), f"[{low:.3f}, {high:.3f}]",
-                         round(float(c_change.mean()), 4), "", round(float(np.abs(c_change).mean()), 4)])
-            p_flips = float(stats_test.fisher_exact([[k, n - k], [kc, nc - kc]], alternative="greater").pvalue)
-            p_change = 1.0 if np.ptp(np.concatenate([np.abs(change), np.abs(c_change)])) == 0 else \
-                float(stats_test.mannwhitneyu(np.abs(change), np.abs(c_change), alternative="greater").pvalue)
-            excess_p = min(1.0, 2 * min(p_flips, p_change))
-            metrics.update({"control_flip_rate": kc / nc, "control_probability_change_abs": float(np.abs(c_change).mean()),
-                            "control_edited_samples": float(nc), "protected_excess_p": excess_p})
-            stats["control"] = {"n": nc, "flips": kc, "flip_rate": kc / nc,
-                                "mean_abs_change": float(np.abs(c_change).mean()), "excess_p": excess_p}
-            beyond = (f"; neutral one-word swaps (film↔movie, shop↔store...) flip {kc / nc:.1%} of {nc} and move it by "
-                      f"{float(np.abs(c_change).mean()):.3f}, so the protected edit moves predictions beyond a model's "
-                      f"fragility to any edit (one-sided tests, p = {excess_p:.2g})")
+            row, stats["control"], beyond = _against_control(change, flips, control)
+            rows.append(row)
+            excess_p = stats["control"]["excess_p"]
+            metrics.update({"control_flip_rate": stats["control"]["flip_rate"],
+                            "control_probability_change_abs": stats["control"]["mean_abs_change"],
+                            "control_edited_samples": float(stats["control"]["n"]), "protected_excess_p": excess_p})
         findings = []
         flagged = overall["flip_rate"] > p.flip_threshold or overall["mean_abs_change"] > p.probability_threshold \
             or worst is not None
@@ -281,3 +271,22 @@ def _protected_table(title: str, counted: str, rows: list[list[Any]], caption: s
                  caption=caption + " Intervals: Wilson (flips), bootstrap (Δ).")
 
 
+def _against_control(change: np.ndarray, flips: np.ndarray, control: tuple[np.ndarray, np.ndarray]
+                     ) -> tuple[list[Any], dict[str, Any], str]:
+    """The protected edit against neutral edits: the control's table row, its numbers (with `excess_p`: flips by
+    Fisher's exact test, |change| by Mann-Whitney, one-sided, Bonferroni over the two) and the finding's clause."""
+    c_change, c_flips = control
+    n, k, nc, kc = len(flips), int(flips.sum()), len(c_flips), int(c_flips.sum())
+    low, high = wilson(kc, nc)
+    row = ["control (neutral swaps)", nc, "", round(kc / nc, 4), f"[{low:.3f}, {high:.3f}]",
+           round(float(c_change.mean()), 4), "", round(float(np.abs(c_change).mean()), 4)]
+    p_flips = float(stats_test.fisher_exact([[k, n - k], [kc, nc - kc]], alternative="greater").pvalue)
+    p_change = 1.0 if np.ptp(np.concatenate([np.abs(change), np.abs(c_change)])) == 0 else \
+        float(stats_test.mannwhitneyu(np.abs(change), np.abs(c_change), alternative="greater").pvalue)
+    excess_p = min(1.0, 2 * min(p_flips, p_change))
+    stats = {"n": nc, "flips": kc, "flip_rate": kc / nc, "mean_abs_change": float(np.abs(c_change).mean()),
+             "excess_p": excess_p}
+    beyond = (f"; neutral one-word swaps (film↔movie, shop↔store...) flip {kc / nc:.1%} of {nc} and move it by "
+              f"{float(np.abs(c_change).mean()):.3f}, so the protected edit moves predictions beyond a model's "
+              f"fragility to any edit (one-sided tests, p = {excess_p:.2g})")
+    return row, stats, beyond
