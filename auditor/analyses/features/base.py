@@ -22,6 +22,9 @@ class RunBase:
         self.inputs = ctx.subject.inputs
         self.key = self.inputs.key
         self._receptive: dict[str, tuple[float, float]] = {}
+        self.causal = ctx.subject.task == "causal_lm"
+        """A causal language model: units see only the tokens up to their position."""
+        self._token_cache: dict[int, list[str]] = {}
 
     @property
     def _text(self) -> TextInputs:

@@ -57,7 +57,7 @@ class Run(ImageRun, TextRun):
             shown = [(int(s), float(v), int(pos)) for s, v, pos, ok in
                      zip(topk.samples[u], topk.values[u], topk.positions[u], finite, strict=True) if ok]
             view = UnitView(module=name, unit=int(u), relevance=float(score[u]), max_real=shown[0][1] if shown else math.nan,
-                            by_activation=shown[:self.p.examples])
+                            by_activation=shown[:self.p.examples], peaks=shown)
             view.real_objective = view.max_real
             pooled = capture.pooled.get(name)
             if not self.inputs.is_text and self.p.objective == "channel" and pooled is not None and pooled.shape[1] == units:
@@ -82,6 +82,8 @@ class Run(ImageRun, TextRun):
         details: dict[str, Any] = {"modules": [], "text_units": [], "attention": None}
         if self.inputs.is_text:
             for name, views in chosen.items():
+                if self.causal:
+                    self._neurons(name, views)
                 if p.token_search and p.search_units:
                     self._search(name, views[:p.search_units])
                 details["text_units"].append({"module": name, "units": _shared_lists([self._text_unit(v) for v in views])})
@@ -110,12 +112,16 @@ class Run(ImageRun, TextRun):
             metrics["units_beating_real"] = float(sum(1 for v in searched if v.optimized_objective is not None
                                                       and v.optimized_objective >= v.real_objective))
         if self.inputs.is_text:
-            how = (f"for {len(searched)} of them a token search ({p.search_length} tokens) that maximizes the unit"
+            at = " at its last token (a causal unit sees the tokens before it only)" if self.causal else ""
+            how = (f"for {len(searched)} of them a token search ({p.search_length} tokens) that maximizes the unit{at}"
                    if searched else "no token search")
+            if self.causal:
+                how += "; per neuron the tokens it peaks on and the output tokens its output row promotes directly"
         else:
             how = "an input optimized to maximize each"
+        target = "the mean log-probability of the audited next tokens" if self.causal else "the decision"
         summary = (f"{len(all_views)} units of {len(chosen)} modules, chosen by "
-                   + ("mean |gradient × activation| toward the decision" if ctx.capture.unit_relevance
+                   + (f"mean |gradient × activation| toward {target}" if ctx.capture.unit_relevance
                       else "variance over the data")
                    + f": their top {p.examples} examples by activation (from the capture's top-{p.top_k})"
                    + (" and by relevance" if ctx.capture.unit_relevance else "")

@@ -10,17 +10,22 @@ from torch import nn
 
 from auditor.engine.analysis import PlanContext
 from auditor.analyses.features.base import RunBase
+from auditor.analyses.features.neurons import fires_on, promoted_tokens
 from auditor.analyses.features.params import UnitView
 from auditor.analyses.features.tokens import SearchSettings, TokenSearch
 from auditor.analyses.features.units import run_to, unit_values, unit_view
+from auditor.walk.records import split_call
 
 
 class TextRun(RunBase):
     def _search(self, name: str, views: list[UnitView]) -> None:
-        embeddings = _word_embeddings(self.ctx)
+        """A token search per unit. A causal LM's unit is scored at the last position of the searched sequence
+        (the one that sees every searched token); any other's at its peak over the sequence."""
+        embeddings = _input_embeddings(self.ctx.subject.model) if self.causal else _word_embeddings(self.ctx)
         if embeddings is None or self._text.tokenizer is None:
             return
-        search = TokenSearch(embeddings, self._text.tokenizer, self.keys, device=self.subject.device)
+        search = TokenSearch(embeddings, self._text.tokenizer, self.keys, device=self.subject.device,
+                             causal=self.causal)
         module, call = self._module(name)
         p = self.p
         settings = SearchSettings(length=p.search_length, steps=p.search_steps, candidates=p.search_candidates,
@@ -30,6 +35,8 @@ class TextRun(RunBase):
 
             def score(inputs: dict[str, torch.Tensor], unit: int = unit) -> torch.Tensor:
                 out = run_to(module, lambda: self._forward(inputs), call=call)
+                if self.causal:
+                    return unit_view(out, module)[0][:, -1, unit]
                 units = torch.full((out.shape[0],), unit, dtype=torch.long)
                 mask = inputs.get("attention_mask")
                 x, _ = unit_view(out, module)
@@ -38,8 +45,32 @@ class TextRun(RunBase):
 
             result = search.run(score, settings)
             v.optimized = v.optimized_objective = result.value
-            v.search = {"tokens": result.tokens, "text": _join_tokens(result.tokens), "value": result.value,
-                        "start_value": result.start_value, "evaluated": result.evaluated}
+            v.search = {"tokens": result.tokens, "text": self._join(result.tokens), "value": result.value,
+                        "start_value": result.start_value, "evaluated": result.evaluated,
+                        "scored": "last" if self.causal else "peak"}
+
+    def _neurons(self, name: str, views: list[UnitView]) -> None:
+        """A language model's neurons: the tokens each peaks on over its top-k examples, and the tokens its output
+        row promotes directly (when `name` is an MLP's activation whose output projection is found)."""
+        for v in views:
+            v.fires_on = fires_on([self._token_at(s, pos) for s, value, pos in v.peaks if value > 0])
+        topk = self.ctx.capture.top_k.get(name)
+        if topk is None or topk.values is None or self._text.tokenizer is None:
+            return
+        promoted = promoted_tokens(self.subject.model, split_call(name)[0], int(topk.values.shape[0]),
+                                   [v.unit for v in views], self._text.tokenizer, top=self.p.promoted_tokens)
+        for v in views:
+            if promoted is not None:
+                v.promotes = promoted[v.unit]
+
+    def _token_at(self, index: int, position: int) -> str:
+        tokens = self._tokens(index)
+        return self._join([tokens[position]]) if 0 <= position < len(tokens) else ""
+
+    def _join(self, tokens: list[str]) -> str:
+        """Tokens as text: a language model's through its tokenizer (GPT-2's `Ġ` becomes a space), else word
+        pieces glued."""
+        return self._text.text_of(tokens).strip() if self.causal else _join_tokens(tokens)
 
     def _text_unit(self, v: UnitView) -> dict[str, Any]:
         snippets = self._activation_snippets(v)
@@ -51,6 +82,10 @@ class TextRun(RunBase):
                 rel.append(self._snippet(s, self._own_peak(maps[k], s, v.unit), r))
         unit = {"unit": v.unit, "label": self._unit_label(v.module, v.unit), "max_real": v.max_real,
                 "relevance": v.relevance, "search": v.search, "by_activation": snippets, "by_relevance": rel}
+        if v.fires_on is not None:
+            unit["fires_on"] = [{"token": t, "count": c} for t, c in v.fires_on]
+        if v.promotes is not None:
+            unit["promotes"] = [{"token": t, "logit": round(x, 6)} for t, x in v.promotes]
         special = {s["special_peak"]["token"] for s in snippets if "special_peak" in s}
         if snippets and len(special) == 1 and all("special_peak" in s for s in snippets):
             unit["peaks_on"] = special.pop()  # a unit of a special token: said once, its own-text peaks shown
@@ -84,7 +119,9 @@ class TextRun(RunBase):
         return out
 
     def _tokens(self, index: int) -> list[str]:
-        return self._text.tokens(self._inputs([index])[self._text.key][0].tolist())
+        if index not in self._token_cache:
+            self._token_cache[index] = self._text.tokens(self._inputs([index])[self._text.key][0].tolist())
+        return self._token_cache[index]
 
     def _text_positions(self, index: int) -> torch.Tensor:
         """(positions,) bool: the sample's own tokens, not special ones ([CLS], [SEP], [PAD]) nor masked padding."""
@@ -96,13 +133,14 @@ class TextRun(RunBase):
         if position < 0 or position >= len(tokens):  # a unit with one position (pooled, logits): the text itself
             own = self._text_positions(index)
             text = [t for t, keep in zip(tokens, own.tolist(), strict=False) if keep]
-            return {"sample": index, "value": value, "before": _join_tokens(text), "token": "", "after": ""}
+            return {"sample": index, "value": value, "before": self._join(text), "token": "", "after": ""}
         c = self.p.context_tokens
         before = tokens[max(0, position - c):position]
-        after = tokens[position + 1:position + 1 + c]
-        return {"sample": index, "value": value, "before": ("… " if position - c > 0 else "") + _join_tokens(before),
-                "token": _join_tokens([tokens[position]]),
-                "after": _join_tokens(after) + (" …" if position + 1 + c < len(tokens) else "")}
+        # a causal model's unit at the peak has seen only the tokens up to it: no context after
+        after = [] if self.causal else tokens[position + 1:position + 1 + c]
+        return {"sample": index, "value": value, "before": ("… " if position - c > 0 else "") + self._join(before),
+                "token": self._join([tokens[position]]),
+                "after": self._join(after) + (" …" if after and position + 1 + c < len(tokens) else "")}
 
 
 def _word_embeddings(ctx: PlanContext) -> nn.Embedding | None:
@@ -111,6 +149,14 @@ def _word_embeddings(ctx: PlanContext) -> nn.Embedding | None:
     root = ctx.tree.get(root_name) if root_name else ctx.subject.model
     tables = [m for m in root.modules() if isinstance(m, nn.Embedding)]
     return max(tables, key=lambda m: m.num_embeddings) if tables else None
+
+
+def _input_embeddings(model: nn.Module) -> nn.Embedding | None:
+    """A language model's token embedding table (`get_input_embeddings()`: not its position table, which may be
+    the larger one)."""
+    get = getattr(model, "get_input_embeddings", None)
+    table = get() if callable(get) else None
+    return table if isinstance(table, nn.Embedding) else None
 
 
 def _join_tokens(tokens: list[str]) -> str:

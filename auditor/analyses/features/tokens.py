@@ -47,27 +47,36 @@ class SearchResult:
     """Sequences evaluated exactly."""
 
 
-def allowed_tokens(tokenizer: Any, vocab_size: int) -> torch.Tensor:
-    """(vocab,) bool: the tokens a search may use: ASCII letters (word pieces too), no special or unused token."""
+def allowed_tokens(tokenizer: Any, vocab_size: int, *, digits: bool = False) -> torch.Tensor:
+    """(vocab,) bool: the tokens a search may use: ASCII letters (word pieces too; with `digits`, letters and
+    digits), no special or unused token."""
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     allowed = torch.zeros(vocab_size, dtype=torch.bool)
     for token_id, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(vocab_size)))):
         word = str(token).removeprefix("##").removeprefix("Ġ").removeprefix("▁")
-        allowed[token_id] = token_id not in special and word.isascii() and word.isalpha() \
+        allowed[token_id] = token_id not in special and word.isascii() and (word.isalnum() if digits else word.isalpha()) \
             and not str(token).startswith("[")
     return allowed
 
 
 class TokenSearch:
-    """Searches `length` tokens between the tokenizer's sequence markers that maximize `score`."""
+    """Searches `length` tokens between the tokenizer's sequence markers that maximize `score`.
 
-    def __init__(self, embedding: nn.Embedding, tokenizer: Any, keys: list[str], *, device: torch.device) -> None:
+    `causal` (a language model): the free tokens follow what the tokenizer puts before every text (a BOS token, or
+    nothing), nothing after them, and tokens of letters and digits are allowed."""
+
+    def __init__(self, embedding: nn.Embedding, tokenizer: Any, keys: list[str], *, device: torch.device,
+                 causal: bool = False) -> None:
         self.embedding, self.tokenizer, self.keys, self.device = embedding, tokenizer, keys, device
-        cls_id = getattr(tokenizer, "cls_token_id", None)
-        sep_id = getattr(tokenizer, "sep_token_id", None)
-        self.prefix = [cls_id] if cls_id is not None else []
-        self.suffix = [sep_id] if sep_id is not None else []
-        self.allowed = allowed_tokens(tokenizer, embedding.num_embeddings).to(device)
+        if causal:
+            self.prefix = [int(i) for i in tokenizer("")["input_ids"]]
+            self.suffix: list[int] = []
+        else:
+            cls_id = getattr(tokenizer, "cls_token_id", None)
+            sep_id = getattr(tokenizer, "sep_token_id", None)
+            self.prefix = [cls_id] if cls_id is not None else []
+            self.suffix = [sep_id] if sep_id is not None else []
+        self.allowed = allowed_tokens(tokenizer, embedding.num_embeddings, digits=causal).to(device)
         if not bool(self.allowed.any()):
             raise ValueError("the tokenizer has no whole-word token to search over")
 
