@@ -58,7 +58,7 @@ def promoted_tokens(model: torch.nn.Module, module: str, width: int, units: list
         effects = direct_logit_effects(projection[1][units], model, layout)
     out = {}
     for u, row in zip(units, effects, strict=True):
-        values, ids = row.topk(min(top, row.shape[0]))
+        values, ids = row.topk(min(4 * top, row.shape[0]))  # ids the tokenizer has no token for are passed over
         names = tokenizer.convert_ids_to_tokens(ids.tolist())  # type: ignore[attr-defined]
-        out[u] = [(str(t), float(v)) for t, v in zip(names, values, strict=True) if float(v) > 0]
+        out[u] = [(str(t), float(v)) for t, v in zip(names, values, strict=True) if t is not None and float(v) > 0][:top]
     return out
