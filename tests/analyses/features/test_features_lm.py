@@ -115,3 +115,28 @@ def test_a_llama_style_model_gets_its_neurons(tmp_path: Path) -> None:
             assert 1 <= len(unit["promotes"]) <= 5 and all(t["logit"] > 0 for t in unit["promotes"])
             assert isinstance(unit["fires_on"], list)
     assert groups[0]["units"][0]["search"]["scored"] == "last"
+
+
+class _Explodes(torch.nn.Module):
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        raise RuntimeError("this layer explodes")
+
+
+def test_its_passes_leave_no_hook_also_when_the_model_raises() -> None:
+    from auditor.analyses import run_one
+    from auditor.analyses.features import Features, FeaturesParams
+    from tests.contexts import make_context
+
+    def hooks_left(model: torch.nn.Module) -> list[str]:
+        return [n for n, m in model.named_modules() if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks]
+
+    for explode in (False, True):
+        model = neuron_gpt2()
+        analysis = Features(FeaturesParams(search_units=1, search_steps=2, search_candidates=4))
+        ctx = make_context(model, {"text": repeated_texts(8, length=6, seed=0)}, None, tokenizer=word_tokenizer(),
+                           analyses=[analysis])  # the capture runs on the healthy model
+        if explode:
+            model.transformer.h[1] = _Explodes()
+        section = run_one(analysis, ctx)
+        assert (section.error is not None) == explode, section.error
+        assert hooks_left(model) == []
