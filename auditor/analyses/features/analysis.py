@@ -15,8 +15,14 @@
 - Attention of Hugging Face transformers (`auditor.analyses.features.attention`): head patterns of a few samples,
   and per head its average attention distance and entropy (Clark et al., 2019, "What Does BERT Look At?").
 
+- Causal language models (`auditor.analyses.features.neurons`): the MLP neurons of evenly spaced layers, each with
+  its top examples (the tokens before its peak: all a causal unit sees), the tokens it fires on, the output tokens
+  its output row promotes directly through the final norm and the unembedding, and a token search scored at the
+  searched sequence's last position.
+
 Units are chosen after the capture: the ones that matter most by mean |gradient × activation| toward the
-decision, else (no decision to differentiate) the most variable ones, unless `[analyses.features]` names them.
+decision (a language model's: the mean log-probability of the audited next tokens), else (no decision to
+differentiate) the most variable ones, unless `[analyses.features]` names them.
 """
 
 from __future__ import annotations
