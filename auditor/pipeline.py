@@ -31,8 +31,8 @@ from auditor.errors import ConfigError, DataError
 from auditor.paths import portable_path
 from auditor.progress import Progress, SilentProgress
 from auditor.schema.report import AuditReport, BlockRow, Metadata, Section, decide_verdict
-from auditor.subject import Subject, Task, build_subject, data_free_subject, load_subject
-from auditor.subject.data import AuditData, cap_samples, load_data
+from auditor.subject import Subject, Task, build_subject, data_free_subject, load_subject, read_data
+from auditor.subject.data import AuditData, cap_samples
 from auditor.subject.fingerprint import data_fingerprint
 from auditor.subject.loading import LoadedModel, ModelKind, is_causal_lm, load_model
 from auditor.synthesis import with_cards
@@ -260,7 +260,7 @@ def audit(model: nn.Module | str | Path, data: Any, *, task: Task | None = None,
     if data is None and config.data.path is None:
         subject = data_free_subject(loaded, config, task=task)
     else:
-        audit_data = load_data(config.data, seed=config.seed) if data is None or isinstance(data, (str, Path)) \
+        audit_data = read_data(loaded, config) if data is None or isinstance(data, (str, Path)) \
             else _in_memory_data(data, max_samples=config.data.max_samples, seed=config.seed)
         subject = build_subject(loaded, audit_data, config, task=task)
     return audit_subject(subject, config, progress=progress or SilentProgress(), notes=notes,

@@ -34,7 +34,8 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from auditor.engine.analysis import AuditContext
-from auditor.analyses.probes.analysis import Probes, head_block, probe_needs, probed_order, representations
+from auditor.analyses.probes.analysis import Probes
+from auditor.analyses.probes.representations import head_block, probe_needs, probed_order, representations
 from auditor.demo import demo_config
 from auditor.engine.executor import LocalExecutor
 from auditor.pipeline import plan_subject

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from auditor.config import AuditConfig
+from auditor.config import AuditConfig, DataSpec
 from auditor.subject.build import build_subject, data_free_subject, map_labels, resolve_device
-from auditor.subject.data import load_data
-from auditor.subject.loading import load_model
+from auditor.subject.data import AuditData, load_data
+from auditor.subject.loading import LoadedModel, load_model
 from auditor.subject.subject import ENCODED_CACHE_BYTES, Batch, Modality, Subject
 from auditor.subject.task import Task, TaskHead
 
 __all__ = ["ENCODED_CACHE_BYTES", "Batch", "Modality", "Subject", "Task", "TaskHead", "build_subject",
-           "data_free_subject", "load_subject", "map_labels", "resolve_device"]
+           "data_free_subject", "load_subject", "map_labels", "read_data", "resolve_device"]
 
 
 def load_subject(config: AuditConfig) -> Subject:
@@ -23,5 +23,12 @@ def load_subject(config: AuditConfig) -> Subject:
     loaded = load_model(config.model)
     if config.data.path is None:
         return data_free_subject(loaded, config)
-    spec = config.data.model_copy(update={"label_column": None}) if loaded.causal_lm else config.data
-    return build_subject(loaded, load_data(spec, seed=config.seed), config)  # a language model reads no labels
+    return build_subject(loaded, read_data(loaded, config), config)
+
+
+def read_data(loaded: LoadedModel, config: AuditConfig) -> AuditData:
+    """The audit data `config` names, for `loaded`. A language model's labels are no targets (its task is the next
+    token) but properties the probes read: its data may lack the default `label` column (one the config names
+    otherwise must be there)."""
+    optional = loaded.causal_lm and config.data.label_column == DataSpec.model_fields["label_column"].default
+    return load_data(config.data, seed=config.seed, labels_optional=optional)

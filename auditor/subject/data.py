@@ -71,8 +71,10 @@ class AuditData:
             self.prompt_chars = [self.prompt_chars[i] for i in keep]
 
 
-def load_data(spec: DataSpec, *, seed: int) -> AuditData:
-    """Reads `spec.path`; more than `spec.max_samples` samples are subsampled with `seed` (`cap_samples`)."""
+def load_data(spec: DataSpec, *, seed: int, labels_optional: bool = False) -> AuditData:
+    """Reads `spec.path`; more than `spec.max_samples` samples are subsampled with `seed` (`cap_samples`).
+    `labels_optional`: a text file without the label column is read without labels instead of refused (a language
+    model's data: its labels, where it has them, are properties to probe for, not targets)."""
     if not spec.path:
         raise DataError("no data given: pass --data PATH (or [data] path in the config)")
     path = Path(spec.path)
@@ -83,9 +85,9 @@ def load_data(spec: DataSpec, *, seed: int) -> AuditData:
     elif path.suffix == ".npz":
         data = _npz(path, spec)
     elif path.suffix in (".csv", ".tsv"):
-        data = _table(path, spec, _read_csv(path))
+        data = _table(path, spec, _read_csv(path), labels_optional=labels_optional)
     elif path.suffix in (".jsonl", ".ndjson"):
-        data = _table(path, spec, _read_jsonl(path))
+        data = _table(path, spec, _read_jsonl(path), labels_optional=labels_optional)
     else:
         raise DataError(f"unsupported data {path}: expected an image folder, .npz, .csv or .jsonl")
     return cap_samples(data, max_samples=spec.max_samples, seed=seed)
@@ -214,36 +216,48 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return list(columns), rows
 
 
-def _table(path: Path, spec: DataSpec, table: tuple[list[str], list[dict[str, str]]]) -> AuditData:
+def _table(path: Path, spec: DataSpec, table: tuple[list[str], list[dict[str, str]]], *,
+           labels_optional: bool = False) -> AuditData:
     columns, rows = table
     if not rows:
         raise DataError(f"data {path} holds no rows")
+    column = spec.label_column
+    if column and column not in columns:
+        if not labels_optional:
+            raise DataError(f"{path} has no label column {column!r} (columns: {columns}); "
+                            "set --label-column, or pass --unlabeled to audit without labels")
+        column = None
     if spec.text_column not in columns and {"prompt", "completion"} <= set(columns):
-        return _prompts_and_completions(path, spec, rows)
+        return _prompts_and_completions(path, rows, column)
     if spec.text_column not in columns:
         raise DataError(f"{path} has no text column {spec.text_column!r} (columns: {columns}); "
                         "set --text-column")
-    if spec.label_column and spec.label_column not in columns:
-        raise DataError(f"{path} has no label column {spec.label_column!r} (columns: {columns}); "
-                        "set --label-column, or pass --unlabeled to audit without labels")
     texts: list[str] = []
-    labels: list[RawLabel] = []
     for number, row in enumerate(rows, start=1):
         text = row.get(spec.text_column)
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{path}: row {number} has an empty or non-text {spec.text_column!r}")
         texts.append(text)
-        if spec.label_column:
-            label = row.get(spec.label_column)
-            if label is None or (isinstance(label, str) and not label.strip()):
-                raise DataError(f"{path}: row {number} has no {spec.label_column!r}")
-            labels.append(label if isinstance(label, int) and not isinstance(label, bool) else str(label).strip())
-    return AuditData(kind="text", source=str(path), texts=texts, labels=labels if spec.label_column else None)
+    return AuditData(kind="text", source=str(path), texts=texts, labels=_labels(path, rows, column))
 
 
-def _prompts_and_completions(path: Path, spec: DataSpec, rows: list[dict[str, str]]) -> AuditData:
+def _labels(path: Path, rows: list[dict[str, str]], column: str | None) -> list[RawLabel] | None:
+    """Each row's label in `column` (None: no labels); a row without one is refused."""
+    if not column:
+        return None
+    labels: list[RawLabel] = []
+    for number, row in enumerate(rows, start=1):
+        label = row.get(column)
+        if label is None or (isinstance(label, str) and not label.strip()):
+            raise DataError(f"{path}: row {number} has no {column!r}")
+        labels.append(label if isinstance(label, int) and not isinstance(label, bool) else str(label).strip())
+    return labels
+
+
+def _prompts_and_completions(path: Path, rows: list[dict[str, str]], label_column: str | None) -> AuditData:
     """Text as `prompt` + `completion` columns: each text is the two joined, and only the completion is audited
-    (a language model's loss counts the completion's tokens). No labels."""
+    (a language model's loss counts the completion's tokens). Labels, where the label column is there, are read as
+    for any text (a language model's are properties to probe for)."""
     texts: list[str] = []
     prompt_chars: list[int] = []
     for number, row in enumerate(rows, start=1):
@@ -252,4 +266,5 @@ def _prompts_and_completions(path: Path, spec: DataSpec, rows: list[dict[str, st
             raise DataError(f"{path}: row {number} needs a text 'prompt' and a non-empty text 'completion'")
         texts.append(prompt + completion)
         prompt_chars.append(len(prompt))
-    return AuditData(kind="text", source=str(path), texts=texts, prompt_chars=prompt_chars)
+    return AuditData(kind="text", source=str(path), texts=texts, prompt_chars=prompt_chars,
+                     labels=_labels(path, rows, label_column))

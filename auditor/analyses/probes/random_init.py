@@ -57,10 +57,13 @@ def fresh_weights(model: nn.Module, *, seed: int) -> FreshWeights:
     new: dict[str, torch.Tensor] = {}
     kept: list[str] = []
     schemes: set[str] = set()
+    seen: set[int] = set()  # a tied parameter (a language model's unembedding is its embedding) is drawn once
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         for module_name, module in model.named_modules():
-            own = {n: p for n, p in module.named_parameters(recurse=False) if p.is_floating_point()}
+            own = {n: p for n, p in module.named_parameters(recurse=False) if p.is_floating_point()
+                   and id(p) not in seen}
+            seen.update(id(p) for p in own.values())
             stats = {n: b for n, b in module.named_buffers(recurse=False)
                      if b is not None and b.is_floating_point() and n in ("running_mean", "running_var")}
             if not own and not stats:
