@@ -115,6 +115,7 @@ def test_a_llama_style_model_gets_its_neurons(tmp_path: Path) -> None:
             assert 1 <= len(unit["promotes"]) <= 5 and all(t["logit"] > 0 for t in unit["promotes"])
             assert isinstance(unit["fires_on"], list)
     assert groups[0]["units"][0]["search"]["scored"] == "last"
+    assert "attention_entropy/0" in section.module_metrics["model.layers.1.self_attn"]  # its heads, read eagerly
 
 
 class _Explodes(torch.nn.Module):
