@@ -305,3 +305,36 @@ def frozen_norm(component: torch.Tensor, final_input: torch.Tensor, norm: nn.Mod
     if isinstance(weight, torch.Tensor):
         out = out * weight.double()
     return out
+
+
+def mlp_down_projection(model: nn.Module, mlp: str, units: int) -> tuple[str, torch.Tensor] | None:
+    """The MLP's output projection (GPT-2's `c_proj`, Llama's `down_proj`): its name and (units, d_model) weight,
+    row u what one unit of activation adds to the residual stream (bias left out); None when no child of the MLP
+    maps `units` features to another width."""
+    module = model.get_submodule(mlp)
+    for name, child in module.named_children():
+        weight = getattr(child, "weight", None)
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            continue
+        if isinstance(child, nn.Linear) and child.in_features == units and child.out_features != units:
+            return f"{mlp}.{name}", weight.detach().T
+        if not isinstance(child, nn.Linear) and weight.shape[0] == units and weight.shape[1] != units:
+            return f"{mlp}.{name}", weight.detach()  # transformers' Conv1D: x @ weight
+    return None
+
+
+def direct_logit_effects(vectors: torch.Tensor, model: nn.Module, layout: LMLayout) -> torch.Tensor:
+    """(n, vocab): what each of `vectors` (n, d_model), added to the residual stream, adds to every logit through
+    the final norm and the unembedding, centred over the vocabulary. The norm's scale 1/σ depends on the whole
+    stream and is taken as 1 (a positive factor per token: it changes no ranking of tokens); LayerNorm's centring
+    and the norm's weight apply, its bias belongs to no vector."""
+    norm = model.get_submodule(layout.final_norm) if layout.final_norm else None
+    x = vectors.double()
+    if isinstance(norm, nn.LayerNorm):
+        x = x - x.mean(dim=-1, keepdim=True)
+    weight = getattr(norm, "weight", None) if norm is not None else None
+    if isinstance(weight, torch.Tensor):
+        x = x * weight.detach().double()
+    w_u = unembedding_weight(model, layout).double()
+    logits = x @ w_u.T
+    return logits - logits.mean(dim=-1, keepdim=True)

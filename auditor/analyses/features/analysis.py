@@ -15,8 +15,14 @@
 - Attention of Hugging Face transformers (`auditor.analyses.features.attention`): head patterns of a few samples,
   and per head its average attention distance and entropy (Clark et al., 2019, "What Does BERT Look At?").
 
+- Causal language models (`auditor.analyses.features.neurons`): the MLP neurons of evenly spaced layers, each with
+  its top examples (the tokens before its peak: all a causal unit sees), the tokens it fires on, the output tokens
+  its output row promotes directly through the final norm and the unembedding, and a token search scored at the
+  searched sequence's last position.
+
 Units are chosen after the capture: the ones that matter most by mean |gradient × activation| toward the
-decision, else (no decision to differentiate) the most variable ones, unless `[analyses.features]` names them.
+decision (a language model's: the mean log-probability of the audited next tokens), else (no decision to
+differentiate) the most variable ones, unless `[analyses.features]` names them.
 """
 
 from __future__ import annotations
@@ -30,12 +36,14 @@ from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.walk.needs import Needs
 from auditor.errors import ConfigError
 from auditor.schema.report import Cost, Section
+from auditor.subject import Task
 from auditor.walk.records import split_call
 
 
 from auditor.analyses.features.params import FeaturesParams
 from auditor.analyses.features.run import Run, attention_modules
 from auditor.analyses.features.findings import FINDINGS
+from auditor.analyses.features.neurons import neuron_modules
 from auditor.schema.findings import Findings
 
 
@@ -46,6 +54,7 @@ class Features(Analysis):
     title: ClassVar[str] = "Feature visualization"
     findings: ClassVar[Findings] = FINDINGS
     params_type: ClassVar[type[BaseModel]] = FeaturesParams
+    tasks: ClassVar[frozenset[Task]] = frozenset({"classification", "embedding", "causal_lm"})
     cost_note: ClassVar[str] = ("top examples from the capture's top-k; image optimization (steps × units) or a "
                                 "token search per unit; a few small passes for maps and attention")
 
@@ -53,7 +62,8 @@ class Features(Analysis):
         self.params: FeaturesParams = params or FeaturesParams()
 
     def modules(self, ctx: PlanContext) -> list[str]:
-        """The modules to visualize: named by config, or evenly spaced blocks and the head."""
+        """The modules to visualize: named by config, or evenly spaced blocks and the head (a causal language
+        model: the MLP activations of evenly spaced layers, its neurons)."""
         p = self.params
         if p.modules or p.units:
             names = list(dict.fromkeys([*p.modules, *p.units]))
@@ -62,6 +72,10 @@ class Features(Analysis):
             if unknown:
                 raise ConfigError(f"[analyses.features] names modules the model does not have: {unknown[:5]}")
             return names
+        if ctx.subject.task == "causal_lm":
+            neurons = neuron_modules(ctx, p.max_modules)
+            if neurons:
+                return neurons
         inner = [b for b in ctx.blocks if b.kind in ("layer", "stage")]
         activations = [b.name for b in inner if ctx.tree.nodes[b.name].activation]
         layers = [b.name for b in inner if b.kind == "layer"]
@@ -74,7 +88,7 @@ class Features(Analysis):
 
     def needs(self, ctx: PlanContext) -> Needs:
         names = frozenset(n if n in ctx.tree else split_call(n)[0] for n in self.modules(ctx))
-        relevant = ctx.subject.task == "classification"
+        relevant = ctx.subject.task in ("classification", "causal_lm")  # a causal LM's target: mean log p
         return Needs(top_k=self.params.top_k, top_k_modules=names,
                      unit_relevance=names if relevant else frozenset(), pooled=names)
 
@@ -87,6 +101,8 @@ class Features(Analysis):
             backwards = searches * p.search_steps
             attention = min(p.attention_samples, n) if p.attention else 0
             note = f"token search: {searches} units × {p.search_steps} steps × {p.search_candidates} candidates"
+            if ctx.subject.task == "causal_lm":
+                note += " (each scored at the sequence's last position)"
         else:
             units = modules * p.units_per_module
             forwards = backwards = units * p.steps

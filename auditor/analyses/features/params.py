@@ -51,7 +51,9 @@ class FeaturesParams(BaseModel):
     search_candidates: int = Field(32, ge=1)
     search_top: int = Field(16, ge=1)
     context_tokens: int = Field(6, ge=1, le=30)
-    """Tokens of context shown on each side of a text unit's peak."""
+    """Tokens of context shown on each side of a text unit's peak (a causal language model's: before it only)."""
+    promoted_tokens: int = Field(5, ge=1, le=20)
+    """A language model's neuron: the output tokens shown that its output row promotes most directly."""
     attention: bool = True
     attention_samples: int = Field(32, ge=1)
     """Samples the attention statistics are measured on."""
@@ -78,3 +80,10 @@ class UnitView:
     optimized_objective: float | None = None
     random: float | None = None
     search: dict[str, Any] | None = None
+    peaks: list[tuple[int, float, int]] = field(default_factory=list)
+    """(sample, activation, peak position) of every top-k example, not only the shown ones."""
+    fires_on: list[tuple[str, int]] | None = None
+    """A language model's neuron: the tokens it peaks on over its top-k examples where it is above 0, with their
+    counts."""
+    promotes: list[tuple[str, float]] | None = None
+    """A language model's neuron: the tokens its output row raises most directly (centred logit per unit)."""

@@ -25,6 +25,7 @@ def unit_detail(v: UnitView) -> dict[str, Any]:
 
 def units_table(views: list[UnitView], *, text: bool) -> Table:
     rows: list[list[Any]] = []
+    neurons = any(v.fires_on is not None for v in views)
     for v in views:
         reached = v.optimized_objective
         rows.append([v.module, v.unit, round(v.relevance, 6), round(v.real_objective, 6),
@@ -32,16 +33,25 @@ def units_table(views: list[UnitView], *, text: bool) -> Table:
                      round(reached / v.real_objective, 3) if reached is not None and v.real_objective > 0 else None,
                      (v.search or {}).get("text", "") if text else
                      ", ".join(f"#{s}" for s, _, _ in v.by_activation)])
+        if neurons:
+            rows[-1] += [", ".join(f"{t} ×{c}" for t, c in (v.fires_on or [])[:3]),
+                         ", ".join(t for t, _ in (v.promotes or []))]
+    caption = ("Relevance: mean |gradient × activation| of the unit toward the decision (or its variance "
+               "without one). Best real: the objective's largest value on an audit sample (a conv channel: "
+               "its mean over space under the channel objective; otherwise the unit's largest value over "
+               "positions, which bounds a neuron objective's centre value from above). Optimized: the same "
+               "on the optimized input or the text found; a ratio above 1 means it beats every real sample.")
+    if neurons:
+        caption += (" A language model's neuron: relevance toward the mean log-probability of the audited next "
+                    "tokens; the text found is scored at its last token; fires on: the tokens it peaks on over its "
+                    "top examples (where above 0); promotes: the tokens whose logits its output row raises directly "
+                    "(through the final norm, its 1/σ taken as 1, and the unembedding).")
     return Table(id="features.units", title="Chosen units",
                  columns=["module", "unit", "relevance", "best real",
                           "token search" if text else "optimized", "ratio",
-                          "text found" if text else "top samples"],
-                 rows=rows,
-                 caption="Relevance: mean |gradient × activation| of the unit toward the decision (or its variance "
-                         "without one). Best real: the objective's largest value on an audit sample (a conv channel: "
-                         "its mean over space under the channel objective; otherwise the unit's largest value over "
-                         "positions, which bounds a neuron objective's centre value from above). Optimized: the same "
-                         "on the optimized input or the text found; a ratio above 1 means it beats every real sample.")
+                          "text found" if text else "top samples",
+                          *(["fires on", "promotes"] if neurons else [])],
+                 rows=rows, caption=caption)
 
 
 def weak_optimizations(views: list[UnitView]) -> list[Finding]:

@@ -47,29 +47,49 @@ class SearchResult:
     """Sequences evaluated exactly."""
 
 
-def allowed_tokens(tokenizer: Any, vocab_size: int) -> torch.Tensor:
-    """(vocab,) bool: the tokens a search may use: ASCII letters (word pieces too), no special or unused token."""
+def allowed_tokens(tokenizer: Any, vocab_size: int, *, digits: bool = False) -> torch.Tensor:
+    """(vocab,) bool: the tokens a search may use: ASCII letters (word pieces too; with `digits`, letters and
+    digits), no special or unused token, and no id the tokenizer has no token for (an embedding table larger than
+    its vocabulary)."""
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
     allowed = torch.zeros(vocab_size, dtype=torch.bool)
     for token_id, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(vocab_size)))):
         word = str(token).removeprefix("##").removeprefix("Ġ").removeprefix("▁")
-        allowed[token_id] = token_id not in special and word.isascii() and word.isalpha() \
+        allowed[token_id] = token is not None and token_id not in special and word.isascii() and (word.isalnum() if digits else word.isalpha()) \
             and not str(token).startswith("[")
     return allowed
 
 
-class TokenSearch:
-    """Searches `length` tokens between the tokenizer's sequence markers that maximize `score`."""
+def _leading_ids(tokenizer: Any, token_id: int) -> list[int]:
+    """The ids the tokenizer puts before a text's own tokens (a BOS token, [CLS], or none), read from the encoding
+    of one token's text with and without special tokens."""
+    text = tokenizer.convert_tokens_to_string(tokenizer.convert_ids_to_tokens([token_id]))
+    marked = [int(i) for i in tokenizer(text)["input_ids"]]
+    bare = [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    start = next((i for i in range(len(marked) - len(bare) + 1) if marked[i:i + len(bare)] == bare), 0)
+    return marked[:start] if bare else []
 
-    def __init__(self, embedding: nn.Embedding, tokenizer: Any, keys: list[str], *, device: torch.device) -> None:
+
+class TokenSearch:
+    """Searches `length` tokens between the tokenizer's sequence markers that maximize `score`.
+
+    `causal` (a language model): the free tokens follow what the tokenizer puts before every text (a BOS token, or
+    nothing), nothing after them, and tokens of letters and digits are allowed."""
+
+    def __init__(self, embedding: nn.Embedding, tokenizer: Any, keys: list[str], *, device: torch.device,
+                 causal: bool = False) -> None:
         self.embedding, self.tokenizer, self.keys, self.device = embedding, tokenizer, keys, device
-        cls_id = getattr(tokenizer, "cls_token_id", None)
-        sep_id = getattr(tokenizer, "sep_token_id", None)
-        self.prefix = [cls_id] if cls_id is not None else []
-        self.suffix = [sep_id] if sep_id is not None else []
-        self.allowed = allowed_tokens(tokenizer, embedding.num_embeddings).to(device)
+        self.allowed = allowed_tokens(tokenizer, embedding.num_embeddings, digits=causal).to(device)
         if not bool(self.allowed.any()):
             raise ValueError("the tokenizer has no whole-word token to search over")
+        self.suffix: list[int] = []
+        if causal:
+            self.prefix = _leading_ids(tokenizer, int(torch.nonzero(self.allowed)[0]))
+        else:
+            cls_id = getattr(tokenizer, "cls_token_id", None)
+            sep_id = getattr(tokenizer, "sep_token_id", None)
+            self.prefix = [cls_id] if cls_id is not None else []
+            self.suffix = [sep_id] if sep_id is not None else []
 
     def inputs(self, free: torch.Tensor) -> dict[str, torch.Tensor]:
         """Model inputs for (batch, length) free tokens wrapped in the sequence markers."""
