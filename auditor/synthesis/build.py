@@ -3,6 +3,8 @@ missing, thumbnails and the importance the report orders cards by. Reads only th
 
 from __future__ import annotations
 
+from typing import Any
+
 from auditor.schema.cards import UNCLEAR, Card, CardsConfig, Clause, Evidence, Thumbnail, tag_kind
 from auditor.schema.report import AuditReport
 from auditor.synthesis.roles import (CRITICAL, DEAD, DIVERSITY, IN_CONTEXT, INDUCTION, LOW_LEVEL, MAIN_PATH,
@@ -137,12 +139,22 @@ def _contribution_share(view: AuditView, module: str) -> float:
 
 
 def _text_units(view: AuditView, module: str) -> list[Clause]:
-    """Its most relevant units' top tokens (features on a text model)."""
+    """Its most relevant units' top tokens (features on a text model); a language model's MLP neurons (features of
+    `<layer>.mlp.act`) on the card of the nearest module that has one: the tokens they fire on and promote."""
+    cards = set(card_modules(view))
+    clauses = []
     for entry in view.details("features").get("text_units", []) or []:
-        if not isinstance(entry, dict) or entry.get("module") != module:
+        if not isinstance(entry, dict) or not isinstance(entry.get("module"), str):
+            continue
+        units = [u for u in (entry.get("units") or []) if isinstance(u, dict)]
+        if any("fires_on" in u or "promotes" in u for u in units):
+            if _nearest_card(entry["module"], cards) == module:
+                clauses += _neurons_clause(entry["module"], units)
+            continue
+        if entry["module"] != module:
             continue
         tokens: list[str] = []
-        for unit in (entry.get("units") or [])[:3]:
+        for unit in units[:3]:
             for top in (unit.get("by_relevance") or unit.get("by_activation") or [])[:4]:
                 token = str(top.get("token", "")).strip()
                 if token and token not in tokens:
@@ -151,7 +163,41 @@ def _text_units(view: AuditView, module: str) -> list[Clause]:
             shown = ", ".join(f"'{t}'" for t in tokens[:6])
             return [Clause(text=f"Its most relevant units fire on {shown}.",
                            evidence=[Evidence(section="features", key="details:text_units", value=shown)])]
-    return []
+    return clauses
+
+
+def _nearest_card(name: str, cards: set[str]) -> str | None:
+    """`name` itself or its nearest ancestor with a card."""
+    while name:
+        if name in cards:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def _neurons_clause(name: str, units: list[dict[str, Any]]) -> list[Clause]:
+    """'Its most relevant MLP neurons 3 and 17 (transformer.h.0.mlp.act) fire on 'x', 'y' and promote 'z' directly.'"""
+    ids: list[str] = []
+    fired: list[str] = []
+    promoted: list[str] = []
+    for unit in units[:3]:
+        mine = [[str(t.get("token", "")).strip() for t in (unit.get(key) or [])[:2]] for key in ("fires_on", "promotes")]
+        if any(t for tokens in mine for t in tokens):
+            ids.append(str(unit.get("unit")))
+            fired += [t for t in mine[0] if t and t not in fired]
+            promoted += [t for t in mine[1] if t and t not in promoted]
+    if not ids:
+        return []
+
+    def quoted(tokens: list[str]) -> str:
+        return ", ".join(f"'{t}'" for t in tokens[:6])
+
+    one = len(ids) == 1
+    parts = ([f"fire{'s' * one} on {quoted(fired)}"] if fired else []) + \
+        ([f"promote{'s' * one} {quoted(promoted)} directly"] if promoted else [])
+    text = f"Its most relevant MLP neuron{'s' * (not one)} {_join(ids)} ({name}) {' and '.join(parts)}."
+    return [Clause(text=text, evidence=[Evidence(section="features", key="details:text_units",
+                                                 value="; ".join(parts))])]
 
 
 def _attention(view: AuditView, module: str) -> list[Clause]:

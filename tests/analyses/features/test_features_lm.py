@@ -141,3 +141,13 @@ def test_its_passes_leave_no_hook_also_when_the_model_raises() -> None:
         section = run_one(analysis, ctx)
         assert (section.error is not None) == explode, section.error
         assert hooks_left(model) == []
+
+
+def test_the_atlas_says_what_the_neuron_reads_and_writes_on_its_layers_card(report) -> None:  # type: ignore[no-untyped-def]
+    # the MLP activation has no card of its own: its neurons are told on the nearest module that has one
+    holder = next(c for c in report.cards if any(MODULE in clause.text for clause in c.clauses))
+    assert MODULE.startswith(f"{holder.module}.")
+    clause = next(c.text for c in holder.clauses if MODULE in c.text)
+    # the only neuron of layer 0 that is ever active, and the only one whose output row writes a token
+    assert f"MLP neuron {NEURON} ({MODULE}) fires on 'w{READS}' and promotes 'w{WRITES}' directly." in clause
+    assert sum(MODULE in clause.text for c in report.cards for clause in c.clauses) == 1  # one card tells it
