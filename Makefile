@@ -39,8 +39,9 @@ PORTABLE_TESTS ?= tests/policy tests/analyses
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))" 2>/dev/null || echo 2)
 PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
+# The 25 slowest tests are listed at the end of the run (where CI's time goes, in every CI log).
 test: $(STAMP) browser
-	$(PYTEST)
+	$(PYTEST) --durations=25
 	ATEN_CPU_CAPABILITY=default $(PYTEST) -q -m "not slow and not browser" -p no:cacheprovider $(PORTABLE_TESTS)
 
 test-fast: $(STAMP)

@@ -149,7 +149,7 @@ def _text_units(view: AuditView, module: str) -> list[Clause]:
         units = [u for u in (entry.get("units") or []) if isinstance(u, dict)]
         if any("fires_on" in u or "promotes" in u for u in units):
             if _nearest_card(entry["module"], cards) == module:
-                clauses += _neurons_clause(entry["module"], units)
+                clauses += _neurons_clause(entry["module"] if entry["module"] != module else None, units)
             continue
         if entry["module"] != module:
             continue
@@ -175,7 +175,7 @@ def _nearest_card(name: str, cards: set[str]) -> str | None:
     return None
 
 
-def _neurons_clause(name: str, units: list[dict[str, Any]]) -> list[Clause]:
+def _neurons_clause(name: str | None, units: list[dict[str, Any]]) -> list[Clause]:
     """'Its most relevant MLP neurons 3 and 17 (transformer.h.0.mlp.act) fire on 'x', 'y' and promote 'z' directly.'"""
     ids: list[str] = []
     fired: list[str] = []
@@ -195,7 +195,8 @@ def _neurons_clause(name: str, units: list[dict[str, Any]]) -> list[Clause]:
     one = len(ids) == 1
     parts = ([f"fire{'s' * one} on {quoted(fired)}"] if fired else []) + \
         ([f"promote{'s' * one} {quoted(promoted)} directly"] if promoted else [])
-    text = f"Its most relevant MLP neuron{'s' * (not one)} {_join(ids)} ({name}) {' and '.join(parts)}."
+    where = f" ({name})" if name else ""  # named where the card is an ancestor's
+    text = f"Its most relevant MLP neuron{'s' * (not one)} {_join(ids)}{where} {' and '.join(parts)}."
     return [Clause(text=text, evidence=[Evidence(section="features", key="details:text_units",
                                                  value="; ".join(parts))])]
 

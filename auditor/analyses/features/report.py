@@ -69,7 +69,9 @@ def weak_optimizations(views: list[UnitView]) -> list[Finding]:
             "optimization_below_real", module=module,
             message=(f"For {len(items)} unit{'s' * (len(items) != 1)} of {module} the optimized input reached less "
                      f"than the best real sample (unit {worst.unit}: {worst.optimized_objective:.3g} against "
-                     f"{worst.real_objective:.3g}); its picture shows a weaker stimulus than its top examples."),
+                     f"{worst.real_objective:.3g}); "
+                     + ("its token search found a weaker input than its top examples." if worst.search is not None
+                        else "its picture shows a weaker stimulus than its top examples.")),
             evidence={"units": len(items), "worst_unit": worst.unit,
                       "optimized": round(worst.optimized_objective or 0.0, 6),
                       "max_real": round(worst.real_objective, 6)}))
