@@ -55,11 +55,7 @@ def _subject(analysis_type: type[Analysis]) -> tuple[nn.Module, AuditContext]:
     """A classifier for most analyses; a generator with its judges for those that judge generators; the
     hand-built induction GPT-2 for those of language models."""
     if analysis_type.tasks == frozenset({"causal_lm"}):
-        from tests.lm_models import induction_gpt2, repeated_texts, word_tokenizer
-
-        lm = induction_gpt2()
-        return lm, make_context(lm, {"text": repeated_texts(12, length=6, seed=0)}, None, tokenizer=word_tokenizer(),
-                                analyses=[analysis_type()])
+        return _lm_subject(analysis_type)
     if _for_generators(analysis_type):
         generator = build_toy_generator()
         return generator, make_generator_context(generator, build_template_discriminator(),
@@ -87,6 +83,27 @@ def test_a_raising_model_leaves_no_hook_and_loses_no_report(analysis_type: type)
     model, ctx = _subject(analysis_type)  # the capture ran on the healthy model
     _break(model)
     section = run_one(analysis_type(), ctx)  # must not raise
+    assert section.error is not None or analysis_type().cost(ctx).forwards == 0
+    assert _hooks_left(model) == []
+
+
+def _lm_subject(analysis_type: type[Analysis]) -> tuple[nn.Module, AuditContext]:
+    from tests.lm_models import induction_gpt2, repeated_texts, word_tokenizer
+
+    lm = induction_gpt2()
+    return lm, make_context(lm, {"text": repeated_texts(12, length=6, seed=0)}, None, tokenizer=word_tokenizer(),
+                            analyses=[analysis_type()])
+
+
+@pytest.mark.parametrize("analysis_type", [a for a in ALL_ANALYSES if "causal_lm" in a.tasks
+                                           and a.tasks != frozenset({"causal_lm"})], ids=lambda a: a.id)
+def test_on_a_language_model_too_a_raising_model_leaves_no_hook(analysis_type: type) -> None:
+    """The analyses that run on classifiers and language models alike take another path for a language model
+    (attribution and trust on next-token predictions, features on MLP neurons, probes on the residual stream): the
+    contract holds on it too."""
+    model, ctx = _lm_subject(analysis_type)
+    _break(model)
+    section = run_one(analysis_type(), ctx)
     assert section.error is not None or analysis_type().cost(ctx).forwards == 0
     assert _hooks_left(model) == []
 
