@@ -129,3 +129,24 @@ def audit_induction_model(folder: Path, *, analyses: dict[str, object] | None = 
     config = AuditConfig(model=ModelSpec(path=str(model)), data=DataSpec(path=str(data)), batch_size=batch_size,
                          analyses=AnalysesConfig.model_validate(tables))
     return run_audit(config)
+
+
+NEURON = 3
+"""`neuron_gpt2`: MLP neuron 3 of layer 0 reads token w5's slot of the residual stream and writes into w7's."""
+READS, WRITES = 5, 7
+
+
+def neuron_gpt2():  # type: ignore[no-untyped-def]  # a GPT2LMHeadModel
+    """The hand-built induction GPT-2 (tests/lm_models.py, whose MLPs output zeros) with one live MLP neuron.
+
+    After ln_2 a token's one-hot slot is its largest entry (about 6.5: three ones in 128 dimensions, normalized),
+    every other token slot slightly negative; so the neuron's pre-activation is about 3.5 on w5 and below -3
+    elsewhere, where GELU gives it almost nothing (below 0.003 in size). Its output row is w7's slot, which the
+    tied unembedding reads as w7's logit. Every other neuron's pre-activation is 0, and GELU(0) = 0."""
+    model = induction_gpt2()
+    mlp = model.transformer.h[0].mlp
+    with torch.no_grad():
+        mlp.c_fc.weight[READS, NEURON] = 1.0  # Conv1D: x @ weight, weight (d_model, inner)
+        mlp.c_fc.bias[NEURON] = -3.0
+        mlp.c_proj.weight[NEURON, WRITES] = 1.0  # weight (inner, d_model): the neuron's output row
+    return model

@@ -101,8 +101,10 @@ def _tiny_lm(progress: Progress, seed: int) -> tuple[AuditConfig, Notes]:
     config = AuditConfig(
         model=ModelSpec(path=str(info["model"]), name="tiny-lm"),
         data=DataSpec(path=str(info["data"]), max_length=32), seed=seed, batch_size=32,
-        # is a text one that repeats itself? Only a model that looks back can tell (the probes' own set)
+        # is a text one that repeats itself? Only a model that looks back can tell (the probes' own set); which of
+        # the 256 MLP neurons matter (each ablated alone)?
         analyses=AnalysesConfig.model_validate({"heads": {"length": tiny_lm.AUDIT_HALF},
+                                                "lm_ablation": {"neurons": [0, 1]},
                                                 "probes": {"data": str(info["probes"]), "builtin": False}}),
     )
     return config, {k: info[k] for k in ("train_seconds", "train_steps", "final_train_loss")}

@@ -268,7 +268,8 @@ def bootstrap_interval(values: np.ndarray, *, seed: int, resamples: int = 1000,
 
 
 __all__ = ["LMLayout", "LayerParts", "attention_patterns", "audited_positions", "bootstrap_interval", "calibration",
-           "eager_attention", "first_tensor", "frozen_norm", "hooks", "lm_batches", "lm_layout", "projection_rows",
+           "eager_attention", "first_tensor", "frozen_norm", "hooks", "lm_batches", "lm_layout", "mlp_activations",
+           "mlp_width", "projection_rows",
            "unembedding_weight", "repeated_random_tokens", "replace_first", "seen_before", "text_losses", "value_slice"]
 
 
@@ -338,3 +339,33 @@ def direct_logit_effects(vectors: torch.Tensor, model: nn.Module, layout: LMLayo
     w_u = unembedding_weight(model, layout).double()
     logits = x @ w_u.T
     return logits - logits.mean(dim=-1, keepdim=True)
+
+
+def mlp_activations(layout: LMLayout, is_activation: Callable[[str], bool], names: Sequence[str]) -> dict[int, str]:
+    """Per layer index, the activation module inside its MLP (GPT-2's `transformer.h.<i>.mlp.act`, Llama's
+    `model.layers.<i>.mlp.act_fn`): its output's units are the layer's MLP neurons. `names` are the model's module
+    names, `is_activation` says which are activations (the module tree's flag)."""
+    found = {}
+    for i, part in enumerate(layout.layers):
+        if part.mlp is None:
+            continue
+        act = next((n for n in names if n.startswith(f"{part.mlp}.") and is_activation(n)), None)
+        if act is not None:
+            found[i] = act
+    return found
+
+
+_DOWN_PROJ = ("c_proj", "down_proj", "fc_out", "fc2", "dense_4h_to_h")
+
+
+def mlp_width(model: nn.Module, mlp: str) -> int | None:
+    """How many neurons the MLP `mlp` has: the input width of its output projection (GPT-2's `c_proj`, Llama's
+    `down_proj`, ...); None when it has none of those."""
+    module = model.get_submodule(mlp)
+    child = next((getattr(module, n) for n in _DOWN_PROJ if isinstance(getattr(module, n, None), nn.Module)), None)
+    if child is None:
+        return None
+    try:
+        return _in_features(child)
+    except ValueError:
+        return None

@@ -76,7 +76,8 @@ def build_card(view: AuditView, module: str, *, block: str | None) -> Card:
     row = view.rows.get(module)
     clauses = [clause for rule in RULES for clause in rule(view, module)]
     tags = list(dict.fromkeys(c.tag for c in clauses if c.tag))
-    context = _contribution(view, module) + _text_units(view, module) + _attention(view, module)
+    context = _contribution(view, module) + _text_units(view, module) + _neuron_ablation(view, module) + \
+        _attention(view, module)
     agreement = _agreement(view, module, tags)
     missing = _missing(view, module, block=block)
     if not tags:
@@ -163,6 +164,33 @@ def _text_units(view: AuditView, module: str) -> list[Clause]:
             shown = ", ".join(f"'{t}'" for t in tokens[:6])
             return [Clause(text=f"Its most relevant units fire on {shown}.",
                            evidence=[Evidence(section="features", key="details:text_units", value=shown)])]
+    return clauses
+
+
+def _neuron_ablation(view: AuditView, module: str) -> list[Clause]:
+    """A language model's MLP neurons ablated one at a time (`[analyses.lm_ablation] neurons`), on the card of the
+    nearest module that has one: the largest loss increases, and how many change nothing."""
+    found = view.sections.get("lm_ablation")
+    if found is None:
+        return []
+    cards = set(card_modules(view))
+    groups: dict[str, dict[str, float]] = {}
+    for name, metrics in found.module_metrics.items():
+        act, sep, unit = name.rpartition("#")
+        if sep and unit.isdigit() and "loss_increase" in metrics and _nearest_card(act, cards) == module:
+            groups.setdefault(act, {})[unit] = metrics["loss_increase"]
+    unused = float(found.details.get("unused", 0.01))  # the analysis's own threshold
+    clauses = []
+    for act, values in groups.items():
+        ranked = sorted(values, key=lambda u: -values[u])
+        top = ranked[0]
+        few = sum(abs(v) < unused for v in values.values())
+        where = f" of {act}" if act != module else ""
+        text = (f"Ablated one at a time, the {len(values)} MLP neurons{where} raise the next-token loss by at most "
+                f"{values[top]:.3f} nats (#{top}" + (f", then #{ranked[1]}" if len(ranked) > 1 else "") + "); "
+                f"{few} change it by less than {unused:g}.")
+        clauses.append(Clause(text=text, evidence=[Evidence(section="lm_ablation", key="loss_increase",
+                                                            value=round(values[top], 4))]))
     return clauses
 
 

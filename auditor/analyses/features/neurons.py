@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from auditor.engine.analysis import PlanContext
-from auditor.kit.lm import direct_logit_effects, lm_layout, mlp_down_projection
+from auditor.kit.lm import direct_logit_effects, lm_layout, mlp_activations, mlp_down_projection
 
 
 def neuron_modules(ctx: PlanContext, most: int) -> list[str]:
@@ -21,13 +21,7 @@ def neuron_modules(ctx: PlanContext, most: int) -> list[str]:
         layout = lm_layout(ctx.subject.model)
     except ValueError:
         return []
-    found = []
-    for part in layout.layers:
-        if part.mlp is None:
-            continue
-        act = next((n for n in ctx.tree.names if n.startswith(f"{part.mlp}.") and ctx.tree.nodes[n].activation), None)
-        if act is not None:
-            found.append(act)
+    found = list(mlp_activations(layout, lambda n: ctx.tree.nodes[n].activation, ctx.tree.names).values())
     if len(found) > most:
         picks = np.linspace(0, len(found) - 1, most).round().astype(int)
         found = [found[i] for i in dict.fromkeys(picks.tolist())]

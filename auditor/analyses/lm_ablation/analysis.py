@@ -23,6 +23,7 @@ from torch import nn
 
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.engine.passes import PatchedPass
+from auditor.errors import ConfigError
 from auditor.kit.lm import (
     LMLayout,
     audited_positions,
@@ -30,6 +31,8 @@ from auditor.kit.lm import (
     first_tensor,
     hooks,
     lm_layout,
+    mlp_activations,
+    mlp_width,
     replace_first,
     seen_before,
     text_losses,
@@ -42,7 +45,7 @@ from auditor.analyses.lm_ablation.findings import FINDINGS
 from auditor.schema.findings import Findings
 from auditor.walk.patch import Patch
 
-Kind = Literal["layer", "attention", "head", "mlp"]
+Kind = Literal["layer", "attention", "head", "mlp", "neuron"]
 
 
 class LMAblationParams(BaseModel):
@@ -55,6 +58,11 @@ class LMAblationParams(BaseModel):
     attention: bool = True
     heads: bool = True
     mlps: bool = True
+    neurons: tuple[int, ...] = ()
+    """Layers (counted from 0) whose MLP neurons are each ablated alone, named `<MLP activation>#<unit>`
+    (`transformer.h.0.mlp.act#17`): one pass per neuron (GPT-2-small has 3,072 per layer)."""
+    neurons_shown: int = Field(20, ge=0)
+    """Rows of the neurons' table: the neurons whose ablation raises the loss most."""
     critical: float = Field(1.0, gt=0.0)
     """A target whose ablation raises the loss by at least this many nats (interval low end) is critical."""
     unused: float = Field(0.01, gt=0.0)
@@ -81,11 +89,34 @@ class LMTarget:
     """Modules whose whole output is replaced."""
     head: tuple[str, int] | None = None
     """(output projection, head index): the head's slice of the projection's input is replaced."""
+    unit: tuple[str, int] | None = None
+    """(MLP activation, neuron index): that neuron's activation is replaced."""
     layer: int = 0
 
 
-def lm_targets(layout: LMLayout, params: LMAblationParams) -> list[LMTarget]:
-    """Every target, in model order: the layer, its attention, its heads, its MLP."""
+def neuron_layers(model: nn.Module, layout: LMLayout, params: LMAblationParams, ctx: PlanContext
+                  ) -> dict[int, tuple[str, int]]:
+    """Per layer of `params.neurons`, its MLP activation module and its number of neurons; ValueError for a layer
+    the model does not have or whose MLP neurons cannot be found."""
+    if not params.neurons:
+        return {}
+    acts = mlp_activations(layout, lambda n: ctx.tree.nodes[n].activation, ctx.tree.names)
+    out = {}
+    for i in params.neurons:
+        part = layout.layers[i] if 0 <= i < len(layout.layers) else None
+        width = mlp_width(model, part.mlp) if part is not None and part.mlp else None
+        if part is None or i not in acts or width is None:
+            raise ConfigError(f"[analyses.lm_ablation] neurons: layer {i} has no MLP neurons to ablate (the model "
+                              f"has {len(layout.layers)} layers; an MLP with an activation module and an output "
+                              "projection is needed)")
+        out[i] = (acts[i], width)
+    return out
+
+
+def lm_targets(layout: LMLayout, params: LMAblationParams,
+               neurons: dict[int, tuple[str, int]] | None = None) -> list[LMTarget]:
+    """Every target, in model order: the layer, its attention, its heads, its MLP, its MLP's neurons."""
+    neurons = neurons or {}
     targets: list[LMTarget] = []
     for i, part in enumerate(layout.layers):
         branches = (part.attention, *([part.mlp] if part.mlp else []))
@@ -98,6 +129,9 @@ def lm_targets(layout: LMLayout, params: LMAblationParams) -> list[LMTarget]:
                            for h in range(layout.heads))
         if params.mlps and part.mlp:
             targets.append(LMTarget(part.mlp, "mlp", forward=(part.mlp,), layer=i))
+        if i in neurons:
+            act, width = neurons[i]
+            targets.extend(LMTarget(f"{act}#{u}", "neuron", unit=(act, u), layer=i) for u in range(width))
     return targets
 
 
@@ -151,18 +185,19 @@ class LMAblation(Analysis):
 
     def cost(self, ctx: PlanContext) -> Cost:
         try:
-            n = len(lm_targets(lm_layout(ctx.subject.model), self.params))
+            layout = lm_layout(ctx.subject.model)
         except ValueError:  # not a language model: nothing to ablate (the plan does not run it)
             return Cost(note=self.cost_note)
+        n = len(lm_targets(layout, self.params, neuron_layers(ctx.subject.model, layout, self.params, ctx)))
         return Cost(forwards=float(n + 1), note=f"{n} ablation passes and 1 recording pass")
 
     def run(self, ctx: AuditContext) -> Section:
         p = self.params
         subject, model = ctx.subject, ctx.subject.model
         layout = lm_layout(model)
-        targets = lm_targets(layout, p)
+        targets = lm_targets(layout, p, neuron_layers(model, layout, p, ctx))
         width = ctx.capture.scores.shape[1]
-        means = self._means(ctx, layout) if p.mode == "mean" else None
+        means = self._means(ctx, layout, targets) if p.mode == "mean" else None
         clean = ctx.capture.scores.double()
         patched = {t.name: torch.full_like(clean, float("nan")) for t in targets}
         repeated = torch.zeros_like(clean, dtype=torch.bool)
@@ -204,6 +239,10 @@ class LMAblation(Analysis):
                 d = layout.head_dim
                 fill = means.mean(target.head[0])[target.head[1] * d:(target.head[1] + 1) * d].float()
                 patches[module] = Patch(output=partial(_fill_slice, part=part, fill=fill))
+            if target.unit is not None:
+                act, u = target.unit
+                patches[act] = Patch(output=partial(_fill_slice, part=slice(u, u + 1), fill=means.mean(act)[u:u + 1]
+                                                    .float()))
             passes.append(PatchedPass(patches=patches, label=f"ablating {target.name}"))
             names.append(target.name)
         if not passes:
@@ -217,8 +256,9 @@ class LMAblation(Analysis):
                 "seconds": round(run.seconds, 3) if run else None}
         return dict(zip(names, scores, strict=True)), cost
 
-    def _means(self, ctx: AuditContext, layout: LMLayout) -> _Means:
-        """One recording pass: the mean output of every ablated module (and input of every output projection)."""
+    def _means(self, ctx: AuditContext, layout: LMLayout, targets: list[LMTarget]) -> _Means:
+        """One recording pass: the mean output of every ablated module (and input of every output projection, and
+        output of every MLP activation whose neurons are ablated)."""
         means = _Means()
         mask_now: list[torch.Tensor] = []
 
@@ -228,7 +268,9 @@ class LMAblation(Analysis):
         def in_hook(name: str) -> Callable[..., None]:
             return lambda m, a: means.add(name, a[0], mask_now[0])
 
+        acts = sorted({t.unit[0] for t in targets if t.unit is not None})
         forward = [(n, out_hook(n)) for part in layout.layers for n in (part.attention, part.mlp) if n]
+        forward += [(n, out_hook(n)) for n in acts]
         pre = [(part.out_proj, in_hook(part.out_proj)) for part in layout.layers]
         subject = ctx.subject
         with torch.no_grad(), hooks(subject.model, forward=forward, pre=pre):
@@ -243,7 +285,7 @@ class LMAblation(Analysis):
         """Resample ablation: every ablated module's output on the batch, rolled by one text (each text gets
         another text's activation at the same positions)."""
         kept: dict[str, torch.Tensor] = {}
-        names = sorted({n for t in targets for n in t.forward})
+        names = sorted({n for t in targets for n in t.forward} | {t.unit[0] for t in targets if t.unit is not None})
         projections = sorted({t.head[0] for t in targets if t.head})
         forward = [(n, lambda m, a, o, n=n: kept.__setitem__(n, first_tensor(o).detach().roll(1, dims=0)))
                    for n in names]
@@ -272,6 +314,14 @@ class LMAblation(Analysis):
                 x[..., part] = value(proj, a[0])[..., part]
                 return (x, *a[1:])
             pre.append((proj, replace))
+        if target.unit is not None:
+            act, u = target.unit
+
+            def neuron(m: nn.Module, a: tuple[Any, ...], o: Any, act: str = act, u: int = u) -> Any:
+                out = first_tensor(o).clone()
+                out[..., u] = value(act, first_tensor(o))[..., u]
+                return replace_first(o, out)
+            forward.append((act, neuron))
         return {"forward": forward, "pre": pre}
 
     def _section(self, ctx: AuditContext, layout: LMLayout, targets: list[LMTarget], clean: torch.Tensor,
@@ -282,7 +332,7 @@ class LMAblation(Analysis):
         texts = int((~torch.isnan(base)).sum())
         powered = texts >= p.min_texts
         module_metrics: dict[str, dict[str, float]] = {}
-        rows = []
+        rows: list[list[Any]] = []
         for i, target in enumerate(targets):
             after = patched[target.name]
             increase = (text_losses(ctx.subject, after) - base).numpy()
@@ -295,6 +345,8 @@ class LMAblation(Analysis):
                                            "loss_increase_repeated": rep, "loss_increase_first": first}
             rows.append([target.name, target.kind, round(mean, 4), round(low, 4), round(high, 4), round(rep, 4),
                          round(first, 4)])
+        neuron_rows = sorted((r for r in rows if r[1] == "neuron"), key=lambda r: -float(r[2]))
+        rows = [r for r in rows if r[1] != "neuron"]
         findings = self._findings(module_metrics, targets, texts, powered)
         ranked = sorted(module_metrics, key=lambda n: -module_metrics[n]["loss_increase"])
         top = ranked[0] if ranked else ""
@@ -306,11 +358,19 @@ class LMAblation(Analysis):
                       caption="Increase of each text's mean next-token loss, averaged over texts, with a bootstrap "
                               "interval over texts; the last two columns average over tokens that did / did not "
                               "already occur earlier in their text.")
+        tables = [table]
+        if neuron_rows and p.neurons_shown:
+            tables.append(Table(id="lm_ablation.neurons", title="MLP neurons whose ablation raises the loss most",
+                                columns=table.columns, rows=neuron_rows[:p.neurons_shown],
+                                caption=f"{len(neuron_rows)} neurons of layers {', '.join(map(str, p.neurons))}, "
+                                        "each ablated alone; every neuron's numbers are in the section's "
+                                        "`module_metrics`."))
         metrics = {"targets": float(len(targets)), "texts": float(texts),
                    "max_loss_increase": max((m["loss_increase"] for m in module_metrics.values()), default=0.0)}
-        return Section(id=self.id, title=self.title, summary=summary, metrics=metrics, tables=[table],
+        return Section(id=self.id, title=self.title, summary=summary, metrics=metrics, tables=tables,
                        findings=findings, module_metrics=module_metrics,
-                       details={"mode": p.mode, "clean_loss": float(np.nanmean(base.numpy())), "cache": cache})
+                       details={"mode": p.mode, "clean_loss": float(np.nanmean(base.numpy())), "cache": cache,
+                                "unused": p.unused})
 
     def _findings(self, mm: dict[str, dict[str, float]], targets: list[LMTarget], texts: int,
                   powered: bool) -> list[Finding]:

@@ -10,28 +10,9 @@ import torch
 from auditor.config import AnalysesConfig, AuditConfig, DataSpec, ModelSpec
 from auditor.pipeline import run_audit
 from auditor.report.io import save_report
-from tests.lm_models import induction_gpt2, repeated_texts, word_tokenizer, write_texts
+from tests.lm_models import NEURON, READS, WRITES, neuron_gpt2, repeated_texts, word_tokenizer, write_texts
 
-NEURON = 3
-"""MLP neuron 3 of layer 0 reads token w5's slot of the residual stream and writes into w7's."""
-READS, WRITES = 5, 7
 MODULE = "transformer.h.0.mlp.act"
-
-
-def neuron_gpt2():  # type: ignore[no-untyped-def]  # a GPT2LMHeadModel
-    """The hand-built induction GPT-2 (tests/lm_models.py, whose MLPs output zeros) with one live MLP neuron.
-
-    After ln_2 a token's one-hot slot is its largest entry (about 6.5: three ones in 128 dimensions, normalized),
-    every other token slot slightly negative; so the neuron's pre-activation is about 3.5 on w5 and below -3
-    elsewhere, where GELU gives it almost nothing (below 0.003 in size). Its output row is w7's slot, which the
-    tied unembedding reads as w7's logit. Every other neuron's pre-activation is 0, and GELU(0) = 0."""
-    model = induction_gpt2()
-    mlp = model.transformer.h[0].mlp
-    with torch.no_grad():
-        mlp.c_fc.weight[READS, NEURON] = 1.0  # Conv1D: x @ weight, weight (d_model, inner)
-        mlp.c_fc.bias[NEURON] = -3.0
-        mlp.c_proj.weight[NEURON, WRITES] = 1.0  # weight (inner, d_model): the neuron's output row
-    return model
 
 
 def _audit(folder: Path, model, tables: dict[str, object], *, texts: int = 16):  # type: ignore[no-untyped-def]
