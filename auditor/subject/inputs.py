@@ -74,6 +74,21 @@ class Inputs:
             return mean.to(x.device).expand_as(x).contiguous()
         return torch.zeros_like(x)
 
+    def baseline_kind(self, requested: Baseline) -> Literal["zeros", "mean", "pad"]:
+        """The baseline an explainer starts from: the one asked for (text: always the pad token)."""
+        return requested
+
+    def deletion_fill(self, x: torch.Tensor, requested: str) -> str:
+        """What a deleted position becomes: an image's may be imputed or blurred (`requested`), anything else's
+        the baseline (text: the pad token)."""
+        return requested if x.dim() == 4 and requested != "baseline" else "baseline"
+
+    def deletion_units(self, x: torch.Tensor, patch: int | None, *, short: bool = False) -> str:
+        """What deletion removes, in words: patches of `patch` pixels, or values, or features (text: tokens)."""
+        if patch is not None:
+            return "patches" if short else f"{patch}×{patch}-pixel patches"
+        return "features" if short or x.dim() < 4 else "values"
+
     def positions(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Per sample, the flat map positions a reader sees: every pixel (images) or value (arrays)."""
         x = inputs[self.key]
@@ -162,6 +177,15 @@ class TextInputs(Inputs):
     def baseline(self, x: torch.Tensor, kind: Baseline = "zeros", *, batch_size: int = 64) -> torch.Tensor:
         """Every token but the sequence markers replaced by the pad token (`kind` does not apply to text)."""
         return self.subject.adapter.baseline_ids(x)
+
+    def baseline_kind(self, requested: Baseline) -> Literal["zeros", "mean", "pad"]:
+        return "pad"
+
+    def deletion_fill(self, x: torch.Tensor, requested: str) -> str:
+        return "pad"
+
+    def deletion_units(self, x: torch.Tensor, patch: int | None, *, short: bool = False) -> str:
+        return "tokens"
 
     def baseline_inputs(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The inputs with the token ids replaced by their baseline (attention mask and the rest kept)."""

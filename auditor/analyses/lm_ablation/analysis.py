@@ -1,29 +1,30 @@
-"""Ablation of a causal language model's layers, attention modules, heads and MLPs, measured as the increase of
-the next-token loss, with a bootstrap interval over the audit texts.
+"""Ablation of a causal language model's layers, attention modules, heads, MLPs and (of chosen layers) MLP neurons,
+measured as the increase of the next-token loss, with a bootstrap interval over the audit texts.
 
 Each target's output is replaced by its mean over the audited tokens of the audit data (mean ablation; Wang
 et al., 2022, "Interpretability in the Wild") or by the same module's output on another text of the batch
 (resample ablation; Chan et al., 2022, "Causal scrubbing"). A layer is ablated by its two branches (attention
 and MLP, what it adds to the residual stream), a head by its slice of the input to the attention output
-projection (Michel et al., 2019). The increase is also split by token kind: tokens that already occurred earlier
+projection (Michel et al., 2019), a neuron by its activation. The increase is also split by token kind: tokens that already occurred earlier
 in their text (a repeat the context predicts: what induction heads serve) and first occurrences.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from torch import nn
 
+from auditor.analyses.lm_ablation.findings import FINDINGS
+from auditor.analyses.lm_ablation.params import LMAblationParams
+from auditor.analyses.lm_ablation.targets import LMTarget, Means, fill_slice, lm_targets, neuron_layers
 from auditor.engine.analysis import Analysis, AuditContext, PlanContext
 from auditor.engine.passes import PatchedPass
-from auditor.errors import ConfigError
 from auditor.kit.lm import (
     LMLayout,
     audited_positions,
@@ -31,131 +32,15 @@ from auditor.kit.lm import (
     first_tensor,
     hooks,
     lm_layout,
-    mlp_activations,
-    mlp_width,
     replace_first,
     seen_before,
     text_losses,
     value_slice,
 )
-from auditor.schema.findings import Finding
+from auditor.schema.findings import Finding, Findings
 from auditor.schema.report import Cost, Section, Table
 from auditor.subject import Task
-from auditor.analyses.lm_ablation.findings import FINDINGS
-from auditor.schema.findings import Findings
 from auditor.walk.patch import Patch
-
-Kind = Literal["layer", "attention", "head", "mlp", "neuron"]
-
-
-class LMAblationParams(BaseModel):
-    """`[analyses.lm_ablation]`: what is ablated, how, and the thresholds of its findings."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    mode: Literal["mean", "resample"] = "mean"
-    layers: bool = True
-    attention: bool = True
-    heads: bool = True
-    mlps: bool = True
-    neurons: tuple[int, ...] = ()
-    """Layers (counted from 0) whose MLP neurons are each ablated alone, named `<MLP activation>#<unit>`
-    (`transformer.h.0.mlp.act#17`): one pass per neuron (GPT-2-small has 3,072 per layer)."""
-    neurons_shown: int = Field(20, ge=0)
-    """Rows of the neurons' table: the neurons whose ablation raises the loss most."""
-    critical: float = Field(1.0, gt=0.0)
-    """A target whose ablation raises the loss by at least this many nats (interval low end) is critical."""
-    unused: float = Field(0.01, gt=0.0)
-    """A target whose interval lies within +/- this many nats changes nothing measurable."""
-    in_context: float = Field(0.5, gt=0.0)
-    """A target serves in-context repeats when its ablation raises the loss on repeated tokens by at least
-    this much and on first occurrences by less than a fifth of it."""
-    cache_mib: int = Field(1024, ge=0)
-    """Mean ablation: memory for the recorded outputs that let a pass skip what precedes the ablated target
-    (the engine's cached prefixes); 0: every pass runs the whole model."""
-    stack: int = Field(16, ge=1)
-    """Mean ablation: up to this many passes share one forward on stacked copies of the batch (at most
-    `stack_mib` for the largest module output of one forward), where the model treats the copies alike."""
-    stack_mib: int = Field(256, ge=1)
-    min_texts: int = Field(10, ge=2)
-    """With fewer texts the intervals have no power: the section says inconclusive."""
-
-
-@dataclass(frozen=True)
-class LMTarget:
-    name: str
-    kind: Kind
-    forward: tuple[str, ...] = ()
-    """Modules whose whole output is replaced."""
-    head: tuple[str, int] | None = None
-    """(output projection, head index): the head's slice of the projection's input is replaced."""
-    unit: tuple[str, int] | None = None
-    """(MLP activation, neuron index): that neuron's activation is replaced."""
-    layer: int = 0
-
-
-def neuron_layers(model: nn.Module, layout: LMLayout, params: LMAblationParams, ctx: PlanContext
-                  ) -> dict[int, tuple[str, int]]:
-    """Per layer of `params.neurons`, its MLP activation module and its number of neurons; ValueError for a layer
-    the model does not have or whose MLP neurons cannot be found."""
-    if not params.neurons:
-        return {}
-    acts = mlp_activations(layout, lambda n: ctx.tree.nodes[n].activation, ctx.tree.names)
-    out = {}
-    for i in params.neurons:
-        part = layout.layers[i] if 0 <= i < len(layout.layers) else None
-        width = mlp_width(model, part.mlp) if part is not None and part.mlp else None
-        if part is None or i not in acts or width is None:
-            raise ConfigError(f"[analyses.lm_ablation] neurons: layer {i} has no MLP neurons to ablate (the model "
-                              f"has {len(layout.layers)} layers; an MLP with an activation module and an output "
-                              "projection is needed)")
-        out[i] = (acts[i], width)
-    return out
-
-
-def lm_targets(layout: LMLayout, params: LMAblationParams,
-               neurons: dict[int, tuple[str, int]] | None = None) -> list[LMTarget]:
-    """Every target, in model order: the layer, its attention, its heads, its MLP, its MLP's neurons."""
-    neurons = neurons or {}
-    targets: list[LMTarget] = []
-    for i, part in enumerate(layout.layers):
-        branches = (part.attention, *([part.mlp] if part.mlp else []))
-        if params.layers:
-            targets.append(LMTarget(part.name, "layer", forward=branches, layer=i))
-        if params.attention:
-            targets.append(LMTarget(part.attention, "attention", forward=(part.attention,), layer=i))
-        if params.heads and layout.heads > 1:
-            targets.extend(LMTarget(f"{part.attention}#head{h}", "head", head=(part.out_proj, h), layer=i)
-                           for h in range(layout.heads))
-        if params.mlps and part.mlp:
-            targets.append(LMTarget(part.mlp, "mlp", forward=(part.mlp,), layer=i))
-        if i in neurons:
-            act, width = neurons[i]
-            targets.extend(LMTarget(f"{act}#{u}", "neuron", unit=(act, u), layer=i) for u in range(width))
-    return targets
-
-
-def _fill_slice(output: torch.Tensor, *, part: slice, fill: torch.Tensor) -> torch.Tensor:
-    """`output` with its last dimension's `part` set to `fill` at every position."""
-    out = output.clone()
-    out[..., part] = fill.to(out.dtype)
-    return out
-
-
-class _Means:
-    """Per module, the mean of its main output (or, for an output projection, of its input) over audited tokens."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, name: str, value: torch.Tensor, mask: torch.Tensor) -> None:
-        picked = value.detach()[mask[:, :value.shape[1]]].double()
-        self.sums[name] = self.sums.get(name, 0) + picked.sum(dim=0)
-        self.counts[name] = self.counts.get(name, 0) + int(picked.shape[0])
-
-    def mean(self, name: str) -> torch.Tensor:
-        return self.sums[name] / max(1, self.counts[name])
 
 
 class LMAblation(Analysis):
@@ -220,7 +105,7 @@ class LMAblation(Analysis):
         return self._section(ctx, layout, targets, clean, patched, repeated, cache)
 
     def _cached(self, ctx: AuditContext, layout: LMLayout, targets: list[LMTarget],
-                means: _Means) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+                means: Means) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
         """Mean ablation as the engine's patched passes (`ctx.patched_scores`: each runs what follows the ablated
         target, on cached prefixes, several stacked in one forward): a layer, attention module or MLP by its
         outputs replaced with their means, a head by its values replaced with its output's mean (`value_slice`).
@@ -238,10 +123,10 @@ class LMAblation(Analysis):
                 module, part = where
                 d = layout.head_dim
                 fill = means.mean(target.head[0])[target.head[1] * d:(target.head[1] + 1) * d].float()
-                patches[module] = Patch(output=partial(_fill_slice, part=part, fill=fill))
+                patches[module] = Patch(output=partial(fill_slice, part=part, fill=fill))
             if target.unit is not None:
                 act, u = target.unit
-                patches[act] = Patch(output=partial(_fill_slice, part=slice(u, u + 1), fill=means.mean(act)[u:u + 1]
+                patches[act] = Patch(output=partial(fill_slice, part=slice(u, u + 1), fill=means.mean(act)[u:u + 1]
                                                     .float()))
             passes.append(PatchedPass(patches=patches, label=f"ablating {target.name}"))
             names.append(target.name)
@@ -256,10 +141,10 @@ class LMAblation(Analysis):
                 "seconds": round(run.seconds, 3) if run else None}
         return dict(zip(names, scores, strict=True)), cost
 
-    def _means(self, ctx: AuditContext, layout: LMLayout, targets: list[LMTarget]) -> _Means:
+    def _means(self, ctx: AuditContext, layout: LMLayout, targets: list[LMTarget]) -> Means:
         """One recording pass: the mean output of every ablated module (and input of every output projection, and
         output of every MLP activation whose neurons are ablated)."""
-        means = _Means()
+        means = Means()
         mask_now: list[torch.Tensor] = []
 
         def out_hook(name: str) -> Callable[..., None]:
@@ -295,7 +180,7 @@ class LMAblation(Analysis):
         return kept
 
     @staticmethod
-    def _patches(target: LMTarget, layout: LMLayout, means: _Means | None,
+    def _patches(target: LMTarget, layout: LMLayout, means: Means | None,
                  donors: dict[str, torch.Tensor] | None) -> dict[str, list[tuple[str, Callable[..., Any]]]]:
         def value(name: str, like: torch.Tensor) -> torch.Tensor:
             if means is not None:

@@ -48,11 +48,10 @@ class TrustRunBase:
     # --- inputs ----------------------------------------------------------------------------------------
 
     def _baseline_spec(self, key: str) -> Baseline:
-        if self.inputs.is_text:
-            return Baseline("pad")
-        if self.p.baseline == "mean":
+        kind = self.inputs.baseline_kind(self.p.baseline)
+        if kind == "mean":
             return Baseline("mean", self.subject.input_means(self.ctx.config.batch_size)[key])
-        return Baseline("zeros")
+        return Baseline(kind)
 
     def _baseline(self, x: torch.Tensor) -> torch.Tensor:
         return self.setup.baseline(x)

@@ -55,11 +55,7 @@ class DeletionTest:
 
     def fill(self, x: torch.Tensor) -> str:
         """What a removed position becomes, in words (and which fill `editable` uses)."""
-        if self.inputs.is_text:
-            return "pad"
-        if x.dim() == 4 and self.p.deletion_fill != "baseline":
-            return self.p.deletion_fill
-        return "baseline"
+        return self.inputs.deletion_fill(x, self.p.deletion_fill)
 
     def patch(self, x: torch.Tensor) -> int | None:
         """Images: the side of the square patches removed together (None: arrays and text)."""
@@ -195,15 +191,13 @@ class DeletionTest:
         fill = {"impute": "filled by ROAD's noisy linear imputation", "blur": "replaced by a blurred copy",
                 "baseline": "replaced by the baseline", "pad": "replaced by the pad token"}[self.fill(x)]
         side = self.patch(x)
-        if self.inputs.is_text:
-            return f"tokens ({fill})"
-        if side is None:
-            return f"features ({fill})" if x.dim() < 4 else f"values ({fill})"
-        return f"{side}×{side}-pixel patches ({int(np.median(positions))} per image, {fill})"
+        units = self.inputs.deletion_units(x, side)
+        per_image = f"{int(np.median(positions))} per image, " if side is not None else ""
+        return f"{units} ({per_image}{fill})"
 
     def figure(self, fractions: np.ndarray, curves: dict[str, np.ndarray]) -> Figure:
         x = self.first
-        unit = "tokens" if self.inputs.is_text else ("patches" if self.patch(x) is not None else "features")
+        unit = self.inputs.deletion_units(x, self.patch(x), short=True)
         with new_figure(7.5, 2.8) as (fig, _):
             fig.clf()
             axes = fig.subplots(1, 2, sharey=True)
