@@ -20,9 +20,12 @@ import sys
 import time
 
 COMPETITOR = """
+import sys
 import torch
 torch.set_num_threads(2)
 a = torch.randn(384, 384)
+b = a @ a
+print("running", flush=True)
 while True:
     b = a @ a
 """
@@ -45,9 +48,14 @@ def _audit_seconds(demo: str, threads: int | None, analyses: list[str] | None, m
 
 
 def _with_competitor(run):  # type: ignore[no-untyped-def]
-    job = subprocess.Popen([sys.executable, "-c", COMPETITOR], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """`run()` while the competing job computes: started first, and waited for until its first product is done (its
+    `import torch` takes seconds; a sleep of one second let the audit's thread choice run before the job did)."""
+    job = subprocess.Popen([sys.executable, "-c", COMPETITOR], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True)
     try:
-        time.sleep(1.0)
+        assert job.stdout is not None
+        job.stdout.readline()  # "running"
+        time.sleep(0.5)
         return run()
     finally:
         job.kill()

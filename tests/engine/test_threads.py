@@ -16,8 +16,10 @@ from auditor.engine.threads import choose_threads, torch_threads
 
 @pytest.fixture()
 def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two cores, nothing else runnable on them (whatever else runs beside the test)."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads_module, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads_module, "other_runnable", lambda: 0)
 
 
 def test_an_asked_for_count_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,6 +52,21 @@ def test_one_thread_when_one_batch_is_as_fast_on_one(two_cores: None) -> None:
 def test_all_cores_when_they_are_clearly_faster(two_cores: None) -> None:
     choice = choose_threads(None, _forward_taking({1: 0.05, 2: 0.01}))
     assert (choice.threads, choice.source) == (2, "measured")
+
+
+def test_the_cores_other_threads_keep_busy_are_left_to_them(two_cores: None,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # a 2-thread job beside the audit: one batch would still run faster on both cores, the audit would not
+    monkeypatch.setattr(threads_module, "other_runnable", lambda: 2)
+    choice = choose_threads(None, _forward_taking({1: 0.05, 2: 0.01}))
+    assert choice.threads == 1 and "2 other threads runnable" in choice.reason and not choice.batch_seconds
+    monkeypatch.setattr(threads_module, "available_cores", lambda: 8)
+    assert choose_threads(None, _forward_taking({1: 0.05, 8: 0.01})).threads == 6
+
+
+def test_the_running_count_is_read_from_the_machine() -> None:
+    busy = threads_module.other_runnable(samples=3, interval=0.0)
+    assert busy is None or busy >= 0  # None off Linux
 
 
 def test_torch_threads_applies_and_restores(two_cores: None) -> None:
