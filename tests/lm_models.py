@@ -150,3 +150,30 @@ def neuron_gpt2():  # type: ignore[no-untyped-def]  # a GPT2LMHeadModel
         mlp.c_fc.bias[NEURON] = -3.0
         mlp.c_proj.weight[NEURON, WRITES] = 1.0  # weight (inner, d_model): the neuron's output row
     return model
+
+
+def random_gpt2_ablation(folder, **params):  # type: ignore[no-untyped-def]
+    """lm_ablation alone on a randomly initialized (seeded) 3-layer GPT-2 with the word tokenizer."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from auditor.config import AnalysesConfig, AuditConfig, DataSpec, ModelSpec
+    from auditor.pipeline import run_audit
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=3, n_head=4, n_inner=64,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+                        pad_token_id=0, use_cache=False)
+    model = GPT2LMHeadModel(config)
+    with torch.no_grad():  # weights large enough that every part matters: ablations move the loss visibly
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    model.save_pretrained(folder / "model")
+    word_tokenizer().save_pretrained(folder / "model")
+    texts = repeated_texts(11, length=6, seed=1) + [" ".join(f"w{i}" for i in range(1, 12))]  # one longer: padding
+    data = write_texts(folder / "texts.csv", texts)
+    config_ = AuditConfig(model=ModelSpec(path=str(folder / "model")), data=DataSpec(path=str(data)), batch_size=5,
+                          analyses=AnalysesConfig.model_validate({"only": ["lm_ablation"], "lm_ablation": params}))
+    section = next(s for s in run_audit(config_).sections if s.id == "lm_ablation")
+    assert section.error is None, section.error
+    return section

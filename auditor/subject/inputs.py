@@ -84,10 +84,11 @@ class Inputs:
         return requested if x.dim() == 4 and requested != "baseline" else "baseline"
 
     def deletion_units(self, x: torch.Tensor, patch: int | None, *, short: bool = False) -> str:
-        """What deletion removes, in words: patches of `patch` pixels, or values, or features (text: tokens)."""
+        """What deletion removes, in words: patches of `patch` pixels, or values, or what one position is (`unit`:
+        features, tokens)."""
         if patch is not None:
             return "patches" if short else f"{patch}×{patch}-pixel patches"
-        return "features" if short or x.dim() < 4 else "values"
+        return self.unit if short or x.dim() < 4 else "values"
 
     def positions(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Per sample, the flat map positions a reader sees: every pixel (images) or value (arrays)."""
@@ -183,9 +184,6 @@ class TextInputs(Inputs):
 
     def deletion_fill(self, x: torch.Tensor, requested: str) -> str:
         return "pad"
-
-    def deletion_units(self, x: torch.Tensor, patch: int | None, *, short: bool = False) -> str:
-        return "tokens"
 
     def baseline_inputs(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The inputs with the token ids replaced by their baseline (attention mask and the rest kept)."""

@@ -69,7 +69,9 @@ def synthesize(report: AuditReport, config: CardsConfig | None = None) -> list[C
     """
     view = AuditView.of(report, config or card_config(report))
     kinds = {b.name: b.kind for b in view.blocks}
-    return [build_card(view, name, block=kinds.get(name)) for name in card_modules(view)]
+    names = card_modules(view)
+    view.card_names = frozenset(names)
+    return [build_card(view, name, block=kinds.get(name)) for name in names]
 
 
 def build_card(view: AuditView, module: str, *, block: str | None) -> Card:
@@ -142,7 +144,7 @@ def _contribution_share(view: AuditView, module: str) -> float:
 def _text_units(view: AuditView, module: str) -> list[Clause]:
     """Its most relevant units' top tokens (features on a text model); a language model's MLP neurons (features of
     `<layer>.mlp.act`) on the card of the nearest module that has one: the tokens they fire on and promote."""
-    cards = set(card_modules(view))
+    cards = _card_names(view)
     clauses = []
     for entry in view.details("features").get("text_units", []) or []:
         if not isinstance(entry, dict) or not isinstance(entry.get("module"), str):
@@ -173,7 +175,7 @@ def _neuron_ablation(view: AuditView, module: str) -> list[Clause]:
     found = view.sections.get("lm_ablation")
     if found is None:
         return []
-    cards = set(card_modules(view))
+    cards = _card_names(view)
     groups: dict[str, dict[str, float]] = {}
     for name, metrics in found.module_metrics.items():
         act, sep, unit = name.rpartition("#")
@@ -194,7 +196,14 @@ def _neuron_ablation(view: AuditView, module: str) -> list[Clause]:
     return clauses
 
 
-def _nearest_card(name: str, cards: set[str]) -> str | None:
+def _card_names(view: AuditView) -> frozenset[str]:
+    """The modules with a card, computed once per view (every card's clauses ask)."""
+    if view.card_names is None:
+        view.card_names = frozenset(card_modules(view))
+    return view.card_names
+
+
+def _nearest_card(name: str, cards: frozenset[str]) -> str | None:
     """`name` itself or its nearest ancestor with a card."""
     while name:
         if name in cards:

@@ -70,6 +70,8 @@ class AuditView:
     generator: bool = False
     first_decodable: dict[str, str | None] = field(default_factory=dict)
     """Per property, the first module in probe order where it passes its test (filled as cards ask)."""
+    card_names: frozenset[str] | None = None
+    """The modules that get a card (`synthesis.build.card_modules`, filled once when first asked)."""
 
     @classmethod
     def of(cls, report: AuditReport, config: CardsConfig) -> AuditView:

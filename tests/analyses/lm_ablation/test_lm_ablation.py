@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lm_models import audit_induction_model
+from tests.lm_models import audit_induction_model, random_gpt2_ablation
 
 INDUCTION, PREVIOUS = "transformer.h.1.attn#head0", "transformer.h.0.attn#head0"
 IDLE = ("transformer.h.0.attn#head1", "transformer.h.1.attn#head1", "transformer.h.0.mlp", "transformer.h.1.mlp")
@@ -54,40 +54,11 @@ def test_few_texts_are_inconclusive(tmp_path) -> None:  # type: ignore[no-untype
     assert "lm_ablation.inconclusive" in ids and "lm_ablation.in_context" not in ids
 
 
-def _random_gpt2_audit(folder, **params):  # type: ignore[no-untyped-def]
-    """lm_ablation alone on a randomly initialized (seeded) 3-layer GPT-2 with the word tokenizer."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from auditor.config import AnalysesConfig, AuditConfig, DataSpec, ModelSpec
-    from auditor.pipeline import run_audit
-    from tests.lm_models import VOCAB, repeated_texts, word_tokenizer, write_texts
-
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=3, n_head=4, n_inner=64,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
-                        pad_token_id=0, use_cache=False)
-    model = GPT2LMHeadModel(config)
-    with torch.no_grad():  # weights large enough that every part matters: ablations move the loss visibly
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 0.3)
-    model.save_pretrained(folder / "model")
-    word_tokenizer().save_pretrained(folder / "model")
-    texts = repeated_texts(11, length=6, seed=1) + [" ".join(f"w{i}" for i in range(1, 12))]  # one longer: padding
-    data = write_texts(folder / "texts.csv", texts)
-    config_ = AuditConfig(model=ModelSpec(path=str(folder / "model")), data=DataSpec(path=str(data)), batch_size=5,
-                          analyses=AnalysesConfig.model_validate({"only": ["lm_ablation"], "lm_ablation": params}))
-    section = next(s for s in run_audit(config_).sections if s.id == "lm_ablation")
-    assert section.error is None, section.error
-    return section
-
-
 def test_mean_ablation_on_cached_prefixes_equals_full_passes(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Every target (layers, attention, heads by their values, MLPs) on the engine's cached prefixes, stacked, gives
     the numbers of whole passes with the head's slice of the output projection's input replaced."""
-    fast = _random_gpt2_audit(tmp_path / "fast")
-    slow = _random_gpt2_audit(tmp_path / "slow", cache_mib=0)
+    fast = random_gpt2_ablation(tmp_path / "fast")
+    slow = random_gpt2_ablation(tmp_path / "slow", cache_mib=0)
     assert slow.details["cache"] is None
     cache = fast.details["cache"]  # every target on cached prefixes: none needed the whole model
     assert cache["targets"] == 21 and cache["full_forward"] == 0

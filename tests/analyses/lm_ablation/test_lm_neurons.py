@@ -19,8 +19,7 @@ import pytest
 from auditor.config import AnalysesConfig, AuditConfig, DataSpec, ModelSpec
 from auditor.errors import ConfigError
 from auditor.pipeline import run_audit
-from tests.analyses.lm_ablation.test_lm_ablation import _random_gpt2_audit
-from tests.lm_models import NEURON, READS, WRITES, neuron_gpt2, word_tokenizer, write_texts
+from tests.lm_models import NEURON, READS, WRITES, neuron_gpt2, random_gpt2_ablation, word_tokenizer, write_texts
 
 ACT = "transformer.h.0.mlp.act"
 INNER = 512  # the hand-built model's n_inner
@@ -88,15 +87,15 @@ def test_the_neurons_table_leads_with_it_and_the_main_table_has_no_neurons(secti
 
 def test_neuron_ablation_on_cached_prefixes_equals_whole_passes_and_resample_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     only_neurons = {"neurons": [1], "layers": False, "attention": False, "heads": False, "mlps": False}
-    fast = _random_gpt2_audit(tmp_path / "fast", **only_neurons)
-    slow = _random_gpt2_audit(tmp_path / "slow", cache_mib=0, **only_neurons)
+    fast = random_gpt2_ablation(tmp_path / "fast", **only_neurons)
+    slow = random_gpt2_ablation(tmp_path / "slow", cache_mib=0, **only_neurons)
     assert fast.details["cache"]["targets"] == 64 and fast.details["cache"]["full_forward"] == 0
     assert set(fast.module_metrics) == set(slow.module_metrics) == {f"transformer.h.1.mlp.act#{u}" for u in range(64)}
     for name, metrics in slow.module_metrics.items():
         for key, value in metrics.items():
             assert fast.module_metrics[name][key] == pytest.approx(value, rel=1e-4, abs=1e-5), (name, key)
     assert sum(abs(m["loss_increase"]) > 1e-3 for m in slow.module_metrics.values()) >= 32
-    resampled = _random_gpt2_audit(tmp_path / "resample", mode="resample", **only_neurons)
+    resampled = random_gpt2_ablation(tmp_path / "resample", mode="resample", **only_neurons)
     assert len(resampled.module_metrics) == 64
 
 
